@@ -1,0 +1,47 @@
+# gepetto developer commands. Every target sets up what it needs on a fresh machine.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MLFLOW_DISABLE_TELEMETRY := true
+export WANDB_MODE := offline
+export HF_HUB_OFFLINE := 1
+export ANONYMIZED_TELEMETRY := False
+
+.PHONY: setup setup-llm test test-fast lint format demo bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The real local LLM (llama-server + Qwen2.5-Coder GGUF models, pinned and sha256-checked).
+setup-llm: setup
+	VENV=$(VENV) scripts/setup-local-llm
+
+# Lint, type-check and run every test, the slow ones (real LLM, real processes) included.
+test: setup setup-llm lint
+	$(PY) -m pytest
+
+# The quick loop: no slow tests.
+test-fast: setup
+	$(PY) -m pytest -m "not slow" -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests bench examples
+	$(VENV)/bin/ruff format --check src tests bench examples
+	$(VENV)/bin/mypy
+
+format: setup
+	$(VENV)/bin/ruff format src tests bench examples
+	$(VENV)/bin/ruff check --fix src tests bench examples
+
+demo: setup
+	$(PY) examples/quickstart.py
+
+bench: setup
+	$(PY) bench/overhead.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

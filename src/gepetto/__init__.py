@@ -1,0 +1,75 @@
+"""gepetto: fast, production-grade GEPA (reflective prompt evolution with Pareto selection).
+
+Quick start::
+
+    import gepetto
+    result = gepetto.optimize(
+        seed_candidate={"instructions": "Answer the question."},
+        trainset=train, valset=val,
+        adapter=my_adapter,            # gepa's adapter protocol, sync or async
+        reflection_lm=my_llm,          # any callable prompt -> str
+        max_metric_calls=300,
+    )
+    print(result.best_candidate)
+"""
+
+from gepetto.adapter import GEPAAdapter, ProposesNewTexts
+from gepetto.api import aoptimize, optimize
+from gepetto.engine.optimizer import Optimizer
+from gepetto.engine.tasks import EvaluateTask, ReflectTask
+from gepetto.errors import (
+    AdapterContractError,
+    BudgetExhausted,
+    ConfigError,
+    GepettoError,
+    ReflectionError,
+    RunInterrupted,
+)
+from gepetto.evaluation import EvaluationFailure, ScoredBatch
+from gepetto.proposers import DEFAULT_REFLECTION_TEMPLATE, ProposalOutcome
+from gepetto.result import Result
+from gepetto.stopping import (
+    MaxCandidates,
+    MaxMetricCalls,
+    NoImprovement,
+    RunStatus,
+    ScoreThreshold,
+    StopCondition,
+    StopFile,
+    Timeout,
+)
+from gepetto.types import Candidate, EvaluationBatch
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "DEFAULT_REFLECTION_TEMPLATE",
+    "AdapterContractError",
+    "BudgetExhausted",
+    "Candidate",
+    "ConfigError",
+    "EvaluateTask",
+    "EvaluationBatch",
+    "EvaluationFailure",
+    "GEPAAdapter",
+    "GepettoError",
+    "MaxCandidates",
+    "MaxMetricCalls",
+    "NoImprovement",
+    "Optimizer",
+    "ProposalOutcome",
+    "ProposesNewTexts",
+    "ReflectTask",
+    "ReflectionError",
+    "Result",
+    "RunInterrupted",
+    "RunStatus",
+    "ScoreThreshold",
+    "ScoredBatch",
+    "StopCondition",
+    "StopFile",
+    "Timeout",
+    "__version__",
+    "aoptimize",
+    "optimize",
+]

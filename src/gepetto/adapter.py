@@ -1,0 +1,211 @@
+"""The adapter protocol (the same as gepa's) and the runner that calls it.
+
+An adapter connects gepetto to the user's system. It needs two methods and may have a third:
+
+``evaluate(batch, candidate, capture_traces=False) -> EvaluationBatch``
+    Run the system configured by ``candidate`` on every example of ``batch``; return one
+    output and one score per example (higher is better) and, when ``capture_traces`` is true,
+    one trajectory per example. Score a failing example (for example 0.0) instead of raising;
+    do not mutate the inputs.
+
+``make_reflective_dataset(candidate, eval_batch, components_to_update) -> dict``
+    For each component to update, a list of JSON-like records (typically inputs, generated
+    outputs and feedback) that the reflection LM will read.
+
+``propose_new_texts(candidate, reflective_dataset, components_to_update) -> dict`` (optional)
+    Propose the new texts yourself instead of gepetto's reflection prompt.
+
+Each method may be a plain method or an ``async def`` one; sync methods run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import numbers
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from gepetto.errors import AdapterContractError, ConfigError
+from gepetto.types import EvaluationBatch
+
+__all__ = [
+    "AdapterRunner",
+    "GEPAAdapter",
+    "ProposesNewTexts",
+    "ReflectiveDataset",
+]
+
+ReflectiveDataset = Mapping[str, Sequence[Mapping[str, Any]]]
+T = TypeVar("T")
+
+
+@runtime_checkable
+class GEPAAdapter(Protocol):
+    """The two required methods of an adapter (sync or async)."""
+
+    def evaluate(
+        self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False
+    ) -> EvaluationBatch[Any, Any] | Awaitable[EvaluationBatch[Any, Any]]: ...
+
+    def make_reflective_dataset(
+        self,
+        candidate: dict[str, str],
+        eval_batch: EvaluationBatch[Any, Any],
+        components_to_update: list[str],
+    ) -> ReflectiveDataset | Awaitable[ReflectiveDataset]: ...
+
+
+@runtime_checkable
+class ProposesNewTexts(Protocol):
+    """The optional capability: an adapter that proposes new texts itself."""
+
+    def propose_new_texts(
+        self,
+        candidate: dict[str, str],
+        reflective_dataset: ReflectiveDataset,
+        components_to_update: list[str],
+    ) -> dict[str, str] | Awaitable[dict[str, str]]: ...
+
+
+async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
+    """Await an async function, or run a sync one in a worker thread."""
+    if inspect.iscoroutinefunction(fn):
+        return await fn(*args)
+    result = await asyncio.to_thread(fn, *args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class AdapterRunner:
+    """Calls a user adapter and checks what it returns against the protocol.
+
+    Args:
+        adapter: an object implementing :class:`GEPAAdapter`.
+
+    Raises:
+        ConfigError: if the adapter lacks ``evaluate`` or ``make_reflective_dataset``.
+    """
+
+    def __init__(self, adapter: object) -> None:
+        if not isinstance(adapter, GEPAAdapter):
+            missing = [
+                m for m in ("evaluate", "make_reflective_dataset") if not hasattr(adapter, m)
+            ]
+            raise ConfigError(
+                f"adapter {type(adapter).__name__} lacks {', '.join(missing)}; an adapter needs "
+                "evaluate(batch, candidate, capture_traces) and "
+                "make_reflective_dataset(candidate, eval_batch, components_to_update)"
+            )
+        self.adapter = adapter
+        self.proposes_texts = isinstance(adapter, ProposesNewTexts)
+        self.name = type(adapter).__name__
+
+    async def evaluate(
+        self, batch: list[Any], candidate: dict[str, str], capture_traces: bool
+    ) -> EvaluationBatch[Any, Any]:
+        """Run ``adapter.evaluate`` and check the shape of its result.
+
+        Raises:
+            AdapterContractError: wrong type, wrong lengths, or non-numeric scores.
+        """
+        result = await call_maybe_async(
+            self.adapter.evaluate, batch, dict(candidate), capture_traces
+        )
+        return check_evaluation_batch(result, len(batch), capture_traces, self.name)
+
+    async def make_reflective_dataset(
+        self,
+        candidate: dict[str, str],
+        eval_batch: EvaluationBatch[Any, Any],
+        components: list[str],
+    ) -> ReflectiveDataset:
+        """Run ``adapter.make_reflective_dataset`` and check it returns a mapping."""
+        result = await call_maybe_async(
+            self.adapter.make_reflective_dataset, dict(candidate), eval_batch, list(components)
+        )
+        if not isinstance(result, Mapping):
+            raise AdapterContractError(
+                f"{self.name}.make_reflective_dataset returned {type(result).__name__}; it must "
+                "return a dict component name -> list of records"
+            )
+        return result
+
+    async def propose_new_texts(
+        self, candidate: dict[str, str], dataset: ReflectiveDataset, components: list[str]
+    ) -> dict[str, str]:
+        """Run the adapter's own ``propose_new_texts``."""
+        method = self.adapter.propose_new_texts  # type: ignore[attr-defined]
+        result = await call_maybe_async(method, dict(candidate), dataset, list(components))
+        return check_proposed_texts(result, f"{self.name}.propose_new_texts")
+
+
+def check_proposed_texts(result: object, where: str) -> dict[str, str]:
+    """Check that a proposer returned a dict of str -> str."""
+    if not isinstance(result, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in result.items()
+    ):
+        raise AdapterContractError(f"{where} must return a dict component name -> new text")
+    return dict(result)
+
+
+def check_evaluation_batch(
+    result: object, batch_size: int, capture_traces: bool, adapter_name: str
+) -> EvaluationBatch[Any, Any]:
+    """Validate an adapter's ``EvaluationBatch`` (any object with the same fields works).
+
+    Raises:
+        AdapterContractError: with a message naming the field and the expected length.
+    """
+    where = f"{adapter_name}.evaluate"
+    outputs = getattr(result, "outputs", None)
+    scores = getattr(result, "scores", None)
+    if outputs is None or scores is None:
+        raise AdapterContractError(
+            f"{where} returned {type(result).__name__}; it must return an EvaluationBatch "
+            "with outputs and scores"
+        )
+    trajectories = getattr(result, "trajectories", None)
+    objective_scores = getattr(result, "objective_scores", None)
+    _check_length(where, "outputs", outputs, batch_size)
+    _check_length(where, "scores", scores, batch_size)
+    if capture_traces and trajectories is None:
+        raise AdapterContractError(
+            f"{where} was called with capture_traces=True but returned trajectories=None; "
+            "return one trajectory per example"
+        )
+    if trajectories is not None:
+        _check_length(where, "trajectories", trajectories, batch_size)
+    if objective_scores is not None:
+        _check_length(where, "objective_scores", objective_scores, batch_size)
+    checked_scores = [_as_score(where, s) for s in scores]
+    return EvaluationBatch(
+        outputs=list(outputs),
+        scores=checked_scores,
+        trajectories=list(trajectories) if trajectories is not None else None,
+        objective_scores=[dict(o) for o in objective_scores]
+        if objective_scores is not None
+        else None,
+    )
+
+
+def _check_length(where: str, field: str, values: object, expected: int) -> None:
+    if not isinstance(values, Sequence) or len(values) != expected:
+        size = len(values) if isinstance(values, Sequence) else type(values).__name__
+        raise AdapterContractError(
+            f"{where} returned {field} of length {size} for a batch of {expected} examples; "
+            f"return exactly one entry per example, in batch order"
+        )
+
+
+def _as_score(where: str, value: object) -> float:
+    if not isinstance(value, numbers.Real):
+        raise AdapterContractError(
+            f"{where} returned a score of type {type(value).__name__}; scores must be numbers"
+        )
+    score = float(value)
+    if not math.isfinite(score):
+        raise AdapterContractError(f"{where} returned a non-finite score ({value})")
+    return score

@@ -1,0 +1,219 @@
+"""``optimize()`` and ``aoptimize()``: run GEPA on your system with one call.
+
+The keyword names follow gepa 0.1.4's ``gepa.optimize`` where the meaning is the same, so a
+gepa user switches by changing the import. ``optimize`` is synchronous and also works inside
+a running event loop (Jupyter): it then runs the same async core in a helper thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gepetto.adapter import AdapterRunner
+from gepetto.engine.driver import Driver, ProposalFunction
+from gepetto.engine.optimizer import Optimizer
+from gepetto.errors import ConfigError
+from gepetto.lm.protocol import as_async_lm
+from gepetto.progress import RichProgress, progress_wanted, rich_available
+from gepetto.proposers.reflective import ReflectiveProposer, resolve_templates
+from gepetto.result import Result
+from gepetto.stopping import RunStatus, StopCondition
+from gepetto.strategies import (
+    AcceptanceCriterion,
+    BatchSampler,
+    CandidateSelector,
+    ComponentSelector,
+    EvaluationPolicy,
+)
+
+__all__ = ["aoptimize", "optimize"]
+
+
+async def aoptimize(
+    seed_candidate: Mapping[str, str],
+    trainset: Sequence[Any],
+    valset: Sequence[Any] | None = None,
+    adapter: object | None = None,
+    task_lm: object | None = None,
+    reflection_lm: object | None = None,
+    *,
+    candidate_selection_strategy: str | CandidateSelector = "pareto",
+    frontier_type: str = "instance",
+    skip_perfect_score: bool = True,
+    batch_sampler: str | BatchSampler = "epoch_shuffled",
+    reflection_minibatch_size: int | None = None,
+    perfect_score: float = 1.0,
+    reflection_prompt_template: str | Mapping[str, str] | None = None,
+    custom_candidate_proposer: ProposalFunction | None = None,
+    module_selector: str | ComponentSelector = "round_robin",
+    use_merge: bool = False,
+    max_metric_calls: int | None = None,
+    stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
+    callbacks: Sequence[object] | None = None,
+    display_progress_bar: bool | None = None,
+    cache_evaluation: bool = True,
+    seed: int = 0,
+    val_evaluation_policy: str | EvaluationPolicy | None = None,
+    acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
+    max_concurrency: int = 8,
+    parallel_proposals: int = 1,
+    handle_signals: bool = False,
+) -> Result:
+    """Optimize the texts of ``seed_candidate`` with GEPA; the async form of :func:`optimize`.
+
+    See :func:`optimize` for the arguments.
+    """
+    if task_lm is not None:
+        raise ConfigError(
+            "task_lm (the built-in single-turn adapter) is not available yet; pass adapter="
+        )
+    if use_merge:
+        raise ConfigError("use_merge=True is not available yet; leave it False")
+    if adapter is None:
+        raise ConfigError(
+            "pass adapter=: an object with evaluate(batch, candidate, capture_traces) and "
+            "make_reflective_dataset(candidate, eval_batch, components_to_update)"
+        )
+    if not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ConfigError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+    observers = list(callbacks or ())
+    if progress_wanted(display_progress_bar):
+        if not rich_available():
+            raise ConfigError(
+                "display_progress_bar=True needs rich: pip install 'gepetto[progress]'"
+            )
+        observers.append(RichProgress())
+    optimizer = Optimizer(
+        seed_candidate,
+        trainset,
+        valset,
+        callbacks=observers,
+        max_metric_calls=max_metric_calls,
+        stop_callbacks=stop_callbacks,
+        candidate_selection_strategy=candidate_selection_strategy,
+        frontier_type=frontier_type,
+        skip_perfect_score=skip_perfect_score,
+        batch_sampler=batch_sampler,
+        reflection_minibatch_size=reflection_minibatch_size,
+        perfect_score=perfect_score,
+        module_selector=module_selector,
+        acceptance_criterion=acceptance_criterion,
+        val_evaluation_policy=val_evaluation_policy,
+        cache_evaluation=cache_evaluation,
+        parallel_proposals=parallel_proposals,
+        seed=seed,
+        run_dir=run_dir,
+    )
+    runner = AdapterRunner(adapter)
+    templates = resolve_templates(reflection_prompt_template, optimizer.components)
+    proposer = None
+    if custom_candidate_proposer is None and not runner.proposes_texts:
+        if reflection_lm is None:
+            raise ConfigError(
+                "pass reflection_lm= (a callable prompt -> str), or an adapter with "
+                "propose_new_texts, or custom_candidate_proposer="
+            )
+        proposer = ReflectiveProposer(as_async_lm(reflection_lm), templates)
+    elif custom_candidate_proposer is not None and not callable(custom_candidate_proposer):
+        raise ConfigError("custom_candidate_proposer must be callable")
+    if run_dir is not None:
+        os.makedirs(run_dir, exist_ok=True)
+    driver = Driver(
+        optimizer,
+        runner,
+        proposer=proposer,
+        custom_proposer=custom_candidate_proposer,
+        max_concurrency=max_concurrency,
+    )
+    return await driver.run(handle_signals=handle_signals)
+
+
+def optimize(
+    seed_candidate: Mapping[str, str],
+    trainset: Sequence[Any],
+    valset: Sequence[Any] | None = None,
+    adapter: object | None = None,
+    task_lm: object | None = None,
+    reflection_lm: object | None = None,
+    **options: Any,
+) -> Result:
+    """Optimize the texts of ``seed_candidate`` with GEPA and return the :class:`Result`.
+
+    Args:
+        seed_candidate: the starting texts, component name -> text.
+        trainset: examples for reflection minibatches.
+        valset: examples for validation and Pareto fronts (default: ``trainset``).
+        adapter: your system (see :mod:`gepetto.adapter`); sync or async methods.
+        task_lm: reserved for the built-in single-turn adapter (not available yet).
+        reflection_lm: the model that proposes new texts: a callable ``prompt -> str``
+            (sync or async).
+        **options: keyword options, all optional:
+
+            - ``max_metric_calls``: the budget (one example evaluated once = one call); never
+              exceeded. A run needs it or ``stop_callbacks``.
+            - ``stop_callbacks``: stop conditions (:class:`gepetto.Timeout`,
+              :class:`gepetto.NoImprovement`, :class:`gepetto.ScoreThreshold`,
+              :class:`gepetto.MaxCandidates`, ... or functions ``status -> bool``).
+            - ``candidate_selection_strategy``: ``"pareto"`` (default), ``"current_best"``,
+              ``"epsilon_greedy"``, ``"top_k_pareto"`` or an object.
+            - ``frontier_type``: ``"instance"`` (default), ``"objective"``, ``"hybrid"``,
+              ``"cartesian"``.
+            - ``batch_sampler`` / ``reflection_minibatch_size``: ``"epoch_shuffled"``
+              (default, size 3) or ``"random"``.
+            - ``module_selector``: ``"round_robin"`` (default) or ``"all"``.
+            - ``acceptance_criterion``: ``"strict_improvement"`` (default) or
+              ``"improvement_or_equal"``.
+            - ``skip_perfect_score`` / ``perfect_score``: skip parents that are perfect on the
+              minibatch (default true, 1.0).
+            - ``reflection_prompt_template``: a template with ``<curr_param>`` and
+              ``<side_info>``, or a dict of them per component.
+            - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
+              new texts``, instead of the reflection LM.
+            - ``max_concurrency``: adapter calls in flight at once (default 8).
+            - ``parallel_proposals``: proposals in flight at once (default 1: the paper's
+              sequential algorithm, deterministic for a fixed ``seed``).
+            - ``cache_evaluation``: reuse scores of identical (texts, example, split)
+              evaluations (default true; set false for a stochastic system).
+            - ``callbacks``: observers of :mod:`gepetto.events`.
+            - ``display_progress_bar``: default: when stderr is a terminal.
+            - ``run_dir``: a folder for the run (``touch RUN_DIR/gepetto.stop`` stops it).
+            - ``seed``: the random seed (default 0).
+
+    Returns:
+        The :class:`Result`; ``result.best_candidate`` holds the best texts.
+
+    Raises:
+        ConfigError: for invalid arguments, before any adapter or LM call.
+
+    Example:
+        >>> from gepetto.testing import KeywordAdapter, ScriptedLM
+        >>> result = optimize(
+        ...     {"instructions": "Answer."},
+        ...     trainset=[{"needs": "please"}] * 3,
+        ...     adapter=KeywordAdapter(),
+        ...     reflection_lm=ScriptedLM(["```\\nAnswer. Say please.\\n```"]),
+        ...     max_metric_calls=20,
+        ... )
+        >>> result.best_score
+        1.0
+    """
+    options.setdefault("handle_signals", True)
+
+    def run() -> Result:
+        return asyncio.run(
+            aoptimize(seed_candidate, trainset, valset, adapter, task_lm, reflection_lm, **options)
+        )
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return run()
+    # Inside a running loop (Jupyter): run the same core on a loop of its own in a thread.
+    options["handle_signals"] = False
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gepetto") as pool:
+        return pool.submit(run).result()

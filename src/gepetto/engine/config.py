@@ -1,0 +1,173 @@
+"""The validated configuration of a run, built from ``optimize()``-style keyword arguments.
+
+:func:`build_config` checks every argument and resolves strategy names into objects, raising
+:class:`~gepetto.errors.ConfigError` with a message that says what to change. Nothing here
+calls the adapter or an LM.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gepetto.errors import ConfigError
+from gepetto.frontier import FRONTIER_TYPES, FrontierType
+from gepetto.stopping import (
+    MaxMetricCalls,
+    RunStatus,
+    StopCondition,
+    StopFile,
+    resolve_stop_conditions,
+)
+from gepetto.strategies.acceptance import AcceptanceCriterion, resolve_acceptance
+from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sampler
+from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
+from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
+from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+
+__all__ = ["STOP_FILE_NAME", "OptimizerConfig", "build_config", "check_datasets"]
+
+STOP_FILE_NAME = "gepetto.stop"
+
+
+@dataclass
+class OptimizerConfig:
+    """Resolved, validated settings of one run (strategy objects, not names)."""
+
+    candidate_selector: CandidateSelector
+    batch_sampler: BatchSampler
+    component_selector: ComponentSelector
+    acceptance: AcceptanceCriterion
+    evaluation_policy: EvaluationPolicy
+    stop_conditions: list[StopCondition]
+    frontier_type: FrontierType = "instance"
+    max_metric_calls: int | None = None
+    skip_perfect_score: bool = True
+    perfect_score: float = 1.0
+    cache_evaluation: bool = True
+    parallel_proposals: int = 1
+    seed: int = 0
+    run_dir: Path | None = None
+    description: dict[str, Any] = field(default_factory=dict)
+
+
+def build_config(
+    *,
+    valset_size: int,
+    max_metric_calls: int | None = None,
+    stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
+    candidate_selection_strategy: str | CandidateSelector = "pareto",
+    frontier_type: str = "instance",
+    skip_perfect_score: bool = True,
+    batch_sampler: str | BatchSampler = "epoch_shuffled",
+    reflection_minibatch_size: int | None = None,
+    perfect_score: float = 1.0,
+    module_selector: str | ComponentSelector = "round_robin",
+    acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
+    val_evaluation_policy: str | EvaluationPolicy | None = None,
+    cache_evaluation: bool = True,
+    parallel_proposals: int = 1,
+    seed: int = 0,
+    run_dir: str | os.PathLike[str] | None = None,
+) -> OptimizerConfig:
+    """Validate the arguments and resolve strategy names.
+
+    Raises:
+        ConfigError: for any invalid argument, before anything is run.
+    """
+    if frontier_type not in FRONTIER_TYPES:
+        raise ConfigError(
+            f"unknown frontier_type {frontier_type!r}; use one of {list(FRONTIER_TYPES)}"
+        )
+    if not isinstance(seed, int):
+        raise ConfigError(f"seed must be an int, got {type(seed).__name__}")
+    if not isinstance(parallel_proposals, int) or parallel_proposals < 1:
+        raise ConfigError(f"parallel_proposals must be an int >= 1, got {parallel_proposals!r}")
+    stop_conditions = resolve_stop_conditions(stop_callbacks)
+    if max_metric_calls is not None:
+        if not isinstance(max_metric_calls, int) or isinstance(max_metric_calls, bool):
+            raise ConfigError(f"max_metric_calls must be an int, got {max_metric_calls!r}")
+        if max_metric_calls < valset_size:
+            raise ConfigError(
+                f"max_metric_calls={max_metric_calls} is smaller than the validation set "
+                f"({valset_size} examples): the seed alone needs {valset_size} calls. Raise "
+                "max_metric_calls or pass a smaller valset"
+            )
+        stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
+    if not stop_conditions:
+        raise ConfigError(
+            "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
+            "(for example gepetto.Timeout(3600))"
+        )
+    resolved_dir = Path(run_dir) if run_dir is not None else None
+    if resolved_dir is not None:
+        stop_conditions.append(StopFile(resolved_dir / STOP_FILE_NAME))
+    return OptimizerConfig(
+        candidate_selector=resolve_candidate_selector(candidate_selection_strategy),
+        batch_sampler=resolve_batch_sampler(batch_sampler, reflection_minibatch_size),
+        component_selector=resolve_component_selector(module_selector),
+        acceptance=resolve_acceptance(acceptance_criterion),
+        evaluation_policy=resolve_evaluation_policy(val_evaluation_policy),
+        stop_conditions=stop_conditions,
+        frontier_type=frontier_type,
+        max_metric_calls=max_metric_calls,
+        skip_perfect_score=bool(skip_perfect_score),
+        perfect_score=float(perfect_score),
+        cache_evaluation=bool(cache_evaluation),
+        parallel_proposals=parallel_proposals,
+        seed=seed,
+        run_dir=resolved_dir,
+        description={
+            "candidate_selection_strategy": _describe(candidate_selection_strategy),
+            "frontier_type": frontier_type,
+            "batch_sampler": _describe(batch_sampler),
+            "reflection_minibatch_size": reflection_minibatch_size,
+            "module_selector": _describe(module_selector),
+            "acceptance_criterion": _describe(acceptance_criterion),
+            "val_evaluation_policy": _describe(val_evaluation_policy or "full_eval"),
+            "skip_perfect_score": skip_perfect_score,
+            "perfect_score": perfect_score,
+            "cache_evaluation": cache_evaluation,
+            "parallel_proposals": parallel_proposals,
+            "max_metric_calls": max_metric_calls,
+            "seed": seed,
+        },
+    )
+
+
+def _describe(value: object) -> str:
+    return value if isinstance(value, str) else type(value).__name__
+
+
+def check_datasets(
+    seed_candidate: object, trainset: object, valset: object | None
+) -> tuple[dict[str, str], list[Any], list[Any]]:
+    """Check the seed candidate and datasets; default the valset to the trainset.
+
+    Raises:
+        ConfigError: empty seed, non-string texts, empty or non-sequence datasets.
+    """
+    if not isinstance(seed_candidate, Mapping) or not seed_candidate:
+        raise ConfigError(
+            "seed_candidate must be a non-empty dict component name -> text, for example "
+            '{"instructions": "Answer the question."}'
+        )
+    for name, text in seed_candidate.items():
+        if not isinstance(name, str) or not isinstance(text, str):
+            raise ConfigError(
+                f"seed_candidate entries must be str -> str; {name!r} maps to {type(text).__name__}"
+            )
+    train = _as_list(trainset, "trainset")
+    val = train if valset is None else _as_list(valset, "valset")
+    return dict(seed_candidate), train, val
+
+
+def _as_list(data: object, name: str) -> list[Any]:
+    if isinstance(data, str | bytes) or not isinstance(data, Sequence):
+        raise ConfigError(f"{name} must be a list of examples, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ConfigError(f"{name} is empty; give at least one example")
+    return list(data)

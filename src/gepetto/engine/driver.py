@@ -1,0 +1,183 @@
+"""The async driver: does the optimizer's tasks with the adapter and the reflection LM.
+
+:class:`Driver` asks the :class:`~gepetto.engine.optimizer.Optimizer` for tasks, runs each
+one as an asyncio task (evaluations through the :class:`~gepetto.evaluation.Evaluator`,
+reflections through the adapter's ``make_reflective_dataset`` and a proposer), and tells the
+results back in task-id order, until the optimizer is finished.
+
+Signals (when the driver owns the event loop's main thread): the first SIGINT/SIGTERM asks
+the optimizer to stop starting proposals, so the ones in flight finish and the best so far
+is returned; a second one cancels the work in flight and returns at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gepetto.adapter import AdapterRunner, ReflectiveDataset, call_maybe_async, check_proposed_texts
+from gepetto.engine.optimizer import Optimizer
+from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
+from gepetto.errors import AdapterContractError
+from gepetto.evaluation import Evaluator, ScoredBatch
+from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer
+from gepetto.result import Result
+
+__all__ = ["Driver", "ProposalFunction"]
+
+logger = logging.getLogger("gepetto")
+
+ProposalFunction = Callable[[dict[str, str], ReflectiveDataset, list[str]], Any]
+"""gepa's ``custom_candidate_proposer``: (candidate, reflective_dataset, components) -> texts."""
+
+
+class Driver:
+    """Runs an optimizer to the end with real work.
+
+    Args:
+        optimizer: the state machine to drive.
+        runner: the checked adapter.
+        proposer: the reflective proposer (``None`` when texts come from the adapter's
+            ``propose_new_texts`` or from ``custom_proposer``).
+        custom_proposer: gepa's ``custom_candidate_proposer``.
+        max_concurrency: most adapter calls in flight at once.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        runner: AdapterRunner,
+        *,
+        proposer: ReflectiveProposer | None,
+        custom_proposer: ProposalFunction | None = None,
+        max_concurrency: int = 8,
+    ) -> None:
+        self.optimizer = optimizer
+        self.runner = runner
+        self.proposer = proposer
+        self.custom_proposer = custom_proposer
+        self.evaluator = Evaluator(runner, max_concurrency)
+        self._signals_seen = 0
+        self._hard_stop = asyncio.Event()
+
+    async def run(self, *, handle_signals: bool = False) -> Result:
+        """Drive the optimizer until it finishes; return its result."""
+        installed = self._install_signal_handlers() if handle_signals else []
+        try:
+            await self._loop()
+        finally:
+            self._remove_signal_handlers(installed)
+        return self.optimizer.result()
+
+    async def _loop(self) -> None:
+        optimizer = self.optimizer
+        running: dict[asyncio.Task[Any], Task] = {}
+        hard_stop = asyncio.ensure_future(self._hard_stop.wait())
+        try:
+            while True:
+                while (task := optimizer.ask()) is not None:
+                    running[asyncio.ensure_future(self._perform(task))] = task
+                if not running:
+                    return
+                done, _ = await asyncio.wait(
+                    [*running, hard_stop], return_when=asyncio.FIRST_COMPLETED
+                )
+                if hard_stop in done:
+                    await self._cancel(running)
+                    optimizer.abort("interrupted twice: stopped without finishing work in flight")
+                    return
+                for future in sorted(done, key=lambda f: running[f].id):
+                    task = running.pop(future)
+                    optimizer.tell(task.id, future.result())
+        except BaseException:
+            await self._cancel(running)
+            raise
+        finally:
+            hard_stop.cancel()
+
+    @staticmethod
+    async def _cancel(running: Mapping[asyncio.Task[Any], Task]) -> None:
+        for future in running:
+            future.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _perform(self, task: Task) -> ScoredBatch | ProposalOutcome:
+        if isinstance(task, EvaluateTask):
+            return await self.evaluator.evaluate(task.candidate, task.examples, task.capture_traces)
+        return await self._reflect(task)
+
+    async def _reflect(self, task: ReflectTask) -> ProposalOutcome:
+        components = list(task.components)
+        try:
+            dataset = await self.runner.make_reflective_dataset(
+                task.candidate, task.eval_batch, components
+            )
+        except AdapterContractError:
+            raise
+        except Exception as error:
+            logger.warning("make_reflective_dataset failed", exc_info=True)
+            reason = f"make_reflective_dataset failed: {type(error).__name__}: {error}"
+            return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=0)
+        if self.custom_proposer is not None or self.runner.proposes_texts:
+            return await self._custom_proposal(task.candidate, dataset, components)
+        if self.proposer is None:  # guarded by optimize(); kept for external drivers
+            raise AdapterContractError("no reflection_lm and no propose_new_texts to use")
+        return await self.proposer.propose(task.candidate, dataset, components)
+
+    async def _custom_proposal(
+        self, candidate: dict[str, str], dataset: ReflectiveDataset, components: list[str]
+    ) -> ProposalOutcome:
+        try:
+            if self.custom_proposer is not None:
+                raw = await call_maybe_async(self.custom_proposer, candidate, dataset, components)
+                texts = check_proposed_texts(raw, "custom_candidate_proposer")
+            else:
+                texts = await self.runner.propose_new_texts(candidate, dataset, components)
+        except AdapterContractError:
+            raise
+        except Exception as error:
+            logger.warning("the custom proposer failed", exc_info=True)
+            reason = f"reflection LM failed: {type(error).__name__}: {error}"
+            return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=1)
+        return ProposalOutcome(texts, lm_calls=1)
+
+    # ----- signals -------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> Sequence[tuple[signal.Signals, Any]]:
+        if threading.current_thread() is not threading.main_thread():
+            return []
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix loops
+                continue
+            installed.append((sig, previous))
+        return installed
+
+    def _remove_signal_handlers(self, installed: Sequence[tuple[signal.Signals, Any]]) -> None:
+        if not installed:
+            return
+        loop = asyncio.get_running_loop()
+        for sig, previous in installed:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals_seen += 1
+        if self._signals_seen == 1:
+            logger.warning(
+                "%s received: finishing the work in flight, then returning the best so far "
+                "(send it again to stop at once)",
+                sig.name,
+            )
+            self.optimizer.request_stop(f"interrupted by {sig.name}")
+        else:
+            logger.warning("%s received again: stopping now", sig.name)
+            self._hard_stop.set()

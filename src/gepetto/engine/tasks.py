@@ -1,0 +1,58 @@
+"""Work items the optimizer hands out through ``ask()`` and takes back through ``tell()``.
+
+The optimizer itself does no I/O: it decides what to evaluate and what to reflect on, and a
+driver (gepetto's own async driver, or yours) does the work and reports the result.
+
+- :class:`EvaluateTask` -> tell an :class:`~gepetto.types.EvaluationBatch` (one entry per
+  example, in order) or a :class:`~gepetto.evaluation.ScoredBatch`.
+- :class:`ReflectTask` -> tell a :class:`~gepetto.proposers.ProposalOutcome` or a plain
+  ``dict`` component -> new text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from gepetto.records import EvaluationPurpose
+from gepetto.types import EvaluationBatch, Split
+
+__all__ = ["EvaluateTask", "ReflectTask", "Task"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EvaluateTask:
+    """Evaluate ``candidate`` on ``examples`` (the examples ``example_ids`` of ``split``).
+
+    The metric calls for these examples are already reserved from the budget.
+    """
+
+    id: int
+    iteration: int
+    purpose: EvaluationPurpose
+    candidate: dict[str, str]
+    candidate_hash: str
+    split: Split
+    example_ids: tuple[int, ...]
+    examples: list[Any]
+    capture_traces: bool
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReflectTask:
+    """Propose new texts for ``components`` of ``candidate``.
+
+    ``eval_batch`` (with trajectories) and ``examples`` are the parent's minibatch run, for
+    the adapter's ``make_reflective_dataset``; examples whose evaluation raised are left out.
+    """
+
+    id: int
+    iteration: int
+    parent_id: int
+    candidate: dict[str, str]
+    components: tuple[str, ...]
+    examples: list[Any]
+    eval_batch: EvaluationBatch[Any, Any]
+
+
+Task: TypeAlias = EvaluateTask | ReflectTask

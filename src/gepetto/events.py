@@ -1,0 +1,242 @@
+"""Typed events of a run and the bus that delivers them to observers.
+
+Every event is a frozen dataclass with a stable ``name`` (snake case). Observers are either
+
+- objects with ``on_<name>(event)`` methods for the events they care about (all optional),
+  for example ``on_candidate_accepted``; or
+- plain functions, subscribed to some event types (or all of them).
+
+An observer that raises is logged under the ``gepetto.events`` logger and keeps receiving
+events; it never changes the run.
+
+Example:
+    >>> bus = EventBus()
+    >>> seen = []
+    >>> bus.subscribe(seen.append, NewBestCandidate)
+    >>> bus.emit(NewBestCandidate(candidate_id=1, score=0.9, previous_id=0, previous_score=0.5))
+    >>> seen[0].score
+    0.9
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "EVENT_TYPES",
+    "CandidateAccepted",
+    "CandidateAdded",
+    "CandidateRejected",
+    "EvaluationFinished",
+    "Event",
+    "EventBus",
+    "IterationFinished",
+    "IterationStarted",
+    "NewBestCandidate",
+    "ReflectionFinished",
+    "RunFinished",
+    "RunStarted",
+]
+
+logger = logging.getLogger("gepetto.events")
+
+EVENT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of all events. ``name`` is the stable identifier used by ``on_<name>``."""
+
+    name: ClassVar[str] = "event"
+
+
+@dataclass(frozen=True, slots=True)
+class RunStarted(Event):
+    """The run is configured and about to evaluate the seed (or resume)."""
+
+    name: ClassVar[str] = "run_started"
+    components: tuple[str, ...]
+    trainset_size: int
+    valset_size: int
+    max_metric_calls: int | None
+    seed: int
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IterationStarted(Event):
+    """A proposal begins: a parent was selected and a minibatch sampled."""
+
+    name: ClassVar[str] = "iteration_started"
+    iteration: int
+    parent_id: int
+    minibatch: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationFinished(Event):
+    """A candidate was scored on some examples.
+
+    ``metric_calls`` is what this evaluation cost (cache hits are free);
+    ``metric_calls_used`` is the run total after it.
+    """
+
+    name: ClassVar[str] = "evaluation_finished"
+    candidate_hash: str
+    candidate_id: int | None
+    split: str
+    purpose: str
+    iteration: int
+    example_ids: tuple[int, ...]
+    scores: tuple[float, ...]
+    metric_calls: int
+    metric_calls_used: int
+    failures: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectionFinished(Event):
+    """The reflection step returned; ``failures`` maps components to why they are unusable."""
+
+    name: ClassVar[str] = "reflection_finished"
+    iteration: int
+    parent_id: int
+    components: tuple[str, ...]
+    proposed: Mapping[str, str]
+    failures: Mapping[str, str]
+    lm_calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateAccepted(Event):
+    """A child beat its parent on the minibatch; it goes on to validation."""
+
+    name: ClassVar[str] = "candidate_accepted"
+    iteration: int
+    parent_id: int
+    child_hash: str
+    parent_score: float
+    child_score: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRejected(Event):
+    """An iteration ended without a new candidate, with the reason."""
+
+    name: ClassVar[str] = "candidate_rejected"
+    iteration: int
+    parent_id: int | None
+    outcome: str
+    reason: str
+    parent_score: float | None
+    child_score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateAdded(Event):
+    """A validated candidate joined the pool."""
+
+    name: ClassVar[str] = "candidate_added"
+    candidate_id: int
+    parent_ids: tuple[int, ...]
+    val_score: float
+    val_coverage: int
+    metric_calls_used: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewBestCandidate(Event):
+    """The best candidate (by mean validation score) changed."""
+
+    name: ClassVar[str] = "new_best_candidate"
+    candidate_id: int
+    score: float
+    previous_id: int | None
+    previous_score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class IterationFinished(Event):
+    """An iteration ended; ``outcome`` is accepted, rejected, skipped or failed."""
+
+    name: ClassVar[str] = "iteration_finished"
+    iteration: int
+    outcome: str
+    metric_calls_used: int
+    best_score: float
+    pool_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished(Event):
+    """The run stopped; ``stop_reason`` says why."""
+
+    name: ClassVar[str] = "run_finished"
+    stop_reason: str
+    best_id: int
+    best_score: float
+    metric_calls_used: int
+    iterations: int
+    pool_size: int
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    RunStarted,
+    IterationStarted,
+    EvaluationFinished,
+    ReflectionFinished,
+    CandidateAccepted,
+    CandidateRejected,
+    CandidateAdded,
+    NewBestCandidate,
+    IterationFinished,
+    RunFinished,
+)
+
+Handler = Callable[[Any], object]
+
+
+class EventBus:
+    """Delivers events to subscribed observers, isolating their failures."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[Event], list[Handler]] = {t: [] for t in EVENT_TYPES}
+
+    def subscribe(self, observer: object, *event_types: type[Event]) -> None:
+        """Subscribe a function (to ``event_types``, or to all events) or an ``on_*`` object.
+
+        Raises:
+            TypeError: if ``observer`` is neither callable nor has any ``on_<event>`` method.
+        """
+        methods = [
+            (event_type, getattr(observer, f"on_{event_type.name}", None))
+            for event_type in EVENT_TYPES
+        ]
+        bound = [(t, m) for t, m in methods if callable(m)]
+        if bound and not event_types:
+            for event_type, method in bound:
+                self._handlers[event_type].append(method)
+            return
+        if not callable(observer):
+            names = ", ".join(f"on_{t.name}" for t in EVENT_TYPES)
+            raise TypeError(
+                f"observer {observer!r} is not callable and has none of the methods {names}"
+            )
+        for event_type in event_types or EVENT_TYPES:
+            self._handlers[event_type].append(observer)
+
+    def emit(self, event: Event) -> None:
+        """Send ``event`` to its handlers; a failing handler is logged and skipped."""
+        for handler in self._handlers.get(type(event), ()):
+            try:
+                handler(event)
+            except Exception:
+                logger.exception("observer %r failed on %s; the run goes on", handler, event.name)
+
+    def has_subscribers(self, event_type: type[Event]) -> bool:
+        """Whether anyone listens to ``event_type`` (lets the engine skip building events)."""
+        return bool(self._handlers.get(event_type))

@@ -1,0 +1,21 @@
+"""Proposers: how new candidate texts are made (reflective mutation; merge comes later)."""
+
+from gepetto.proposers.prompts import (
+    DEFAULT_REFLECTION_TEMPLATE,
+    extract_new_text,
+    format_side_info,
+    render_reflection_prompt,
+    validate_template,
+)
+from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer, resolve_templates
+
+__all__ = [
+    "DEFAULT_REFLECTION_TEMPLATE",
+    "ProposalOutcome",
+    "ReflectiveProposer",
+    "extract_new_text",
+    "format_side_info",
+    "render_reflection_prompt",
+    "resolve_templates",
+    "validate_template",
+]

@@ -1,0 +1,125 @@
+"""Append-only records: everything a run produces, in the order it happened.
+
+A run's state is nothing but a list of these records; every view (the pool of candidates,
+validation scores, Pareto fronts, the best candidate, counters) is derived from them by
+:class:`gepetto.state.RunState`. Records are frozen, hold only JSON-safe values, and carry
+no references to each other except by id or content hash, so they can be journaled and
+replayed as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from gepetto.types import CandidateId, ExampleId, Split
+
+__all__ = [
+    "CandidateRecord",
+    "DecisionRecord",
+    "EvaluationPurpose",
+    "EvaluationRecord",
+    "Outcome",
+    "Record",
+    "ReflectionRecord",
+    "record_to_dict",
+]
+
+EvaluationPurpose: TypeAlias = Literal[
+    "seed_validation", "parent_minibatch", "child_minibatch", "validation", "test"
+]
+Outcome: TypeAlias = Literal["accepted", "rejected", "skipped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateRecord:
+    """A candidate admitted to the pool (it has validation scores).
+
+    Attributes:
+        id: position in the pool; the seed is 0.
+        texts: component name -> text. Never mutated after creation.
+        parents: ids of the candidates it was made from (empty for the seed).
+        origin: how it was made.
+        iteration: the iteration that produced it (-1 for the seed).
+        metric_calls_at_discovery: metric calls spent by the run when it was admitted.
+        content_hash: :func:`gepetto.types.candidate_hash` of ``texts``.
+        components_updated: the components that differ from the parent.
+        component_cursor: round-robin position the candidate starts from.
+    """
+
+    id: CandidateId
+    texts: Mapping[str, str]
+    parents: tuple[CandidateId, ...]
+    origin: Literal["seed", "reflection", "merge"]
+    iteration: int
+    metric_calls_at_discovery: int
+    content_hash: str
+    components_updated: tuple[str, ...] = ()
+    component_cursor: int = 0
+    kind: Literal["candidate"] = field(default="candidate", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRecord:
+    """Scores of one candidate (by content hash) on some examples of one split.
+
+    ``metric_calls`` counts only the examples that were really evaluated (cache hits are
+    free); ``failures`` counts examples whose evaluation raised and were scored 0.
+    """
+
+    candidate_hash: str
+    split: Split
+    purpose: EvaluationPurpose
+    iteration: int
+    example_ids: tuple[ExampleId, ...]
+    scores: tuple[float, ...]
+    objective_scores: tuple[Mapping[str, float], ...] | None
+    metric_calls: int
+    failures: int = 0
+    kind: Literal["evaluation"] = field(default="evaluation", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectionRecord:
+    """One reflection step: which components were rewritten and what came back.
+
+    ``proposed`` holds the usable new texts; ``failures`` maps a component to the reason its
+    reply was not usable (for example "no fenced block in reply").
+    """
+
+    iteration: int
+    parent_id: CandidateId
+    components: tuple[str, ...]
+    proposed: Mapping[str, str]
+    failures: Mapping[str, str]
+    lm_calls: int
+    kind: Literal["reflection"] = field(default="reflection", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """The end of one iteration, with the reason (auditable accept/reject log).
+
+    Scores are minibatch sums of the parent and the child, when they were measured.
+    """
+
+    iteration: int
+    parent_id: CandidateId | None
+    child_id: CandidateId | None
+    outcome: Outcome
+    reason: str
+    parent_score: float | None = None
+    child_score: float | None = None
+    child_hash: str | None = None
+    kind: Literal["decision"] = field(default="decision", init=False)
+
+
+Record: TypeAlias = CandidateRecord | EvaluationRecord | ReflectionRecord | DecisionRecord
+
+
+def record_to_dict(record: Record) -> dict[str, Any]:
+    """A JSON-safe dict of a record (tuples become lists)."""
+    data = asdict(record)
+    data["kind"] = record.kind
+    return data

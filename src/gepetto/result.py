@@ -1,0 +1,258 @@
+"""The result of a run: candidates, lineage, scores, fronts, counters; JSON round-trip.
+
+:class:`Result` keeps the attribute names of gepa's ``GEPAResult`` (``candidates``,
+``parents``, ``val_aggregate_scores``, ``val_subscores``, ``per_val_instance_best_candidates``,
+``discovery_eval_counts``, ``total_metric_calls``, ``best_idx``, ``best_candidate``), and adds
+what gepa leaves out: metric calls split by train and validation, reflection calls, the
+non-dominated front, the stop reason and the decision log.
+
+Example:
+    >>> r = Result.from_dict(Result.example().to_dict())
+    >>> r.best_idx, r.best_score
+    (1, 0.75)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gepetto.frontier import non_dominated
+from gepetto.records import record_to_dict
+from gepetto.types import jsonable
+
+if TYPE_CHECKING:
+    from gepetto.state import RunState
+
+__all__ = ["RESULT_SCHEMA_VERSION", "Result"]
+
+RESULT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Result:
+    """Everything a finished (or stopped) run found. Candidate ids index every list."""
+
+    candidates: list[dict[str, str]]
+    parents: list[list[int]]
+    val_aggregate_scores: list[float]
+    val_subscores: list[dict[int, float]]
+    per_val_instance_best_candidates: dict[int, set[int]]
+    discovery_eval_counts: list[int]
+    best_idx: int
+    total_metric_calls: int
+    metric_calls_train: int = 0
+    metric_calls_val: int = 0
+    num_reflection_calls: int = 0
+    num_iterations: int = 0
+    pareto_front: list[int] = field(default_factory=list)
+    objective_scores: list[dict[str, float]] | None = None
+    per_objective_best_candidates: dict[str, set[int]] | None = None
+    stop_reason: str | None = None
+    seed: int | None = None
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+
+    # ----- convenience -----------------------------------------------------------------------
+
+    @property
+    def best_candidate(self) -> dict[str, str]:
+        """The texts of the candidate with the best mean validation score."""
+        return self.candidates[self.best_idx]
+
+    @property
+    def best_score(self) -> float:
+        """Mean validation score of the best candidate."""
+        return self.val_aggregate_scores[self.best_idx]
+
+    @property
+    def seed_score(self) -> float:
+        """Mean validation score of the seed candidate."""
+        return self.val_aggregate_scores[0]
+
+    @property
+    def num_candidates(self) -> int:
+        return len(self.candidates)
+
+    @property
+    def num_val_instances(self) -> int:
+        return len(self.per_val_instance_best_candidates)
+
+    def lineage(self, candidate_id: int) -> list[int]:
+        """Ids from the seed down to ``candidate_id`` (first parent at each step)."""
+        chain = [candidate_id]
+        while self.parents[chain[-1]]:
+            chain.append(self.parents[chain[-1]][0])
+        return chain[::-1]
+
+    # ----- building --------------------------------------------------------------------------
+
+    @classmethod
+    def from_state(cls, state: RunState, *, stop_reason: str | None, seed: int | None) -> Result:
+        """Derive a result from a run state."""
+        ids = [c.id for c in state.candidates]
+        fronts = state.instance_fronts()
+        objective_scores = [state.objective_scores(i) for i in ids]
+        has_objectives = any(objective_scores)
+        objective_fronts = state.objective_fronts() if has_objectives else None
+        return cls(
+            candidates=[dict(c.texts) for c in state.candidates],
+            parents=[list(c.parents) for c in state.candidates],
+            val_aggregate_scores=[state.val_score(i) for i in ids],
+            val_subscores=[state.val_scores(i) for i in ids],
+            per_val_instance_best_candidates={int(k): set(v) for k, v in fronts.items()},  # type: ignore[call-overload]
+            discovery_eval_counts=[c.metric_calls_at_discovery for c in state.candidates],
+            best_idx=state.best_id if ids else 0,
+            total_metric_calls=state.total_metric_calls,
+            metric_calls_train=state.metric_calls["train"],
+            metric_calls_val=state.metric_calls["val"],
+            num_reflection_calls=state.reflection_lm_calls,
+            num_iterations=state.iterations_finished,
+            pareto_front=sorted(non_dominated(state.fronts(), state.val_scores_all())),
+            objective_scores=objective_scores if has_objectives else None,
+            per_objective_best_candidates={str(k): set(v) for k, v in objective_fronts.items()}
+            if objective_fronts is not None
+            else None,
+            stop_reason=stop_reason,
+            seed=seed,
+            decisions=[record_to_dict(d) for d in state.decisions],
+        )
+
+    # ----- serialisation ---------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict with a ``schema_version`` (sets become sorted lists)."""
+        return {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "candidates": self.candidates,
+            "parents": self.parents,
+            "val_aggregate_scores": self.val_aggregate_scores,
+            "val_subscores": [{str(k): v for k, v in s.items()} for s in self.val_subscores],
+            "per_val_instance_best_candidates": {
+                str(k): sorted(v) for k, v in self.per_val_instance_best_candidates.items()
+            },
+            "discovery_eval_counts": self.discovery_eval_counts,
+            "best_idx": self.best_idx,
+            "total_metric_calls": self.total_metric_calls,
+            "metric_calls_train": self.metric_calls_train,
+            "metric_calls_val": self.metric_calls_val,
+            "num_reflection_calls": self.num_reflection_calls,
+            "num_iterations": self.num_iterations,
+            "pareto_front": self.pareto_front,
+            "objective_scores": self.objective_scores,
+            "per_objective_best_candidates": {
+                k: sorted(v) for k, v in self.per_objective_best_candidates.items()
+            }
+            if self.per_objective_best_candidates is not None
+            else None,
+            "stop_reason": self.stop_reason,
+            "seed": self.seed,
+            "decisions": jsonable(self.decisions),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        """Rebuild a result from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: for a missing or newer ``schema_version``.
+        """
+        version = data.get("schema_version")
+        if not isinstance(version, int) or version > RESULT_SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported Result schema_version {version!r}; this gepetto reads up to "
+                f"{RESULT_SCHEMA_VERSION} (upgrade gepetto to read newer results)"
+            )
+        objective_fronts = data.get("per_objective_best_candidates")
+        return cls(
+            candidates=[dict(c) for c in data["candidates"]],
+            parents=[list(p) for p in data["parents"]],
+            val_aggregate_scores=[float(s) for s in data["val_aggregate_scores"]],
+            val_subscores=[{int(k): float(v) for k, v in s.items()} for s in data["val_subscores"]],
+            per_val_instance_best_candidates={
+                int(k): set(v) for k, v in data["per_val_instance_best_candidates"].items()
+            },
+            discovery_eval_counts=list(data["discovery_eval_counts"]),
+            best_idx=int(data["best_idx"]),
+            total_metric_calls=int(data["total_metric_calls"]),
+            metric_calls_train=int(data.get("metric_calls_train", 0)),
+            metric_calls_val=int(data.get("metric_calls_val", 0)),
+            num_reflection_calls=int(data.get("num_reflection_calls", 0)),
+            num_iterations=int(data.get("num_iterations", 0)),
+            pareto_front=list(data.get("pareto_front", [])),
+            objective_scores=data.get("objective_scores"),
+            per_objective_best_candidates={k: set(v) for k, v in objective_fronts.items()}
+            if objective_fronts is not None
+            else None,
+            stop_reason=data.get("stop_reason"),
+            seed=data.get("seed"),
+            decisions=list(data.get("decisions", [])),
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+
+    @classmethod
+    def from_json(cls, text: str) -> Result:
+        """Inverse of :meth:`to_json`."""
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def example(cls) -> Result:
+        """A tiny two-candidate result (for docs and tests)."""
+        return cls(
+            candidates=[{"instructions": "Answer."}, {"instructions": "Answer with one word."}],
+            parents=[[], [0]],
+            val_aggregate_scores=[0.25, 0.75],
+            val_subscores=[{0: 0.5, 1: 0.0}, {0: 0.5, 1: 1.0}],
+            per_val_instance_best_candidates={0: {0, 1}, 1: {1}},
+            discovery_eval_counts=[0, 8],
+            best_idx=1,
+            total_metric_calls=10,
+            metric_calls_train=6,
+            metric_calls_val=4,
+            num_reflection_calls=1,
+            num_iterations=1,
+            pareto_front=[1],
+        )
+
+    # ----- display ---------------------------------------------------------------------------
+
+    def summary_lines(self) -> list[str]:
+        """A few human-readable lines: scores, budget, front, stop reason."""
+        improvement = self.best_score - self.seed_score
+        return [
+            f"best candidate {self.best_idx}: val {self.best_score:.4f} "
+            f"(seed {self.seed_score:.4f}, {improvement:+.4f})",
+            f"{self.num_candidates} candidates, Pareto front {self.pareto_front}, "
+            f"{self.num_iterations} iterations",
+            f"metric calls {self.total_metric_calls} (train {self.metric_calls_train}, "
+            f"val {self.metric_calls_val}), reflection calls {self.num_reflection_calls}",
+            f"stopped: {self.stop_reason or 'n/a'}",
+        ]
+
+    def __repr__(self) -> str:
+        return "Result(" + "; ".join(self.summary_lines()) + ")"
+
+    def __rich__(self) -> Any:
+        from rich.panel import Panel
+        from rich.table import Table
+
+        table = Table(show_header=True, header_style="bold", expand=False)
+        table.add_column("id", justify="right")
+        table.add_column("parents")
+        table.add_column("val score", justify="right")
+        table.add_column("found at call", justify="right")
+        table.add_column("front")
+        for i in range(self.num_candidates):
+            style = "bold green" if i == self.best_idx else ""
+            table.add_row(
+                str(i),
+                ",".join(map(str, self.parents[i])) or "seed",
+                f"{self.val_aggregate_scores[i]:.4f}",
+                str(self.discovery_eval_counts[i]),
+                "*" if i in self.pareto_front else "",
+                style=style,
+            )
+        return Panel(table, title="gepetto result", subtitle=" | ".join(self.summary_lines()[2:]))

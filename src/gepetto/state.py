@@ -1,0 +1,229 @@
+"""The run state: an append-only list of records and the views derived from it.
+
+:class:`RunState` is the single source of truth of a run. The engine appends records
+(:mod:`gepetto.records`); everything else (the candidate pool, validation scores, Pareto
+fronts, the best candidate, metric-call counters) is a view kept up to date as records
+arrive. Replaying the same records into a fresh ``RunState`` gives the same views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator, Mapping
+from dataclasses import dataclass
+
+from gepetto.frontier import BestTable, FrontierType
+from gepetto.records import (
+    CandidateRecord,
+    DecisionRecord,
+    EvaluationRecord,
+    Record,
+    ReflectionRecord,
+)
+from gepetto.types import CandidateId, ExampleId
+
+__all__ = ["CandidateView", "RunState"]
+
+
+@dataclass(slots=True)
+class _Aggregate:
+    """Running sum and count of one candidate's validation scores."""
+
+    total: float = 0.0
+    count: int = 0
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateView:
+    """A pool member with its derived validation numbers (read-only snapshot)."""
+
+    record: CandidateRecord
+    val_scores: Mapping[ExampleId, float]
+    val_score: float
+
+
+class RunState:
+    """Records of one run plus incrementally maintained views.
+
+    Args:
+        valset_size: number of validation examples (for coverage checks).
+        frontier_type: which fronts :meth:`fronts` returns.
+    """
+
+    def __init__(self, valset_size: int, frontier_type: FrontierType = "instance") -> None:
+        self.valset_size = valset_size
+        self.frontier_type: FrontierType = frontier_type
+        self.records: list[Record] = []
+        self.candidates: list[CandidateRecord] = []
+        self.decisions: list[DecisionRecord] = []
+        self.reflections: list[ReflectionRecord] = []
+        self._id_by_hash: dict[str, CandidateId] = {}
+        self._val_by_hash: dict[str, dict[ExampleId, float]] = {}
+        self._val_objectives_by_hash: dict[str, dict[ExampleId, Mapping[str, float]]] = {}
+        self._aggregates: list[_Aggregate] = []
+        self._instance_front = BestTable()
+        self._cartesian_front = BestTable()
+        self._reflections_on: dict[CandidateId, int] = {}
+        self.metric_calls = {"train": 0, "val": 0, "test": 0}
+        self.reflection_lm_calls = 0
+        self.iterations_finished = 0
+        self.best_id: CandidateId = 0
+        self.best_changed_at_iteration = -1
+
+    # ----- appending -------------------------------------------------------------------------
+
+    def append(self, record: Record) -> None:
+        """Append a record and update every view."""
+        self.records.append(record)
+        if isinstance(record, EvaluationRecord):
+            self._on_evaluation(record)
+        elif isinstance(record, CandidateRecord):
+            self._on_candidate(record)
+        elif isinstance(record, ReflectionRecord):
+            self.reflections.append(record)
+            self.reflection_lm_calls += record.lm_calls
+            self._reflections_on[record.parent_id] = (
+                self._reflections_on.get(record.parent_id, 0) + 1
+            )
+        else:
+            self.decisions.append(record)
+            self.iterations_finished += 1
+
+    def _on_evaluation(self, record: EvaluationRecord) -> None:
+        self.metric_calls[record.split] += record.metric_calls
+        if record.split != "val":
+            return
+        scores = self._val_by_hash.setdefault(record.candidate_hash, {})
+        objectives = self._val_objectives_by_hash.setdefault(record.candidate_hash, {})
+        candidate_id = self._id_by_hash.get(record.candidate_hash)
+        for position, (example_id, score) in enumerate(
+            zip(record.example_ids, record.scores, strict=True)
+        ):
+            if example_id in scores:
+                continue  # a score, once known, never changes
+            scores[example_id] = score
+            if record.objective_scores is not None:
+                objectives[example_id] = record.objective_scores[position]
+            if candidate_id is not None:
+                self._offer(candidate_id, example_id)
+
+    def _on_candidate(self, record: CandidateRecord) -> None:
+        if record.id != len(self.candidates):
+            raise ValueError(f"candidate id {record.id} is out of order")
+        self.candidates.append(record)
+        self._id_by_hash[record.content_hash] = record.id
+        self._aggregates.append(_Aggregate())
+        for example_id in self._val_by_hash.get(record.content_hash, {}):
+            self._offer(record.id, example_id)
+
+    def _offer(self, candidate_id: CandidateId, example_id: ExampleId) -> None:
+        content_hash = self.candidates[candidate_id].content_hash
+        score = self._val_by_hash[content_hash][example_id]
+        aggregate = self._aggregates[candidate_id]
+        aggregate.total += score
+        aggregate.count += 1
+        self._instance_front.offer(example_id, candidate_id, score)
+        for objective, value in (
+            self._val_objectives_by_hash[content_hash].get(example_id, {}).items()
+        ):
+            self._cartesian_front.offer((example_id, objective), candidate_id, value)
+        self._update_best(candidate_id)
+
+    def _update_best(self, candidate_id: CandidateId) -> None:
+        best = self._aggregates[self.best_id]
+        challenger = self._aggregates[candidate_id]
+        better = challenger.mean > best.mean or (
+            challenger.mean == best.mean and challenger.count > best.count
+        )
+        if candidate_id != self.best_id and better:
+            self.best_id = candidate_id
+            self.best_changed_at_iteration = self.iterations_finished
+
+    # ----- views -----------------------------------------------------------------------------
+
+    @property
+    def total_metric_calls(self) -> int:
+        """Metric calls spent on train and validation (test calls are reported apart)."""
+        return self.metric_calls["train"] + self.metric_calls["val"]
+
+    def id_of(self, content_hash: str) -> CandidateId | None:
+        """The pool id of a candidate with these texts, if it is in the pool."""
+        return self._id_by_hash.get(content_hash)
+
+    def val_scores(self, candidate_id: CandidateId) -> dict[ExampleId, float]:
+        """Validation scores known for a pool member, by example id."""
+        return dict(self._val_by_hash.get(self.candidates[candidate_id].content_hash, {}))
+
+    def known_val_scores(self, content_hash: str) -> Mapping[ExampleId, float]:
+        """Validation scores already known for any candidate texts (pool member or not)."""
+        return self._val_by_hash.get(content_hash, {})
+
+    def val_score(self, candidate_id: CandidateId) -> float:
+        """Mean validation score of a pool member over the examples it was evaluated on."""
+        return self._aggregates[candidate_id].mean
+
+    def val_coverage(self, candidate_id: CandidateId) -> int:
+        """Number of validation examples a pool member was evaluated on."""
+        return self._aggregates[candidate_id].count
+
+    def val_scores_all(self) -> dict[CandidateId, float]:
+        """Mean validation score of every pool member."""
+        return {c.id: agg.mean for c, agg in zip(self.candidates, self._aggregates, strict=True)}
+
+    def objective_scores(self, candidate_id: CandidateId) -> dict[str, float]:
+        """Mean of each objective over the validation examples of a pool member."""
+        per_example = self._val_objectives_by_hash.get(
+            self.candidates[candidate_id].content_hash, {}
+        )
+        totals: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for objectives in per_example.values():
+            for name, value in objectives.items():
+                totals[name] = totals.get(name, 0.0) + value
+                counts[name] = counts.get(name, 0) + 1
+        return {name: totals[name] / counts[name] for name in sorted(totals)}
+
+    def instance_fronts(self) -> dict[Hashable, set[CandidateId]]:
+        """Per validation example, the pool members with the best score on it."""
+        return self._instance_front.fronts()
+
+    def objective_fronts(self) -> dict[Hashable, set[CandidateId]]:
+        """Per objective, the pool members with the best mean score on it."""
+        table = BestTable()
+        for candidate in self.candidates:
+            for name, value in self.objective_scores(candidate.id).items():
+                table.offer(name, candidate.id, value)
+        return table.fronts()
+
+    def fronts(self, frontier_type: FrontierType | None = None) -> dict[Hashable, set[int]]:
+        """The fronts of the given type (default: the run's ``frontier_type``)."""
+        kind = frontier_type or self.frontier_type
+        if kind == "instance":
+            return self.instance_fronts()
+        if kind == "objective":
+            return self.objective_fronts()
+        if kind == "cartesian":
+            return self._cartesian_front.fronts()
+        hybrid: dict[Hashable, set[int]] = {
+            ("example", key): ids for key, ids in self.instance_fronts().items()
+        }
+        hybrid.update({("objective", key): ids for key, ids in self.objective_fronts().items()})
+        return hybrid
+
+    def reflections_on(self, candidate_id: CandidateId) -> int:
+        """How many reflection steps used this candidate as parent."""
+        return self._reflections_on.get(candidate_id, 0)
+
+    def iterations_since_best_changed(self) -> int:
+        """Finished iterations since the best candidate last changed."""
+        return self.iterations_finished - max(self.best_changed_at_iteration, 0)
+
+    def views(self) -> Iterator[CandidateView]:
+        """Every pool member with its validation numbers, in id order."""
+        for candidate in self.candidates:
+            yield CandidateView(
+                candidate, self.val_scores(candidate.id), self.val_score(candidate.id)
+            )

@@ -1,0 +1,202 @@
+"""Stop conditions: when a run ends.
+
+A stop condition is any object with ``check(status) -> reason or None`` (or a plain function
+``status -> bool``, as gepa's ``stop_callbacks``). They compose with ``|``: the run stops
+when any of them says so. Conditions are checked before each new proposal starts, so the
+proposals in flight always finish and are recorded.
+
+The metric-call budget is also enforced *before* every evaluation (calls are reserved before
+they are dispatched), so :class:`MaxMetricCalls` is never exceeded, even with concurrency.
+
+Example:
+    >>> stop = MaxMetricCalls(500) | Timeout(3600) | ScoreThreshold(0.95)
+    >>> stop.check(RunStatus(metric_calls_used=500)) is not None
+    True
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from gepetto.errors import ConfigError
+
+__all__ = [
+    "AnyOf",
+    "MaxCandidates",
+    "MaxMetricCalls",
+    "NoImprovement",
+    "RunStatus",
+    "ScoreThreshold",
+    "StopCondition",
+    "StopFile",
+    "Timeout",
+    "resolve_stop_conditions",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """What stop conditions can look at (a snapshot)."""
+
+    metric_calls_used: int = 0
+    elapsed_seconds: float = 0.0
+    iterations: int = 0
+    iterations_since_improvement: int = 0
+    best_score: float = -math.inf
+    pool_size: int = 1
+
+
+@runtime_checkable
+class StopCondition(Protocol):
+    """Says why the run should stop, or ``None`` to go on."""
+
+    def check(self, status: RunStatus) -> str | None: ...
+
+
+class _Composable:
+    def __or__(self, other: StopCondition) -> AnyOf:
+        return AnyOf((self, other))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class AnyOf(_Composable):
+    """Stops when any of its conditions does; the first reason wins."""
+
+    conditions: Sequence[StopCondition]
+
+    def check(self, status: RunStatus) -> str | None:
+        for condition in self.conditions:
+            reason = condition.check(status)
+            if reason is not None:
+                return reason
+        return None
+
+    def __or__(self, other: StopCondition) -> AnyOf:
+        return AnyOf((*self.conditions, other))
+
+
+@dataclass(frozen=True)
+class MaxMetricCalls(_Composable):
+    """At most ``limit`` metric calls (one example evaluated once)."""
+
+    limit: int
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ConfigError(f"max_metric_calls must be >= 1, got {self.limit}")
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.metric_calls_used >= self.limit:
+            return f"max_metric_calls reached ({status.metric_calls_used}/{self.limit})"
+        return None
+
+
+@dataclass(frozen=True)
+class Timeout(_Composable):
+    """Start no new proposal after ``seconds`` of wall time."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {self.seconds}")
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.elapsed_seconds >= self.seconds:
+            return f"timeout after {status.elapsed_seconds:.1f}s (limit {self.seconds:g}s)"
+        return None
+
+
+@dataclass(frozen=True)
+class NoImprovement(_Composable):
+    """Stop after ``iterations`` iterations without a new best candidate."""
+
+    iterations: int
+
+    def __post_init__(self) -> None:
+        if self.iterations < 1:
+            raise ConfigError(f"no-improvement patience must be >= 1, got {self.iterations}")
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.iterations_since_improvement >= self.iterations:
+            return f"no improvement for {status.iterations_since_improvement} iterations"
+        return None
+
+
+@dataclass(frozen=True)
+class ScoreThreshold(_Composable):
+    """Stop once the best mean validation score reaches ``score``."""
+
+    score: float
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.best_score >= self.score:
+            return f"score threshold reached ({status.best_score:.4g} >= {self.score:g})"
+        return None
+
+
+@dataclass(frozen=True)
+class MaxCandidates(_Composable):
+    """Stop once the pool holds ``count`` candidates (the seed included)."""
+
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ConfigError(f"max_candidates must be >= 1, got {self.count}")
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.pool_size >= self.count:
+            return f"max_candidates reached ({status.pool_size})"
+        return None
+
+
+@dataclass(frozen=True)
+class StopFile(_Composable):
+    """Stop when a file exists (``touch RUN_DIR/gepetto.stop`` to end a run gracefully)."""
+
+    path: str | os.PathLike[str]
+
+    def check(self, status: RunStatus) -> str | None:
+        if Path(self.path).exists():
+            return f"stop file {os.fspath(self.path)} found"
+        return None
+
+
+@dataclass(frozen=True)
+class _CallableCondition(_Composable):
+    function: Callable[[RunStatus], object]
+
+    def check(self, status: RunStatus) -> str | None:
+        if self.function(status):
+            return f"stop callback {getattr(self.function, '__name__', self.function)!r} fired"
+        return None
+
+
+def resolve_stop_conditions(
+    conditions: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None,
+) -> list[StopCondition]:
+    """Normalise ``stop_callbacks`` into a list of stop conditions.
+
+    Raises:
+        ConfigError: for an entry that is neither a StopCondition nor callable.
+    """
+    if conditions is None:
+        return []
+    items: Sequence[object] = conditions if isinstance(conditions, list | tuple) else [conditions]
+    resolved: list[StopCondition] = []
+    for item in items:
+        if isinstance(item, StopCondition):
+            resolved.append(item)
+        elif callable(item):
+            resolved.append(_CallableCondition(item))
+        else:
+            raise ConfigError(
+                f"stop condition {item!r} must have check(status) or be a callable status -> bool"
+            )
+    return resolved

@@ -1,0 +1,77 @@
+"""Whether a child that was scored on the parent's minibatch is worth validating.
+
+An acceptance criterion is any object with
+``accept(parent_scores, child_scores) -> (accepted, reason)``.
+
+- ``"strict_improvement"`` (default): the child's minibatch sum is higher than the parent's;
+- ``"improvement_or_equal"``: the child's sum is at least the parent's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from gepetto.errors import ConfigError
+
+__all__ = [
+    "AcceptanceCriterion",
+    "ImprovementOrEqual",
+    "StrictImprovement",
+    "resolve_acceptance",
+]
+
+
+@runtime_checkable
+class AcceptanceCriterion(Protocol):
+    """Decides on a child from minibatch scores (same examples, same order)."""
+
+    def accept(
+        self, parent_scores: Sequence[float], child_scores: Sequence[float]
+    ) -> tuple[bool, str]: ...
+
+
+class StrictImprovement:
+    """Accept when the child's minibatch sum beats the parent's."""
+
+    def accept(
+        self, parent_scores: Sequence[float], child_scores: Sequence[float]
+    ) -> tuple[bool, str]:
+        parent, child = sum(parent_scores), sum(child_scores)
+        if child > parent:
+            return True, f"minibatch sum improved {parent:.4g} -> {child:.4g}"
+        return False, f"minibatch sum did not improve ({parent:.4g} -> {child:.4g})"
+
+
+class ImprovementOrEqual:
+    """Accept when the child's minibatch sum is at least the parent's."""
+
+    def accept(
+        self, parent_scores: Sequence[float], child_scores: Sequence[float]
+    ) -> tuple[bool, str]:
+        parent, child = sum(parent_scores), sum(child_scores)
+        if child >= parent:
+            return True, f"minibatch sum {parent:.4g} -> {child:.4g} (not worse)"
+        return False, f"minibatch sum got worse ({parent:.4g} -> {child:.4g})"
+
+
+def resolve_acceptance(value: str | AcceptanceCriterion) -> AcceptanceCriterion:
+    """An acceptance criterion from its name or an object.
+
+    Raises:
+        ConfigError: for an unknown name or an object without ``accept``.
+    """
+    if isinstance(value, str):
+        if value == "strict_improvement":
+            return StrictImprovement()
+        if value == "improvement_or_equal":
+            return ImprovementOrEqual()
+        raise ConfigError(
+            f"unknown acceptance_criterion {value!r}; use 'strict_improvement', "
+            "'improvement_or_equal' or an object with accept(parent_scores, child_scores)"
+        )
+    if isinstance(value, AcceptanceCriterion):
+        return value
+    raise ConfigError(
+        f"acceptance_criterion must be a name or an AcceptanceCriterion, got {type(value).__name__}"
+    )

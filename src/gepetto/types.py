@@ -1,0 +1,81 @@
+"""Plain data types shared by every layer: candidates and evaluation batches.
+
+These mirror the public ``gepa`` package so that adapters written for it work unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeAlias, TypeVar
+
+__all__ = [
+    "Candidate",
+    "CandidateId",
+    "EvaluationBatch",
+    "ExampleId",
+    "RolloutOutput",
+    "Split",
+    "Trajectory",
+    "candidate_hash",
+]
+
+Candidate: TypeAlias = dict[str, str]
+"""A system under optimization: component name -> component text."""
+
+CandidateId: TypeAlias = int
+"""Index of a candidate in the run, in order of creation (the seed is 0)."""
+
+ExampleId: TypeAlias = int
+"""Index of an example in its dataset (train, validation or test)."""
+
+Split: TypeAlias = Literal["train", "val", "test"]
+
+Trajectory = TypeVar("Trajectory")
+RolloutOutput = TypeVar("RolloutOutput")
+
+
+@dataclass
+class EvaluationBatch(Generic[Trajectory, RolloutOutput]):
+    """What an adapter returns for one candidate on one batch of examples.
+
+    Attributes:
+        outputs: one raw output per example; gepetto never interprets them.
+        scores: one float per example, higher is better. Minibatches are compared by their
+            sum, validation sets by their mean.
+        trajectories: one trace per example when ``capture_traces=True`` was asked, for the
+            adapter's own ``make_reflective_dataset``; otherwise ``None``.
+        objective_scores: optionally, per example, a mapping objective name -> score.
+        num_metric_calls: accepted for compatibility with gepa; gepetto counts one metric call
+            per example scored and ignores this field.
+    """
+
+    outputs: list[RolloutOutput]
+    scores: list[float]
+    trajectories: list[Trajectory] | None = None
+    objective_scores: list[dict[str, float]] | None = None
+    num_metric_calls: int | None = None
+
+
+def candidate_hash(candidate: Mapping[str, str]) -> str:
+    """A stable content hash of a candidate (same texts, same hash; key order ignored).
+
+    Example:
+        >>> candidate_hash({"a": "x", "b": "y"}) == candidate_hash({"b": "y", "a": "x"})
+        True
+    """
+    payload = json.dumps(dict(sorted(candidate.items())), ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def jsonable(value: Any) -> Any:
+    """Best-effort conversion of user objects to JSON-safe values (for results and events)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    return repr(value)
