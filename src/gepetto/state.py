@@ -99,6 +99,7 @@ class RunState:
         scores = self._val_by_hash.setdefault(record.candidate_hash, {})
         objectives = self._val_objectives_by_hash.setdefault(record.candidate_hash, {})
         candidate_id = self._id_by_hash.get(record.candidate_hash)
+        offered = False
         for position, (example_id, score) in enumerate(
             zip(record.example_ids, record.scores, strict=True)
         ):
@@ -109,6 +110,9 @@ class RunState:
                 objectives[example_id] = record.objective_scores[position]
             if candidate_id is not None:
                 self._offer(candidate_id, example_id)
+                offered = True
+        if offered and candidate_id is not None:
+            self._refresh_best(candidate_id)
 
     def _on_candidate(self, record: CandidateRecord) -> None:
         if record.id != len(self.candidates):
@@ -118,6 +122,7 @@ class RunState:
         self._aggregates.append(_Aggregate())
         for example_id in self._val_by_hash.get(record.content_hash, {}):
             self._offer(record.id, example_id)
+        self._refresh_best(record.id)
 
     def _offer(self, candidate_id: CandidateId, example_id: ExampleId) -> None:
         content_hash = self.candidates[candidate_id].content_hash
@@ -130,16 +135,21 @@ class RunState:
             self._val_objectives_by_hash[content_hash].get(example_id, {}).items()
         ):
             self._cartesian_front.offer((example_id, objective), candidate_id, value)
-        self._update_best(candidate_id)
 
-    def _update_best(self, candidate_id: CandidateId) -> None:
-        best = self._aggregates[self.best_id]
-        challenger = self._aggregates[candidate_id]
-        better = challenger.mean > best.mean or (
-            challenger.mean == best.mean and challenger.count > best.count
-        )
-        if candidate_id != self.best_id and better:
-            self.best_id = candidate_id
+    def _rank(self, candidate_id: CandidateId) -> tuple[float, int, int]:
+        """Best-candidate order: higher mean, then more evidence, then the older one."""
+        aggregate = self._aggregates[candidate_id]
+        return (aggregate.mean, aggregate.count, -candidate_id)
+
+    def _refresh_best(self, changed_id: CandidateId) -> None:
+        """Re-rank after ``changed_id``'s scores changed (all of a record at once)."""
+        if changed_id == self.best_id:
+            # The best's own mean may have dropped: look at everyone again.
+            best = max(range(len(self.candidates)), key=self._rank)
+        else:
+            best = max((self.best_id, changed_id), key=self._rank)
+        if best != self.best_id:
+            self.best_id = best
             self.best_changed_at_iteration = self.iterations_finished
 
     # ----- views -----------------------------------------------------------------------------

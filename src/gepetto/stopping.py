@@ -59,8 +59,8 @@ class StopCondition(Protocol):
 
 
 class _Composable:
-    def __or__(self, other: StopCondition) -> AnyOf:
-        return AnyOf((self, other))  # type: ignore[arg-type]
+    def __or__(self, other: StopCondition | Callable[[RunStatus], object]) -> AnyOf:
+        return AnyOf((self, *resolve_stop_conditions([other])))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -76,8 +76,8 @@ class AnyOf(_Composable):
                 return reason
         return None
 
-    def __or__(self, other: StopCondition) -> AnyOf:
-        return AnyOf((*self.conditions, other))
+    def __or__(self, other: StopCondition | Callable[[RunStatus], object]) -> AnyOf:
+        return AnyOf((*self.conditions, *resolve_stop_conditions([other])))
 
 
 @dataclass(frozen=True)

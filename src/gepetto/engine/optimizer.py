@@ -69,7 +69,10 @@ __all__ = ["Optimizer"]
 TaskGenerator = Generator[Task, Any, None]
 
 STALL_LIMIT = 50
-"""Iterations in a row that spend nothing (no metric call, no LM call) before the run stops."""
+"""Iterations in a row that evaluate nothing new before the run stops.
+
+With evaluation caching, an iteration whose parent minibatch is cached and whose reflection
+gives nothing usable costs no metric call, so the budget alone would never end such a run."""
 
 REFLECTION_ERROR_LIMIT = 5
 """Reflection steps in a row whose LM calls all raised before the run stops."""
@@ -328,7 +331,7 @@ class Optimizer:
     def _proposal_flow(self, iteration: int) -> TaskGenerator:
         """One GEPA iteration: select, evaluate, reflect, evaluate the child, decide."""
         state = self.state
-        spent_before = state.total_metric_calls + state.reflection_lm_calls
+        spent_before = state.total_metric_calls
         parent_id = self.config.candidate_selector.select(state, self.rng)
         parent = state.candidates[parent_id]
         batch_ids = tuple(self.config.batch_sampler.next_batch(len(self.trainset), self.rng))
@@ -338,12 +341,12 @@ class Optimizer:
         except BudgetExhausted as exhausted:
             self.request_stop(str(exhausted))
             self._decide(iteration, parent_id, "failed", str(exhausted))
-        spent = state.total_metric_calls + state.reflection_lm_calls - spent_before
+        spent = state.total_metric_calls - spent_before
         self._stalled_iterations = 0 if spent else self._stalled_iterations + 1
         if self._stalled_iterations >= STALL_LIMIT:
             self.request_stop(
-                f"stalled: {STALL_LIMIT} iterations in a row spent nothing (the sampled "
-                "parents are perfect on their cached minibatches)"
+                f"stalled: {STALL_LIMIT} iterations in a row evaluated nothing new (parents "
+                "perfect on their minibatches, or no usable proposal from reflection)"
             )
 
     def _propose(
