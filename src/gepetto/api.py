@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from gepetto.adapter import AdapterRunner
@@ -133,6 +133,26 @@ async def aoptimize(
     return await driver.run(handle_signals=handle_signals)
 
 
+def _run_to_completion(coroutine: Coroutine[Any, Any, Result]) -> Result:
+    """Run a coroutine on a new event loop, like ``asyncio.run``, but without waiting for
+    worker threads at the end: after a second Ctrl-C a hanging adapter call must not keep
+    the result from the caller (the thread finishes in the background)."""
+    loop = asyncio.new_event_loop()
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()  # shuts the default executor down without waiting
+
+
 def optimize(
     seed_candidate: Mapping[str, str],
     trainset: Sequence[Any],
@@ -205,7 +225,7 @@ def optimize(
     options.setdefault("handle_signals", True)
 
     def run() -> Result:
-        return asyncio.run(
+        return _run_to_completion(
             aoptimize(seed_candidate, trainset, valset, adapter, task_lm, reflection_lm, **options)
         )
 

@@ -153,9 +153,10 @@ class Optimizer:
     # ----- driving -------------------------------------------------------------------------
 
     def ask(self) -> Task | None:
-        """The next task to do, or ``None`` when nothing can start until a result is told.
+        """The next task to do, or ``None``.
 
-        When :attr:`is_finished` is true, ``ask()`` keeps returning ``None``.
+        ``None`` means either that the run is finished (:attr:`is_finished`) or that nothing
+        can start until an outstanding task is told. Once finished, it stays ``None``.
         """
         if self._started_at is None:
             self._start()
@@ -194,7 +195,9 @@ class Optimizer:
 
     def abort(self, reason: str) -> None:
         """Stop now: drop the tasks in flight (their reserved calls are released)."""
-        self.request_stop(reason)
+        self._stop_reason = (
+            reason if self._stop_reason is None else f"{self._stop_reason}; {reason}"
+        )
         flows = {id(flow): flow for flow in self._waiting.values()}
         self._waiting.clear()
         self._ready.clear()
@@ -206,8 +209,17 @@ class Optimizer:
 
     @property
     def is_finished(self) -> bool:
-        """True once a stop condition fired and every proposal in flight has ended."""
-        return self._stop_reason is not None and self._active == 0 and not self._ready
+        """True once a stop condition fired and every proposal in flight has ended.
+
+        When nothing is in flight, the stop conditions are checked here, so a driver loop
+        ``while not opt.is_finished: task = opt.ask() ...`` never sees a spurious ``None``.
+        """
+        idle = self._active == 0 and not self._ready
+        if idle and self._stop_reason is None and self._seed_admitted:
+            reason = self._check_stop_conditions()
+            if reason is not None:
+                self.request_stop(reason)
+        return self._stop_reason is not None and idle
 
     @property
     def stop_reason(self) -> str | None:
