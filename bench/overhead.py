@@ -52,12 +52,12 @@ def make_examples(count: int, seed: int) -> list[tuple[str, str]]:
 
 
 class SyncAdapter:
-    """Zero-latency adapter; records the time spent in its own methods."""
+    """Zero-latency adapter; records the time spent in its own methods (and the LM's)."""
 
     def __init__(self) -> None:
         self.spans: list[int] = []  # list.append is atomic, safe from worker threads
 
-    def _evaluate(self, batch: list[Any], candidate: dict[str, str], traces: bool) -> Any:
+    def evaluate(self, batch: list[Any], candidate: dict[str, str], traces: bool = False) -> Any:
         start = time.perf_counter_ns()
         words = set(candidate["instructions"].split())
         scores = [0.5 * (a in words) + 0.5 * (b in words) for a, b in batch]
@@ -66,7 +66,7 @@ class SyncAdapter:
         self.spans.append(time.perf_counter_ns() - start)
         return result
 
-    def _dataset(self, candidate: dict[str, str], eval_batch: Any, components: list[str]) -> Any:
+    def make_reflective_dataset(self, candidate: Any, eval_batch: Any, components: Any) -> Any:
         start = time.perf_counter_ns()
         records = [
             {"Inputs": "question", "Score": s, "Feedback": f"missing words: {', '.join(m)}"}
@@ -75,25 +75,13 @@ class SyncAdapter:
         self.spans.append(time.perf_counter_ns() - start)
         return dict.fromkeys(components, records)
 
-    def evaluate(
-        self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False
-    ) -> Any:
-        return self._evaluate(batch, candidate, capture_traces)
-
-    def make_reflective_dataset(self, candidate: Any, eval_batch: Any, components: Any) -> Any:
-        return self._dataset(candidate, eval_batch, components)
-
 
 class AsyncAdapter(SyncAdapter):
-    async def evaluate(  # type: ignore[override]
-        self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False
-    ) -> Any:
-        return self._evaluate(batch, candidate, capture_traces)
+    async def evaluate(self, *args: Any) -> Any:  # type: ignore[override]
+        return SyncAdapter.evaluate(self, *args)
 
-    async def make_reflective_dataset(  # type: ignore[override]
-        self, candidate: Any, eval_batch: Any, components: Any
-    ) -> Any:
-        return self._dataset(candidate, eval_batch, components)
+    async def make_reflective_dataset(self, *args: Any) -> Any:  # type: ignore[override]
+        return SyncAdapter.make_reflective_dataset(self, *args)
 
 
 _CURRENT = re.compile(r"```\n(.*?)\n```", re.DOTALL)
@@ -130,7 +118,7 @@ class AsyncMutatingLM(MutatingLM):
         return self.reply(prompt)
 
 
-def rss_mb() -> float:
+def rss_mb() -> float:  # peak resident set of this process so far
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -139,8 +127,7 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     sync = spec["variant"] == "sync"
     adapter = SyncAdapter() if sync else AsyncAdapter()
     lm = (MutatingLM if sync else AsyncMutatingLM)(adapter.spans)
-    trainset = make_examples(TRAIN_SIZE, seed=0)
-    valset = make_examples(spec["valset"], seed=1)
+    trainset, valset = make_examples(TRAIN_SIZE, seed=0), make_examples(spec["valset"], seed=1)
     rss_before = rss_mb()
     start = time.perf_counter()
     result = gepetto.optimize(
@@ -154,9 +141,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         display_progress_bar=False,
         seed=0,
     )
-    wall = time.perf_counter() - start
-    calls = result.total_metric_calls
-    user = sum(adapter.spans) / 1e9
+    wall, calls, user = (
+        time.perf_counter() - start,
+        result.total_metric_calls,
+        sum(adapter.spans) / 1e9,
+    )
     return {
         **spec,
         "wall_s": wall,
@@ -167,7 +156,6 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
         "iterations": result.num_iterations,
         "candidates": result.num_candidates,
         "accepted": sum(d["outcome"] == "accepted" for d in result.decisions),
-        "best": result.best_score,
         "rss_mb": rss_mb(),
         "rss_growth_mb": rss_mb() - rss_before,
     }
@@ -188,12 +176,8 @@ def run_isolated(spec: dict[str, Any], repeat: int) -> dict[str, Any]:
     """Run ``spec`` ``repeat`` times, each in a fresh process; keep the median wall time."""
     runs = []
     for _ in range(repeat):
-        out = subprocess.run(
-            [sys.executable, __file__, "--one", json.dumps(spec)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        command = [sys.executable, __file__, "--one", json.dumps(spec)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
     runs.sort(key=lambda r: r["wall_s"])
     return runs[len(runs) // 2]  # type: ignore[no-any-return]

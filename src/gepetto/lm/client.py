@@ -1,0 +1,329 @@
+"""The base of gepetto's LM clients: one request pipeline for every provider.
+
+A provider client (OpenAI, Anthropic, ...) implements only :meth:`LMClient._send`: one
+attempt of one request, returning a :class:`Completion` or raising an
+:class:`~gepetto.lm.errors.LMError` subclass. :meth:`LMClient.acomplete` wraps it with, in
+order: the response cache (a hit costs nothing), the circuit breaker, the rate limiter,
+retries with backoff on retryable errors, token and dollar accounting, and a
+:class:`LMCallRecord` sent to every listener (the run turns these into events and totals).
+
+A client is an LM in the sense of :mod:`gepetto.lm.protocol`: ``await client(prompt)``
+returns the text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from gepetto.errors import ConfigError
+from gepetto.lm.errors import LMError
+from gepetto.lm.protocol import Messages, Prompt
+from gepetto.lm.reliability import CircuitBreaker, RetryPolicy
+
+__all__ = [
+    "Completion",
+    "LMCallRecord",
+    "LMClient",
+    "LMRequest",
+    "PriceTable",
+    "RateLimiter",
+    "ResponseCache",
+    "Usage",
+    "to_messages",
+]
+
+logger = logging.getLogger("gepetto.lm")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one call, and its dollar cost (``None`` when the price is unknown)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One reply: the text and what it cost."""
+
+    text: str
+    model: str
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+    cached: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LMRequest:
+    """Everything that determines a reply (and nothing secret): the cache key's source."""
+
+    model: str
+    messages: tuple[Mapping[str, Any], ...]
+    params: Mapping[str, Any]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def cache_key(self, provider: str) -> str:
+        """A sha256 of the provider, model, messages and parameters (sorted JSON)."""
+        payload = json.dumps(
+            {
+                "provider": provider,
+                "model": self.model,
+                "messages": list(self.messages),
+                "params": dict(self.params),
+                "extra": dict(self.extra),
+            },
+            sort_keys=True,
+            ensure_ascii=False,
+            default=repr,
+        )
+        return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class LMCallRecord:
+    """What listeners learn about each call (no prompt text, no secrets).
+
+    ``faults`` counts the failed attempts by error class name (``LMRateLimitError``, ...);
+    ``error`` is set when the call failed in the end.
+    """
+
+    provider: str
+    model: str
+    usage: Usage
+    cached: bool
+    latency_s: float
+    attempts: int
+    faults: Mapping[str, int]
+    error: str | None = None
+
+
+class RateLimiter(Protocol):
+    """Shared requests-per-minute / tokens-per-minute limits (see :mod:`gepetto.lm.ratelimit`)."""
+
+    async def acquire(self, estimated_tokens: int) -> None:
+        """Wait until a request of about ``estimated_tokens`` tokens may be sent."""
+        ...
+
+    def record(self, estimated_tokens: int, actual_tokens: int) -> None:
+        """Correct the token count once the reply's usage is known."""
+        ...
+
+
+class ResponseCache(Protocol):
+    """A persistent map from :meth:`LMRequest.cache_key` to completions."""
+
+    def get(self, key: str) -> Completion | None: ...
+
+    def put(self, key: str, completion: Completion) -> None: ...
+
+
+class PriceTable(Protocol):
+    """Dollar cost of a call, or ``None`` when the model's price is unknown."""
+
+    def cost(
+        self, provider: str, model: str, input_tokens: int, output_tokens: int
+    ) -> float | None: ...
+
+
+def to_messages(prompt: Prompt) -> Messages:
+    """A chat message list from a prompt string or a message list.
+
+    Raises:
+        ConfigError: if ``prompt`` is neither.
+    """
+    if isinstance(prompt, str):
+        return [{"role": "user", "content": prompt}]
+    if isinstance(prompt, list) and all(isinstance(m, Mapping) and "role" in m for m in prompt):
+        return [dict(m) for m in prompt]
+    raise ConfigError("a prompt must be a string or a list of {'role': ..., 'content': ...}")
+
+
+class LMClient:
+    """Base class of provider clients (subclasses implement :meth:`_send`).
+
+    Args:
+        model: the provider's model name.
+        temperature, top_p, max_tokens: sampling parameters (``None``: provider default).
+        timeout: seconds per request attempt.
+        extra_body: extra request fields passed to the provider as they are.
+        retry: the retry policy (default: 6 attempts, exponential backoff with jitter).
+        circuit_breaker: stops calling after consecutive failures (default: 5).
+        rate_limiter: shared RPM/TPM limiter, or ``None``.
+        cache: a response cache, or ``None``. By default only deterministic requests
+            (temperature 0) are cached; ``cache_all=True`` caches every request.
+        prices: the price table for dollar costs, or ``None`` (cost unknown).
+    """
+
+    provider: ClassVar[str] = "base"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        timeout: float = 120.0,
+        extra_body: Mapping[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
+        circuit_breaker: CircuitBreaker | None = None,
+        rate_limiter: RateLimiter | None = None,
+        cache: ResponseCache | None = None,
+        cache_all: bool = False,
+        prices: PriceTable | None = None,
+    ) -> None:
+        if not model:
+            raise ConfigError("model must be a non-empty model name")
+        if timeout <= 0:
+            raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        self.model = model
+        self.params: dict[str, Any] = {
+            k: v
+            for k, v in (("temperature", temperature), ("top_p", top_p), ("max_tokens", max_tokens))
+            if v is not None
+        }
+        self.extra_body = dict(extra_body or {})
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.circuit_breaker = circuit_breaker or CircuitBreaker()
+        self.rate_limiter = rate_limiter
+        self.cache = cache
+        self.cache_all = cache_all
+        self.prices = prices
+        self._listeners: list[Callable[[LMCallRecord], None]] = []
+
+    # ----- public --------------------------------------------------------------------------
+
+    async def __call__(self, prompt: Prompt) -> str:
+        """The reply text for ``prompt`` (the LM protocol)."""
+        return (await self.acomplete(prompt)).text
+
+    async def acomplete(self, prompt: Prompt, **params: Any) -> Completion:
+        """One completion, through cache, breaker, rate limiter, retries and accounting.
+
+        Args:
+            prompt: a string or chat messages.
+            **params: per-call overrides of the sampling parameters.
+
+        Raises:
+            LMError: after the retries, or at once for non-retryable errors.
+        """
+        request = LMRequest(
+            self.model, tuple(to_messages(prompt)), {**self.params, **params}, self.extra_body
+        )
+        key = request.cache_key(self.provider) if self._cacheable(request) else None
+        if key is not None and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                self._notify(
+                    LMCallRecord(self.provider, self.model, Usage(0, 0, 0.0), True, 0.0, 0, {})
+                )
+                return Completion(hit.text, hit.model, Usage(0, 0, 0.0), hit.finish_reason, True)
+        completion = await self._call_with_retries(request)
+        if key is not None and self.cache is not None:
+            self.cache.put(key, completion)
+        return completion
+
+    def add_listener(self, listener: Callable[[LMCallRecord], None]) -> None:
+        """Call ``listener`` with an :class:`LMCallRecord` after every call."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[LMCallRecord], None]) -> None:
+        """Stop calling ``listener``."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def aclose(self) -> None:
+        """Release network resources (subclasses close their SDK client)."""
+
+    # ----- for subclasses ------------------------------------------------------------------
+
+    async def _send(self, request: LMRequest) -> Completion:
+        """One attempt of ``request``; raise an :class:`LMError` subclass on failure."""
+        raise NotImplementedError
+
+    # ----- internals -----------------------------------------------------------------------
+
+    def _cacheable(self, request: LMRequest) -> bool:
+        return self.cache_all or request.params.get("temperature") == 0
+
+    async def _call_with_retries(self, request: LMRequest) -> Completion:
+        started = time.monotonic()
+        faults: dict[str, int] = {}
+        estimate = _estimate_tokens(request)
+        attempt = 0
+        while True:
+            self.circuit_breaker.check(model=self.model, provider=self.provider)
+            if self.rate_limiter is not None:
+                await self.rate_limiter.acquire(estimate)
+            try:
+                completion = await self._send(request)
+            except LMError as error:
+                faults[type(error).__name__] = faults.get(type(error).__name__, 0) + 1
+                wait = self.retry.delay(attempt, error)
+                if wait is None:
+                    self.circuit_breaker.record_failure(error)
+                    self._notify(self._record(Usage(), started, attempt + 1, faults, error))
+                    raise
+                logger.info("LM call failed (%s); retry %d in %.2fs", error, attempt + 1, wait)
+                attempt += 1
+                await asyncio.sleep(wait)
+                continue
+            self.circuit_breaker.record_success()
+            usage = completion.usage
+            if self.rate_limiter is not None:
+                self.rate_limiter.record(estimate, usage.input_tokens + usage.output_tokens)
+            if usage.cost_usd is None and self.prices is not None:
+                cost = self.prices.cost(
+                    self.provider,
+                    completion.model or self.model,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                )
+                usage = Usage(usage.input_tokens, usage.output_tokens, cost)
+                completion = Completion(
+                    completion.text, completion.model, usage, completion.finish_reason
+                )
+            self._notify(self._record(usage, started, attempt + 1, faults, None))
+            return completion
+
+    def _record(
+        self,
+        usage: Usage,
+        started: float,
+        attempts: int,
+        faults: dict[str, int],
+        error: LMError | None,
+    ) -> LMCallRecord:
+        return LMCallRecord(
+            self.provider,
+            self.model,
+            usage,
+            False,
+            time.monotonic() - started,
+            attempts,
+            dict(faults),
+            f"{type(error).__name__}: {error}" if error is not None else None,
+        )
+
+    def _notify(self, record: LMCallRecord) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(record)
+            except Exception:
+                logger.exception("LM call listener %r failed", listener)
+
+
+def _estimate_tokens(request: LMRequest) -> int:
+    """A rough token estimate (4 characters per token) for rate limiting before the call."""
+    characters = sum(len(str(m.get("content", ""))) for m in request.messages)
+    return characters // 4 + int(request.params.get("max_tokens", 256))
