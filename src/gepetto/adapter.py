@@ -21,10 +21,12 @@ Each method may be a plain method or an ``async def`` one; sync methods run in w
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import math
 import numbers
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from gepetto.errors import AdapterContractError, ConfigError
@@ -35,6 +37,7 @@ __all__ = [
     "GEPAAdapter",
     "ProposesNewTexts",
     "ReflectiveDataset",
+    "UsesLMClients",
 ]
 
 ReflectiveDataset = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -69,11 +72,23 @@ class ProposesNewTexts(Protocol):
     ) -> dict[str, str] | Awaitable[dict[str, str]]: ...
 
 
-async def call_maybe_async(fn: Callable[..., Any], *args: Any) -> Any:
-    """Await an async function, or run a sync one in a worker thread."""
+@runtime_checkable
+class UsesLMClients(Protocol):
+    """An adapter that calls gepetto LM clients for the task; the run meters their calls
+    (tokens, dollars, faults) under the role ``"task"``."""
+
+    def lm_clients(self) -> Sequence[Any]: ...
+
+
+async def call_maybe_async(
+    fn: Callable[..., Any], *args: Any, executor: Executor | None = None
+) -> Any:
+    """Await an async function, or run a sync one in a worker thread of ``executor``
+    (default: the event loop's default executor)."""
     if inspect.iscoroutinefunction(fn):
         return await fn(*args)
-    result = await asyncio.to_thread(fn, *args)
+    loop = asyncio.get_running_loop()
+    result = await loop.run_in_executor(executor, functools.partial(fn, *args))
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -84,12 +99,13 @@ class AdapterRunner:
 
     Args:
         adapter: an object implementing :class:`GEPAAdapter`.
+        executor: the thread pool for sync methods (default: the loop's default executor).
 
     Raises:
         ConfigError: if the adapter lacks ``evaluate`` or ``make_reflective_dataset``.
     """
 
-    def __init__(self, adapter: object) -> None:
+    def __init__(self, adapter: object, executor: Executor | None = None) -> None:
         if not isinstance(adapter, GEPAAdapter):
             missing = [
                 m for m in ("evaluate", "make_reflective_dataset") if not hasattr(adapter, m)
@@ -100,6 +116,7 @@ class AdapterRunner:
                 "make_reflective_dataset(candidate, eval_batch, components_to_update)"
             )
         self.adapter = adapter
+        self.executor = executor
         self.proposes_texts = isinstance(adapter, ProposesNewTexts)
         self.name = type(adapter).__name__
 
@@ -124,7 +141,11 @@ class AdapterRunner:
     ) -> ReflectiveDataset:
         """Run ``adapter.make_reflective_dataset`` and check it returns a mapping."""
         result = await call_maybe_async(
-            self.adapter.make_reflective_dataset, dict(candidate), eval_batch, list(components)
+            self.adapter.make_reflective_dataset,
+            dict(candidate),
+            eval_batch,
+            list(components),
+            executor=self.executor,
         )
         if not isinstance(result, Mapping):
             raise AdapterContractError(
@@ -138,7 +159,9 @@ class AdapterRunner:
     ) -> dict[str, str]:
         """Run the adapter's own ``propose_new_texts``."""
         method = self.adapter.propose_new_texts  # type: ignore[attr-defined]
-        result = await call_maybe_async(method, dict(candidate), dataset, list(components))
+        result = await call_maybe_async(
+            method, dict(candidate), dataset, list(components), executor=self.executor
+        )
         return check_proposed_texts(result, f"{self.name}.propose_new_texts")
 
 
@@ -201,6 +224,8 @@ def _check_length(where: str, field: str, values: object, expected: int) -> None
 
 
 def _as_score(where: str, value: object) -> float:
+    if type(value) is float and math.isfinite(value):
+        return value
     if not isinstance(value, numbers.Real):
         raise AdapterContractError(
             f"{where} returned a score of type {type(value).__name__}; scores must be numbers"

@@ -11,12 +11,14 @@ import asyncio
 import concurrent.futures
 import os
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gepetto.adapter import AdapterRunner
+from gepetto.adapter import AdapterRunner, UsesLMClients
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
 from gepetto.errors import ConfigError
+from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
 from gepetto.progress import RichProgress, progress_wanted, rich_available
 from gepetto.proposers.reflective import ReflectiveProposer, resolve_templates
@@ -52,6 +54,7 @@ async def aoptimize(
     module_selector: str | ComponentSelector = "round_robin",
     use_merge: bool = False,
     max_metric_calls: int | None = None,
+    max_cost_usd: float | None = None,
     stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     callbacks: Sequence[object] | None = None,
@@ -94,6 +97,7 @@ async def aoptimize(
         valset,
         callbacks=observers,
         max_metric_calls=max_metric_calls,
+        max_cost_usd=max_cost_usd,
         stop_callbacks=stop_callbacks,
         candidate_selection_strategy=candidate_selection_strategy,
         frontier_type=frontier_type,
@@ -109,7 +113,12 @@ async def aoptimize(
         seed=seed,
         run_dir=run_dir,
     )
-    runner = AdapterRunner(adapter)
+    # One pool for every sync call of the run (adapter methods, a sync reflection LM): sized
+    # so max_concurrency evaluations and every proposal's reflection can run at once.
+    executor = ThreadPoolExecutor(
+        max_workers=max_concurrency + parallel_proposals + 1, thread_name_prefix="gepetto"
+    )
+    runner = AdapterRunner(adapter, executor)
     templates = resolve_templates(reflection_prompt_template, optimizer.components)
     proposer = None
     if custom_candidate_proposer is None and not runner.proposes_texts:
@@ -118,19 +127,27 @@ async def aoptimize(
                 "pass reflection_lm= (a callable prompt -> str), or an adapter with "
                 "propose_new_texts, or custom_candidate_proposer="
             )
-        proposer = ReflectiveProposer(as_async_lm(reflection_lm), templates)
+        proposer = ReflectiveProposer(as_async_lm(reflection_lm, executor=executor), templates)
     elif custom_candidate_proposer is not None and not callable(custom_candidate_proposer):
         raise ConfigError("custom_candidate_proposer must be callable")
     if run_dir is not None:
         os.makedirs(run_dir, exist_ok=True)
+    metered: list[tuple[str, object]] = [("reflection", reflection_lm)]
+    if isinstance(adapter, UsesLMClients):
+        metered.extend(("task", client) for client in adapter.lm_clients())
     driver = Driver(
         optimizer,
         runner,
         proposer=proposer,
         custom_proposer=custom_candidate_proposer,
         max_concurrency=max_concurrency,
+        metered_lms=[(role, lm) for role, lm in metered if isinstance(lm, LMClient)],
     )
-    return await driver.run(handle_signals=handle_signals)
+    try:
+        return await driver.run(handle_signals=handle_signals)
+    finally:
+        # Do not wait: after a second Ctrl-C a hanging call must not hold the result back.
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, Result]) -> Result:
@@ -176,6 +193,8 @@ def optimize(
 
             - ``max_metric_calls``: the budget (one example evaluated once = one call); never
               exceeded. A run needs it or ``stop_callbacks``.
+            - ``max_cost_usd``: stop starting proposals once the run's LM calls (task and
+              reflection, through gepetto's clients) cost this much.
             - ``stop_callbacks``: stop conditions (:class:`gepetto.Timeout`,
               :class:`gepetto.NoImprovement`, :class:`gepetto.ScoreThreshold`,
               :class:`gepetto.MaxCandidates`, ... or functions ``status -> bool``).

@@ -7,8 +7,9 @@ every evaluation of the run caps the calls in flight. With ``max_concurrency=1``
 sees the whole batch in one call, exactly as gepa calls it.
 
 If a chunk raises, each of its examples is retried alone, so only the examples that really
-fail are scored 0 (with the exception in their trajectory and output); a contract violation
-(:class:`~gepetto.errors.AdapterContractError`) is not retried and stops the run.
+fail are scored 0 (with the exception in their trajectory and output). A contract violation
+(:class:`~gepetto.errors.AdapterContractError`) and a fatal LM error (bad credentials, open
+circuit breaker; see :func:`gepetto.lm.errors.is_fatal`) are not retried: they stop the run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from gepetto.adapter import AdapterRunner
 from gepetto.errors import AdapterContractError
+from gepetto.lm.errors import is_fatal
 from gepetto.types import EvaluationBatch
 
 __all__ = ["EvaluationFailure", "Evaluator", "ScoredBatch"]
@@ -86,6 +88,8 @@ class Evaluator:
         except AdapterContractError:
             raise
         except Exception as error:
+            if is_fatal(error):
+                raise  # bad credentials or an open circuit breaker: stop the run
             if len(chunk) == 1:
                 return _failed(error, capture_traces)
             logger.warning(

@@ -35,6 +35,7 @@ __all__ = [
     "EventBus",
     "IterationFinished",
     "IterationStarted",
+    "LMCallFinished",
     "NewBestCandidate",
     "ReflectionFinished",
     "RunFinished",
@@ -172,6 +173,29 @@ class IterationFinished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class LMCallFinished(Event):
+    """An LM call of the run ended (``role`` is ``"task"`` or ``"reflection"``).
+
+    ``cost_usd`` is ``None`` when the price is unknown; ``faults`` counts failed attempts by
+    error type (rate limits, timeouts, ...); ``error`` is set when the call failed in the end.
+    """
+
+    name: ClassVar[str] = "lm_call_finished"
+    role: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cached: bool
+    latency_s: float
+    attempts: int
+    faults: Mapping[str, int]
+    error: str | None
+    run_cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished(Event):
     """The run stopped; ``stop_reason`` says why."""
 
@@ -194,6 +218,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CandidateAdded,
     NewBestCandidate,
     IterationFinished,
+    LMCallFinished,
     RunFinished,
 )
 

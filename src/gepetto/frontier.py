@@ -32,6 +32,7 @@ __all__ = [
     "non_dominated",
     "remove_dominated",
     "sample_from_fronts",
+    "selection_weights",
 ]
 
 FrontierType: TypeAlias = Literal["instance", "objective", "hybrid", "cartesian"]
@@ -47,20 +48,28 @@ class BestTable:
     joins it. This is the per-instance Pareto front of GEPA kept up to date in O(1) per score.
     """
 
-    __slots__ = ("best", "members")
+    __slots__ = ("best", "keys_of", "members", "version")
 
     def __init__(self) -> None:
         self.best: dict[Hashable, float] = {}
         self.members: dict[Hashable, set[int]] = {}
+        self.keys_of: dict[int, set[Hashable]] = {}
+        self.version = 0
 
     def offer(self, key: Hashable, candidate_id: int, score: float) -> None:
         """Record that ``candidate_id`` scored ``score`` on ``key``."""
         best = self.best.get(key)
         if best is None or score > best:
+            for previous in self.members.get(key, ()):
+                self.keys_of[previous].discard(key)
             self.best[key] = score
             self.members[key] = {candidate_id}
         elif score == best:
             self.members[key].add(candidate_id)
+        else:
+            return
+        self.keys_of.setdefault(candidate_id, set()).add(key)
+        self.version += 1
 
     def fronts(self) -> dict[Hashable, set[int]]:
         """A copy of the current fronts."""
@@ -80,14 +89,21 @@ def remove_dominated(fronts: Fronts, scores: Mapping[int, float]) -> dict[Hashab
         least one candidate.
     """
     keys_of: dict[int, list[Hashable]] = {}
-    alive_count: dict[Hashable, int] = {}
     for key, ids in fronts.items():
-        alive_count[key] = len(ids)
         for candidate_id in ids:
             keys_of.setdefault(candidate_id, []).append(key)
+    removed = dominated_ids(fronts, keys_of, scores)
+    return {key: {c for c in ids if c not in removed} for key, ids in fronts.items()}
+
+
+def dominated_ids(
+    fronts: Fronts, keys_of: Mapping[int, Iterable[Hashable]], scores: Mapping[int, float]
+) -> set[int]:
+    """The ids :func:`remove_dominated` drops, given each candidate's keys (``keys_of``)."""
+    alive_count = {key: len(ids) for key, ids in fronts.items()}
     # Removing a candidate never makes another one dominated, so one pass in ascending
     # order finds the same fixed point as repeated passes.
-    order = sorted(keys_of, key=lambda c: (scores.get(c, 0.0), -c))
+    order = sorted((c for c in keys_of if keys_of[c]), key=lambda c: (scores.get(c, 0.0), -c))
     removed: set[int] = set()
     for candidate_id in order:
         keys = keys_of[candidate_id]
@@ -95,7 +111,20 @@ def remove_dominated(fronts: Fronts, scores: Mapping[int, float]) -> dict[Hashab
             removed.add(candidate_id)
             for key in keys:
                 alive_count[key] -= 1
-    return {key: {c for c in ids if c not in removed} for key, ids in fronts.items()}
+    return removed
+
+
+def selection_weights(
+    fronts: Fronts, keys_of: Mapping[int, Iterable[Hashable]], scores: Mapping[int, float]
+) -> tuple[list[int], list[int]]:
+    """Non-dominated ids (sorted) and their weights: the number of keys each is best at.
+
+    A survivor stays on every front it was on (only dominated candidates are removed), so its
+    weight is simply its number of keys.
+    """
+    removed = dominated_ids(fronts, keys_of, scores)
+    ids = sorted(c for c, keys in keys_of.items() if c not in removed and keys)
+    return ids, [len(list(keys_of[c])) for c in ids]
 
 
 def non_dominated(fronts: Fronts, scores: Mapping[int, float]) -> set[int]:

@@ -20,6 +20,7 @@ __all__ = [
     "DecisionRecord",
     "EvaluationPurpose",
     "EvaluationRecord",
+    "LMCallRecord",
     "Outcome",
     "Record",
     "ReflectionRecord",
@@ -115,7 +116,30 @@ class DecisionRecord:
     kind: Literal["decision"] = field(default="decision", init=False)
 
 
-Record: TypeAlias = CandidateRecord | EvaluationRecord | ReflectionRecord | DecisionRecord
+@dataclass(frozen=True, slots=True)
+class LMCallRecord:
+    """One LM call made for the run, by role (``"task"`` or ``"reflection"``).
+
+    ``cost_usd`` is ``None`` when the model's price is unknown (never counted as 0);
+    ``faults`` counts failed attempts by error type; ``error`` is set if the call failed.
+    """
+
+    role: str
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cached: bool
+    attempts: int = 1
+    faults: Mapping[str, int] = field(default_factory=dict)
+    error: str | None = None
+    kind: Literal["lm_call"] = field(default="lm_call", init=False)
+
+
+Record: TypeAlias = (
+    CandidateRecord | EvaluationRecord | ReflectionRecord | DecisionRecord | LMCallRecord
+)
 
 
 def record_to_dict(record: Record) -> dict[str, Any]:

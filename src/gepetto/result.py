@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gepetto.frontier import non_dominated
@@ -52,6 +52,7 @@ class Result:
     stop_reason: str | None = None
     seed: int | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
+    lm_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ----- convenience -----------------------------------------------------------------------
 
@@ -69,6 +70,14 @@ class Result:
     def seed_score(self) -> float:
         """Mean validation score of the seed candidate."""
         return self.val_aggregate_scores[0]
+
+    @property
+    def total_cost_usd(self) -> float | None:
+        """Dollars spent on LM calls (task and reflection); ``None`` if any call of the run
+        had an unknown price, so the total would be an underestimate."""
+        if any(u.get("unpriced_calls", 0) for u in self.lm_usage.values()):
+            return None
+        return sum(float(u.get("cost_usd", 0.0)) for u in self.lm_usage.values())
 
     @property
     def num_candidates(self) -> int:
@@ -116,6 +125,7 @@ class Result:
             stop_reason=stop_reason,
             seed=seed,
             decisions=[record_to_dict(d) for d in state.decisions],
+            lm_usage={role: asdict(totals) for role, totals in sorted(state.lm_usage.items())},
         )
 
     # ----- serialisation ---------------------------------------------------------------------
@@ -148,6 +158,7 @@ class Result:
             "stop_reason": self.stop_reason,
             "seed": self.seed,
             "decisions": jsonable(self.decisions),
+            "lm_usage": jsonable(self.lm_usage),
         }
 
     @classmethod
@@ -187,6 +198,7 @@ class Result:
             stop_reason=data.get("stop_reason"),
             seed=data.get("seed"),
             decisions=list(data.get("decisions", [])),
+            lm_usage=dict(data.get("lm_usage", {})),
         )
 
     def to_json(self, **kwargs: Any) -> str:
@@ -230,7 +242,21 @@ class Result:
             f"metric calls {self.total_metric_calls} (train {self.metric_calls_train}, "
             f"val {self.metric_calls_val}), reflection calls {self.num_reflection_calls}",
             f"stopped: {self.stop_reason or 'n/a'}",
+            *self._usage_lines(),
         ]
+
+    def _usage_lines(self) -> list[str]:
+        lines = []
+        for role, usage in self.lm_usage.items():
+            cost = f"${usage.get('cost_usd', 0.0):.4f}"
+            if usage.get("unpriced_calls"):
+                cost += f" + {usage['unpriced_calls']} calls of unknown price"
+            lines.append(
+                f"{role} LM: {usage.get('calls', 0)} calls ({usage.get('cached_calls', 0)} "
+                f"cached), {usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)} "
+                f"tokens, {cost}"
+            )
+        return lines
 
     def __repr__(self) -> str:
         return "Result(" + "; ".join(self.summary_lines()) + ")"

@@ -9,19 +9,20 @@ arrive. Replaying the same records into a fresh ``RunState`` gives the same view
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from gepetto.frontier import BestTable, FrontierType
+from gepetto.frontier import BestTable, FrontierType, selection_weights
 from gepetto.records import (
     CandidateRecord,
     DecisionRecord,
     EvaluationRecord,
+    LMCallRecord,
     Record,
     ReflectionRecord,
 )
 from gepetto.types import CandidateId, ExampleId
 
-__all__ = ["CandidateView", "RunState"]
+__all__ = ["CandidateView", "LMUsageTotals", "RunState"]
 
 
 @dataclass(slots=True)
@@ -34,6 +35,37 @@ class _Aggregate:
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
+
+
+@dataclass(slots=True)
+class LMUsageTotals:
+    """Totals of the LM calls of one role.
+
+    ``cost_usd`` sums the calls whose price is known; ``unpriced_calls`` counts the others,
+    so a total is only complete when it is 0.
+    """
+
+    calls: int = 0
+    cached_calls: int = 0
+    failed_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    unpriced_calls: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+    def add(self, record: LMCallRecord) -> None:
+        self.calls += 1
+        self.cached_calls += record.cached
+        self.failed_calls += record.error is not None
+        self.input_tokens += record.input_tokens
+        self.output_tokens += record.output_tokens
+        if record.cost_usd is None:
+            self.unpriced_calls += record.error is None and not record.cached
+        else:
+            self.cost_usd += record.cost_usd
+        for name, count in record.faults.items():
+            self.faults[name] = self.faults.get(name, 0) + count
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +99,11 @@ class RunState:
         self._instance_front = BestTable()
         self._cartesian_front = BestTable()
         self._reflections_on: dict[CandidateId, int] = {}
+        self._views_version = 0
+        self._weights_cache: tuple[int, tuple[list[int], list[int]]] | None = None
         self.metric_calls = {"train": 0, "val": 0, "test": 0}
         self.reflection_lm_calls = 0
+        self.lm_usage: dict[str, LMUsageTotals] = {}
         self.iterations_finished = 0
         self.best_id: CandidateId = 0
         self.best_changed_at_iteration = -1
@@ -88,6 +123,8 @@ class RunState:
             self._reflections_on[record.parent_id] = (
                 self._reflections_on.get(record.parent_id, 0) + 1
             )
+        elif isinstance(record, LMCallRecord):
+            self.lm_usage.setdefault(record.role, LMUsageTotals()).add(record)
         else:
             self.decisions.append(record)
             self.iterations_finished += 1
@@ -118,6 +155,7 @@ class RunState:
         if record.id != len(self.candidates):
             raise ValueError(f"candidate id {record.id} is out of order")
         self.candidates.append(record)
+        self._views_version += 1
         self._id_by_hash[record.content_hash] = record.id
         self._aggregates.append(_Aggregate())
         for example_id in self._val_by_hash.get(record.content_hash, {}):
@@ -125,6 +163,7 @@ class RunState:
         self._refresh_best(record.id)
 
     def _offer(self, candidate_id: CandidateId, example_id: ExampleId) -> None:
+        self._views_version += 1
         content_hash = self.candidates[candidate_id].content_hash
         score = self._val_by_hash[content_hash][example_id]
         aggregate = self._aggregates[candidate_id]
@@ -158,6 +197,11 @@ class RunState:
     def total_metric_calls(self) -> int:
         """Metric calls spent on train and validation (test calls are reported apart)."""
         return self.metric_calls["train"] + self.metric_calls["val"]
+
+    @property
+    def cost_usd(self) -> float:
+        """Dollars spent on LM calls whose price is known, over every role."""
+        return sum(totals.cost_usd for totals in self.lm_usage.values())
 
     def id_of(self, content_hash: str) -> CandidateId | None:
         """The pool id of a candidate with these texts, if it is in the pool."""
@@ -222,6 +266,32 @@ class RunState:
         }
         hybrid.update({("objective", key): ids for key, ids in self.objective_fronts().items()})
         return hybrid
+
+    def selection_weights(self) -> tuple[list[CandidateId], list[int]]:
+        """Non-dominated pool members and how many fronts each is on (GEPA's sampling weights).
+
+        Cached until the next validation score or candidate arrives, so parent selection
+        costs O(1) in the iterations that add nothing to the pool.
+        """
+        cached = self._weights_cache
+        if cached is not None and cached[0] == self._views_version:
+            return cached[1]
+        table = {"instance": self._instance_front, "cartesian": self._cartesian_front}.get(
+            self.frontier_type
+        )
+        if table is not None:
+            fronts: Mapping[Hashable, set[int]] = table.members
+            keys_of: Mapping[int, set[Hashable]] = table.keys_of
+        else:
+            fronts = self.fronts()
+            built: dict[int, set[Hashable]] = {}
+            for key, ids in fronts.items():
+                for candidate_id in ids:
+                    built.setdefault(candidate_id, set()).add(key)
+            keys_of = built
+        weights = selection_weights(fronts, keys_of, self.val_scores_all())
+        self._weights_cache = (self._views_version, weights)
+        return weights
 
     def reflections_on(self, candidate_id: CandidateId) -> int:
         """How many reflection steps used this candidate as parent."""

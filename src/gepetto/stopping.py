@@ -28,6 +28,7 @@ from gepetto.errors import ConfigError
 __all__ = [
     "AnyOf",
     "MaxCandidates",
+    "MaxCost",
     "MaxMetricCalls",
     "NoImprovement",
     "RunStatus",
@@ -49,6 +50,7 @@ class RunStatus:
     iterations_since_improvement: int = 0
     best_score: float = -math.inf
     pool_size: int = 1
+    cost_usd: float = 0.0
 
 
 @runtime_checkable
@@ -153,6 +155,25 @@ class MaxCandidates(_Composable):
     def check(self, status: RunStatus) -> str | None:
         if status.pool_size >= self.count:
             return f"max_candidates reached ({status.pool_size})"
+        return None
+
+
+@dataclass(frozen=True)
+class MaxCost(_Composable):
+    """Start no new proposal once the LM calls of the run (task *and* reflection) cost
+    ``usd`` dollars or more. Calls already in flight still finish, so the final cost can pass
+    the limit by their cost. Calls whose price is unknown are not counted (see the Result's
+    ``lm_usage`` for how many there were)."""
+
+    usd: float
+
+    def __post_init__(self) -> None:
+        if self.usd <= 0:
+            raise ConfigError(f"max_cost_usd must be > 0, got {self.usd}")
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.cost_usd >= self.usd:
+            return f"max_cost_usd reached (${status.cost_usd:.4f} >= ${self.usd:g})"
         return None
 
 

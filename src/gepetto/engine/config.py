@@ -16,6 +16,7 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.frontier import FRONTIER_TYPES, FrontierType
 from gepetto.stopping import (
+    MaxCost,
     MaxMetricCalls,
     RunStatus,
     StopCondition,
@@ -58,6 +59,7 @@ def build_config(
     *,
     valset_size: int,
     max_metric_calls: int | None = None,
+    max_cost_usd: float | None = None,
     stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
     candidate_selection_strategy: str | CandidateSelector = "pareto",
     frontier_type: str = "instance",
@@ -97,6 +99,8 @@ def build_config(
                 "max_metric_calls or pass a smaller valset"
             )
         stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
+    if max_cost_usd is not None:
+        stop_conditions.append(MaxCost(float(max_cost_usd)))
     if not stop_conditions:
         raise ConfigError(
             "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
@@ -133,6 +137,7 @@ def build_config(
             "cache_evaluation": cache_evaluation,
             "parallel_proposals": parallel_proposals,
             "max_metric_calls": max_metric_calls,
+            "max_cost_usd": max_cost_usd,
             "seed": seed,
         },
     )

@@ -24,6 +24,8 @@ from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
 from gepetto.errors import AdapterContractError
 from gepetto.evaluation import Evaluator, ScoredBatch
+from gepetto.lm.client import LMCallRecord, LMClient
+from gepetto.lm.errors import is_fatal
 from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer
 from gepetto.result import Result
 
@@ -55,8 +57,10 @@ class Driver:
         proposer: ReflectiveProposer | None,
         custom_proposer: ProposalFunction | None = None,
         max_concurrency: int = 8,
+        metered_lms: Sequence[tuple[str, LMClient]] = (),
     ) -> None:
         self.optimizer = optimizer
+        self.metered_lms = list(metered_lms)
         self.runner = runner
         self.proposer = proposer
         self.custom_proposer = custom_proposer
@@ -67,11 +71,39 @@ class Driver:
     async def run(self, *, handle_signals: bool = False) -> Result:
         """Drive the optimizer until it finishes; return its result."""
         installed = self._install_signal_handlers() if handle_signals else []
+        listeners = self._attach_lm_listeners()
         try:
             await self._loop()
         finally:
+            for client, listener in listeners:
+                client.remove_listener(listener)
             self._remove_signal_handlers(installed)
         return self.optimizer.result()
+
+    def _attach_lm_listeners(self) -> list[tuple[LMClient, Callable[[LMCallRecord], None]]]:
+        """Forward every call of the run's LM clients to the optimizer's accounting.
+
+        Calls may come from worker threads (sync adapters); they are handed to the event
+        loop's thread so the state is only ever touched there.
+        """
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+
+        def forwarder(role: str) -> Callable[[LMCallRecord], None]:
+            def forward(call: LMCallRecord) -> None:
+                if threading.get_ident() == loop_thread:
+                    self.optimizer.record_lm_call(role, call)
+                else:
+                    loop.call_soon_threadsafe(self.optimizer.record_lm_call, role, call)
+
+            return forward
+
+        attached = []
+        for role, client in self.metered_lms:
+            listener = forwarder(role)
+            client.add_listener(listener)
+            attached.append((client, listener))
+        return attached
 
     async def _loop(self) -> None:
         optimizer = self.optimizer
@@ -92,6 +124,12 @@ class Driver:
                     return
                 for future in sorted(done, key=lambda f: running[f].id):
                     task = running.pop(future)
+                    error = future.exception()
+                    if error is not None and is_fatal(error):
+                        logger.error("stopping the run: %s", error)
+                        await self._cancel(running)
+                        optimizer.abort(f"stopped by an LM error: {error}")
+                        return
                     optimizer.tell(task.id, future.result())
         except BaseException:
             await self._cancel(running)
@@ -119,6 +157,8 @@ class Driver:
         except AdapterContractError:
             raise
         except Exception as error:
+            if is_fatal(error):
+                raise
             logger.warning("make_reflective_dataset failed", exc_info=True)
             reason = f"make_reflective_dataset failed: {type(error).__name__}: {error}"
             return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=0)
@@ -140,6 +180,8 @@ class Driver:
         except AdapterContractError:
             raise
         except Exception as error:
+            if is_fatal(error):
+                raise
             logger.warning("the custom proposer failed", exc_info=True)
             reason = f"reflection LM failed: {type(error).__name__}: {error}"
             return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=1)

@@ -45,17 +45,20 @@ from gepetto.events import (
     EventBus,
     IterationFinished,
     IterationStarted,
+    LMCallFinished,
     NewBestCandidate,
     ReflectionFinished,
     RunFinished,
     RunStarted,
 )
+from gepetto.lm.client import LMCallRecord as ClientCallRecord
 from gepetto.proposers.reflective import ProposalOutcome
 from gepetto.records import (
     CandidateRecord,
     DecisionRecord,
     EvaluationPurpose,
     EvaluationRecord,
+    LMCallRecord,
     Outcome,
     ReflectionRecord,
 )
@@ -231,6 +234,46 @@ class Optimizer:
         """Whether tasks were handed out and not told yet."""
         return bool(self._waiting)
 
+    def record_lm_call(self, role: str, call: ClientCallRecord) -> None:
+        """Account for one LM call made for the run (the driver forwards its clients' calls).
+
+        Args:
+            role: ``"task"`` (the system being optimized) or ``"reflection"``.
+            call: what the client reported.
+        """
+        usage = call.usage
+        self.state.append(
+            LMCallRecord(
+                role=role,
+                provider=call.provider,
+                model=call.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
+                cached=call.cached,
+                attempts=call.attempts,
+                faults=dict(call.faults),
+                error=call.error,
+            )
+        )
+        if self.bus.has_subscribers(LMCallFinished):
+            self.bus.emit(
+                LMCallFinished(
+                    role,
+                    call.provider,
+                    call.model,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    usage.cost_usd,
+                    call.cached,
+                    call.latency_s,
+                    call.attempts,
+                    dict(call.faults),
+                    call.error,
+                    self.state.cost_usd,
+                )
+            )
+
     def status(self) -> RunStatus:
         """A snapshot for stop conditions and progress displays."""
         state = self.state
@@ -243,6 +286,7 @@ class Optimizer:
             iterations_since_improvement=state.iterations_since_best_changed(),
             best_score=best,
             pool_size=len(state.candidates),
+            cost_usd=state.cost_usd,
         )
 
     def result(self) -> Result:
@@ -750,10 +794,10 @@ class Optimizer:
 
 def _as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
     if isinstance(reply, ScoredBatch):
-        batch = check_evaluation_batch(reply.batch, size, traces, "the evaluation driver")
-        if len(reply.failed) != size:
-            raise ConfigError("ScoredBatch.failed must have one flag per example")
-        return ScoredBatch(batch, reply.failed)
+        # Built by gepetto's Evaluator, which already checked the adapter's result.
+        if len(reply.failed) != size or len(reply.batch.scores) != size:
+            raise ConfigError("a ScoredBatch must have one score and one flag per example")
+        return reply
     batch = check_evaluation_batch(reply, size, traces, "the evaluation result told")
     return ScoredBatch(batch, (False,) * size)
 

@@ -200,6 +200,7 @@ class LMClient:
         self.cache_all = cache_all
         self.prices = prices
         self._listeners: list[Callable[[LMCallRecord], None]] = []
+        self._resources: list[Callable[[], object]] = []
 
     # ----- public --------------------------------------------------------------------------
 
@@ -242,8 +243,17 @@ class LMClient:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def attach_resource(self, close: Callable[[], object]) -> None:
+        """Call ``close()`` when the client is closed (for example to stop a local server)."""
+        self._resources.append(close)
+
     async def aclose(self) -> None:
-        """Release network resources (subclasses close their SDK client)."""
+        """Release network resources and attached resources.
+
+        Subclasses that override it must call ``await super().aclose()``.
+        """
+        while self._resources:
+            self._resources.pop()()
 
     # ----- for subclasses ------------------------------------------------------------------
 

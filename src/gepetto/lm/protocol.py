@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any, TypeAlias
 
 from gepetto.errors import ConfigError
@@ -36,12 +37,15 @@ def _is_async_callable(fn: object) -> bool:
     return call is not None and inspect.iscoroutinefunction(call)
 
 
-def as_async_lm(lm: object, *, role: str = "reflection_lm") -> AsyncLM:
+def as_async_lm(
+    lm: object, *, role: str = "reflection_lm", executor: Executor | None = None
+) -> AsyncLM:
     """One async callable for any accepted LM form.
 
     Args:
         lm: a sync or async callable taking a prompt and returning text.
         role: the argument name, for error messages.
+        executor: the thread pool for a sync ``lm`` (default: the loop's default executor).
 
     Raises:
         ConfigError: if ``lm`` is a model string (not supported by the core yet) or is not
@@ -61,7 +65,8 @@ def as_async_lm(lm: object, *, role: str = "reflection_lm") -> AsyncLM:
     sync_fn: Callable[[Prompt], Any] = lm
 
     async def call_in_thread(prompt: Prompt) -> str:
-        result = await asyncio.to_thread(sync_fn, prompt)
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(executor, sync_fn, prompt)
         if inspect.isawaitable(result):
             result = await result
         return _as_text(result, role)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gepetto.errors import ConfigError
+from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
 from gepetto.proposers.prompts import (
     DEFAULT_REFLECTION_TEMPLATE,
@@ -105,6 +106,8 @@ class ReflectiveProposer:
         try:
             reply = await self._lm(prompt)
         except Exception as error:  # an LM failure is a failed proposal, not a crash
+            if is_fatal(error):
+                raise
             return name, None, f"reflection LM failed: {type(error).__name__}: {error}"
         extracted = extract_new_text(reply)
         return name, extracted.text, extracted.problem

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
-from gepetto.frontier import sample_from_fronts
+from gepetto.frontier import sample_from_fronts, weighted_choice
 from gepetto.state import RunState
 
 __all__ = [
@@ -44,10 +44,10 @@ class ParetoSelector:
     """GEPA's default: sample from the Pareto fronts, weighted by front membership."""
 
     def select(self, state: RunState, rng: random.Random) -> int:
-        fronts = state.fronts()
-        if not any(fronts.values()):
+        ids, weights = state.selection_weights()
+        if not ids:
             return state.best_id
-        return sample_from_fronts(fronts, state.val_scores_all(), rng)
+        return weighted_choice(ids, weights, rng)
 
 
 class CurrentBestSelector:
