@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from gepetto.adapter import AdapterRunner, UsesLMClients
+from gepetto.adapter import AdapterRunner, ProposesNewTexts, UsesLMClients
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
 from gepetto.errors import ConfigError
@@ -43,6 +43,8 @@ async def aoptimize(
     task_lm: object | None = None,
     reflection_lm: object | None = None,
     *,
+    evaluator: Any = None,
+    reflection_lm_kwargs: Mapping[str, Any] | None = None,
     candidate_selection_strategy: str | CandidateSelector = "pareto",
     frontier_type: str = "instance",
     skip_perfect_score: bool = True,
@@ -71,31 +73,16 @@ async def aoptimize(
 
     See :func:`optimize` for the arguments.
     """
-    if task_lm is not None:
-        raise ConfigError(
-            "task_lm (the built-in single-turn adapter) is not available yet; pass adapter="
-        )
     if use_merge:
         raise ConfigError("use_merge=True is not available yet; leave it False")
-    if adapter is None:
-        raise ConfigError(
-            "pass adapter=: an object with evaluate(batch, candidate, capture_traces) and "
-            "make_reflective_dataset(candidate, eval_batch, components_to_update)"
-        )
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
-    observers = list(callbacks or ())
-    if progress_wanted(display_progress_bar):
-        if not rich_available():
-            raise ConfigError(
-                "display_progress_bar=True needs rich: pip install 'gepetto[progress]'"
-            )
-        observers.append(RichProgress())
+    _check_proposal_source(adapter, reflection_lm, custom_candidate_proposer)
     optimizer = Optimizer(
         seed_candidate,
         trainset,
         valset,
-        callbacks=observers,
+        callbacks=_observers(callbacks, display_progress_bar),
         max_metric_calls=max_metric_calls,
         max_cost_usd=max_cost_usd,
         stop_callbacks=stop_callbacks,
@@ -113,41 +100,131 @@ async def aoptimize(
         seed=seed,
         run_dir=run_dir,
     )
-    # One pool for every sync call of the run (adapter methods, a sync reflection LM): sized
-    # so max_concurrency evaluations and every proposal's reflection can run at once.
-    executor = ThreadPoolExecutor(
-        max_workers=max_concurrency + parallel_proposals + 1, thread_name_prefix="gepetto"
-    )
-    runner = AdapterRunner(adapter, executor)
     templates = resolve_templates(reflection_prompt_template, optimizer.components)
-    proposer = None
-    if custom_candidate_proposer is None and not runner.proposes_texts:
-        if reflection_lm is None:
-            raise ConfigError(
-                "pass reflection_lm= (a callable prompt -> str), or an adapter with "
-                "propose_new_texts, or custom_candidate_proposer="
-            )
-        proposer = ReflectiveProposer(as_async_lm(reflection_lm, executor=executor), templates)
-    elif custom_candidate_proposer is not None and not callable(custom_candidate_proposer):
+    # Everything is validated; only now start local model servers or open clients.
+    with _RunResources(run_dir, max_concurrency + parallel_proposals + 1) as resources:
+        adapter = resources.adapter(adapter, task_lm, evaluator)
+        runner = AdapterRunner(adapter, resources.executor)
+        proposer = None
+        if custom_candidate_proposer is None and not runner.proposes_texts:
+            lm = resources.reflection_lm(reflection_lm, dict(reflection_lm_kwargs or {}))
+            proposer = ReflectiveProposer(as_async_lm(lm, executor=resources.executor), templates)
+        driver = Driver(
+            optimizer,
+            runner,
+            proposer=proposer,
+            custom_proposer=custom_candidate_proposer,
+            max_concurrency=max_concurrency,
+            metered_lms=resources.metered,
+        )
+        try:
+            return await driver.run(handle_signals=handle_signals)
+        finally:
+            await resources.aclose()
+
+
+def _check_proposal_source(
+    adapter: object, reflection_lm: object, custom_candidate_proposer: object
+) -> None:
+    if custom_candidate_proposer is not None and not callable(custom_candidate_proposer):
         raise ConfigError("custom_candidate_proposer must be callable")
-    if run_dir is not None:
-        os.makedirs(run_dir, exist_ok=True)
-    metered: list[tuple[str, object]] = [("reflection", reflection_lm)]
-    if isinstance(adapter, UsesLMClients):
-        metered.extend(("task", client) for client in adapter.lm_clients())
-    driver = Driver(
-        optimizer,
-        runner,
-        proposer=proposer,
-        custom_proposer=custom_candidate_proposer,
-        max_concurrency=max_concurrency,
-        metered_lms=[(role, lm) for role, lm in metered if isinstance(lm, LMClient)],
-    )
-    try:
-        return await driver.run(handle_signals=handle_signals)
-    finally:
+    proposes = isinstance(adapter, ProposesNewTexts)
+    if reflection_lm is None and custom_candidate_proposer is None and not proposes:
+        raise ConfigError(
+            "pass reflection_lm= (a model string such as 'openai/gpt-4.1' or a callable "
+            "prompt -> str), or an adapter with propose_new_texts, or custom_candidate_proposer="
+        )
+    if reflection_lm is not None and not isinstance(reflection_lm, str | LMClient):
+        as_async_lm(reflection_lm)  # raises ConfigError for a non-callable
+
+
+def _observers(
+    callbacks: Sequence[object] | None, display_progress_bar: bool | None
+) -> list[object]:
+    observers = list(callbacks or ())
+    if progress_wanted(display_progress_bar):
+        if not rich_available():
+            raise ConfigError(
+                "display_progress_bar=True needs rich: pip install 'gepetto[progress]'"
+            )
+        observers.append(RichProgress())
+    return observers
+
+
+class _RunResources:
+    """What one run opens and must close: the thread pool, clients made from model strings
+    (a local model server with them), and the LM response cache in ``run_dir``."""
+
+    def __init__(self, run_dir: str | os.PathLike[str] | None, workers: int) -> None:
+        # One pool for every sync call of the run (adapter methods, a sync reflection LM):
+        # sized so max_concurrency evaluations and every proposal's reflection run at once.
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gepetto")
+        self.run_dir = run_dir
+        self.metered: list[tuple[str, LMClient]] = []
+        self._owned: list[LMClient] = []
+        self._cache: Any = None
+        self._cached_clients: list[LMClient] = []
+
+    def __enter__(self) -> _RunResources:
+        if self.run_dir is not None:
+            os.makedirs(self.run_dir, exist_ok=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         # Do not wait: after a second Ctrl-C a hanging call must not hold the result back.
-        executor.shutdown(wait=False, cancel_futures=True)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def adapter(self, adapter: object | None, task_lm: object | None, evaluator: Any) -> object:
+        """The user's adapter, or a :class:`DefaultAdapter` around ``task_lm``."""
+        if adapter is not None and task_lm is not None:
+            raise ConfigError("pass either adapter= or task_lm=, not both")
+        if adapter is None:
+            if task_lm is None:
+                raise ConfigError(
+                    "pass adapter= (your system, gepa's adapter protocol) or task_lm= (a model "
+                    "string or callable for the built-in single-turn DefaultAdapter)"
+                )
+            from gepetto.adapters.default import DefaultAdapter
+
+            task_client = self._client(task_lm) if isinstance(task_lm, str) else task_lm
+            adapter = DefaultAdapter(task_client, evaluator)
+        if isinstance(adapter, UsesLMClients):
+            for client in adapter.lm_clients():
+                self._meter("task", client)
+        return adapter
+
+    def reflection_lm(self, lm: object, options: dict[str, Any]) -> object:
+        """The reflection LM, made from a model string when one is given."""
+        if isinstance(lm, str):
+            lm = self._client(lm, **options)
+        if isinstance(lm, LMClient):
+            self._meter("reflection", lm)
+        return lm
+
+    def _client(self, spec: str, **options: Any) -> LMClient:
+        from gepetto.lm.registry import resolve_lm
+
+        client = resolve_lm(spec, **options)
+        self._owned.append(client)
+        return client
+
+    def _meter(self, role: str, client: LMClient) -> None:
+        self.metered.append((role, client))
+        if self.run_dir is not None and client.cache is None:
+            if self._cache is None:
+                from gepetto.lm.cache import SQLiteResponseCache
+
+                self._cache = SQLiteResponseCache(os.path.join(self.run_dir, "lm_cache.sqlite"))
+            client.cache = self._cache
+            self._cached_clients.append(client)
+
+    async def aclose(self) -> None:
+        for client in self._cached_clients:
+            client.cache = None
+        if self._cache is not None:
+            self._cache.close()
+        for client in self._owned:
+            await client.aclose()
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, Result]) -> Result:
@@ -186,9 +263,13 @@ def optimize(
         trainset: examples for reflection minibatches.
         valset: examples for validation and Pareto fronts (default: ``trainset``).
         adapter: your system (see :mod:`gepetto.adapter`); sync or async methods.
-        task_lm: reserved for the built-in single-turn adapter (not available yet).
-        reflection_lm: the model that proposes new texts: a callable ``prompt -> str``
-            (sync or async).
+        task_lm: instead of ``adapter``, the model of the built-in single-turn
+            :class:`~gepetto.adapters.DefaultAdapter`: a model string (``"openai/gpt-4.1-mini"``,
+            ``"local/qwen2.5-coder-0.5b"``, ...) or a callable ``messages -> str``; scored by
+            ``evaluator`` (default: the answer must appear in the reply).
+        reflection_lm: the model that proposes new texts: a model string, an LM client, or a
+            callable ``prompt -> str`` (sync or async). ``reflection_lm_kwargs`` configure a
+            client made from a string (``temperature``, ``max_tokens``, ...).
         **options: keyword options, all optional:
 
             - ``max_metric_calls``: the budget (one example evaluated once = one call); never
@@ -220,7 +301,9 @@ def optimize(
               evaluations (default true; set false for a stochastic system).
             - ``callbacks``: observers of :mod:`gepetto.events`.
             - ``display_progress_bar``: default: when stderr is a terminal.
-            - ``run_dir``: a folder for the run (``touch RUN_DIR/gepetto.stop`` stops it).
+            - ``run_dir``: a folder for the run (``touch RUN_DIR/gepetto.stop`` stops it); LM
+              replies of deterministic requests (temperature 0) are cached there, so a
+              repeated run does not pay twice.
             - ``seed``: the random seed (default 0).
 
     Returns:

@@ -42,9 +42,7 @@ RULES = {
 }
 
 SEED_PROMPT = "Read the customer message and tell me what it is about."
-LABELS_PROMPT = (
-    "Classify the customer message into one of: billing, technical, account, shipping."
-)
+LABELS_PROMPT = "Classify the customer message into one of: billing, technical, account, shipping."
 HANDWRITTEN_PROMPT = (
     "Classify the customer message into exactly one label: billing, technical, account or "
     "shipping.\nRules:\n- " + "\n- ".join(RULES.values()) + "\nAnswer with only the label in "
