@@ -127,7 +127,8 @@ class DefaultAdapter:
         self._lm: AsyncLM = as_async_lm(model, role="task_lm")
         self.evaluator = evaluator or contains_answer_evaluator()
         self.component = component
-        self._slots = asyncio.Semaphore(max_concurrency)
+        self.max_concurrency = max_concurrency
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def lm_clients(self) -> Sequence[LMClient]:
         """The gepetto clients this adapter calls (metered by the run as role "task")."""
@@ -141,7 +142,8 @@ class DefaultAdapter:
     ) -> EvaluationBatch[dict[str, Any], dict[str, str]]:
         """Answer every example with the candidate's system prompt and score the replies."""
         system = candidate[self.component] if self.component else next(iter(candidate.values()))
-        results = await asyncio.gather(*(self._run_one(system, data) for data in batch))
+        slots = self._semaphore()
+        results = await asyncio.gather(*(self._run_one(system, data, slots) for data in batch))
         outputs = [{"full_assistant_response": response} for response, _ in results]
         scores = [verdict.score for _, verdict in results]
         objectives = [verdict.objective_scores for _, verdict in results]
@@ -156,13 +158,22 @@ class DefaultAdapter:
             objective_scores=[o or {} for o in objectives] if any(objectives) else None,
         )
 
-    async def _run_one(self, system: str, data: Mapping[str, Any]) -> tuple[str, EvaluationResult]:
+    def _semaphore(self) -> asyncio.Semaphore:
+        """The concurrency cap of the current event loop (one adapter may serve several)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self.max_concurrency))
+        return self._slots[1]
+
+    async def _run_one(
+        self, system: str, data: Mapping[str, Any], slots: asyncio.Semaphore
+    ) -> tuple[str, EvaluationResult]:
         messages = [
             {"role": "system", "content": system},
             {"role": "user", "content": str(data["input"])},
         ]
         try:
-            async with self._slots:
+            async with slots:
                 response = await self._lm(messages)
         except Exception as error:
             if is_fatal(error):
