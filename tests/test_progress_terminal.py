@@ -65,6 +65,8 @@ def test_progress_bar_in_a_real_terminal(tmp_path: Path) -> None:
 def test_no_progress_bar_when_not_a_terminal(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "DONE 60" in done.stdout
     assert "calls" not in done.stderr

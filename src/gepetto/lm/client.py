@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 from gepetto.errors import ConfigError
 from gepetto.lm.errors import LMError
@@ -163,7 +163,8 @@ class LMClient:
         prices: the price table for dollar costs, or ``None`` (cost unknown).
     """
 
-    provider: ClassVar[str] = "base"
+    provider: str = "base"
+    """The provider name reported in call records (a class default; instances may override)."""
 
     def __init__(
         self,
@@ -277,9 +278,13 @@ class LMClient:
                 await self.rate_limiter.acquire(estimate)
             try:
                 completion = await self._send(request)
-            except LMError as error:
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
                 faults[type(error).__name__] = faults.get(type(error).__name__, 0) + 1
-                wait = self.retry.delay(attempt, error)
+                # Only LMErrors can be retryable; anything else is a bug or an unmapped
+                # failure: recorded, counted by the breaker, and raised.
+                wait = self.retry.delay(attempt, error) if isinstance(error, LMError) else None
                 if wait is None:
                     self.circuit_breaker.record_failure(error)
                     self._notify(self._record(Usage(), started, attempt + 1, faults, error))
@@ -289,22 +294,26 @@ class LMClient:
                 await asyncio.sleep(wait)
                 continue
             self.circuit_breaker.record_success()
-            usage = completion.usage
-            if self.rate_limiter is not None:
-                self.rate_limiter.record(estimate, usage.input_tokens + usage.output_tokens)
-            if usage.cost_usd is None and self.prices is not None:
-                cost = self.prices.cost(
-                    self.provider,
-                    completion.model or self.model,
-                    usage.input_tokens,
-                    usage.output_tokens,
-                )
-                usage = Usage(usage.input_tokens, usage.output_tokens, cost)
-                completion = Completion(
-                    completion.text, completion.model, usage, completion.finish_reason
-                )
-            self._notify(self._record(usage, started, attempt + 1, faults, None))
+            completion = self._priced(completion, estimate)
+            self._notify(self._record(completion.usage, started, attempt + 1, faults, None))
             return completion
+
+    def _priced(self, completion: Completion, estimate: int) -> Completion:
+        """Correct the rate limiter's token count and fill in the dollar cost."""
+        usage = completion.usage
+        if self.rate_limiter is not None:
+            self.rate_limiter.record(estimate, usage.input_tokens + usage.output_tokens)
+        if usage.cost_usd is not None or self.prices is None:
+            return completion
+        cost = self.prices.cost(
+            self.provider, completion.model or self.model, usage.input_tokens, usage.output_tokens
+        )
+        return Completion(
+            completion.text,
+            completion.model,
+            Usage(usage.input_tokens, usage.output_tokens, cost),
+            completion.finish_reason,
+        )
 
     def _record(
         self,
@@ -312,7 +321,7 @@ class LMClient:
         started: float,
         attempts: int,
         faults: dict[str, int],
-        error: LMError | None,
+        error: BaseException | None,
     ) -> LMCallRecord:
         return LMCallRecord(
             self.provider,

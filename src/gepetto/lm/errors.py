@@ -5,6 +5,7 @@
     GepettoError
     └── LMError                     any failed LM call; ``retryable`` says if a retry may help
         ├── LMAuthError             401/403: wrong or missing API key (never retried)
+        ├── LMQuotaError            402 or an exhausted quota/spend limit (never retried)
         ├── LMBadRequestError       400/404/422: bad model name or parameters (never retried)
         ├── LMRateLimitError        429 (retried, honouring ``retry_after``)
         ├── LMServerError           5xx (retried)
@@ -26,6 +27,7 @@ __all__ = [
     "LMBadRequestError",
     "LMConnectionError",
     "LMError",
+    "LMQuotaError",
     "LMRateLimitError",
     "LMResponseError",
     "LMServerError",
@@ -80,6 +82,12 @@ class LMError(GepettoError):
 
 class LMAuthError(LMError):
     """The API key is missing, wrong, or lacks access to the model."""
+
+    fatal = True
+
+
+class LMQuotaError(LMError):
+    """The account cannot pay for the call (HTTP 402, exhausted quota or spend limit)."""
 
     fatal = True
 

@@ -1,0 +1,257 @@
+"""An LM client for Anthropic's Messages API and the servers that speak it.
+
+:class:`AnthropicClient` sends one ``messages.create`` call per attempt with the official
+``anthropic`` SDK (``pip install 'gepetto[anthropic]'``); retries, cache, circuit breaker,
+rate limiting and accounting are :class:`~gepetto.lm.client.LMClient`'s, so the SDK's own
+retries are off.
+
+The chat messages are converted on the way: ``system`` messages become the ``system``
+parameter (joined with blank lines); ``max_tokens``, which the API requires, defaults to
+1024; sampling parameters the SDK's ``messages.create`` does not accept (``anthropic`` 2.x
+dropped ``temperature``, ``top_p`` and ``top_k``) are sent as JSON fields via ``extra_body``.
+SDK failures become :mod:`gepetto.lm.errors` classes exactly as for OpenAI (see
+:func:`~gepetto.lm.openai_client.status_error`; 529 "overloaded" is a retried
+:class:`~gepetto.lm.errors.LMServerError`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gepetto.errors import ConfigError
+from gepetto.lm.client import Completion, LMClient, LMRequest, Usage
+from gepetto.lm.errors import (
+    LMConnectionError,
+    LMError,
+    LMResponseError,
+    LMTimeoutError,
+)
+from gepetto.lm.openai_client import (
+    PerLoopClients,
+    accepted_arguments,
+    resolve_api_key,
+    safe_url,
+    sdk_arguments,
+    status_error,
+    token_count,
+)
+
+if TYPE_CHECKING:
+    import anthropic
+
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicClient", "split_system"]
+
+DEFAULT_MAX_TOKENS = 1024
+"""``max_tokens`` sent when the client and the call set none (the API requires one)."""
+
+_DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+class AnthropicClient(LMClient):
+    """Claude models through the official ``anthropic`` SDK (``AsyncAnthropic``).
+
+    Args:
+        model: the model name (``"claude-sonnet-4-5"``, ...).
+        api_key: the API key; default ``$ANTHROPIC_API_KEY``. With a custom ``base_url``
+            and no key, the placeholder ``"not-needed"`` is sent; with neither, the SDK's
+            other credential sources (``$ANTHROPIC_AUTH_TOKEN``, profiles) are used.
+        base_url: the API root (without ``/v1``); default ``$ANTHROPIC_BASE_URL``, then
+            Anthropic's.
+        default_headers: extra HTTP headers sent with every request.
+        **options: the :class:`~gepetto.lm.client.LMClient` options (sampling parameters,
+            timeout, retry, circuit breaker, rate limiter, cache, prices).
+
+    Raises:
+        ConfigError: if the ``anthropic`` package is missing, or no credentials are found
+            for Anthropic's own API.
+    """
+
+    provider = "anthropic"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, **options)
+        try:
+            from anthropic import AnthropicError, AsyncAnthropic
+        except ImportError as exc:
+            raise ConfigError(
+                "AnthropicClient needs the anthropic package: pip install 'gepetto[anthropic]'"
+            ) from exc
+        base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
+        self.base_url = (base_url or _DEFAULT_BASE_URL).rstrip("/")
+        placeholder_ok = bool(base_url) and not os.environ.get("ANTHROPIC_AUTH_TOKEN")
+        key, self._key_source = resolve_api_key(
+            api_key, "ANTHROPIC_API_KEY", custom_url=placeholder_ok
+        )
+        self._secret = key
+        try:
+            self._sdk = PerLoopClients(
+                functools.partial(
+                    AsyncAnthropic,
+                    api_key=key,
+                    base_url=self.base_url,
+                    default_headers=dict(default_headers) if default_headers else None,
+                    max_retries=0,
+                    timeout=self.timeout,
+                )
+            )
+        except AnthropicError as exc:  # a broken profile or workload-identity setting
+            raise ConfigError(f"anthropic credentials could not be loaded: {exc}") from exc
+        first = self._sdk.first
+        self._accepted = accepted_arguments(first.messages.create)
+        if key is None and not (first.auth_token or getattr(first, "credentials", None)):
+            raise ConfigError(
+                f"no API key for anthropic model {model!r}: set ANTHROPIC_API_KEY or pass "
+                "api_key=... (a custom base_url needs no key)"
+            )
+        if key is None:
+            self._key_source = "the SDK's credentials ($ANTHROPIC_AUTH_TOKEN or a profile)"
+
+    async def _send(self, request: LMRequest) -> Completion:
+        """One Messages API call; raises the :mod:`gepetto.lm.errors` class of any failure."""
+        import anthropic
+
+        create: Any = self._sdk.get().messages.create
+        try:
+            response = await create(**self._arguments(request))
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            raise self._translate(exc, request.model) from None  # the body may echo the key
+        except anthropic.APIError as exc:
+            raise self._translate(exc, request.model) from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LMResponseError(
+                f"the reply from {safe_url(self.base_url)} is not valid JSON",
+                model=request.model,
+                provider=self.provider,
+            ) from exc
+        return self._completion(response, request)
+
+    def _arguments(self, request: LMRequest) -> dict[str, Any]:
+        """The ``messages.create`` keyword arguments for ``request``."""
+        params = dict(request.params)
+        system, messages = split_system(request.messages)
+        explicit = params.pop("system", None)
+        if explicit:
+            system = "\n\n".join(part for part in (str(explicit), system) if part)
+        if params.get("max_tokens") is None:
+            params["max_tokens"] = DEFAULT_MAX_TOKENS
+        arguments: dict[str, Any] = {"model": request.model, "messages": messages, **params}
+        if system:
+            arguments["system"] = system
+        return sdk_arguments(arguments, request.extra, self._accepted)
+
+    def _translate(self, exc: anthropic.APIError, model: str) -> LMError:
+        """The gepetto error for an SDK error (timeouts, connections, HTTP statuses)."""
+        import anthropic
+
+        endpoint = safe_url(self.base_url)
+        if isinstance(exc, anthropic.APITimeoutError):
+            return LMTimeoutError(
+                f"no reply from {endpoint} within {self.timeout:g} s",
+                model=model,
+                provider=self.provider,
+            )
+        if isinstance(exc, anthropic.APIConnectionError):
+            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
+            return LMConnectionError(
+                f"could not reach {endpoint} or the connection was dropped ({cause})",
+                model=model,
+                provider=self.provider,
+            )
+        if isinstance(exc, anthropic.APIStatusError):
+            return status_error(
+                exc.status_code,
+                headers=exc.response.headers,
+                body=exc.body,
+                provider=self.provider,
+                model=model,
+                endpoint=endpoint,
+                key_env="ANTHROPIC_API_KEY",
+                key_source=self._key_source,
+                secret=self._secret,
+                quota_exhausted="spend_limit" in str(getattr(exc, "error_code", None) or ""),
+            )
+        return LMResponseError(
+            f"unreadable reply from {endpoint} ({type(exc).__name__})",
+            model=model,
+            provider=self.provider,
+        )
+
+    def _completion(self, response: object, request: LMRequest) -> Completion:
+        """The joined text blocks, usage and stop reason; :class:`LMResponseError` if absent."""
+        content = getattr(response, "content", None)
+        if not isinstance(content, list):
+            raise LMResponseError(
+                f"the reply from {safe_url(self.base_url)} has no content",
+                model=request.model,
+                provider=self.provider,
+            )
+        text = "".join(
+            block.text
+            for block in content
+            if getattr(block, "type", None) == "text" and isinstance(block.text, str)
+        )
+        usage = getattr(response, "usage", None)
+        stop_reason = getattr(response, "stop_reason", None)
+        model = getattr(response, "model", None)
+        return Completion(
+            text=text,
+            model=model if isinstance(model, str) and model else request.model,
+            usage=Usage(
+                token_count(getattr(usage, "input_tokens", 0)),
+                token_count(getattr(usage, "output_tokens", 0)),
+            ),
+            finish_reason=stop_reason if isinstance(stop_reason, str) else None,
+        )
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running event loop and its connection pool.
+
+        A client used under several event loops (one ``asyncio.run`` each) has one SDK client
+        per loop: call this in each loop; a pool left behind by a finished loop is only
+        reclaimed by the garbage collector. Attached resources (a local model server) are
+        released too.
+        """
+        await self._sdk.aclose()
+        await super().aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
+            f"base_url={safe_url(self.base_url)!r})"
+        )
+
+
+def split_system(
+    messages: Sequence[Mapping[str, Any]],
+) -> tuple[str, list[dict[str, Any]]]:
+    """The joined text of the ``system`` messages, and the other messages (as dicts).
+
+    A system message's content may be a string or a list of ``{"type": "text", "text": ...}``
+    blocks; the texts are joined with blank lines, in order.
+    """
+    system: list[str] = []
+    rest: list[dict[str, Any]] = []
+    for message in messages:
+        if message.get("role") != "system":
+            rest.append(dict(message))
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            system.append(content)
+        elif isinstance(content, list):
+            system.extend(
+                str(block.get("text", "")) for block in content if isinstance(block, Mapping)
+            )
+    return "\n\n".join(part for part in system if part), rest
