@@ -6,7 +6,7 @@ export WANDB_MODE := offline
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup setup-llm test test-fast lint format demo bench clean
+.PHONY: setup setup-llm test test-fast lint format demo quickstart bench clean
 
 setup: $(VENV)/.installed
 
@@ -37,7 +37,12 @@ format: setup
 	$(VENV)/bin/ruff format src tests bench examples
 	$(VENV)/bin/ruff check --fix src tests bench examples
 
-demo: setup
+# A real optimization on real local models (ticket routing, Qwen2.5-Coder 0.5B + 1.5B).
+demo: setup setup-llm
+	$(PY) examples/ticket_routing.py
+
+# The quick start with scripted stand-ins for the LM (no model needed, a few seconds).
+quickstart: setup
 	$(PY) examples/quickstart.py
 
 bench: setup

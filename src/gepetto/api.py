@@ -186,7 +186,11 @@ class _RunResources:
                 )
             from gepetto.adapters.default import DefaultAdapter
 
-            task_client = self._client(task_lm) if isinstance(task_lm, str) else task_lm
+            # A task model made from a string answers deterministically (temperature 0), so
+            # its replies are reproducible and cacheable; pass a client to choose otherwise.
+            task_client = (
+                self._client(task_lm, temperature=0) if isinstance(task_lm, str) else task_lm
+            )
             adapter = DefaultAdapter(task_client, evaluator)
         if isinstance(adapter, UsesLMClients):
             for client in adapter.lm_clients():
