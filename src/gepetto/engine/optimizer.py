@@ -132,7 +132,6 @@ class Optimizer:
         self.config: OptimizerConfig = build_config(valset_size=len(self.valset), **options)
         self.components: tuple[str, ...] = tuple(seed)
         self.state = RunState(len(self.valset), self.config.frontier_type)
-        self.rng = random.Random(self.config.seed)
         self.bus = EventBus()
         for observer in callbacks or ():
             self.bus.subscribe(observer)
@@ -274,6 +273,16 @@ class Optimizer:
                 )
             )
 
+    def rng(self, iteration: int, stream: str) -> random.Random:
+        """The random stream ``stream`` of one iteration, derived from the run's seed alone.
+
+        Each iteration and each kind of choice (``"parent"``, ``"minibatch"``, ...) has its own
+        stream, so a choice never depends on how many random numbers other iterations drew:
+        proposals in parallel do not disturb each other, and a resumed run can redo an
+        iteration exactly without storing generator states.
+        """
+        return random.Random(f"{self.config.seed}/{iteration}/{stream}")
+
     def status(self) -> RunStatus:
         """A snapshot for stop conditions and progress displays."""
         state = self.state
@@ -388,9 +397,13 @@ class Optimizer:
         """One GEPA iteration: select, evaluate, reflect, evaluate the child, decide."""
         state = self.state
         spent_before = state.total_metric_calls
-        parent_id = self.config.candidate_selector.select(state, self.rng)
+        parent_id = self.config.candidate_selector.select(state, self.rng(iteration, "parent"))
         parent = state.candidates[parent_id]
-        batch_ids = tuple(self.config.batch_sampler.next_batch(len(self.trainset), self.rng))
+        batch_ids = tuple(
+            self.config.batch_sampler.next_batch(
+                len(self.trainset), self.rng(iteration, "minibatch")
+            )
+        )
         self.bus.emit(IterationStarted(iteration, parent_id, batch_ids))
         try:
             yield from self._propose(iteration, parent, batch_ids)
