@@ -147,7 +147,7 @@ def test_validation_that_does_not_fit_is_recorded() -> None:
     )
     assert result.total_metric_calls <= 20
     assert result.num_candidates == 1
-    last = result.decisions[-1]
-    assert last["outcome"] == "failed"
-    assert "not validated" in last["reason"]
+    assert "accepted on the minibatch, not validated" in (result.stop_reason or "")
     assert "budget exhausted" in (result.stop_reason or "")
+    # The interrupted iteration has no decision: a larger budget would redo it.
+    assert all(d["outcome"] != "accepted" for d in result.decisions)

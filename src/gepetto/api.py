@@ -24,6 +24,7 @@ from gepetto.progress import RichProgress, progress_wanted, rich_available
 from gepetto.proposers.reflective import ReflectiveProposer, resolve_templates
 from gepetto.result import Result
 from gepetto.stopping import RunStatus, StopCondition
+from gepetto.storage import JournalStorage, open_storage
 from gepetto.strategies import (
     AcceptanceCriterion,
     BatchSampler,
@@ -67,6 +68,9 @@ async def aoptimize(
     acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
     max_concurrency: int = 8,
     parallel_proposals: int = 1,
+    storage: JournalStorage | str | None = None,
+    run_id: str = "default",
+    fork: bool = False,
     handle_signals: bool = False,
 ) -> Result:
     """Optimize the texts of ``seed_candidate`` with GEPA; the async form of :func:`optimize`.
@@ -78,6 +82,7 @@ async def aoptimize(
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
     _check_proposal_source(adapter, reflection_lm, custom_candidate_proposer)
+    journal_storage = open_storage(storage, run_dir)
     optimizer = Optimizer(
         seed_candidate,
         trainset,
@@ -99,6 +104,10 @@ async def aoptimize(
         parallel_proposals=parallel_proposals,
         seed=seed,
         run_dir=run_dir,
+        storage=journal_storage,
+        run_id=run_id,
+        fork=fork,
+        adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
     )
     templates = resolve_templates(reflection_prompt_template, optimizer.components)
     # Everything is validated; only now start local model servers or open clients.
@@ -121,6 +130,20 @@ async def aoptimize(
             return await driver.run(handle_signals=handle_signals)
         finally:
             await resources.aclose()
+            if journal_storage is not None and storage is None:
+                journal_storage.close()  # opened here for run_dir; a user's storage stays open
+
+
+def _adapter_fingerprint(adapter: object, task_lm: object) -> str:
+    """What identifies the adapter's configuration, for the resume check."""
+    if adapter is None:
+        model = task_lm if isinstance(task_lm, str) else type(task_lm).__qualname__
+        return f"DefaultAdapter(task_lm={model})"
+    describe = getattr(adapter, "fingerprint", None)
+    if callable(describe):
+        return str(describe())
+    kind = type(adapter)
+    return f"{kind.__module__}.{kind.__qualname__}"
 
 
 def _check_proposal_source(
@@ -305,9 +328,15 @@ def optimize(
               evaluations (default true; set false for a stochastic system).
             - ``callbacks``: observers of :mod:`gepetto.events`.
             - ``display_progress_bar``: default: when stderr is a terminal.
-            - ``run_dir``: a folder for the run (``touch RUN_DIR/gepetto.stop`` stops it); LM
-              replies of deterministic requests (temperature 0) are cached there, so a
-              repeated run does not pay twice.
+            - ``run_dir``: a folder for the run. Its journal (``journal.sqlite``) records
+              everything as it happens: calling ``optimize`` again with the same ``run_dir``
+              resumes the run where it stopped (after Ctrl-C, a crash or ``kill -9``) without
+              paying again for what finished; a larger budget extends it. LM replies of
+              deterministic requests are cached there too. ``touch RUN_DIR/gepetto.stop``
+              stops the run gracefully.
+            - ``storage`` / ``run_id`` / ``fork``: another journal backend (a URL such as
+              ``"postgresql://..."``, or an object), the run's name in it, and whether to start
+              a new run beside a stored one whose inputs differ (instead of refusing).
             - ``seed``: the random seed (default 0).
 
     Returns:

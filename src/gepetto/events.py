@@ -65,6 +65,8 @@ class RunStarted(Event):
     max_metric_calls: int | None
     seed: int
     config: Mapping[str, Any] = field(default_factory=dict)
+    resumed_records: int = 0
+    """Records replayed from the journal (0 for a new run)."""
 
 
 @dataclass(frozen=True, slots=True)

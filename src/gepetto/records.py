@@ -16,14 +16,17 @@ from typing import Any, Literal, TypeAlias
 from gepetto.types import CandidateId, ExampleId, Split
 
 __all__ = [
+    "RECORD_TYPES",
     "CandidateRecord",
     "DecisionRecord",
     "EvaluationPurpose",
     "EvaluationRecord",
+    "IterationRecord",
     "LMCallRecord",
     "Outcome",
     "Record",
     "ReflectionRecord",
+    "record_from_dict",
     "record_to_dict",
 ]
 
@@ -66,7 +69,10 @@ class EvaluationRecord:
     """Scores of one candidate (by content hash) on some examples of one split.
 
     ``metric_calls`` counts only the examples that were really evaluated (cache hits are
-    free); ``failures`` counts examples whose evaluation raised and were scored 0.
+    free); ``failures`` counts examples whose evaluation raised and were scored 0, and
+    ``failed_examples`` names them. For a parent's minibatch (evaluated with traces), the
+    adapter's ``outputs`` and ``trajectories`` are kept when they are plain JSON, so a resumed
+    run can reflect on them without evaluating again.
     """
 
     candidate_hash: str
@@ -78,7 +84,24 @@ class EvaluationRecord:
     objective_scores: tuple[Mapping[str, float], ...] | None
     metric_calls: int
     failures: int = 0
+    failed_examples: tuple[ExampleId, ...] = ()
+    outputs: list[Any] | None = None
+    trajectories: list[Any] | None = None
     kind: Literal["evaluation"] = field(default="evaluation", init=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IterationRecord:
+    """The start of an iteration: the parent it chose and the minibatch it sampled.
+
+    Recorded before any work of the iteration, so the journal shows what was in flight at a
+    crash, and the minibatch sampler's position can be replayed on resume.
+    """
+
+    iteration: int
+    parent_id: CandidateId
+    minibatch: tuple[ExampleId, ...]
+    kind: Literal["iteration"] = field(default="iteration", init=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,12 +161,54 @@ class LMCallRecord:
 
 
 Record: TypeAlias = (
-    CandidateRecord | EvaluationRecord | ReflectionRecord | DecisionRecord | LMCallRecord
+    CandidateRecord
+    | IterationRecord
+    | EvaluationRecord
+    | ReflectionRecord
+    | DecisionRecord
+    | LMCallRecord
 )
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    "candidate": CandidateRecord,
+    "iteration": IterationRecord,
+    "evaluation": EvaluationRecord,
+    "reflection": ReflectionRecord,
+    "decision": DecisionRecord,
+    "lm_call": LMCallRecord,
+}
+
+_TUPLE_FIELDS = {
+    "parents",
+    "components_updated",
+    "minibatch",
+    "example_ids",
+    "scores",
+    "components",
+    "failed_examples",
+}
 
 
 def record_to_dict(record: Record) -> dict[str, Any]:
-    """A JSON-safe dict of a record (tuples become lists)."""
+    """A JSON-safe dict of a record (tuples become lists), with its ``kind``."""
     data = asdict(record)
     data["kind"] = record.kind
     return data
+
+
+def record_from_dict(data: Mapping[str, Any]) -> Record:
+    """Rebuild a record from :func:`record_to_dict` output (as read back from JSON).
+
+    Raises:
+        ValueError: for an unknown ``kind``.
+    """
+    kind = data.get("kind")
+    record_type = RECORD_TYPES.get(str(kind))
+    if record_type is None:
+        raise ValueError(f"unknown record kind {kind!r}")
+    fields = {key: value for key, value in data.items() if key != "kind"}
+    for name in _TUPLE_FIELDS.intersection(fields):
+        fields[name] = tuple(fields[name])
+    if fields.get("objective_scores") is not None:
+        fields["objective_scores"] = tuple(fields["objective_scores"])
+    return record_type(**fields)

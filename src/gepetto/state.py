@@ -16,6 +16,7 @@ from gepetto.records import (
     CandidateRecord,
     DecisionRecord,
     EvaluationRecord,
+    IterationRecord,
     LMCallRecord,
     Record,
     ReflectionRecord,
@@ -104,6 +105,7 @@ class RunState:
         self.metric_calls = {"train": 0, "val": 0, "test": 0}
         self.reflection_lm_calls = 0
         self.lm_usage: dict[str, LMUsageTotals] = {}
+        self.iterations_started = 0
         self.iterations_finished = 0
         self.best_id: CandidateId = 0
         self.best_changed_at_iteration = -1
@@ -123,6 +125,8 @@ class RunState:
             self._reflections_on[record.parent_id] = (
                 self._reflections_on.get(record.parent_id, 0) + 1
             )
+        elif isinstance(record, IterationRecord):
+            self.iterations_started += 1
         elif isinstance(record, LMCallRecord):
             self.lm_usage.setdefault(record.role, LMUsageTotals()).add(record)
         else:

@@ -130,6 +130,12 @@ class DefaultAdapter:
         self.max_concurrency = max_concurrency
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
+    def fingerprint(self) -> str:
+        """The configuration a resumed run must share (model, component, evaluator)."""
+        model = getattr(self.model, "model", None) or type(self.model).__qualname__
+        evaluator = getattr(self.evaluator, "__qualname__", type(self.evaluator).__qualname__)
+        return f"DefaultAdapter(model={model}, component={self.component}, evaluator={evaluator})"
+
     def lm_clients(self) -> Sequence[LMClient]:
         """The gepetto clients this adapter calls (metered by the run as role "task")."""
         return [self.model] if isinstance(self.model, LMClient) else []

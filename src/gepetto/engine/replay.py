@@ -1,0 +1,83 @@
+"""Resuming a run from its journal: rebuild the state, find the work that was in flight.
+
+:func:`replay_journal` feeds the journaled records into a fresh
+:class:`~gepetto.state.RunState` and returns a :class:`JournalReplay`: the iterations that
+had started but not ended (they are redone, with the same parent and minibatch), and the
+results those iterations had already obtained (evaluations and reflections), which the redo
+takes instead of paying for them again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from gepetto.records import (
+    DecisionRecord,
+    EvaluationRecord,
+    IterationRecord,
+    Record,
+    ReflectionRecord,
+)
+from gepetto.state import RunState
+
+__all__ = ["JournalReplay", "replay_journal"]
+
+
+@dataclass
+class JournalReplay:
+    """What a resumed run takes from its journal instead of doing again.
+
+    Attributes:
+        unfinished: iterations that started and have no decision, in order.
+        next_iteration: the number of the first iteration never started.
+        started: every started iteration, in order (to replay the minibatch sampler).
+        reflections: reflection results of unfinished iterations, by iteration.
+        evaluations: evaluations of unfinished iterations, by (iteration, purpose, hash).
+    """
+
+    unfinished: list[IterationRecord] = field(default_factory=list)
+    next_iteration: int = 0
+    started: list[IterationRecord] = field(default_factory=list)
+    reflections: dict[int, ReflectionRecord] = field(default_factory=dict)
+    evaluations: dict[tuple[int, str, str], EvaluationRecord] = field(default_factory=dict)
+
+    def evaluation(
+        self, iteration: int, purpose: str, content_hash: str, needs_traces: bool
+    ) -> EvaluationRecord | None:
+        """Take a journaled evaluation of an unfinished iteration, if it is usable.
+
+        An evaluation that needed traces is usable only if its trajectories were journaled
+        (they were plain JSON); otherwise the redo evaluates again.
+        """
+        record = self.evaluations.pop((iteration, purpose, content_hash), None)
+        if record is None or (needs_traces and record.trajectories is None):
+            return None
+        return record
+
+
+def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
+    """Append ``records`` to ``state`` and work out what was in flight."""
+    started: dict[int, IterationRecord] = {}
+    decided: set[int] = set()
+    reflections: dict[int, ReflectionRecord] = {}
+    evaluations: dict[tuple[int, str, str], EvaluationRecord] = {}
+    for record in records:
+        state.append(record)
+        if isinstance(record, IterationRecord):
+            started[record.iteration] = record
+        elif isinstance(record, DecisionRecord):
+            decided.add(record.iteration)
+        elif isinstance(record, ReflectionRecord):
+            reflections[record.iteration] = record
+        elif isinstance(record, EvaluationRecord) and record.iteration >= 0:
+            evaluations[(record.iteration, record.purpose, record.candidate_hash)] = record
+    unfinished = [started[i] for i in sorted(started) if i not in decided]
+    open_iterations = {r.iteration for r in unfinished}
+    return JournalReplay(
+        unfinished=unfinished,
+        next_iteration=max(started, default=-1) + 1,
+        started=[started[i] for i in sorted(started)],
+        reflections={i: r for i, r in reflections.items() if i in open_iterations},
+        evaluations={k: r for k, r in evaluations.items() if k[0] in open_iterations},
+    )
