@@ -9,11 +9,12 @@ protocol is small on purpose; every backend passes the same contract suite
 - ``create(header)`` once per run id (a second ``create`` for an existing id raises
   :class:`RunExists`); ``header(run_id)`` reads it back;
 - ``append(run_id, records)`` writes records atomically (all or none, in one transaction)
-  and returns the sequence number of the last one; sequence numbers increase strictly;
+  and returns their sequence numbers; sequence numbers increase strictly;
 - ``read(run_id, after)`` returns ``(seq, record)`` pairs with ``seq > after``, in order.
 
-Multi-worker budget sharing uses ``reserve`` / ``release`` with leases that expire when a
-worker stops sending heartbeats (see :mod:`gepetto.storage.leases`).
+Backends that can host a run shared by several worker processes also implement
+:class:`SharedRunStorage` (global candidate ids, iteration numbers, and a budget shared
+through leases that expire when a worker stops sending heartbeats).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "JournalStorage",
     "RunExists",
     "RunHeader",
+    "SharedRunStorage",
     "StorageError",
     "decode_record",
     "encode_record",
@@ -90,11 +92,51 @@ class JournalStorage(Protocol):
 
     def header(self, run_id: str) -> RunHeader | None: ...
 
-    def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> int: ...
+    def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> list[int]: ...
 
     def read(self, run_id: str, after: int = 0) -> list[tuple[int, dict[str, Any]]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class SharedRunStorage(JournalStorage, Protocol):
+    """The extra operations that let several worker processes share one run.
+
+    Every method is atomic with respect to the others, across processes:
+
+    - ``append`` returns the sequence numbers of the records it wrote (in order);
+    - ``admit_candidate(run_id, record)`` gives the candidate record (a dict with
+      ``"kind": "candidate"`` and a ``"content_hash"``) the next candidate id of the run
+      (``0, 1, 2, ...``; stored in its ``"id"`` field) and appends it, unless a candidate with
+      the same ``content_hash`` is already in the run: then nothing is written and the
+      existing id is returned. Returns ``(id, seq or None)``;
+    - ``allocate_iteration(run_id)`` returns the next iteration number of the run
+      (``0, 1, 2, ...``), never the same twice; it continues after the largest ``iteration``
+      of the run's ``"iteration"`` records;
+    - ``reserve(run_id, worker, calls, limit, ttl)`` leases ``calls`` metric calls if
+      ``used + leased + calls <= limit``, where ``used`` is the sum of ``metric_calls`` of the
+      run's ``"evaluation"`` records and ``leased`` the calls of unexpired leases; returns the
+      lease id, or ``None`` when the budget cannot cover it. A lease expires ``ttl`` seconds
+      after its worker's last ``heartbeat`` (or its creation);
+    - ``release(run_id, lease_id)`` ends a lease (after the evaluation's record is appended);
+    - ``heartbeat(run_id, worker, ttl)`` keeps the worker's leases alive for ``ttl`` seconds;
+    - ``metric_calls_used(run_id)`` is ``used`` above.
+    """
+
+    def admit_candidate(self, run_id: str, record: Mapping[str, Any]) -> tuple[int, int | None]: ...
+
+    def allocate_iteration(self, run_id: str) -> int: ...
+
+    def reserve(
+        self, run_id: str, worker: str, calls: int, limit: int, ttl: float
+    ) -> int | None: ...
+
+    def release(self, run_id: str, lease_id: int) -> None: ...
+
+    def heartbeat(self, run_id: str, worker: str, ttl: float) -> None: ...
+
+    def metric_calls_used(self, run_id: str) -> int: ...
 
 
 def encode_record(record: Mapping[str, Any]) -> str:
