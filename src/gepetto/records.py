@@ -101,6 +101,7 @@ class IterationRecord:
     iteration: int
     parent_id: CandidateId
     minibatch: tuple[ExampleId, ...]
+    worker: str | None = None
     kind: Literal["iteration"] = field(default="iteration", init=False)
 
 

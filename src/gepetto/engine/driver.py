@@ -33,6 +33,12 @@ __all__ = ["Driver", "ProposalFunction"]
 
 logger = logging.getLogger("gepetto")
 
+HEARTBEAT_INTERVAL = 5.0
+"""Seconds between heartbeats of a worker's budget leases (shared runs)."""
+
+WAIT_FOR_OTHERS_POLL = 0.2
+"""Seconds between checks while a shared run's worker waits for another to seed it."""
+
 ProposalFunction = Callable[[dict[str, str], ReflectiveDataset, list[str]], Any]
 """gepa's ``custom_candidate_proposer``: (candidate, reflective_dataset, components) -> texts."""
 
@@ -114,10 +120,16 @@ class Driver:
                 while (task := optimizer.ask()) is not None:
                     running[asyncio.ensure_future(self._perform(task))] = task
                 if not running:
-                    return
+                    if not optimizer.waiting_for_others:
+                        return
+                    await asyncio.sleep(WAIT_FOR_OTHERS_POLL)  # another worker seeds the run
+                    continue
                 done, _ = await asyncio.wait(
-                    [*running, hard_stop], return_when=asyncio.FIRST_COMPLETED
+                    [*running, hard_stop],
+                    timeout=HEARTBEAT_INTERVAL,
+                    return_when=asyncio.FIRST_COMPLETED,
                 )
+                optimizer.heartbeat()
                 if hard_stop in done:
                     await self._cancel(running)
                     optimizer.abort("interrupted twice: stopped without finishing work in flight")

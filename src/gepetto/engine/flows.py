@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gepetto.adapter import check_evaluation_batch
+from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig
 from gepetto.engine.replay import JournalReplay
 from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
@@ -74,7 +75,8 @@ class _Scores:
     scores: list[float]
     trajectories: list[Any] | None
     failed: tuple[bool, ...]
-    metric_calls: int
+    missing: tuple[int, ...]
+    """The examples that were really evaluated (the others came from the cache)."""
 
 
 class IterationFlows:
@@ -88,7 +90,8 @@ class IterationFlows:
     components: tuple[str, ...]
     _seed_texts: dict[str, str]
     _seed_admitted: bool
-    _reserved: int
+    _budget: LocalBudget | SharedBudget
+    worker: str | None
     _train_cache: dict[tuple[str, int], tuple[Any, float, Any]]
     _hashes_in_flight: set[str]
     _stalled_iterations: int
@@ -105,6 +108,12 @@ class IterationFlows:
         raise NotImplementedError
 
     def _record(self, record: Record) -> None:
+        raise NotImplementedError
+
+    def _admit_record(self, record: CandidateRecord) -> int:
+        raise NotImplementedError
+
+    def _new_iteration_number(self) -> int:
         raise NotImplementedError
 
     # ----- the seed and the proposals ------------------------------------------------------
@@ -143,7 +152,7 @@ class IterationFlows:
                     len(self.trainset), self.rng(iteration, "minibatch")
                 )
             )
-            self._record(IterationRecord(iteration, parent_id, batch_ids))
+            self._record(IterationRecord(iteration, parent_id, batch_ids, self.worker))
         else:
             parent_id, batch_ids = started.parent_id, started.minibatch
         parent = state.candidates[parent_id]
@@ -306,10 +315,9 @@ class IterationFlows:
                 raise BudgetExhausted(
                     f"accepted on the minibatch, not validated: {exhausted}"
                 ) from None
-            child_id = len(self.state.candidates)
-            self._admit(
+            child_id = self._admit(
                 CandidateRecord(
-                    id=child_id,
+                    id=len(self.state.candidates),
                     texts=child,
                     parents=(parent.id,),
                     origin="reflection",
@@ -320,6 +328,18 @@ class IterationFlows:
                     component_cursor=parent.component_cursor + self.state.reflections_on(parent.id),
                 )
             )
+            if self.state.candidates[child_id].iteration != iteration:
+                reason = f"duplicate of candidate {child_id}, admitted meanwhile by another worker"
+                self._decide(
+                    iteration,
+                    parent.id,
+                    "rejected",
+                    reason,
+                    parent_score=parent_sum,
+                    child_score=child_sum,
+                    child_hash=child_hash,
+                )
+                return
             self._decide(
                 iteration,
                 parent.id,
@@ -408,11 +428,14 @@ class IterationFlows:
             return _scores_from_record(journaled)
         known = self._known_results(content_hash, split, example_ids, traces)
         missing = tuple(i for i in example_ids if i not in known)
-        scored: ScoredBatch | None = None
-        if missing:
-            self._reserve(len(missing), split)
+        if not missing:
+            result = self._merge(example_ids, known, missing, None, traces)
+            self._record_evaluation(content_hash, split, purpose, iteration, result, None)
+            return result
+        reservation = self._budget.reserve(len(missing), split)
+        try:
             data = self.trainset if split == "train" else self.valset
-            task = EvaluateTask(
+            reply = yield EvaluateTask(
                 id=self._task_id(),
                 iteration=iteration,
                 purpose=purpose,
@@ -423,22 +446,40 @@ class IterationFlows:
                 examples=[data[i] for i in missing],
                 capture_traces=traces,
             )
-            try:
-                reply = yield task
-            finally:
-                self._reserved -= len(missing)
             scored = _as_scored(reply, len(missing), traces)
+        except BaseException:
+            self._budget.cancel(reservation)
+            raise
         result = self._merge(example_ids, known, missing, scored, traces)
-        if split == "train" and traces and scored is not None and self.config.cache_evaluation:
-            for position, example_id in enumerate(missing):
-                if not scored.failed[position]:
-                    trajectory = scored.batch.trajectories[position]  # type: ignore[index]
-                    self._train_cache[(content_hash, example_id)] = (
-                        scored.batch.outputs[position],
-                        scored.batch.scores[position],
-                        trajectory,
-                    )
-        objectives = _objectives_for(example_ids, missing, scored)
+        if traces and split == "train" and self.config.cache_evaluation:
+            self._cache_scored(content_hash, missing, scored)
+        self._record_evaluation(content_hash, split, purpose, iteration, result, scored)
+        self._budget.settle(reservation)
+        return result
+
+    def _cache_scored(
+        self, content_hash: str, example_ids: tuple[int, ...], scored: ScoredBatch
+    ) -> None:
+        for position, example_id in enumerate(example_ids):
+            if not scored.failed[position]:
+                trajectory = scored.batch.trajectories[position]  # type: ignore[index]
+                self._train_cache[(content_hash, example_id)] = (
+                    scored.batch.outputs[position],
+                    scored.batch.scores[position],
+                    trajectory,
+                )
+
+    def _record_evaluation(
+        self,
+        content_hash: str,
+        split: Split,
+        purpose: EvaluationPurpose,
+        iteration: int,
+        result: _Scores,
+        scored: ScoredBatch | None,
+    ) -> None:
+        traces = purpose == "parent_minibatch"
+        example_ids = result.example_ids
         failed_ids = tuple(
             i for i, failed in zip(example_ids, result.failed, strict=True) if failed
         )
@@ -449,8 +490,8 @@ class IterationFlows:
             iteration=iteration,
             example_ids=example_ids,
             scores=tuple(result.scores),
-            objective_scores=objectives,
-            metric_calls=len(missing),
+            objective_scores=_objectives_for(example_ids, result.missing, scored),
+            metric_calls=len(result.missing),
             failures=len(failed_ids),
             failed_examples=failed_ids,
             outputs=jsonable_or_none(result.outputs) if traces else None,
@@ -467,12 +508,11 @@ class IterationFlows:
                     iteration,
                     example_ids,
                     record.scores,
-                    len(missing),
+                    record.metric_calls,
                     self.state.total_metric_calls,
                     record.failures,
                 )
             )
-        return result
 
     def _known_results(
         self, content_hash: str, split: Split, example_ids: tuple[int, ...], traces: bool
@@ -515,33 +555,24 @@ class IterationFlows:
             scores,
             trajectories if traces else None,
             tuple(failed),
-            len(missing),
+            missing,
         )
 
-    def _reserve(self, calls: int, split: Split) -> None:
-        limit = self.config.max_metric_calls
-        if limit is None:
-            self._reserved += calls
-            return
-        remaining = limit - self.state.total_metric_calls - self._reserved
-        if calls > remaining:
-            raise BudgetExhausted(
-                f"budget exhausted: {self.state.total_metric_calls}/{limit} metric calls used, "
-                f"{remaining} left, the next {split} evaluation needs {calls}"
-            )
-        self._reserved += calls
-
-    def _admit(self, record: CandidateRecord) -> None:
+    def _admit(self, record: CandidateRecord) -> int:
+        """Add a validated candidate to the pool; return its id (in a run shared by several
+        workers the storage assigns it, and may return the id of an equal candidate)."""
         state = self.state
         previous_best = state.best_id if state.candidates else None
         previous_score = state.val_score(previous_best) if previous_best is not None else None
-        self._record(record)
+        candidate_id = self._admit_record(record)
+        if state.candidates[candidate_id].iteration != record.iteration:
+            return candidate_id  # someone else's equal candidate: nothing new to announce
         self.bus.emit(
             CandidateAdded(
-                record.id,
+                candidate_id,
                 record.parents,
-                state.val_score(record.id),
-                state.val_coverage(record.id),
+                state.val_score(candidate_id),
+                state.val_coverage(candidate_id),
                 state.total_metric_calls,
             )
         )
@@ -551,6 +582,7 @@ class IterationFlows:
                     state.best_id, state.val_score(state.best_id), previous_best, previous_score
                 )
             )
+        return candidate_id
 
     def _decide(
         self,
@@ -634,5 +666,5 @@ def _scores_from_record(record: EvaluationRecord) -> _Scores:
         list(record.scores),
         list(record.trajectories) if record.trajectories is not None else None,
         tuple(i in failed for i in record.example_ids),
-        0,
+        (),
     )

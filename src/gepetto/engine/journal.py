@@ -47,6 +47,9 @@ class Journal:
         self.storage = storage
         self.run_id = run_id
         self._pending: list[dict[str, Any]] = []
+        self._own_seqs: set[int] = set()
+        self.synced_seq = 0
+        """The last sequence number read from the storage."""
 
     def open(
         self,
@@ -85,7 +88,9 @@ class Journal:
             )
             return []
         self._check(header, prints)
-        return [record_from_dict(data) for _, data in self.storage.read(self.run_id)]
+        stored = self.storage.read(self.run_id)
+        self.synced_seq = stored[-1][0] if stored else 0
+        return [record_from_dict(data) for _, data in stored]
 
     def _check(self, header: RunHeader, prints: Mapping[str, str]) -> None:
         if header.schema_version > JOURNAL_SCHEMA_VERSION:
@@ -118,4 +123,19 @@ class Journal:
         """Write the buffered records in one transaction."""
         if self._pending and self.storage is not None:
             pending, self._pending = self._pending, []
-            self.storage.append(self.run_id, pending)
+            seqs = self.storage.append(self.run_id, pending)
+            if isinstance(seqs, list):
+                self._own_seqs.update(seqs)
+
+    def read_others(self) -> list[Record]:
+        """Records other workers appended since the last read (a shared run), in order."""
+        if self.storage is None:
+            return []
+        records = []
+        for seq, data in self.storage.read(self.run_id, after=self.synced_seq):
+            self.synced_seq = seq
+            if seq in self._own_seqs:
+                self._own_seqs.discard(seq)
+            else:
+                records.append(record_from_dict(data))
+        return records

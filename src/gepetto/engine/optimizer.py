@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig, build_config, check_datasets
 from gepetto.engine.flows import IterationFlows, TaskGenerator
 from gepetto.engine.journal import Journal
@@ -39,11 +40,17 @@ from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, LMCallFinished, RunFinished, RunStarted
 from gepetto.lm.client import LMCallRecord as ClientCallRecord
-from gepetto.records import EvaluationRecord, LMCallRecord, Record
+from gepetto.records import (
+    CandidateRecord,
+    EvaluationRecord,
+    LMCallRecord,
+    Record,
+    record_to_dict,
+)
 from gepetto.result import Result
 from gepetto.state import RunState
 from gepetto.stopping import RunStatus
-from gepetto.storage.base import JournalStorage
+from gepetto.storage.base import JournalStorage, SharedRunStorage
 
 __all__ = ["Optimizer"]
 
@@ -72,6 +79,12 @@ class Optimizer(IterationFlows):
         run_id: the run's name in the storage.
         fork: if the stored run has other inputs, start a new run beside it instead of
             refusing.
+        worker: this process's name in a run shared by several worker processes (the
+            storage must be a :class:`~gepetto.storage.base.SharedRunStorage`): candidate ids,
+            iteration numbers and the budget are then allocated by the storage, and every
+            worker sees the others' candidates. A restarted worker (same name) redoes its own
+            unfinished iterations; a dead worker's reserved calls return to the budget after
+            ``lease_ttl`` seconds without a heartbeat.
         adapter_fingerprint: identifies the adapter's configuration (checked on resume).
         **options: the strategy and stop arguments of :func:`gepetto.optimize`
             (``max_metric_calls``, ``candidate_selection_strategy``, ``frontier_type``, ...).
@@ -92,6 +105,8 @@ class Optimizer(IterationFlows):
         run_id: str = "default",
         fork: bool = False,
         adapter_fingerprint: str | None = None,
+        worker: str | None = None,
+        lease_ttl: float = 60.0,
         **options: Any,
     ) -> None:
         seed, self.trainset, self.valset = check_datasets(seed_candidate, trainset, valset)
@@ -110,7 +125,6 @@ class Optimizer(IterationFlows):
         self._seed_admitted = False
         self._next_task_id = 0
         self._next_iteration = 0
-        self._reserved = 0
         self._train_cache: dict[tuple[str, int], tuple[Any, float, Any]] = {}
         self._hashes_in_flight: set[str] = set()
         self._stalled_iterations = 0
@@ -126,7 +140,27 @@ class Optimizer(IterationFlows):
             adapter=adapter_fingerprint,
             fork=fork,
         )
+        self.worker = worker
+        self._budget = self._make_budget(storage, run_id, worker, lease_ttl)
+        self._lease_ttl = lease_ttl
+        self._seed_claim: float | None = None
         self._replay = self._restore(records)
+
+    def _make_budget(
+        self, storage: JournalStorage | None, run_id: str, worker: str | None, ttl: float
+    ) -> LocalBudget | SharedBudget:
+        if worker is None:
+            return LocalBudget(self.config.max_metric_calls, lambda: self.state.total_metric_calls)
+        if not isinstance(storage, SharedRunStorage):
+            raise ConfigError(
+                "worker= needs a storage that can share a run between processes "
+                "(storage='postgresql://...' or a SQLite file on a local disk)"
+            )
+        if self.config.max_metric_calls is None:
+            raise ConfigError("a run shared by several workers needs max_metric_calls")
+        return SharedBudget(
+            storage, self._journal.run_id, worker, self.config.max_metric_calls, ttl
+        )
 
     def _restore(self, records: list[Record]) -> JournalReplay:
         """Rebuild the state from journaled records (nothing to do for a new run)."""
@@ -134,6 +168,9 @@ class Optimizer(IterationFlows):
         self.resumed_records = len(records)
         self._seed_admitted = bool(self.state.candidates)
         self._next_iteration = replay.next_iteration
+        if self.worker is not None:  # redo and replay only this worker's own iterations
+            replay.unfinished = [r for r in replay.unfinished if r.worker == self.worker]
+            replay.started = [r for r in replay.started if r.worker == self.worker]
         for started in replay.started:  # put the minibatch sampler where it was
             batch = tuple(
                 self.config.batch_sampler.next_batch(
@@ -179,9 +216,11 @@ class Optimizer(IterationFlows):
         """
         if self._started_at is None:
             self._start()
+        elif self.waiting_for_others:
+            self._try_seed()
         if not self._ready:
             self._start_flows()
-        self._journal.flush()  # nothing is started on records that are not durable
+        self._flush()  # nothing is started on records that are not durable
         if self._ready:
             return self._ready.popleft()
         if self.is_finished:
@@ -205,7 +244,7 @@ class Optimizer(IterationFlows):
         if flow is None:
             raise KeyError(f"no outstanding task with id {task_id}")
         self._advance(flow, result)
-        self._journal.flush()
+        self._flush()
         if self.is_finished:
             self._finish()
 
@@ -225,8 +264,8 @@ class Optimizer(IterationFlows):
         for flow in flows.values():
             flow.generator.close()
         self._active = 0
-        self._reserved = 0
-        self._journal.flush()
+        self._budget.reset()
+        self._flush()
         self._finish()
 
     @property
@@ -320,7 +359,7 @@ class Optimizer(IterationFlows):
 
     def flush(self) -> None:
         """Write buffered records to the storage now (the optimizer also does it itself)."""
-        self._journal.flush()
+        self._flush()
 
     def result(self) -> Result:
         """The run's result so far (complete once :attr:`is_finished`)."""
@@ -342,7 +381,34 @@ class Optimizer(IterationFlows):
             )
         )
         if not self._seed_admitted:
+            if self.worker is None:
+                self._launch(self._seed_flow())
+            else:
+                self._try_seed()
+
+    def _try_seed(self) -> None:
+        """In a shared run one worker validates the seed; the others wait for it (and take
+        over if it has not appeared after ``lease_ttl`` seconds)."""
+        self.sync()
+        if self._seed_admitted or self._active:
+            return
+        if self._seed_claim is None:
+            if self._new_iteration_number() == 0:  # the first worker of the run seeds it
+                self._launch(self._seed_flow())
+                return
+            self._seed_claim = self._clock()
+        elif self._clock() - self._seed_claim > self._lease_ttl:
             self._launch(self._seed_flow())
+
+    @property
+    def waiting_for_others(self) -> bool:
+        """A shared run's worker with nothing to do until another worker admits the seed."""
+        return (
+            self.worker is not None
+            and not self._seed_admitted
+            and self._active == 0
+            and self._stop_reason is None
+        )
 
     def _start_flows(self) -> None:
         while (
@@ -359,9 +425,8 @@ class Optimizer(IterationFlows):
                 started = self._replay.unfinished.pop(0)
                 self._launch(self._proposal_flow(started.iteration, started))
                 continue
-            iteration = self._next_iteration
-            self._next_iteration += 1
-            self._launch(self._proposal_flow(iteration))
+            self.sync()
+            self._launch(self._proposal_flow(self._new_iteration_number()))
 
     def _check_stop_conditions(self) -> str | None:
         status = self.status()
@@ -388,7 +453,7 @@ class Optimizer(IterationFlows):
         if self._finished_event_sent:
             return
         self._finished_event_sent = True
-        self._journal.flush()
+        self._flush()
         state = self.state
         self.bus.emit(
             RunFinished(
@@ -405,6 +470,45 @@ class Optimizer(IterationFlows):
         """Append a record to the state and to the journal's buffer."""
         self.state.append(record)
         self._journal.add(record)
+
+    def _admit_record(self, record: CandidateRecord) -> int:
+        """Journal a candidate; in a shared run the storage assigns its id (or finds an equal
+        candidate another worker admitted) and the state catches up in storage order."""
+        if self.worker is None:
+            self._record(record)
+            return record.id
+        self._flush()
+        storage = self._journal.storage
+        if not isinstance(storage, SharedRunStorage):
+            raise RuntimeError("a worker's storage must be a SharedRunStorage")
+        candidate_id, _ = storage.admit_candidate(self.run_id, record_to_dict(record))
+        self.sync()
+        return candidate_id
+
+    def _new_iteration_number(self) -> int:
+        storage = self._journal.storage
+        if self.worker is not None and isinstance(storage, SharedRunStorage):
+            return storage.allocate_iteration(self.run_id)
+        number = self._next_iteration
+        self._next_iteration += 1
+        return number
+
+    def sync(self) -> None:
+        """Apply the records other workers appended since the last sync (shared runs)."""
+        if self.worker is None:
+            return
+        for record in self._journal.read_others():
+            self.state.append(record)
+        if self.state.candidates:
+            self._seed_admitted = True
+
+    def heartbeat(self) -> None:
+        """Keep this worker's budget leases alive (the driver calls it periodically)."""
+        self._budget.heartbeat()
+
+    def _flush(self) -> None:
+        self._journal.flush()
+        self._budget.after_flush()
 
     def _task_id(self) -> int:
         self._next_task_id += 1
