@@ -44,7 +44,8 @@ VAL_SIZE = 12
 MAX_TASK = VAL_SIZE
 """Metric calls of the largest evaluation task (a full validation; minibatches are 3)."""
 KILLS = 20
-RNG_SEED = 20241128
+RNG_SEED = int(os.environ.get("GEPETTO_CRASH_SEED", "20241128"))
+"""Seed of the kill schedule (set the variable to explore other schedules)."""
 
 CHILD = r'''
 """One gepetto.optimize run of tests/test_crash_recovery.py; it can be told to kill itself."""
@@ -473,11 +474,11 @@ def test_a_run_stopped_by_a_counter_resumes_exactly(
     straight.root.mkdir()
     expected = straight.run(WORKLOAD=workload)
     assert expected.result is not None, expected.stderr
-    # Killed in the middle of the streak (inside the event of its 3rd iteration), resumed.
+    # Killed in the middle of the streak (inside the event of its 4th iteration), resumed.
     crashed = Run(tmp_path / "crashed", script)
     crashed.root.mkdir()
     killed = crashed.run(
-        WORKLOAD=workload, KILL_MODE="event", KILL_KIND="iteration_finished", KILL_NTH=3
+        WORKLOAD=workload, KILL_MODE="event", KILL_KIND="iteration_finished", KILL_NTH=4
     )
     assert killed.returncode == -signal.SIGKILL
     resumed = crashed.run(WORKLOAD=workload)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import socket
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -71,6 +72,7 @@ async def aoptimize(
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
+    worker: str | bool | None = None,
     handle_signals: bool = False,
 ) -> Result:
     """Optimize the texts of ``seed_candidate`` with GEPA; the async form of :func:`optimize`.
@@ -108,6 +110,7 @@ async def aoptimize(
         run_id=run_id,
         fork=fork,
         adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
+        worker=_worker_name(worker),
     )
     templates = resolve_templates(reflection_prompt_template, optimizer.components)
     # Everything is validated; only now start local model servers or open clients.
@@ -132,6 +135,15 @@ async def aoptimize(
             await resources.aclose()
             if journal_storage is not None and storage is None:
                 journal_storage.close()  # opened here for run_dir; a user's storage stays open
+
+
+def _worker_name(worker: str | bool | None) -> str | None:
+    """``True`` names the worker after its host and process id."""
+    if worker is True:
+        return f"{socket.gethostname()}-{os.getpid()}"
+    if worker is False or worker is None:
+        return None
+    return str(worker)
 
 
 def _adapter_fingerprint(adapter: object, task_lm: object) -> str:
@@ -337,6 +349,10 @@ def optimize(
             - ``storage`` / ``run_id`` / ``fork``: another journal backend (a URL such as
               ``"postgresql://..."``, or an object), the run's name in it, and whether to start
               a new run beside a stored one whose inputs differ (instead of refusing).
+            - ``worker``: join a run shared by several processes (``True``, or a name that a
+              restarted worker reuses to redo its own unfinished work): every worker calls
+              ``optimize`` with the same inputs and ``storage``; they share one budget (never
+              exceeded), one pool and one Pareto front.
             - ``seed``: the random seed (default 0).
 
     Returns:

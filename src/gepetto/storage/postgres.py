@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 from gepetto.errors import ConfigError
 from gepetto.storage.base import RunExists, RunHeader, StorageError, decode_record
@@ -84,7 +84,15 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS leases_by_run ON leases (run_id, expires_at)",
 )
 
-Cursor = Any  # psycopg.Cursor[tuple[Any, ...]]; psycopg is an optional dependency
+Cursor: TypeAlias = "psycopg.Cursor[tuple[Any, ...]]"
+
+
+def _one(cur: Cursor) -> tuple[Any, ...]:
+    """The row a query always returns (an aggregate, ``RETURNING``)."""
+    row = cur.fetchone()
+    if row is None:
+        raise StorageError("PostgreSQL returned no row where one was expected")
+    return row
 
 
 def _redact(url: str) -> str:
@@ -132,9 +140,9 @@ class PostgresStorage:
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
             cur.execute("SELECT to_regclass('gepetto_schema') IS NOT NULL")
-            if cur.fetchone()[0]:
+            if _one(cur)[0]:
                 cur.execute("SELECT MAX(version) FROM gepetto_schema")
-                version = cur.fetchone()[0]
+                version = _one(cur)[0]
                 if version is not None and int(version) > _STORE_VERSION:
                     raise StorageError(
                         f"{self._where} was written by a newer gepetto (store version "
@@ -272,14 +280,14 @@ class PostgresStorage:
             now = self._clock()
             cur.execute("DELETE FROM leases WHERE run_id = %s AND expires_at <= %s", (run_id, now))
             cur.execute("SELECT COALESCE(SUM(calls), 0) FROM leases WHERE run_id = %s", (run_id,))
-            if used + int(cur.fetchone()[0]) + calls > limit:
+            if used + int(_one(cur)[0]) + calls > limit:
                 return None
             cur.execute(
                 "INSERT INTO leases (run_id, worker, calls, expires_at) "
                 "VALUES (%s, %s, %s, %s) RETURNING id",
                 (run_id, worker, calls, now + ttl),
             )
-            return int(cur.fetchone()[0])
+            return int(_one(cur)[0])
 
     def release(self, run_id: str, lease_id: int) -> None:
         """End a lease (nothing happens for an expired or unknown lease id)."""
