@@ -58,6 +58,7 @@ import sys
 import time
 
 import gepetto
+from gepetto import EvaluationBatch
 from gepetto.testing import FeedbackFollowingLM, KeywordAdapter
 
 RUN_DIR, LOG, NOTE = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -94,6 +95,27 @@ class SlowAdapter(KeywordAdapter):
         return super().evaluate(batch, candidate, capture_traces)
 
 
+class Trace:
+    """A trajectory that is not plain JSON, so the journal cannot keep it."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+class OpaqueAdapter(SlowAdapter):
+    def evaluate(self, batch, candidate, capture_traces=False):
+        result = super().evaluate(batch, candidate, capture_traces)
+        if result.trajectories is not None:
+            result.trajectories[:] = [Trace(t) for t in result.trajectories]
+        return result
+
+    def make_reflective_dataset(self, candidate, eval_batch, components):
+        plain = EvaluationBatch(
+            eval_batch.outputs, eval_batch.scores, [t.data for t in eval_batch.trajectories]
+        )
+        return super().make_reflective_dataset(candidate, plain, components)
+
+
 class SlowLM(FeedbackFollowingLM):
     """A function of the prompt: one reply in three swaps the wanted word for a useless one."""
 
@@ -104,7 +126,7 @@ class SlowLM(FeedbackFollowingLM):
             raise RuntimeError("the model is down")
         reply = super().__call__(prompt)
         digest = hashlib.sha256(prompt.encode()).digest()
-        if WORKLOAD == "main" and digest[0] % 3 == 0:
+        if WORKLOAD in ("main", "opaque") and digest[0] % 3 == 0:
             words = reply.split("```")[1].split()
             reply = "```\n" + " ".join([*words[:-1], f"z{digest[1]}"]) + "\n```"
         return reply
@@ -125,19 +147,31 @@ def observe(event):
 
 if KILL_MODE == "commit":
     class KillingConnection(sqlite3.Connection):
+        """Dies at the KILL_NTH-th COMMIT of a transaction that inserted journal records."""
+
         commits = 0
-        changes_at_begin = 0
+        inserted = 0  # records inserted by the open transaction
+
+        def note_insert(self, sql, rows):
+            if sql.lstrip().upper().startswith("INSERT INTO RECORDS"):
+                KillingConnection.inserted += rows
+
+        def executemany(self, sql, rows):
+            rows = list(rows)
+            self.note_insert(sql, len(rows))
+            return super().executemany(sql, rows)
 
         def execute(self, sql, *args):
-            statement = sql.lstrip().upper() if isinstance(sql, str) else ""
+            statement = sql.lstrip().upper()
+            self.note_insert(sql, 1)
             if statement.startswith("BEGIN"):
-                KillingConnection.changes_at_begin = self.total_changes
-            elif statement.startswith("COMMIT") and armed():
+                KillingConnection.inserted = 0
+            elif statement.startswith("COMMIT") and KillingConnection.inserted and armed():
                 KillingConnection.commits += 1
                 if KillingConnection.commits == KILL_NTH:
                     inside = super().execute("SELECT COUNT(*) FROM records").fetchone()[0]
-                    changed = self.total_changes - KillingConnection.changes_at_begin
-                    die({"mode": "commit", "records_inside": inside, "rows_changed": changed})
+                    die({"mode": "commit", "records_inside": inside,
+                         "inserted": KillingConnection.inserted})
             return super().execute(sql, *args)
 
     _connect = sqlite3.connect
@@ -148,7 +182,7 @@ if KILL_MODE == "commit":
 
     sqlite3.connect = connect
 
-if WORKLOAD == "main":
+if WORKLOAD in ("main", "opaque"):
     N = 24
     words = [f"w{i}" for i in range(N)]
     trainset = [{"needs": [words[i], words[(i * 7 + 3) % N]]} for i in range(N)]
@@ -159,16 +193,21 @@ else:  # the minibatch is always the same, so after the first one nothing new is
     budget = 1000
 lm = SlowLM(words_per_call=0 if WORKLOAD == "stall" else 1)  # 0: proposes the same text
 result = gepetto.optimize(
-    {"instructions": "Answer."}, trainset, valset, adapter=SlowAdapter(), reflection_lm=lm,
+    {"instructions": "Answer."}, trainset, valset, reflection_lm=lm,
+    adapter=OpaqueAdapter() if WORKLOAD == "opaque" else SlowAdapter(),
     max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[observe],
     display_progress_bar=False,
 )
 print("RESULT", json.dumps(result.to_dict()), flush=True)
 '''
 
-PENDING_EVENTS = ["evaluation_finished", "reflection_finished", "iteration_finished"]
-"""Events that fire while their record is buffered and not yet flushed (every iteration has
-them); ``candidate_added`` also does, but only accepted iterations have it."""
+PENDING_EVENTS = [
+    "evaluation_finished",
+    "reflection_finished",
+    "iteration_finished",
+    "candidate_added",
+]
+"""Events that fire while their record is buffered and not yet flushed."""
 
 
 @dataclass
@@ -206,17 +245,19 @@ class Run:
         note.unlink(missing_ok=True)
         child_env = {**os.environ, "ATTEMPT": str(number), "BUDGET": str(BUDGET)}
         child_env.update({key: str(value) for key, value in env.items()})
-        return subprocess.Popen(
-            [sys.executable, str(self.script), str(self.run_dir), str(self.log), str(note)],
-            stdout=subprocess.PIPE,
-            stderr=(self.root / f"stderr-{number}.txt").open("w"),
-            text=True,
-            env=child_env,
-        )
+        with (self.root / f"stderr-{number}.txt").open("w") as stderr:
+            return subprocess.Popen(
+                [sys.executable, str(self.script), str(self.run_dir), str(self.log), str(note)],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=child_env,
+            )
 
     def finish(self, process: subprocess.Popen[str], signalled_at: float | None = None) -> Attempt:
         assert process.stdout is not None
-        lines = process.stdout.read().splitlines()
+        with process.stdout:
+            lines = process.stdout.read().splitlines()
         returncode = process.wait(timeout=60)
         number = len(self.attempts) + 1
         note_path = self.root / f"note-{number}.json"
@@ -332,6 +373,8 @@ def assert_pending_record_lost(note: dict[str, Any], records: list[dict[str, Any
         found = [
             r for r in records if r["kind"] == "decision" and r["iteration"] == note["iteration"]
         ]
+    elif event == "candidate_added":  # its validation and its decision are pending too
+        found = [r for r in records if r["kind"] == "candidate" and r["id"] == note["candidate_id"]]
     else:
         raise AssertionError(f"no check for {event}")
     assert not found, f"the record of {note} was journaled before its event: {found}"
@@ -367,23 +410,25 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
     rng.shuffle(modes)
     # Where the kills land, in metric calls used: spread over the run (it uses ~BUDGET).
     targets = sorted(rng.randint(0, int(0.85 * BUDGET)) for _ in range(KILLS))
+    kills: list[str] = []  # what each kill was
     wasted: list[int] = []  # per kill: metric calls executed but not journaled
+    progress: list[int] = []  # per kill: metric calls journaled after it
     for number, (mode, target) in enumerate(zip(modes, targets, strict=True), 1):
         before = run.journal()
         if mode == "outside":
-            attempt = run.run(
-                kill_at_calls=target, extra_events=rng.randint(0, 2), delay=rng.uniform(0, 0.02)
-            )
+            extra, delay = rng.randint(0, 2), rng.uniform(0, 0.02)
+            kills.append(f"outside {delay * 1000:.0f} ms after {extra + 1} events")
+            attempt = run.run(kill_at_calls=target, extra_events=extra, delay=delay)
         elif mode == "event":
-            attempt = run.run(
-                KILL_MODE="event",
-                KILL_FROM=target,
-                KILL_KIND=rng.choice(PENDING_EVENTS),
-                KILL_NTH=rng.randint(1, 2),
-            )
+            kind = rng.choice(PENDING_EVENTS)
+            nth = 1 if kind == "candidate_added" else rng.randint(1, 2)
+            kills.append(f"inside {kind} #{nth}")
+            attempt = run.run(KILL_MODE="event", KILL_FROM=target, KILL_KIND=kind, KILL_NTH=nth)
         else:
-            attempt = run.run(KILL_MODE="commit", KILL_FROM=target, KILL_NTH=rng.randint(1, 3))
-        where = f"attempt {number} ({mode} kill at {target} calls)"
+            nth = rng.randint(1, 3)
+            kills.append(f"inside COMMIT #{nth}")
+            attempt = run.run(KILL_MODE="commit", KILL_FROM=target, KILL_NTH=nth)
+        where = f"attempt {number} ({kills[-1]}, from {target} calls)"
         assert attempt.returncode == -signal.SIGKILL, f"{where} was not killed:\n{attempt.stderr}"
         after = run.journal()
         assert after[: len(before)] == before, f"{where}: committed records changed"
@@ -394,17 +439,17 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
             assert attempt.note is not None
             assert_pending_record_lost(attempt.note, after)
         if mode == "commit":
-            # The transaction's rows were inserted (visible inside it) and are gone.
+            # The transaction's records were inserted (visible inside it) and are all gone.
             assert attempt.note is not None
-            inside, changed = attempt.note["records_inside"], attempt.note["rows_changed"]
-            assert changed > 0
-            assert inside - changed <= len(after) < inside, f"{where}: {attempt.note}"
+            inside, inserted = attempt.note["records_inside"], attempt.note["inserted"]
+            assert inserted > 0 and len(after) == inside - inserted, f"{where}: {attempt.note}"
         executed, _ = run.executed(number)
         gained = journal_calls(after) - journal_calls(before)
         assert gained <= executed <= gained + MAX_TASK, f"{where}: {executed=} {gained=}"
         wasted.append(executed - gained)
-    progress = [journal_calls(run.journal())]
-    assert progress[0] < BUDGET * 0.95, "the kills did not leave work for the last attempt"
+        progress.append(journal_calls(after))
+    assert progress[0] < BUDGET * 0.2 and progress[-1] > BUDGET * 0.7, progress
+    assert progress[-1] < BUDGET * 0.95, "the kills did not leave work for the last attempt"
 
     final = run.run()
     assert final.returncode == 0 and final.result is not None, final.stderr
@@ -414,24 +459,32 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
     assert final.result["stop_reason"] == reference["stop_reason"]
     assert final.result["total_metric_calls"] == journal_calls(records) <= BUDGET
     executed_last, _ = run.executed(KILLS + 1)
-    assert executed_last == journal_calls(records) - progress[0], "a clean run wasted calls"
+    assert executed_last == journal_calls(records) - progress[-1], "a clean run wasted calls"
     executed_all, reflections_all = run.executed()
     assert executed_all == final.result["total_metric_calls"] + sum(wasted)
     assert executed_all <= BUDGET + KILLS * MAX_TASK
     reflections_journaled = sum(r["kind"] == "reflection" for r in records)
-    assert reflections_all >= reflections_journaled
-    # The kills landed in all sorts of places, some of them with work in flight or pending.
+    # Some kills landed with an evaluation, or a reflection, in flight or not yet journaled.
     assert sum(w > 0 for w in wasted) >= 3, wasted
+    assert reflections_all > reflections_journaled
     print(
-        f"\n{KILLS} kills ({Counter(modes)}), wasted metric calls per kill {wasted}; "
-        f"{executed_all} executed for {final.result['total_metric_calls']} journaled; "
-        f"{reflections_all} reflection calls for {reflections_journaled} journaled"
+        "\n".join(
+            f"kill {n:2}: {kill:<38} journal at {calls:3} calls, {waste:2} calls lost"
+            for n, (kill, calls, waste) in enumerate(zip(kills, progress, wasted, strict=True), 1)
+        )
+    )
+    print(
+        f"{executed_all} metric calls executed for {final.result['total_metric_calls']} "
+        f"journaled; {reflections_all} reflection calls for {reflections_journaled} journaled"
     )
 
 
-def test_sigint_stops_cleanly_and_the_run_resumes(
-    tmp_path: Path, script: Path, reference: dict[str, Any]
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigint_stops_and_the_run_resumes(
+    tmp_path: Path, script: Path, reference: dict[str, Any], signals: int
 ) -> None:
+    """One SIGINT: the work in flight finishes, the result says interrupted, exit code 0.
+    Two: the work in flight is dropped at once. Either way the run resumes exactly."""
     run = Run(tmp_path, script)
     process = run.start()
     assert process.stdout is not None
@@ -439,19 +492,28 @@ def test_sigint_stops_cleanly_and_the_run_resumes(
         if line.startswith("EVENT ") and int(line.split()[2]) >= BUDGET // 3:
             break
     sent = time.monotonic()
-    process.send_signal(signal.SIGINT)
+    for _ in range(signals):
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.002)
     interrupted = run.finish(process, signalled_at=sent)
     assert interrupted.ended_at - sent < 5
     assert interrupted.returncode == 0, interrupted.stderr
     assert interrupted.result is not None
-    assert interrupted.result["stop_reason"] == "interrupted by SIGINT"
+    stop_reason = interrupted.result["stop_reason"]
+    if signals == 1:
+        assert stop_reason == "interrupted by SIGINT"
+    else:
+        assert stop_reason.startswith("interrupted by SIGINT; interrupted twice"), stop_reason
     assert interrupted.result["total_metric_calls"] < reference["total_metric_calls"]
+    assert interrupted.result["total_metric_calls"] == journal_calls(run.journal())
     assert_no_duplicates(run.journal())
+    lost = run.executed()[0] - interrupted.result["total_metric_calls"]
+    assert lost == 0 if signals == 1 else 0 <= lost <= MAX_TASK
 
     resumed = run.run()
     assert resumed.returncode == 0 and resumed.result is not None, resumed.stderr
     assert comparable(resumed.result) == comparable(reference)
-    assert run.executed()[0] == reference["total_metric_calls"], "work was paid twice"
+    assert run.executed()[0] == reference["total_metric_calls"] + lost
     assert_no_duplicates(run.journal())
 
 
@@ -492,3 +554,41 @@ def test_a_run_stopped_by_a_counter_resumes_exactly(
         expected.result["num_iterations"],
         0,
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "limitation documented in src/gepetto/engine/replay.py (JournalReplay.evaluation), "
+        "but it breaks the journal's invariants: when an adapter's trajectories are not plain "
+        "JSON, an iteration interrupted after its parent's minibatch evaluation was journaled "
+        "evaluates that minibatch again on resume and journals a second 'parent_minibatch' "
+        "record for the same (iteration, candidate_hash); the run pays those calls twice and "
+        "its result differs from the uninterrupted one (more metric calls used)"
+    ),
+)
+def test_opaque_trajectories_are_not_evaluated_twice(tmp_path: Path, script: Path) -> None:
+    straight = Run(tmp_path / "straight", script)
+    straight.root.mkdir()
+    expected = straight.run(WORKLOAD="opaque")
+    assert expected.result is not None, expected.stderr
+    crashed = Run(tmp_path / "crashed", script)
+    crashed.root.mkdir()
+    # Killed inside the first reflection: the parent's minibatch evaluation is journaled
+    # (without its trajectories), the reflection is not.
+    killed = crashed.run(
+        WORKLOAD="opaque", KILL_MODE="event", KILL_KIND="reflection_finished", KILL_NTH=1
+    )
+    assert killed.returncode == -signal.SIGKILL
+    resumed = crashed.run(WORKLOAD="opaque")
+    assert resumed.result is not None, resumed.stderr
+    records = crashed.journal()
+    keys = Counter(
+        (r["iteration"], r["purpose"], r["candidate_hash"])
+        for r in records
+        if r["kind"] == "evaluation"
+    )
+    twice = [key[:2] for key, count in keys.items() if count > 1]
+    calls = (resumed.result["total_metric_calls"], expected.result["total_metric_calls"])
+    assert twice == [], f"evaluated twice: {twice}; metric calls resumed vs straight: {calls}"
+    assert comparable(resumed.result) == comparable(expected.result)

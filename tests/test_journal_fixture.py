@@ -28,9 +28,14 @@ def test_format_1_records_load(tmp_path: Path) -> None:
 def test_format_1_run_resumes_and_extends(tmp_path: Path) -> None:
     shutil.copy(FIXTURE, tmp_path / "journal.sqlite")
     result = gepetto.optimize(
-        {"instructions": "Answer."}, keyword_dataset(WORDS, copies=2), keyword_dataset(WORDS),
-        adapter=KeywordAdapter(), reflection_lm=FeedbackFollowingLM(), max_metric_calls=120,
-        run_dir=tmp_path, display_progress_bar=False,
+        {"instructions": "Answer."},
+        keyword_dataset(WORDS, copies=2),
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=120,
+        run_dir=tmp_path,
+        display_progress_bar=False,
     )
     # The three candidates of the stored run come first, unchanged; the run went on.
     assert result.candidates[0] == {"instructions": "Answer."}

@@ -22,7 +22,13 @@ from typing import Any
 
 from gepetto.errors import ConfigError
 from gepetto.records import Record, record_from_dict, record_to_dict
-from gepetto.storage.base import JOURNAL_SCHEMA_VERSION, JournalStorage, RunHeader, StorageError
+from gepetto.storage.base import (
+    JOURNAL_SCHEMA_VERSION,
+    JournalStorage,
+    RunExists,
+    RunHeader,
+    StorageError,
+)
 
 __all__ = ["Journal", "fingerprint"]
 
@@ -83,10 +89,17 @@ class Journal:
             self.run_id = self._free_fork_id()
             header = None
         if header is None:
-            self.storage.create(
-                RunHeader(self.run_id, JOURNAL_SCHEMA_VERSION, prints, dict(settings), time.time())
-            )
-            return []
+            try:
+                self.storage.create(
+                    RunHeader(
+                        self.run_id, JOURNAL_SCHEMA_VERSION, prints, dict(settings), time.time()
+                    )
+                )
+                return []
+            except RunExists:  # another worker created it at the same moment
+                header = self.storage.header(self.run_id)
+                if header is None:
+                    raise
         self._check(header, prints)
         stored = self.storage.read(self.run_id)
         self.synced_seq = stored[-1][0] if stored else 0

@@ -362,7 +362,9 @@ class Optimizer(IterationFlows):
         self._flush()
 
     def result(self) -> Result:
-        """The run's result so far (complete once :attr:`is_finished`)."""
+        """The run's result so far (complete once :attr:`is_finished`; in a shared run, the
+        other workers' records up to now are included)."""
+        self.sync()
         return Result.from_state(self.state, stop_reason=self._stop_reason, seed=self.config.seed)
 
     # ----- flow management -----------------------------------------------------------------

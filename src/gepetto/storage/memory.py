@@ -198,7 +198,9 @@ class MemoryStorage:
         with self._lock:
             return self._append(self._run(run_id), records, texts)
 
-    def _append(self, run: _Run, records: Sequence[Mapping[str, Any]], texts: list[str]) -> list[int]:
+    def _append(
+        self, run: _Run, records: Sequence[Mapping[str, Any]], texts: list[str]
+    ) -> list[int]:
         effects = record_effects(records)
         seqs = list(range(self._seq + 1, self._seq + 1 + len(texts)))
         self._seq += len(texts)

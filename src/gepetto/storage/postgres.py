@@ -211,8 +211,7 @@ class PostgresStorage:
         if not texts:
             return []
         cur.execute(
-            "SELECT nextval(pg_get_serial_sequence('records', 'seq')) "
-            "FROM generate_series(1, %s)",
+            "SELECT nextval(pg_get_serial_sequence('records', 'seq')) FROM generate_series(1, %s)",
             (len(texts),),
         )
         seqs = sorted(int(row[0]) for row in cur.fetchall())
