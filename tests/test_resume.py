@@ -24,7 +24,7 @@ SEED = {"instructions": "Answer."}
 
 
 def drive(opt: Optimizer, adapter: KeywordAdapter, stop_after: int | None = None) -> int:
-    """Run tasks sequentially; stop (like a crash) after ``stop_after`` tasks. Returns tasks done."""
+    """Run tasks one by one; after ``stop_after`` tasks, "crash" with one task in flight."""
     lm = FeedbackFollowingLM()
     done = 0
     while not opt.is_finished:

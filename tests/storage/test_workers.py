@@ -17,8 +17,7 @@ from gepetto.state import RunState
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 BUDGET = 400
-WORKER = (
-    r"""
+WORKER = r"""
 import json, sys, time
 import gepetto
 from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, keyword_dataset
@@ -39,15 +38,13 @@ class Announce:
 words = [f"w{i}" for i in range(16)]
 result = gepetto.optimize(
     {"instructions": "Answer."}, keyword_dataset(words, copies=2), keyword_dataset(words),
-    adapter=Slow(), reflection_lm=FeedbackFollowingLM(), max_metric_calls=%d,
+    adapter=Slow(), reflection_lm=FeedbackFollowingLM(), max_metric_calls=BUDGET,
     storage=url, worker=name, max_concurrency=2, callbacks=[Announce()],
     display_progress_bar=False,
 )
 print("RESULT", json.dumps({"candidates": result.candidates, "calls": result.total_metric_calls,
                             "stop": result.stop_reason}), flush=True)
-"""
-    % BUDGET
-)
+""".replace("BUDGET", str(BUDGET))
 
 
 def start(tmp_path: Path, url: str, name: str) -> subprocess.Popen[str]:
