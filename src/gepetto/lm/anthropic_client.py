@@ -25,10 +25,8 @@ from typing import TYPE_CHECKING, Any
 from gepetto.errors import ConfigError
 from gepetto.lm.client import Completion, LMClient, LMRequest, Usage
 from gepetto.lm.errors import (
-    LMConnectionError,
     LMError,
     LMResponseError,
-    LMTimeoutError,
 )
 from gepetto.lm.openai_client import (
     PerLoopClients,
@@ -36,8 +34,8 @@ from gepetto.lm.openai_client import (
     resolve_api_key,
     safe_url,
     sdk_arguments,
-    status_error,
     token_count,
+    translate_sdk_error,
 )
 
 if TYPE_CHECKING:
@@ -155,37 +153,17 @@ class AnthropicClient(LMClient):
         """The gepetto error for an SDK error (timeouts, connections, HTTP statuses)."""
         import anthropic
 
-        endpoint = safe_url(self.base_url)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return LMTimeoutError(
-                f"no reply from {endpoint} within {self.timeout:g} s",
-                model=model,
-                provider=self.provider,
-            )
-        if isinstance(exc, anthropic.APIConnectionError):
-            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
-            return LMConnectionError(
-                f"could not reach {endpoint} or the connection was dropped ({cause})",
-                model=model,
-                provider=self.provider,
-            )
-        if isinstance(exc, anthropic.APIStatusError):
-            return status_error(
-                exc.status_code,
-                headers=exc.response.headers,
-                body=exc.body,
-                provider=self.provider,
-                model=model,
-                endpoint=endpoint,
-                key_env="ANTHROPIC_API_KEY",
-                key_source=self._key_source,
-                secret=self._secret,
-                quota_exhausted="spend_limit" in str(getattr(exc, "error_code", None) or ""),
-            )
-        return LMResponseError(
-            f"unreadable reply from {endpoint} ({type(exc).__name__})",
-            model=model,
+        return translate_sdk_error(
+            exc,
+            anthropic,
+            endpoint=safe_url(self.base_url),
+            timeout=self.timeout,
             provider=self.provider,
+            model=model,
+            key_env="ANTHROPIC_API_KEY",
+            key_source=self._key_source,
+            secret=self._secret,
+            quota_exhausted="spend_limit" in str(getattr(exc, "error_code", None) or ""),
         )
 
     def _completion(self, response: object, request: LMRequest) -> Completion:

@@ -164,37 +164,17 @@ class OpenAIClient(LMClient):
         """The gepetto error for an SDK error (timeouts, connections, HTTP statuses)."""
         import openai
 
-        endpoint = safe_url(self.base_url)
-        if isinstance(exc, openai.APITimeoutError):
-            return LMTimeoutError(
-                f"no reply from {endpoint} within {self.timeout:g} s",
-                model=model,
-                provider=self.provider,
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
-            return LMConnectionError(
-                f"could not reach {endpoint} or the connection was dropped ({cause})",
-                model=model,
-                provider=self.provider,
-            )
-        if isinstance(exc, openai.APIStatusError):
-            return status_error(
-                exc.status_code,
-                headers=exc.response.headers,
-                body=exc.body,
-                provider=self.provider,
-                model=model,
-                endpoint=endpoint,
-                key_env="OPENAI_API_KEY",
-                key_source=self._key_source,
-                secret=self._secret,
-                quota_exhausted=exc.code == "insufficient_quota",
-            )
-        return LMResponseError(
-            f"unreadable reply from {endpoint} ({type(exc).__name__})",
-            model=model,
+        return translate_sdk_error(
+            exc,
+            openai,
+            endpoint=safe_url(self.base_url),
+            timeout=self.timeout,
             provider=self.provider,
+            model=model,
+            key_env="OPENAI_API_KEY",
+            key_source=self._key_source,
+            secret=self._secret,
+            quota_exhausted=getattr(exc, "code", None) == "insufficient_quota",
         )
 
     def _completion(self, response: object, request: LMRequest) -> Completion:
@@ -285,6 +265,50 @@ class PerLoopClients(Generic[SDKClient]):
         for client in closing:
             if client is not None:
                 await client.close()
+
+
+def translate_sdk_error(
+    exc: Exception,
+    sdk: Any,
+    *,
+    endpoint: str,
+    timeout: float,
+    provider: str,
+    model: str,
+    key_env: str,
+    key_source: str,
+    secret: str | None,
+    quota_exhausted: bool,
+) -> LMError:
+    """The gepetto error for an exception of the ``openai`` or ``anthropic`` SDK (both name
+    their classes alike: ``APITimeoutError``, ``APIConnectionError``, ``APIStatusError``)."""
+    if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
+        return LMTimeoutError(
+            f"no reply from {endpoint} within {timeout:g} s", model=model, provider=provider
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = type(exc.__cause__).__name__ if exc.__cause__ is not None else "error"
+        return LMConnectionError(
+            f"could not reach {endpoint} or the connection was dropped ({cause})",
+            model=model,
+            provider=provider,
+        )
+    if isinstance(exc, sdk.APIStatusError):
+        return status_error(
+            exc.status_code,
+            headers=exc.response.headers,
+            body=exc.body,
+            provider=provider,
+            model=model,
+            endpoint=endpoint,
+            key_env=key_env,
+            key_source=key_source,
+            secret=secret,
+            quota_exhausted=quota_exhausted,
+        )
+    return LMResponseError(
+        f"unreadable reply from {endpoint} ({type(exc).__name__})", model=model, provider=provider
+    )
 
 
 def resolve_api_key(api_key: str | None, env: str, *, custom_url: bool) -> tuple[str | None, str]:
