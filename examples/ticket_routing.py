@@ -76,7 +76,7 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--budget", type=int, default=200, help="max metric calls")
+    parser.add_argument("--budget", type=int, default=150, help="max metric calls")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None)
     args = parser.parse_args()
