@@ -59,7 +59,8 @@ def test_real_task_model_rewards_better_prompts(task_lm: LMClient, tmp_path: Pat
     assert task["input_tokens"] > 0 and task["output_tokens"] > 0
     assert result.total_cost_usd == 0.0  # a local model costs nothing, and is priced as such
 
-    # The same run again: every deterministic task call comes from the run_dir cache.
+    # The same optimization as a new run in the same run_dir (a new run_id, else it would
+    # resume the finished run): every deterministic task call comes from the LM cache there.
     again = gepetto.optimize(
         {"instructions": SEED_PROMPT},
         TRAIN,
@@ -69,6 +70,7 @@ def test_real_task_model_rewards_better_prompts(task_lm: LMClient, tmp_path: Pat
         max_metric_calls=80,
         max_concurrency=4,
         run_dir=tmp_path,
+        run_id="again",
         display_progress_bar=False,
     )
     assert again.lm_usage["task"]["cached_calls"] == again.lm_usage["task"]["calls"]

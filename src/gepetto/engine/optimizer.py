@@ -33,7 +33,7 @@ from typing import Any
 
 from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig, build_config, check_datasets
-from gepetto.engine.flows import IterationFlows, TaskGenerator
+from gepetto.engine.flows import STALL_LIMIT, IterationFlows, TaskGenerator
 from gepetto.engine.journal import Journal
 from gepetto.engine.replay import JournalReplay, replay_journal
 from gepetto.engine.tasks import Task
@@ -168,6 +168,9 @@ class Optimizer(IterationFlows):
         self.resumed_records = len(records)
         self._seed_admitted = bool(self.state.candidates)
         self._next_iteration = replay.next_iteration
+        # Streaks that stop a run continue across a resume (a stalled run stays stalled).
+        self._stalled_iterations = replay.stalled_tail
+        self._reflection_errors = replay.failing_reflections_tail
         if self.worker is not None:  # redo and replay only this worker's own iterations
             replay.unfinished = [r for r in replay.unfinished if r.worker == self.worker]
             replay.started = [r for r in replay.started if r.worker == self.worker]
@@ -431,6 +434,11 @@ class Optimizer(IterationFlows):
             self._launch(self._proposal_flow(self._new_iteration_number()))
 
     def _check_stop_conditions(self) -> str | None:
+        if self._stalled_iterations >= STALL_LIMIT:
+            return (
+                f"stalled: {STALL_LIMIT} iterations in a row evaluated nothing new (parents "
+                "perfect on their minibatches, or no usable proposal from reflection)"
+            )
         status = self.status()
         for condition in self.config.stop_conditions:
             reason = condition.check(status)

@@ -41,6 +41,10 @@ class JournalReplay:
     started: list[IterationRecord] = field(default_factory=list)
     reflections: dict[int, ReflectionRecord] = field(default_factory=dict)
     evaluations: dict[tuple[int, str, str], EvaluationRecord] = field(default_factory=dict)
+    stalled_tail: int = 0
+    """Decided iterations at the end of the journal that evaluated nothing new."""
+    failing_reflections_tail: int = 0
+    """Reflections at the end of the journal whose LM calls all failed."""
 
     def evaluation(
         self, iteration: int, purpose: str, content_hash: str, needs_traces: bool
@@ -60,6 +64,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
     """Append ``records`` to ``state`` and work out what was in flight."""
     started: dict[int, IterationRecord] = {}
     decided: set[int] = set()
+    spent: dict[int, int] = {}
+    stalled_tail = failing_tail = 0
     reflections: dict[int, ReflectionRecord] = {}
     evaluations: dict[tuple[int, str, str], EvaluationRecord] = {}
     for record in records:
@@ -68,10 +74,13 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
             started[record.iteration] = record
         elif isinstance(record, DecisionRecord):
             decided.add(record.iteration)
+            stalled_tail = 0 if spent.get(record.iteration) else stalled_tail + 1
         elif isinstance(record, ReflectionRecord):
             reflections[record.iteration] = record
+            failing_tail = failing_tail + 1 if _all_lm_failed(record) else 0
         elif isinstance(record, EvaluationRecord) and record.iteration >= 0:
             evaluations[(record.iteration, record.purpose, record.candidate_hash)] = record
+            spent[record.iteration] = spent.get(record.iteration, 0) + record.metric_calls
     unfinished = [started[i] for i in sorted(started) if i not in decided]
     open_iterations = {r.iteration for r in unfinished}
     return JournalReplay(
@@ -80,4 +89,13 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
         started=[started[i] for i in sorted(started)],
         reflections={i: r for i, r in reflections.items() if i in open_iterations},
         evaluations={k: r for k, r in evaluations.items() if k[0] in open_iterations},
+        stalled_tail=stalled_tail,
+        failing_reflections_tail=failing_tail,
+    )
+
+
+def _all_lm_failed(record: ReflectionRecord) -> bool:
+    reasons = list(record.failures.values())
+    return not record.proposed and bool(reasons) and all(
+        reason.startswith("reflection LM failed") for reason in reasons
     )
