@@ -517,21 +517,19 @@ def test_sigint_stops_and_the_run_resumes(
     assert_no_duplicates(run.journal())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "bug: Optimizer._restore (src/gepetto/engine/optimizer.py) does not rebuild the "
-        "counters IterationFlows keeps in memory (_stalled_iterations, _reflection_errors) "
-        "from the journal, so a resumed run restarts them at 0: after a crash it runs up to "
-        "STALL_LIMIT (50) / REFLECTION_ERROR_LIMIT (5) more iterations than the uninterrupted "
-        "run, and re-opening a run that stopped on them does those iterations again, paying "
-        "the reflection LM each time"
-    ),
+@pytest.mark.parametrize(
+    "workload",
+    [
+        "stall",
+        "lm_errors",
+    ],
 )
-@pytest.mark.parametrize("workload", ["stall", "lm_errors"])
 def test_a_run_stopped_by_a_counter_resumes_exactly(
     tmp_path: Path, script: Path, workload: str
 ) -> None:
+    """A run that stops on a streak (50 iterations evaluating nothing new, or 5 reflections
+    whose LM calls all failed) stops at the same place when it was killed inside the streak
+    and resumed, and does nothing more when it is opened again once finished."""
     straight = Run(tmp_path / "straight", script)
     straight.root.mkdir()
     expected = straight.run(WORKLOAD=workload)
@@ -554,6 +552,9 @@ def test_a_run_stopped_by_a_counter_resumes_exactly(
         expected.result["num_iterations"],
         0,
     )
+    assert comparable(resumed.result) == comparable(expected.result)
+    assert comparable(again.result) == comparable(expected.result)
+    assert resumed.result["stop_reason"] == expected.result["stop_reason"]
 
 
 @pytest.mark.xfail(

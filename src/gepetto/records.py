@@ -10,7 +10,7 @@ replayed as they are.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeAlias
 
 from gepetto.types import CandidateId, ExampleId, Split
@@ -191,8 +191,9 @@ _TUPLE_FIELDS = {
 
 
 def record_to_dict(record: Record) -> dict[str, Any]:
-    """A JSON-safe dict of a record (tuples become lists), with its ``kind``."""
-    data = asdict(record)
+    """A dict of a record's fields (shallow: tuples and mappings are shared, JSON encodes them
+    as lists and objects), with its ``kind``."""
+    data = {f.name: getattr(record, f.name) for f in fields(record)}
     data["kind"] = record.kind
     return data
 

@@ -179,12 +179,18 @@ class MaxCost(_Composable):
 
 @dataclass(frozen=True)
 class StopFile(_Composable):
-    """Stop when a file exists (``touch RUN_DIR/gepetto.stop`` to end a run gracefully)."""
+    """Stop when a file exists (``touch RUN_DIR/gepetto.stop`` to end a run gracefully).
+
+    The file is removed when it stops the run, so resuming the run later does not stop it
+    again at once.
+    """
 
     path: str | os.PathLike[str]
 
     def check(self, status: RunStatus) -> str | None:
-        if Path(self.path).exists():
+        path = Path(self.path)
+        if path.exists():
+            path.unlink(missing_ok=True)
             return f"stop file {os.fspath(self.path)} found"
         return None
 

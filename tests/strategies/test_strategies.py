@@ -426,6 +426,9 @@ def test_stop_file(tmp_path):
     reason = condition.check(RunStatus())
     assert reason is not None
     assert str(path) in reason
+    assert not path.exists(), "the stop file is consumed, so a resumed run is not stopped again"
+    assert condition.check(RunStatus()) is None
+    path.touch()
     assert StopFile(str(path)).check(RunStatus()) is not None
 
 

@@ -210,7 +210,7 @@ class IterationFlows:
         if journaled is not None:
             return (
                 yield from self._after_reflection(
-                    iteration, parent, batch_ids, parent_eval, dict(journaled.proposed)
+                    iteration, parent, batch_ids, parent_eval, journaled
                 )
             )
         outcome = yield ReflectTask(
@@ -228,8 +228,8 @@ class IterationFlows:
                 else None,
             ),
         )
-        new_texts = self._record_reflection(iteration, parent, components, outcome)
-        yield from self._after_reflection(iteration, parent, batch_ids, parent_eval, new_texts)
+        reflection = self._record_reflection(iteration, parent, components, outcome)
+        yield from self._after_reflection(iteration, parent, batch_ids, parent_eval, reflection)
 
     def _after_reflection(
         self,
@@ -237,11 +237,12 @@ class IterationFlows:
         parent: CandidateRecord,
         batch_ids: tuple[int, ...],
         parent_eval: _Scores,
-        new_texts: dict[str, str],
+        reflection: ReflectionRecord,
     ) -> TaskGenerator:
         parent_sum = sum(parent_eval.scores)
+        new_texts = dict(reflection.proposed)
         if not new_texts:
-            failures = self.state.reflections[-1].failures
+            failures = reflection.failures
             reason = "; ".join(f"{c}: {why}" for c, why in failures.items()) or "no new text"
             self._decide(
                 iteration,
@@ -361,8 +362,8 @@ class IterationFlows:
         parent: CandidateRecord,
         components: tuple[str, ...],
         outcome: Any,
-    ) -> dict[str, str]:
-        """Record the reflection outcome; return the usable, changed texts."""
+    ) -> ReflectionRecord:
+        """Record the reflection outcome (its ``proposed`` texts are the usable, changed ones)."""
         if isinstance(outcome, Mapping):
             outcome = ProposalOutcome(texts=dict(outcome), lm_calls=1)
         if not isinstance(outcome, ProposalOutcome):
@@ -398,7 +399,7 @@ class IterationFlows:
                     f"the reflection LM failed {REFLECTION_ERROR_LIMIT} times in a row; "
                     f"last error: {lm_errors[-1]}"
                 )
-        return texts
+        return record
 
     def _validate(
         self,

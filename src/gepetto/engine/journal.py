@@ -135,8 +135,8 @@ class Journal:
     def flush(self) -> None:
         """Write the buffered records in one transaction."""
         if self._pending and self.storage is not None:
-            pending, self._pending = self._pending, []
-            seqs = self.storage.append(self.run_id, pending)
+            seqs = self.storage.append(self.run_id, self._pending)
+            self._pending = []  # only once written: a failed append keeps them for a retry
             if isinstance(seqs, list):
                 self._own_seqs.update(seqs)
 

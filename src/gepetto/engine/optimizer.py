@@ -33,7 +33,12 @@ from typing import Any
 
 from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig, build_config, check_datasets
-from gepetto.engine.flows import STALL_LIMIT, IterationFlows, TaskGenerator
+from gepetto.engine.flows import (
+    REFLECTION_ERROR_LIMIT,
+    STALL_LIMIT,
+    IterationFlows,
+    TaskGenerator,
+)
 from gepetto.engine.journal import Journal
 from gepetto.engine.replay import JournalReplay, replay_journal
 from gepetto.engine.tasks import Task
@@ -439,6 +444,8 @@ class Optimizer(IterationFlows):
                 f"stalled: {STALL_LIMIT} iterations in a row evaluated nothing new (parents "
                 "perfect on their minibatches, or no usable proposal from reflection)"
             )
+        if self._reflection_errors >= REFLECTION_ERROR_LIMIT:
+            return f"the reflection LM failed {REFLECTION_ERROR_LIMIT} times in a row"
         status = self.status()
         for condition in self.config.stop_conditions:
             reason = condition.check(status)

@@ -96,6 +96,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
 
 def _all_lm_failed(record: ReflectionRecord) -> bool:
     reasons = list(record.failures.values())
-    return not record.proposed and bool(reasons) and all(
-        reason.startswith("reflection LM failed") for reason in reasons
+    return (
+        not record.proposed
+        and bool(reasons)
+        and all(reason.startswith("reflection LM failed") for reason in reasons)
     )

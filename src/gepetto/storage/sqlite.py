@@ -105,12 +105,24 @@ class SQLiteStorage:
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30.0
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._set_wal_mode()
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         except sqlite3.DatabaseError as error:
             raise StorageError(f"{self.path} is not a readable gepetto journal: {error}") from error
         if self._user_version() != _STORE_VERSION:
             self._upgrade()
+
+    def _set_wal_mode(self, attempts: int = 100) -> None:
+        """Switch to WAL. Changing the journal mode ignores SQLite's busy timeout, so two
+        processes opening a new file at once can see "database is locked": wait and retry."""
+        for attempt in range(attempts):
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
 
     def _user_version(self) -> int:
         try:
