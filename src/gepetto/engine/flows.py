@@ -14,18 +14,22 @@ is paid for again.
 
 from __future__ import annotations
 
-import json
 import random
-from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping
 from typing import Any
 
-from gepetto.adapter import check_evaluation_batch
 from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig
 from gepetto.engine.replay import JournalReplay
+from gepetto.engine.scored import (
+    ScoredExamples,
+    as_scored,
+    jsonable_or_none,
+    objectives_for,
+    scores_from_record,
+)
 from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
-from gepetto.errors import BudgetExhausted, ConfigError, GepettoError
+from gepetto.errors import BudgetExhausted, GepettoError
 from gepetto.evaluation import ScoredBatch
 from gepetto.events import (
     CandidateAccepted,
@@ -64,19 +68,6 @@ gives nothing usable costs no metric call, so the budget alone would never end s
 
 REFLECTION_ERROR_LIMIT = 5
 """Reflection steps in a row whose LM calls all raised before the run stops."""
-
-
-@dataclass(slots=True)
-class _Scores:
-    """A finished evaluation, aligned with ``example_ids``."""
-
-    example_ids: tuple[int, ...]
-    outputs: list[Any]
-    scores: list[float]
-    trajectories: list[Any] | None
-    failed: tuple[bool, ...]
-    missing: tuple[int, ...]
-    """The examples that were really evaluated (the others came from the cache)."""
 
 
 class IterationFlows:
@@ -236,7 +227,7 @@ class IterationFlows:
         iteration: int,
         parent: CandidateRecord,
         batch_ids: tuple[int, ...],
-        parent_eval: _Scores,
+        parent_eval: ScoredExamples,
         reflection: ReflectionRecord,
     ) -> TaskGenerator:
         parent_sum = sum(parent_eval.scores)
@@ -260,7 +251,7 @@ class IterationFlows:
         parent: CandidateRecord,
         new_texts: dict[str, str],
         batch_ids: tuple[int, ...],
-        parent_eval: _Scores,
+        parent_eval: ScoredExamples,
     ) -> TaskGenerator:
         child = {**parent.texts, **new_texts}
         child_hash = candidate_hash(child)
@@ -421,12 +412,12 @@ class IterationFlows:
         example_ids: tuple[int, ...],
         iteration: int,
         purpose: EvaluationPurpose,
-    ) -> Generator[Task, Any, _Scores]:
+    ) -> Generator[Task, Any, ScoredExamples]:
         """Score texts on examples, from the cache where possible; record the evaluation."""
         traces = purpose == "parent_minibatch"
         journaled = self._replay.evaluation(iteration, purpose, content_hash, traces)
         if journaled is not None:
-            return _scores_from_record(journaled)
+            return scores_from_record(journaled)
         known = self._known_results(content_hash, split, example_ids, traces)
         missing = tuple(i for i in example_ids if i not in known)
         if not missing:
@@ -447,7 +438,7 @@ class IterationFlows:
                 examples=[data[i] for i in missing],
                 capture_traces=traces,
             )
-            scored = _as_scored(reply, len(missing), traces)
+            scored = as_scored(reply, len(missing), traces)
         except BaseException:
             self._budget.cancel(reservation)
             raise
@@ -476,7 +467,7 @@ class IterationFlows:
         split: Split,
         purpose: EvaluationPurpose,
         iteration: int,
-        result: _Scores,
+        result: ScoredExamples,
         scored: ScoredBatch | None,
     ) -> None:
         traces = purpose == "parent_minibatch"
@@ -491,7 +482,7 @@ class IterationFlows:
             iteration=iteration,
             example_ids=example_ids,
             scores=tuple(result.scores),
-            objective_scores=_objectives_for(example_ids, result.missing, scored),
+            objective_scores=objectives_for(example_ids, result.missing, scored),
             metric_calls=len(result.missing),
             failures=len(failed_ids),
             failed_examples=failed_ids,
@@ -533,7 +524,7 @@ class IterationFlows:
         missing: tuple[int, ...],
         scored: ScoredBatch | None,
         traces: bool,
-    ) -> _Scores:
+    ) -> ScoredExamples:
         position = {example_id: n for n, example_id in enumerate(missing)}
         outputs, scores, trajectories, failed = [], [], [], []
         for example_id in example_ids:
@@ -550,7 +541,7 @@ class IterationFlows:
             scores.append(score)
             trajectories.append(trajectory)
             failed.append(failure)
-        return _Scores(
+        return ScoredExamples(
             example_ids,
             outputs,
             scores,
@@ -623,49 +614,3 @@ class IterationFlows:
                 len(state.candidates),
             )
         )
-
-
-def _as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
-    if isinstance(reply, ScoredBatch):
-        # Built by gepetto's Evaluator, which already checked the adapter's result.
-        if len(reply.failed) != size or len(reply.batch.scores) != size:
-            raise ConfigError("a ScoredBatch must have one score and one flag per example")
-        return reply
-    batch = check_evaluation_batch(reply, size, traces, "the evaluation result told")
-    return ScoredBatch(batch, (False,) * size)
-
-
-def _objectives_for(
-    example_ids: tuple[int, ...], missing: tuple[int, ...], scored: ScoredBatch | None
-) -> tuple[Mapping[str, float], ...] | None:
-    if scored is None or scored.batch.objective_scores is None:
-        return None
-    by_id = dict(zip(missing, scored.batch.objective_scores, strict=True))
-    return tuple(by_id.get(example_id, {}) for example_id in example_ids)
-
-
-def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:
-    """``values`` as a list if it survives a JSON round trip unchanged in type, else ``None``.
-
-    Outputs and trajectories are the adapter's own objects; they are journaled only when they
-    are plain JSON, so a resumed run can reflect on them without evaluating again.
-    """
-    if values is None:
-        return None
-    try:
-        return list(json.loads(json.dumps(list(values))))
-    except (TypeError, ValueError):
-        return None
-
-
-def _scores_from_record(record: EvaluationRecord) -> _Scores:
-    size = len(record.example_ids)
-    failed = set(record.failed_examples)
-    return _Scores(
-        record.example_ids,
-        list(record.outputs) if record.outputs is not None else [None] * size,
-        list(record.scores),
-        list(record.trajectories) if record.trajectories is not None else None,
-        tuple(i in failed for i in record.example_ids),
-        (),
-    )
