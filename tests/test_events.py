@@ -42,10 +42,26 @@ def test_event_sequence_of_a_run() -> None:
     names = [e.name for e in recorder.seen]
     assert names[0] == "run_started"
     assert names[-1] == "run_finished"
-    assert names[1:4] == ["evaluation_finished", "candidate_added", "new_best_candidate"]
-    started = sum(n == "iteration_started" for n in names)
-    finished = sum(n == "iteration_finished" for n in names)
-    assert started == finished == result.num_iterations
+    assert names[1:5] == [
+        "evaluation_started",
+        "evaluation_finished",
+        "candidate_added",
+        "new_best_candidate",
+    ]
+    # Start and end events are paired by task id.
+    started = {e.task_id for e in recorder.seen if isinstance(e, events.EvaluationStarted)}
+    finished = {
+        e.task_id
+        for e in recorder.seen
+        if isinstance(e, events.EvaluationFinished) and e.task_id is not None
+    }
+    assert started == finished
+    reflections = {e.task_id for e in recorder.seen if isinstance(e, events.ReflectionStarted)}
+    assert reflections == {
+        e.task_id for e in recorder.seen if isinstance(e, events.ReflectionFinished)
+    }
+    assert names.count("iteration_started") == names.count("iteration_finished")
+    assert names.count("iteration_finished") == result.num_iterations
     added = [e for e in recorder.seen if isinstance(e, events.CandidateAdded)]
     assert len(added) == result.num_candidates
     accepted = [e for e in recorder.seen if isinstance(e, events.CandidateAccepted)]

@@ -129,7 +129,7 @@ class AdapterRunner:
             AdapterContractError: wrong type, wrong lengths, or non-numeric scores.
         """
         result = await call_maybe_async(
-            self.adapter.evaluate, batch, dict(candidate), capture_traces
+            self.adapter.evaluate, batch, dict(candidate), capture_traces, executor=self.executor
         )
         return check_evaluation_batch(result, len(batch), capture_traces, self.name)
 

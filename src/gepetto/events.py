@@ -31,6 +31,7 @@ __all__ = [
     "CandidateAdded",
     "CandidateRejected",
     "EvaluationFinished",
+    "EvaluationStarted",
     "Event",
     "EventBus",
     "IterationFinished",
@@ -38,6 +39,7 @@ __all__ = [
     "LMCallFinished",
     "NewBestCandidate",
     "ReflectionFinished",
+    "ReflectionStarted",
     "RunFinished",
     "RunStarted",
 ]
@@ -80,6 +82,20 @@ class IterationStarted(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class EvaluationStarted(Event):
+    """An evaluation task was handed out (cache hits have none); ``task_id`` pairs it with
+    its :class:`EvaluationFinished`."""
+
+    name: ClassVar[str] = "evaluation_started"
+    task_id: int
+    candidate_hash: str
+    split: str
+    purpose: str
+    iteration: int
+    example_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationFinished(Event):
     """A candidate was scored on some examples.
 
@@ -98,6 +114,19 @@ class EvaluationFinished(Event):
     metric_calls: int
     metric_calls_used: int
     failures: int
+    task_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectionStarted(Event):
+    """A reflection task was handed out; ``task_id`` pairs it with its
+    :class:`ReflectionFinished`."""
+
+    name: ClassVar[str] = "reflection_started"
+    task_id: int
+    iteration: int
+    parent_id: int
+    components: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +140,7 @@ class ReflectionFinished(Event):
     proposed: Mapping[str, str]
     failures: Mapping[str, str]
     lm_calls: int
+    task_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +225,9 @@ class LMCallFinished(Event):
     faults: Mapping[str, int]
     error: str | None
     run_cost_usd: float
+    iteration: int | None = None
+    """The iteration whose task made the call (``None`` if unknown)."""
+    task_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +246,9 @@ class RunFinished(Event):
 EVENT_TYPES: tuple[type[Event], ...] = (
     RunStarted,
     IterationStarted,
+    EvaluationStarted,
     EvaluationFinished,
+    ReflectionStarted,
     ReflectionFinished,
     CandidateAccepted,
     CandidateRejected,

@@ -21,7 +21,7 @@ from typing import Any
 
 from gepetto.adapter import AdapterRunner, ReflectiveDataset, call_maybe_async, check_proposed_texts
 from gepetto.engine.optimizer import Optimizer
-from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
+from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task, current_task
 from gepetto.errors import AdapterContractError
 from gepetto.evaluation import Evaluator, ScoredBatch
 from gepetto.lm.client import LMCallRecord, LMClient
@@ -97,10 +97,11 @@ class Driver:
 
         def forwarder(role: str) -> Callable[[LMCallRecord], None]:
             def forward(call: LMCallRecord) -> None:
+                task = current_task.get()
                 if threading.get_ident() == loop_thread:
-                    self.optimizer.record_lm_call(role, call)
+                    self.optimizer.record_lm_call(role, call, task)
                 else:
-                    loop.call_soon_threadsafe(self.optimizer.record_lm_call, role, call)
+                    loop.call_soon_threadsafe(self.optimizer.record_lm_call, role, call, task)
 
             return forward
 
@@ -156,6 +157,7 @@ class Driver:
         await asyncio.gather(*running, return_exceptions=True)
 
     async def _perform(self, task: Task) -> ScoredBatch | ProposalOutcome:
+        current_task.set(task)  # this asyncio task's own context: its LM calls are attributed
         if isinstance(task, EvaluateTask):
             return await self.evaluator.evaluate(task.candidate, task.examples, task.capture_traces)
         return await self._reflect(task)

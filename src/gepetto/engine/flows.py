@@ -36,11 +36,13 @@ from gepetto.events import (
     CandidateAdded,
     CandidateRejected,
     EvaluationFinished,
+    EvaluationStarted,
     EventBus,
     IterationFinished,
     IterationStarted,
     NewBestCandidate,
     ReflectionFinished,
+    ReflectionStarted,
 )
 from gepetto.proposers.reflective import ProposalOutcome
 from gepetto.records import (
@@ -204,8 +206,10 @@ class IterationFlows:
                     iteration, parent, batch_ids, parent_eval, journaled
                 )
             )
+        task_id = self._task_id()
+        self.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
         outcome = yield ReflectTask(
-            id=self._task_id(),
+            id=task_id,
             iteration=iteration,
             parent_id=parent.id,
             candidate=dict(parent.texts),
@@ -219,7 +223,7 @@ class IterationFlows:
                 else None,
             ),
         )
-        reflection = self._record_reflection(iteration, parent, components, outcome)
+        reflection = self._record_reflection(iteration, parent, components, outcome, task_id)
         yield from self._after_reflection(iteration, parent, batch_ids, parent_eval, reflection)
 
     def _after_reflection(
@@ -353,6 +357,7 @@ class IterationFlows:
         parent: CandidateRecord,
         components: tuple[str, ...],
         outcome: Any,
+        task_id: int | None = None,
     ) -> ReflectionRecord:
         """Record the reflection outcome (its ``proposed`` texts are the usable, changed ones)."""
         if isinstance(outcome, Mapping):
@@ -378,7 +383,9 @@ class IterationFlows:
         )
         self._record(record)
         self.bus.emit(
-            ReflectionFinished(iteration, parent.id, components, texts, failures, outcome.lm_calls)
+            ReflectionFinished(
+                iteration, parent.id, components, texts, failures, outcome.lm_calls, task_id
+            )
         )
         lm_errors = [why for why in failures.values() if why.startswith("reflection LM failed")]
         if texts or len(lm_errors) < len(components):
@@ -414,8 +421,12 @@ class IterationFlows:
         purpose: EvaluationPurpose,
     ) -> Generator[Task, Any, ScoredExamples]:
         """Score texts on examples, from the cache where possible; record the evaluation."""
-        traces = purpose == "parent_minibatch"
-        journaled = self._replay.evaluation(iteration, purpose, content_hash, traces)
+        # Train evaluations keep traces (the parent's feed reflection; a child's are reused if
+        # it becomes a parent on the same examples); validation never needs them.
+        traces = split == "train"
+        journaled = self._replay.evaluation(
+            iteration, purpose, content_hash, needs_traces=purpose == "parent_minibatch"
+        )
         if journaled is not None:
             return scores_from_record(journaled)
         known = self._known_results(content_hash, split, example_ids, traces)
@@ -425,10 +436,17 @@ class IterationFlows:
             self._record_evaluation(content_hash, split, purpose, iteration, result, None)
             return result
         reservation = self._budget.reserve(len(missing), split)
+        task_id = self._task_id()
         try:
             data = self.trainset if split == "train" else self.valset
+            if self.bus.has_subscribers(EvaluationStarted):
+                self.bus.emit(
+                    EvaluationStarted(
+                        task_id, content_hash, split, purpose, iteration, len(missing)
+                    )
+                )
             reply = yield EvaluateTask(
-                id=self._task_id(),
+                id=task_id,
                 iteration=iteration,
                 purpose=purpose,
                 candidate=dict(texts),
@@ -445,7 +463,7 @@ class IterationFlows:
         result = self._merge(example_ids, known, missing, scored, traces)
         if traces and split == "train" and self.config.cache_evaluation:
             self._cache_scored(content_hash, missing, scored)
-        self._record_evaluation(content_hash, split, purpose, iteration, result, scored)
+        self._record_evaluation(content_hash, split, purpose, iteration, result, scored, task_id)
         self._budget.settle(reservation)
         return result
 
@@ -469,8 +487,11 @@ class IterationFlows:
         iteration: int,
         result: ScoredExamples,
         scored: ScoredBatch | None,
+        task_id: int | None = None,
     ) -> None:
-        traces = purpose == "parent_minibatch"
+        # Train evaluations keep traces (the parent's feed reflection; a child's are reused if
+        # it becomes a parent on the same examples); validation never needs them.
+        traces = split == "train"
         example_ids = result.example_ids
         failed_ids = tuple(
             i for i, failed in zip(example_ids, result.failed, strict=True) if failed
@@ -503,6 +524,7 @@ class IterationFlows:
                     record.metric_calls,
                     self.state.total_metric_calls,
                     record.failures,
+                    task_id,
                 )
             )
 

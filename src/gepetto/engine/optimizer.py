@@ -300,12 +300,13 @@ class Optimizer(IterationFlows):
         """Whether tasks were handed out and not told yet."""
         return bool(self._waiting)
 
-    def record_lm_call(self, role: str, call: ClientCallRecord) -> None:
+    def record_lm_call(self, role: str, call: ClientCallRecord, task: Task | None = None) -> None:
         """Account for one LM call made for the run (the driver forwards its clients' calls).
 
         Args:
             role: ``"task"`` (the system being optimized) or ``"reflection"``.
             call: what the client reported.
+            task: the task the call was made for, when known.
         """
         usage = call.usage
         self._record(
@@ -337,6 +338,8 @@ class Optimizer(IterationFlows):
                     dict(call.faults),
                     call.error,
                     self.state.cost_usd,
+                    task.iteration if task is not None else None,
+                    task.id if task is not None else None,
                 )
             )
 

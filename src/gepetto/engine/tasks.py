@@ -11,13 +11,14 @@ driver (gepetto's own async driver, or yours) does the work and reports the resu
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from gepetto.records import EvaluationPurpose
 from gepetto.types import EvaluationBatch, Split
 
-__all__ = ["EvaluateTask", "ReflectTask", "Task"]
+__all__ = ["EvaluateTask", "ReflectTask", "Task", "current_task"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -56,3 +57,7 @@ class ReflectTask:
 
 
 Task: TypeAlias = EvaluateTask | ReflectTask
+
+current_task: ContextVar[Task | None] = ContextVar("gepetto_current_task", default=None)
+"""The task whose work is running in this context (set by the driver), so LM calls made for
+it can be attributed to its iteration."""
