@@ -202,6 +202,10 @@ class IterationFinished(Event):
     metric_calls_used: int
     best_score: float
     pool_size: int
+    front_size: int = 0
+    """Non-dominated candidates after the iteration."""
+    cost_usd: float = 0.0
+    """Dollars spent on priced LM calls of the run so far."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,7 +236,7 @@ class LMCallFinished(Event):
 
 @dataclass(frozen=True, slots=True)
 class RunFinished(Event):
-    """The run stopped; ``stop_reason`` says why."""
+    """The run stopped; ``stop_reason`` says why. ``result`` is ``Result.to_dict()``."""
 
     name: ClassVar[str] = "run_finished"
     stop_reason: str
@@ -241,6 +245,8 @@ class RunFinished(Event):
     metric_calls_used: int
     iterations: int
     pool_size: int
+    best_candidate: Mapping[str, str] = field(default_factory=dict)
+    result: Mapping[str, Any] = field(default_factory=dict)
 
 
 EVENT_TYPES: tuple[type[Event], ...] = (

@@ -634,5 +634,7 @@ class IterationFlows:
                 state.total_metric_calls,
                 state.val_score(state.best_id),
                 len(state.candidates),
+                len(state.selection_weights()[0]),
+                state.cost_usd,
             )
         )

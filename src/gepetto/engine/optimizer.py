@@ -483,6 +483,10 @@ class Optimizer(IterationFlows):
                 metric_calls_used=state.total_metric_calls,
                 iterations=state.iterations_finished,
                 pool_size=len(state.candidates),
+                best_candidate=dict(state.candidates[state.best_id].texts)
+                if state.candidates
+                else {},
+                result=self.result().to_dict() if self.bus.has_subscribers(RunFinished) else {},
             )
         )
 
