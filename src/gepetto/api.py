@@ -21,6 +21,7 @@ from gepetto.engine.optimizer import Optimizer
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
+from gepetto.observe.log import JsonLinesEventLog, LogObserver
 from gepetto.progress import RichProgress, progress_wanted, rich_available
 from gepetto.proposers.reflective import ReflectiveProposer, resolve_templates
 from gepetto.result import Result
@@ -89,7 +90,7 @@ async def aoptimize(
         seed_candidate,
         trainset,
         valset,
-        callbacks=_observers(callbacks, display_progress_bar),
+        callbacks=_observers(callbacks, display_progress_bar, run_dir),
         max_metric_calls=max_metric_calls,
         max_cost_usd=max_cost_usd,
         stop_callbacks=stop_callbacks,
@@ -174,9 +175,13 @@ def _check_proposal_source(
 
 
 def _observers(
-    callbacks: Sequence[object] | None, display_progress_bar: bool | None
+    callbacks: Sequence[object] | None,
+    display_progress_bar: bool | None,
+    run_dir: str | os.PathLike[str] | None,
 ) -> list[object]:
-    observers = list(callbacks or ())
+    observers: list[object] = [LogObserver(), *(callbacks or ())]
+    if run_dir is not None:
+        observers.append(JsonLinesEventLog(os.path.join(run_dir, "events.jsonl")))
     if progress_wanted(display_progress_bar):
         if not rich_available():
             raise ConfigError(

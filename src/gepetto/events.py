@@ -21,7 +21,10 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -51,9 +54,12 @@ EVENT_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Base of all events. ``name`` is the stable identifier used by ``on_<name>``."""
+    """Base of all events. ``name`` is the stable identifier used by ``on_<name>``;
+    ``emitted_at`` is the wall-clock time (``time.time()``) the event was emitted, which
+    observers should use rather than the time they receive it."""
 
     name: ClassVar[str] = "event"
+    emitted_at: float = field(default_factory=time.time, kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,17 +275,29 @@ Handler = Callable[[Any], object]
 
 
 class EventBus:
-    """Delivers events to subscribed observers, isolating their failures."""
+    """Delivers events to subscribed observers, isolating their failures.
+
+    Observers subscribed with ``background=True`` receive events on a dispatcher thread, in
+    order, so a slow observer (a tracker writing to a remote store) never slows the run;
+    :meth:`close` waits until they have received everything emitted. Others are called
+    inline, on the emitting thread.
+    """
 
     def __init__(self) -> None:
         self._handlers: dict[type[Event], list[Handler]] = {t: [] for t in EVENT_TYPES}
+        self._background: dict[type[Event], list[Handler]] = {t: [] for t in EVENT_TYPES}
+        self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
+        self._dispatcher: threading.Thread | None = None
 
-    def subscribe(self, observer: object, *event_types: type[Event]) -> None:
+    def subscribe(
+        self, observer: object, *event_types: type[Event], background: bool = False
+    ) -> None:
         """Subscribe a function (to ``event_types``, or to all events) or an ``on_*`` object.
 
         Raises:
             TypeError: if ``observer`` is neither callable nor has any ``on_<event>`` method.
         """
+        table = self._background if background else self._handlers
         methods = [
             (event_type, getattr(observer, f"on_{event_type.name}", None))
             for event_type in EVENT_TYPES
@@ -287,24 +305,48 @@ class EventBus:
         bound = [(t, m) for t, m in methods if callable(m)]
         if bound and not event_types:
             for event_type, method in bound:
-                self._handlers[event_type].append(method)
-            return
-        if not callable(observer):
+                table[event_type].append(method)
+        elif not callable(observer):
             names = ", ".join(f"on_{t.name}" for t in EVENT_TYPES)
             raise TypeError(
                 f"observer {observer!r} is not callable and has none of the methods {names}"
             )
-        for event_type in event_types or EVENT_TYPES:
-            self._handlers[event_type].append(observer)
+        else:
+            for event_type in event_types or EVENT_TYPES:
+                table[event_type].append(observer)
+        if background and self._dispatcher is None:
+            self._dispatcher = threading.Thread(
+                target=self._dispatch, name="gepetto-events", daemon=True
+            )
+            self._dispatcher.start()
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to its handlers; a failing handler is logged and skipped."""
-        for handler in self._handlers.get(type(event), ()):
-            try:
-                handler(event)
-            except Exception:
-                logger.exception("observer %r failed on %s; the run goes on", handler, event.name)
+        _deliver(self._handlers.get(type(event), ()), event)
+        if self._background.get(type(event)):
+            self._queue.put(event)
 
     def has_subscribers(self, event_type: type[Event]) -> bool:
         """Whether anyone listens to ``event_type`` (lets the engine skip building events)."""
-        return bool(self._handlers.get(event_type))
+        return bool(self._handlers.get(event_type)) or bool(self._background.get(event_type))
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Wait (up to ``timeout`` seconds) until background observers got every event."""
+        dispatcher, self._dispatcher = self._dispatcher, None
+        if dispatcher is not None:
+            self._queue.put(None)
+            dispatcher.join(timeout)
+            if dispatcher.is_alive():
+                logger.warning("background observers still busy after %.0fs; not waiting", timeout)
+
+    def _dispatch(self) -> None:
+        while (event := self._queue.get()) is not None:
+            _deliver(self._background.get(type(event), ()), event)
+
+
+def _deliver(handlers: Iterable[Handler], event: Event) -> None:
+    for handler in handlers:
+        try:
+            handler(event)
+        except Exception:
+            logger.exception("observer %r failed on %s; the run goes on", handler, event.name)

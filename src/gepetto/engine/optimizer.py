@@ -76,7 +76,8 @@ class Optimizer(IterationFlows):
         seed_candidate: the starting texts, component name -> text.
         trainset: examples for minibatches (reflection and acceptance).
         valset: examples for validation and the Pareto fronts (default: ``trainset``).
-        callbacks: observers (objects with ``on_<event>`` methods, or functions).
+        callbacks: observers (objects with ``on_<event>`` methods, or functions); they get
+            the events in order on a dispatcher thread, all of them before the run ends.
         clock: time source for timeouts (injected for tests).
         storage: where the journal goes (``None``: nowhere). A storage that already holds
             ``run_id`` resumes that run: its records are replayed, the iterations that were
@@ -120,7 +121,8 @@ class Optimizer(IterationFlows):
         self.state = RunState(len(self.valset), self.config.frontier_type)
         self.bus = EventBus()
         for observer in callbacks or ():
-            self.bus.subscribe(observer)
+            # On the bus's dispatcher thread: a slow observer never slows the run.
+            self.bus.subscribe(observer, background=True)
         self._seed_texts = seed
         self._clock = clock
         self._started_at: float | None = None
@@ -489,6 +491,7 @@ class Optimizer(IterationFlows):
                 result=self.result().to_dict() if self.bus.has_subscribers(RunFinished) else {},
             )
         )
+        self.bus.close()  # every observer has seen the run end before results are returned
 
     def _record(self, record: Record) -> None:
         """Append a record to the state and to the journal's buffer."""

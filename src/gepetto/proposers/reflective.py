@@ -9,6 +9,7 @@ reason) in the returned :class:`ProposalOutcome`, which the engine records.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from gepetto.proposers.prompts import (
 )
 
 __all__ = ["ProposalOutcome", "ReflectiveProposer", "resolve_templates"]
+
+logger = logging.getLogger("gepetto.reflection")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,7 @@ class ReflectiveProposer:
         if not records:
             return name, None, "the reflective dataset has no records for this component"
         prompt = render_reflection_prompt(self._templates[name], candidate[name], records)
+        logger.debug("reflection prompt for %s:\n%s", name, prompt)
         try:
             reply = await self._lm(prompt)
         except Exception as error:  # an LM failure is a failed proposal, not a crash
