@@ -46,6 +46,8 @@ async def aoptimize(
     task_lm: object | None = None,
     reflection_lm: object | None = None,
     *,
+    testset: Sequence[Any] | None = None,
+    test_candidates: str = "best",
     evaluator: Any = None,
     reflection_lm_kwargs: Mapping[str, Any] | None = None,
     candidate_selection_strategy: str | CandidateSelector = "pareto",
@@ -112,6 +114,8 @@ async def aoptimize(
         fork=fork,
         adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
         worker=_worker_name(worker),
+        testset=testset,
+        test_candidates=test_candidates,
     )
     templates = resolve_templates(reflection_prompt_template, optimizer.components)
     # Everything is validated; only now start local model servers or open clients.
@@ -318,6 +322,10 @@ def optimize(
 
             - ``max_metric_calls``: the budget (one example evaluated once = one call); never
               exceeded. A run needs it or ``stop_callbacks``.
+            - ``testset`` / ``test_candidates``: held-out examples, never used for selection;
+              once the search stops, the seed and the best candidate (``"front"``: the whole
+              non-dominated front too) are scored on them, outside the budget
+              (``result.test_scores``, ``result.best_test_score``).
             - ``max_cost_usd``: stop starting proposals once the run's LM calls (task and
               reflection, through gepetto's clients) cost this much.
             - ``stop_callbacks``: stop conditions (:class:`gepetto.Timeout`,

@@ -53,6 +53,9 @@ class Result:
     seed: int | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
     lm_usage: dict[str, dict[str, Any]] = field(default_factory=dict)
+    test_scores: dict[int, float] = field(default_factory=dict)
+    """Mean held-out test score by candidate id (only the candidates scored on it)."""
+    metric_calls_test: int = 0
 
     # ----- convenience -----------------------------------------------------------------------
 
@@ -70,6 +73,16 @@ class Result:
     def seed_score(self) -> float:
         """Mean validation score of the seed candidate."""
         return self.val_aggregate_scores[0]
+
+    @property
+    def best_test_score(self) -> float | None:
+        """The best candidate's held-out test score, if a ``testset`` was given."""
+        return self.test_scores.get(self.best_idx)
+
+    @property
+    def seed_test_score(self) -> float | None:
+        """The seed's held-out test score, if a ``testset`` was given."""
+        return self.test_scores.get(0)
 
     @property
     def total_cost_usd(self) -> float | None:
@@ -126,6 +139,8 @@ class Result:
             seed=seed,
             decisions=[record_to_dict(d) for d in state.decisions],
             lm_usage={role: asdict(totals) for role, totals in sorted(state.lm_usage.items())},
+            test_scores=_test_scores(state),
+            metric_calls_test=state.metric_calls["test"],
         )
 
     # ----- serialisation ---------------------------------------------------------------------
@@ -159,6 +174,8 @@ class Result:
             "seed": self.seed,
             "decisions": jsonable(self.decisions),
             "lm_usage": jsonable(self.lm_usage),
+            "test_scores": {str(k): v for k, v in self.test_scores.items()},
+            "metric_calls_test": self.metric_calls_test,
         }
 
     @classmethod
@@ -199,6 +216,8 @@ class Result:
             seed=data.get("seed"),
             decisions=list(data.get("decisions", [])),
             lm_usage=dict(data.get("lm_usage", {})),
+            test_scores={int(k): float(v) for k, v in data.get("test_scores", {}).items()},
+            metric_calls_test=int(data.get("metric_calls_test", 0)),
         )
 
     def to_json(self, **kwargs: Any) -> str:
@@ -242,7 +261,16 @@ class Result:
             f"metric calls {self.total_metric_calls} (train {self.metric_calls_train}, "
             f"val {self.metric_calls_val}), reflection calls {self.num_reflection_calls}",
             f"stopped: {self.stop_reason or 'n/a'}",
+            *self._test_lines(),
             *self._usage_lines(),
+        ]
+
+    def _test_lines(self) -> list[str]:
+        if self.best_test_score is None or self.seed_test_score is None:
+            return []
+        return [
+            f"held-out test: seed {self.seed_test_score:.4f} -> best {self.best_test_score:.4f} "
+            f"({self.metric_calls_test} calls, outside the budget)"
         ]
 
     def _usage_lines(self) -> list[str]:
@@ -282,3 +310,12 @@ class Result:
                 style=style,
             )
         return Panel(table, title="gepetto result", subtitle=" | ".join(self.summary_lines()[2:]))
+
+
+def _test_scores(state: RunState) -> dict[int, float]:
+    scores = {}
+    for candidate in state.candidates:
+        known = state.known_test_scores(candidate.content_hash)
+        if known:
+            scores[candidate.id] = sum(known.values()) / len(known)
+    return scores

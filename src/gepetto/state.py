@@ -95,6 +95,7 @@ class RunState:
         self.reflections: list[ReflectionRecord] = []
         self._id_by_hash: dict[str, CandidateId] = {}
         self._val_by_hash: dict[str, dict[ExampleId, float]] = {}
+        self._test_by_hash: dict[str, dict[ExampleId, float]] = {}
         self._val_objectives_by_hash: dict[str, dict[ExampleId, Mapping[str, float]]] = {}
         self._aggregates: list[_Aggregate] = []
         self._instance_front = BestTable()
@@ -135,6 +136,11 @@ class RunState:
 
     def _on_evaluation(self, record: EvaluationRecord) -> None:
         self.metric_calls[record.split] += record.metric_calls
+        if record.split == "test":
+            known = self._test_by_hash.setdefault(record.candidate_hash, {})
+            for example_id, score in zip(record.example_ids, record.scores, strict=True):
+                known.setdefault(example_id, score)
+            return
         if record.split != "val":
             return
         scores = self._val_by_hash.setdefault(record.candidate_hash, {})
@@ -214,6 +220,10 @@ class RunState:
     def val_scores(self, candidate_id: CandidateId) -> dict[ExampleId, float]:
         """Validation scores known for a pool member, by example id."""
         return dict(self._val_by_hash.get(self.candidates[candidate_id].content_hash, {}))
+
+    def known_test_scores(self, content_hash: str) -> Mapping[ExampleId, float]:
+        """Held-out test scores known for some candidate texts (only set at the end)."""
+        return self._test_by_hash.get(content_hash, {})
 
     def known_val_scores(self, content_hash: str) -> Mapping[ExampleId, float]:
         """Validation scores already known for any candidate texts (pool member or not)."""

@@ -170,6 +170,15 @@ def check_datasets(
     return dict(seed_candidate), train, val
 
 
+def check_testset(testset: object | None) -> list[Any]:
+    """The held-out test set as a list (empty when there is none).
+
+    Raises:
+        ConfigError: if it is not a non-empty sequence.
+    """
+    return [] if testset is None else _as_list(testset, "testset")
+
+
 def _as_list(data: object, name: str) -> list[Any]:
     if isinstance(data, str | bytes) or not isinstance(data, Sequence):
         raise ConfigError(f"{name} must be a list of examples, got {type(data).__name__}")

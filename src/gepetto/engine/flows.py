@@ -15,7 +15,7 @@ is paid for again.
 from __future__ import annotations
 
 import random
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from gepetto.engine.budget import LocalBudget, SharedBudget
@@ -80,6 +80,7 @@ class IterationFlows:
     bus: EventBus
     trainset: list[Any]
     valset: list[Any]
+    testset: list[Any]
     components: tuple[str, ...]
     _seed_texts: dict[str, str]
     _seed_admitted: bool
@@ -127,6 +128,15 @@ class IterationFlows:
             )
         )
         self._seed_admitted = True
+
+    def _test_flow(self, candidate_ids: Sequence[int]) -> TaskGenerator:
+        """Score candidates on the held-out test set, once the search is over."""
+        every_example = tuple(range(len(self.testset)))
+        for candidate_id in candidate_ids:
+            candidate = self.state.candidates[candidate_id]
+            yield from self._evaluate(
+                candidate.texts, candidate.content_hash, "test", every_example, -2, "test"
+            )
 
     def _proposal_flow(
         self, iteration: int, started: IterationRecord | None = None
@@ -435,10 +445,11 @@ class IterationFlows:
             result = self._merge(example_ids, known, missing, None, traces)
             self._record_evaluation(content_hash, split, purpose, iteration, result, None)
             return result
-        reservation = self._budget.reserve(len(missing), split)
+        # The held-out test set is scored after the search, outside its metric-call budget.
+        reservation = self._budget.reserve(len(missing), split) if split != "test" else None
         task_id = self._task_id()
         try:
-            data = self.trainset if split == "train" else self.valset
+            data = {"train": self.trainset, "val": self.valset, "test": self.testset}[split]
             if self.bus.has_subscribers(EvaluationStarted):
                 self.bus.emit(
                     EvaluationStarted(
@@ -458,13 +469,15 @@ class IterationFlows:
             )
             scored = as_scored(reply, len(missing), traces)
         except BaseException:
-            self._budget.cancel(reservation)
+            if reservation is not None:
+                self._budget.cancel(reservation)
             raise
         result = self._merge(example_ids, known, missing, scored, traces)
         if traces and split == "train" and self.config.cache_evaluation:
             self._cache_scored(content_hash, missing, scored)
         self._record_evaluation(content_hash, split, purpose, iteration, result, scored, task_id)
-        self._budget.settle(reservation)
+        if reservation is not None:
+            self._budget.settle(reservation)
         return result
 
     def _cache_scored(
@@ -531,8 +544,12 @@ class IterationFlows:
     def _known_results(
         self, content_hash: str, split: Split, example_ids: tuple[int, ...], traces: bool
     ) -> dict[int, tuple[Any, float, Any]]:
-        if split == "val":
-            scores = self.state.known_val_scores(content_hash)
+        if split != "train":
+            scores = (
+                self.state.known_val_scores(content_hash)
+                if split == "val"
+                else self.state.known_test_scores(content_hash)
+            )
             return {i: (None, scores[i], None) for i in example_ids if i in scores}
         if not (self.config.cache_evaluation and traces):
             return {}

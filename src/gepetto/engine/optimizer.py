@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gepetto.engine.budget import LocalBudget, SharedBudget
-from gepetto.engine.config import OptimizerConfig, build_config, check_datasets
+from gepetto.engine.config import OptimizerConfig, build_config, check_datasets, check_testset
 from gepetto.engine.flows import (
     REFLECTION_ERROR_LIMIT,
     STALL_LIMIT,
@@ -92,6 +92,9 @@ class Optimizer(IterationFlows):
             unfinished iterations; a dead worker's reserved calls return to the budget after
             ``lease_ttl`` seconds without a heartbeat.
         adapter_fingerprint: identifies the adapter's configuration (checked on resume).
+        testset: held-out examples, never used for selection: once the search stops, the
+            seed and the best candidate (``test_candidates="front"``: every non-dominated
+            candidate too) are scored on them, outside the metric-call budget.
         **options: the strategy and stop arguments of :func:`gepetto.optimize`
             (``max_metric_calls``, ``candidate_selection_strategy``, ``frontier_type``, ...).
 
@@ -113,9 +116,16 @@ class Optimizer(IterationFlows):
         adapter_fingerprint: str | None = None,
         worker: str | None = None,
         lease_ttl: float = 60.0,
+        testset: Sequence[Any] | None = None,
+        test_candidates: str = "best",
         **options: Any,
     ) -> None:
         seed, self.trainset, self.valset = check_datasets(seed_candidate, trainset, valset)
+        self.testset = check_testset(testset)
+        if test_candidates not in ("best", "front"):
+            raise ConfigError(f"test_candidates must be 'best' or 'front', got {test_candidates!r}")
+        self._test_candidates = test_candidates
+        self._test_started = False
         self.config: OptimizerConfig = build_config(valset_size=len(self.valset), **options)
         self.components: tuple[str, ...] = tuple(seed)
         self.state = RunState(len(self.valset), self.config.frontier_type)
@@ -230,10 +240,11 @@ class Optimizer(IterationFlows):
             self._try_seed()
         if not self._ready:
             self._start_flows()
+        finished = not self._ready and self.is_finished  # may start the test flow
         self._flush()  # nothing is started on records that are not durable
         if self._ready:
             return self._ready.popleft()
-        if self.is_finished:
+        if finished:
             self._finish()
         return None
 
@@ -268,6 +279,7 @@ class Optimizer(IterationFlows):
         self._stop_reason = (
             reason if self._stop_reason is None else f"{self._stop_reason}; {reason}"
         )
+        self._test_started = True  # stopping now: no test evaluation either
         flows = {id(flow): flow for flow in self._waiting.values()}
         self._waiting.clear()
         self._ready.clear()
@@ -290,7 +302,22 @@ class Optimizer(IterationFlows):
             reason = self._check_stop_conditions()
             if reason is not None:
                 self.request_stop(reason)
+        if self._stop_reason is not None and idle and self._start_test_flow():
+            return False
         return self._stop_reason is not None and idle
+
+    def _start_test_flow(self) -> bool:
+        """Once the search is over, score the chosen candidates on the held-out test set.
+
+        Returns whether a test flow was started (at most once per run)."""
+        if not self.testset or self._test_started or not self._seed_admitted:
+            return False
+        self._test_started = True
+        ids = {0, self.state.best_id}
+        if self._test_candidates == "front":
+            ids.update(self.state.selection_weights()[0])
+        self._launch(self._test_flow(sorted(ids)))
+        return bool(self._ready) or self._active > 0
 
     @property
     def stop_reason(self) -> str | None:
