@@ -46,6 +46,7 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
             {"instructions": SEED_PROMPT},
             train,
             val,
+            testset=test,
             adapter=adapter,
             reflection_lm=reflection_lm,
             max_metric_calls=budget,
@@ -56,8 +57,6 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
         )
         elapsed = time.monotonic() - started
         best = result.best_candidate["instructions"]
-        seed_test = await accuracy(adapter, SEED_PROMPT, test)
-        best_test = await accuracy(adapter, best, test)
         hand_test = await accuracy(adapter, HANDWRITTEN_PROMPT, test)
     finally:
         await task_lm.aclose()
@@ -68,8 +67,8 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
     print("\nbest instructions:\n" + best)
     print(f"\nvalidation accuracy: seed {result.seed_score:.2f} -> best {result.best_score:.2f}")
     print(
-        f"held-out test accuracy: seed {seed_test:.2f} -> best {best_test:.2f} "
-        f"(hand-written prompt: {hand_test:.2f})"
+        f"held-out test accuracy: seed {result.seed_test_score:.2f} -> best "
+        f"{result.best_test_score:.2f} (hand-written prompt: {hand_test:.2f})"
     )
     print(f"wall time: {elapsed / 60:.1f} min for {result.total_metric_calls} metric calls")
 

@@ -123,26 +123,18 @@ def test_k8_concurrent_parent_evaluations_are_shared() -> None:
     assert not twice, f"evaluated more than once in the same mode: {twice}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "child minibatch evaluations run without traces and are neither cached nor reused "
-        "(engine/flows.py _known_results/_cache_scored cache traced train results only), so "
-        "when an accepted child later becomes a parent on a minibatch it was already scored "
-        "on, those (candidate, example, train) pairs are paid again; also with K=1"
-    ),
-)
-@pytest.mark.parametrize("parallel_proposals", [1, 8])
-def test_no_candidate_example_split_is_evaluated_twice(parallel_proposals: int) -> None:
+def test_k1_evaluates_no_candidate_example_split_twice() -> None:
+    # Every minibatch is the whole trainset: an accepted child becomes a parent on the very
+    # examples it was scored on as a child, which must come from the cache.
     adapter = RandomLatencyAdapter(0)
     gepetto.optimize(
         SEED,
-        dataset("train", 3, 0),  # every minibatch is the whole trainset
+        dataset("train", 3, 0),
         dataset("val", 8, 0),
         adapter=adapter,
         reflection_lm=RandomLatencyLM(0),
         max_metric_calls=80,
-        parallel_proposals=parallel_proposals,
+        parallel_proposals=1,
         max_concurrency=16,
         display_progress_bar=False,
     )
@@ -219,16 +211,9 @@ class PeakAdapter(KeywordAdapter):
         return self._run(batch, candidate, capture_traces)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "AdapterRunner.evaluate (src/gepetto/adapter.py) calls call_maybe_async without "
-        "executor=self.executor, so a sync adapter's evaluate runs in the event loop's default "
-        "executor (min(32, cpus + 4) threads, 6 on 2 cores) instead of the run's pool sized "
-        "for max_concurrency: sync evaluations in flight are capped below max_concurrency"
-    ),
-)
 def test_sync_adapter_reaches_max_concurrency() -> None:
+    # Sync evaluations run in the run's own pool, not the loop's default executor (which has
+    # min(32, cpus + 4) threads and would cap them below max_concurrency).
     adapter = PeakAdapter()
     valset = [{"needs": "alpha"}] * 40
     gepetto.optimize(
