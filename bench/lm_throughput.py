@@ -13,11 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import subprocess
 import time
 from pathlib import Path
 
+from _docs import git_commit, replace_section
 from gepetto.datasets import HANDWRITTEN_PROMPT, ticket_routing
 from gepetto.lm.client import LMCallRecord
 from gepetto.lm.registry import resolve_lm
@@ -80,9 +79,6 @@ def table(rows: list[dict[str, float]]) -> str:
 
 
 def write_docs(requests: int, body: str) -> None:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    ).stdout.strip()
     section = (
         f"{START}\n## LM-call throughput (local server)\n\n"
         f"{requests} calls per row (temperature 0, no cache) through gepetto's OpenAI client to "
@@ -92,17 +88,10 @@ def write_docs(requests: int, body: str) -> None:
         "On 2 CPU cores, 4 calls in flight share the same cores, so throughput stays about "
         "the same while each call waits longer.\n\n"
         f"Command: `.venv/bin/python bench/lm_throughput.py --write-docs`  \n"
-        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit `{commit}`; "
+        f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; commit `{git_commit()}`; "
         f"1-min load average before the run: {os.getloadavg()[0]:.2f}\n\n{body}\n{END}"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    if START in text:
-        text = re.sub(
-            re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S
-        )
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+    replace_section(section, START, END)
 
 
 def main() -> None:

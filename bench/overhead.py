@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gepetto
+from _docs import git_commit, replace_section
 from gepetto import EvaluationBatch
 
 VOCAB = [f"w{i:02d}" for i in range(32)]
@@ -234,16 +235,6 @@ def verdict(rows: list[dict[str, Any]], ratios: list[float]) -> str:
     return text + ".\n"
 
 
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        command = ["git", "--no-optional-locks", *args]  # read-only, takes no index lock
-        return subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True).stdout
-
-    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=all", "--", "src").strip()
-    return commit + (" + uncommitted changes in src/" if dirty else "")
-
-
 def write_docs(body: str, command: str, load: float) -> None:
     date = subprocess.run(["date", "-u"], check=True, capture_output=True, text=True).stdout.strip()
     section = (
@@ -262,13 +253,7 @@ def write_docs(body: str, command: str, load: float) -> None:
         f"Python {sys.version.split()[0]}; 1-min load average before the run: {load:.2f}\n\n"
         f"{body}{END}"
     )
-    text = DOCS.read_text() if DOCS.exists() else INTRO
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.parent.mkdir(exist_ok=True)
-    DOCS.write_text(text)
+    replace_section(section, START, END)
 
 
 def main() -> None:

@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import gepetto
+from _docs import git_commit, replace_section
 from gepetto.records import record_from_dict
 from gepetto.storage import SQLiteStorage
-from overhead import SEED_TEXT, TRAIN_SIZE, MutatingLM, SyncAdapter, git_commit, make_examples
+from overhead import SEED_TEXT, TRAIN_SIZE, MutatingLM, SyncAdapter, make_examples
 
 VALSET = 100
 SIZES = (1_000, 10_000, 100_000)
@@ -309,12 +310,7 @@ def write_docs(body: str, command: str, load: float, repeat: int) -> None:
         f"Python {sys.version.split()[0]}; 1-min load average before the run: {load:.2f}\n\n"
         f"{body}{END}"
     )
-    text = DOCS.read_text()
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+    replace_section(section, START, END)
 
 
 def main() -> None:

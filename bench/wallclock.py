@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _docs import git_commit, replace_section
 from _workload import SEED_TEXT, FactAdapter, FactReflectionLM, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,16 +325,6 @@ def plot(rows: list[dict[str, Any]]) -> bool:
     return True
 
 
-def git_commit() -> str:
-    def git(*args: str) -> str:
-        command = ["git", "--no-optional-locks", *args]  # read-only, takes no index lock
-        return subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True).stdout
-
-    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=all", "--", "src").strip()
-    return commit + (" + uncommitted changes in src/" if dirty else "")
-
-
 BOUND_TEXT = (
     "*Lower bound*: the critical path of the run's own result. A candidate can only be "
     "proposed from a parent that has been validated, and an improvement step is a chain of "
@@ -396,12 +387,7 @@ def write_docs(body: str, meta: dict[str, Any], plotted: bool) -> None:
         + ("\n![best validation score against wall time](wallclock.png)\n" if plotted else "")
         + f"{END}"
     )
-    text = DOCS.read_text()
-    if START in text and END in text:
-        text = text[: text.index(START)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+    replace_section(section, START, END)
 
 
 def main() -> None:

@@ -1,0 +1,37 @@
+"""Shared by the benchmarks: write one marked section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "benchmarks.md"
+INTRO = (
+    "# Benchmarks\n\nNumbers measured on this machine: 2 cores, no GPU, Python 3.11; each "
+    "section gives the exact command.\n"
+)
+
+
+def replace_section(section: str, start: str, end: str, docs: Path = DOCS) -> None:
+    """Put ``section`` (which begins with ``start`` and ends with ``end``) in place of the
+    text between those markers in ``docs``, or append it when the markers are missing."""
+    text = docs.read_text() if docs.exists() else INTRO
+    if start in text and end in text:
+        text = text[: text.index(start)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    docs.parent.mkdir(exist_ok=True)
+    docs.write_text(text)
+
+
+def git_commit() -> str:
+    """The short commit of the working tree, marked when ``src/`` has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        command = ["git", "--no-optional-locks", *args]  # read-only, takes no index lock
+        return subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True).stdout
+
+    commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=all", "--", "src").strip()
+    return commit + (" + uncommitted changes in src/" if dirty else "")
