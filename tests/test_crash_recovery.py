@@ -59,6 +59,7 @@ import time
 
 import gepetto
 from gepetto import EvaluationBatch
+from gepetto.events import Inline
 from gepetto.testing import FeedbackFollowingLM, KeywordAdapter
 
 RUN_DIR, LOG, NOTE = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -195,7 +196,7 @@ lm = SlowLM(words_per_call=0 if WORKLOAD == "stall" else 1)  # 0: proposes the s
 result = gepetto.optimize(
     {"instructions": "Answer."}, trainset, valset, reflection_lm=lm,
     adapter=OpaqueAdapter() if WORKLOAD == "opaque" else SlowAdapter(),
-    max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[observe],
+    max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[Inline(observe)],
     display_progress_bar=False,
 )
 print("RESULT", json.dumps(result.to_dict()), flush=True)

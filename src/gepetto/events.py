@@ -37,6 +37,7 @@ __all__ = [
     "EvaluationStarted",
     "Event",
     "EventBus",
+    "Inline",
     "IterationFinished",
     "IterationStarted",
     "LMCallFinished",
@@ -272,6 +273,15 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 )
 
 Handler = Callable[[Any], object]
+
+
+@dataclass(frozen=True)
+class Inline:
+    """Wraps an observer that must see each event on the emitting thread, at the moment it
+    is emitted (``callbacks=[Inline(obs)]``). Keep such observers fast: they run inside the
+    loop. Other callbacks get events on a dispatcher thread and cannot slow the run."""
+
+    observer: object
 
 
 class EventBus:

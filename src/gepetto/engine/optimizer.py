@@ -43,7 +43,7 @@ from gepetto.engine.journal import Journal
 from gepetto.engine.replay import JournalReplay, replay_journal
 from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
-from gepetto.events import EventBus, LMCallFinished, RunFinished, RunStarted
+from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
 from gepetto.lm.client import LMCallRecord as ClientCallRecord
 from gepetto.records import (
     CandidateRecord,
@@ -131,8 +131,10 @@ class Optimizer(IterationFlows):
         self.state = RunState(len(self.valset), self.config.frontier_type)
         self.bus = EventBus()
         for observer in callbacks or ():
-            # On the bus's dispatcher thread: a slow observer never slows the run.
-            self.bus.subscribe(observer, background=True)
+            if isinstance(observer, Inline):
+                self.bus.subscribe(observer.observer)
+            else:  # on the bus's dispatcher thread: a slow observer never slows the run
+                self.bus.subscribe(observer, background=True)
         self._seed_texts = seed
         self._clock = clock
         self._started_at: float | None = None
