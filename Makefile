@@ -2,6 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
 export WANDB_MODE := offline
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False

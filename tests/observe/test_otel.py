@@ -11,10 +11,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import opentelemetry.sdk  # noqa: F401 - a dev dependency: fail, never skip, without it
 import pytest
-
-pytest.importorskip("opentelemetry.sdk")
-
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
