@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -195,17 +194,23 @@ def test_k1_matches_the_sequential_ask_tell_trace() -> None:
 class PeakAdapter(KeywordAdapter):
     """Sync adapter that records how many of its evaluate calls run at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, expected: int = 40) -> None:
         super().__init__()
         self._lock = threading.Lock()
         self.in_flight = 0
         self.peak = 0
+        # Every call waits until `expected` calls are in flight together (or 10 s pass), so
+        # the peak does not depend on how fast threads start on a loaded machine.
+        self._all_in = threading.Barrier(expected, timeout=10)
 
     def evaluate(self, batch: Any, candidate: dict[str, str], capture_traces: bool = False) -> Any:
         with self._lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
-        time.sleep(0.05)
+        try:
+            self._all_in.wait()
+        except threading.BrokenBarrierError:
+            pass
         with self._lock:
             self.in_flight -= 1
         return self._run(batch, candidate, capture_traces)
