@@ -4,6 +4,7 @@ one proposal in flight is exactly the sequential algorithm."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 from collections import Counter
@@ -207,10 +208,8 @@ class PeakAdapter(KeywordAdapter):
         with self._lock:
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             self._all_in.wait()
-        except threading.BrokenBarrierError:
-            pass
         with self._lock:
             self.in_flight -= 1
         return self._run(batch, candidate, capture_traces)

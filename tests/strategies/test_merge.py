@@ -246,6 +246,30 @@ def test_prefers_the_most_recent_common_ancestor() -> None:
     )
 
 
+def test_falls_back_to_an_older_common_ancestor() -> None:
+    # 0 -> 1 -> {2, 3}; 1 rewrote "a". Against 1, 2 rewrote "a" and "b", 3 rewrote "c".
+    # Against 0, "a" was changed by both, so the better parent (3) provides it.
+    candidates = [
+        {"a": "A0", "b": "B0", "c": "C0"},
+        {"a": "A1", "b": "B0", "c": "C0"},
+        {"a": "A2", "b": "B2", "c": "C0"},
+        {"a": "A1", "b": "B0", "c": "C3"},
+    ]
+    parents = [[], [0], [1], [1]]
+    scores = [0.0, 0.2, 0.5, 0.6]
+    newest = find_merge(candidates, parents, scores, [2, 3], (), (), random.Random(0))
+    assert newest == MergePlan(
+        (2, 3), 1, {"a": "A2", "b": "B2", "c": "C3"}, {"a": 2, "b": 2, "c": 3}
+    )
+    older = MergePlan((2, 3), 0, {"a": "A1", "b": "B2", "c": "C3"}, {"a": 3, "b": 2, "c": 3})
+    assert (
+        find_merge(candidates, parents, scores, [2, 3], {(2, 3, 1)}, (), random.Random()) == older
+    )
+    # Same fallback when the newest merge already exists in the pool.
+    existing = {candidate_hash(newest.texts)}
+    assert find_merge(candidates, parents, scores, [2, 3], (), existing, random.Random()) == older
+
+
 def test_no_merge_cases() -> None:
     candidates = [{"a": "A0"}, {"a": "A1"}, {"a": "A2"}]
     rng = random.Random(0)
@@ -375,12 +399,22 @@ def groups_of(scores_i: dict[int, float], scores_j: dict[int, float]) -> dict[st
     }
 
 
-score_maps = st.dictionaries(st.integers(0, 30), st.sampled_from([0.0, 0.5, 1.0]), max_size=25)
+@st.composite
+def score_map_pairs(draw: st.DrawFn) -> tuple[dict[int, float], dict[int, float]]:
+    """Scores of two candidates: a random overlap plus examples only one was evaluated on."""
+    value = st.sampled_from([0.0, 0.5, 1.0])
+    common = draw(st.dictionaries(st.integers(0, 99), st.tuples(value, value), max_size=30))
+    only_i = draw(st.dictionaries(st.integers(100, 119), value, max_size=5))
+    only_j = draw(st.dictionaries(st.integers(120, 139), value, max_size=5))
+    scores_i = {e: si for e, (si, _) in common.items()} | only_i
+    scores_j = {e: sj for e, (_, sj) in common.items()} | only_j
+    return scores_i, scores_j
 
 
 @settings(max_examples=300, deadline=None)
-@given(score_maps, score_maps, st.integers(0, 8), st.integers(0, 2**32 - 1))
-def test_merge_subsample_stratification(scores_i, scores_j, per_group: int, seed: int) -> None:
+@given(score_map_pairs(), st.integers(0, 8), st.integers(0, 2**32 - 1))
+def test_merge_subsample_stratification(pair, per_group: int, seed: int) -> None:
+    scores_i, scores_j = pair
     chosen = merge_subsample(scores_i, scores_j, per_group, random.Random(seed))
     groups = groups_of(scores_i, scores_j)
     overlap = scores_i.keys() & scores_j.keys()
@@ -399,8 +433,9 @@ def test_merge_subsample_stratification(scores_i, scores_j, per_group: int, seed
 
 
 @settings(max_examples=100, deadline=None)
-@given(score_maps, score_maps, st.integers(0, 8), st.integers(0, 2**32 - 1))
-def test_merge_subsample_is_deterministic(scores_i, scores_j, per_group: int, seed: int) -> None:
+@given(score_map_pairs(), st.integers(0, 8), st.integers(0, 2**32 - 1))
+def test_merge_subsample_is_deterministic(pair, per_group: int, seed: int) -> None:
+    scores_i, scores_j = pair
     first = merge_subsample(scores_i, scores_j, per_group, random.Random(seed))
     reordered_i = dict(reversed(list(scores_i.items())))
     reordered_j = dict(reversed(list(scores_j.items())))
@@ -422,6 +457,11 @@ def test_merge_subsample_examples() -> None:
         scores_i.keys() & scores_j.keys()
     )
     assert merge_subsample(scores_i, scores_j, 0, random.Random(0)) == []
+    # Two groups with room share the slots a short group leaves: 2 + 2 missing ties -> 3 + 3.
+    wins = dict.fromkeys(range(10), 1.0) | dict.fromkeys(range(10, 20), 0.0)
+    losses = dict.fromkeys(range(10), 0.0) | dict.fromkeys(range(10, 20), 1.0)
+    even = merge_subsample(wins, losses, 2, random.Random(0))
+    assert len([e for e in even if e < 10]) == len([e for e in even if e >= 10]) == 3
     assert merge_subsample({}, {1: 1.0}, 3, random.Random(0)) == []
     # Different seeds pick different examples.
     picks = {tuple(merge_subsample(scores_i, scores_j, 1, random.Random(s))) for s in range(30)}
