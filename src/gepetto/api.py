@@ -60,6 +60,8 @@ async def aoptimize(
     custom_candidate_proposer: ProposalFunction | None = None,
     module_selector: str | ComponentSelector = "round_robin",
     use_merge: bool = False,
+    max_merge_invocations: int = 5,
+    merge_val_overlap_floor: int = 5,
     max_metric_calls: int | None = None,
     max_cost_usd: float | None = None,
     stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
@@ -82,8 +84,6 @@ async def aoptimize(
 
     See :func:`optimize` for the arguments.
     """
-    if use_merge:
-        raise ConfigError("use_merge=True is not available yet; leave it False")
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
     _check_proposal_source(adapter, reflection_lm, custom_candidate_proposer)
@@ -107,6 +107,9 @@ async def aoptimize(
         val_evaluation_policy=val_evaluation_policy,
         cache_evaluation=cache_evaluation,
         parallel_proposals=parallel_proposals,
+        use_merge=use_merge,
+        max_merge_invocations=max_merge_invocations,
+        merge_val_overlap_floor=merge_val_overlap_floor,
         seed=seed,
         run_dir=run_dir,
         storage=journal_storage,
@@ -346,6 +349,10 @@ def optimize(
               ``<side_info>``, or a dict of them per component.
             - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
               new texts``, instead of the reflection LM.
+            - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
+              merge proposer: after a reflection child is accepted, try to merge two
+              non-dominated candidates that improved different components of a common
+              ancestor (at most ``max_merge_invocations`` attempts).
             - ``max_concurrency``: adapter calls in flight at once (default 8).
             - ``parallel_proposals``: proposals in flight at once (default 1: the paper's
               sequential algorithm, deterministic for a fixed ``seed``).

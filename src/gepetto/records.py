@@ -31,7 +31,12 @@ __all__ = [
 ]
 
 EvaluationPurpose: TypeAlias = Literal[
-    "seed_validation", "parent_minibatch", "child_minibatch", "validation", "test"
+    "seed_validation",
+    "parent_minibatch",
+    "child_minibatch",
+    "merge_subsample",
+    "validation",
+    "test",
 ]
 Outcome: TypeAlias = Literal["accepted", "rejected", "skipped", "failed"]
 
@@ -102,6 +107,10 @@ class IterationRecord:
     parent_id: CandidateId
     minibatch: tuple[ExampleId, ...]
     worker: str | None = None
+    operation: Literal["reflection", "merge"] = "reflection"
+    merge_parents: tuple[CandidateId, ...] = ()
+    """For a merge: the two candidates merged (empty when no pair could be merged)."""
+    merge_ancestor: CandidateId | None = None
     kind: Literal["iteration"] = field(default="iteration", init=False)
 
 
@@ -187,6 +196,7 @@ _TUPLE_FIELDS = {
     "scores",
     "components",
     "failed_examples",
+    "merge_parents",
 }
 
 

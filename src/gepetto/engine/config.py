@@ -50,6 +50,9 @@ class OptimizerConfig:
     perfect_score: float = 1.0
     cache_evaluation: bool = True
     parallel_proposals: int = 1
+    use_merge: bool = False
+    max_merge_invocations: int = 5
+    merge_val_overlap_floor: int = 5
     seed: int = 0
     run_dir: Path | None = None
     description: dict[str, Any] = field(default_factory=dict)
@@ -72,6 +75,9 @@ def build_config(
     val_evaluation_policy: str | EvaluationPolicy | None = None,
     cache_evaluation: bool = True,
     parallel_proposals: int = 1,
+    use_merge: bool = False,
+    max_merge_invocations: int = 5,
+    merge_val_overlap_floor: int = 5,
     seed: int = 0,
     run_dir: str | os.PathLike[str] | None = None,
 ) -> OptimizerConfig:
@@ -88,6 +94,14 @@ def build_config(
         raise ConfigError(f"seed must be an int, got {type(seed).__name__}")
     if not isinstance(parallel_proposals, int) or parallel_proposals < 1:
         raise ConfigError(f"parallel_proposals must be an int >= 1, got {parallel_proposals!r}")
+    if not isinstance(max_merge_invocations, int) or max_merge_invocations < 0:
+        raise ConfigError(
+            f"max_merge_invocations must be an int >= 0, got {max_merge_invocations!r}"
+        )
+    if not isinstance(merge_val_overlap_floor, int) or merge_val_overlap_floor < 1:
+        raise ConfigError(
+            f"merge_val_overlap_floor must be an int >= 1, got {merge_val_overlap_floor!r}"
+        )
     stop_conditions = resolve_stop_conditions(stop_callbacks)
     if max_metric_calls is not None:
         if not isinstance(max_metric_calls, int) or isinstance(max_metric_calls, bool):
@@ -122,6 +136,9 @@ def build_config(
         perfect_score=float(perfect_score),
         cache_evaluation=bool(cache_evaluation),
         parallel_proposals=parallel_proposals,
+        use_merge=bool(use_merge),
+        max_merge_invocations=max_merge_invocations,
+        merge_val_overlap_floor=merge_val_overlap_floor,
         seed=seed,
         run_dir=resolved_dir,
         description={
@@ -136,6 +153,9 @@ def build_config(
             "perfect_score": perfect_score,
             "cache_evaluation": cache_evaluation,
             "parallel_proposals": parallel_proposals,
+            "use_merge": bool(use_merge),
+            "max_merge_invocations": max_merge_invocations,
+            "merge_val_overlap_floor": merge_val_overlap_floor,
             "max_metric_calls": max_metric_calls,
             "max_cost_usd": max_cost_usd,
             "seed": seed,

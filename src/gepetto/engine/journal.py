@@ -34,6 +34,10 @@ __all__ = ["Journal", "fingerprint"]
 
 _NOT_FINGERPRINTED = {"max_metric_calls", "max_cost_usd", "parallel_proposals"}
 
+_ADDED_LATER = {"use_merge": False, "max_merge_invocations": 5, "merge_val_overlap_floor": 5}
+"""Settings added after journal format 1, fingerprinted only when they differ from their
+default, so runs journaled before they existed keep resuming."""
+
 
 def fingerprint(value: Any) -> str:
     """A short sha256 of a JSON rendering of ``value`` (``repr`` for non-JSON objects)."""
@@ -81,7 +85,12 @@ class Journal:
             "valset": fingerprint(list(valset)),
             "adapter": adapter or "unknown",
             "settings": fingerprint(
-                {k: v for k, v in settings.items() if k not in _NOT_FINGERPRINTED}
+                {
+                    k: v
+                    for k, v in settings.items()
+                    if k not in _NOT_FINGERPRINTED
+                    and not (k in _ADDED_LATER and v == _ADDED_LATER[k])
+                }
             ),
         }
         header = self.storage.header(self.run_id)

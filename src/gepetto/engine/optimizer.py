@@ -148,6 +148,10 @@ class Optimizer(IterationFlows):
         self._hashes_in_flight: set[str] = set()
         self._stalled_iterations = 0
         self._reflection_errors = 0
+        self._merges_due = 0
+        self._merge_attempts = 0
+        self._tried_merges: set[tuple[int, int, int]] = set()
+        self._tried_merge_hashes: set[str] = set()
         self._stop_reason: str | None = None
         self._finished_event_sent = False
         self._journal = Journal(storage, run_id)
@@ -190,10 +194,15 @@ class Optimizer(IterationFlows):
         # Streaks that stop a run continue across a resume (a stalled run stays stalled).
         self._stalled_iterations = replay.stalled_tail
         self._reflection_errors = replay.failing_reflections_tail
+        self._merge_attempts = replay.merge_attempts
+        self._merges_due = max(0, replay.accepted_reflections - replay.merge_attempts)
+        self._tried_merges = set(replay.tried_merges)
         if self.worker is not None:  # redo and replay only this worker's own iterations
             replay.unfinished = [r for r in replay.unfinished if r.worker == self.worker]
             replay.started = [r for r in replay.started if r.worker == self.worker]
         for started in replay.started:  # put the minibatch sampler where it was
+            if started.operation != "reflection":
+                continue  # merges sample no minibatch
             batch = tuple(
                 self.config.batch_sampler.next_batch(
                     len(self.trainset), self.rng(started.iteration, "minibatch")
@@ -467,10 +476,26 @@ class Optimizer(IterationFlows):
                 return
             if self._replay.unfinished:  # a resumed run first redoes what was in flight
                 started = self._replay.unfinished.pop(0)
-                self._launch(self._proposal_flow(started.iteration, started))
+                redo = self._merge_flow if started.operation == "merge" else self._proposal_flow
+                self._launch(redo(started.iteration, started))
                 continue
             self.sync()
-            self._launch(self._proposal_flow(self._new_iteration_number()))
+            number = self._new_iteration_number()
+            if self._merge_is_due():  # GEPA tries a merge after a reflection child is accepted
+                self._merges_due -= 1
+                self._merge_attempts += 1
+                self._launch(self._merge_flow(number))
+            else:
+                self._launch(self._proposal_flow(number))
+
+    def _merge_is_due(self) -> bool:
+        config = self.config
+        return (
+            config.use_merge
+            and self._merges_due > 0
+            and self._merge_attempts < config.max_merge_invocations
+            and len(self.state.candidates) >= 3
+        )
 
     def _check_stop_conditions(self) -> str | None:
         if self._stalled_iterations >= STALL_LIMIT:

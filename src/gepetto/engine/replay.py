@@ -45,6 +45,10 @@ class JournalReplay:
     """Decided iterations at the end of the journal that evaluated nothing new."""
     failing_reflections_tail: int = 0
     """Reflections at the end of the journal whose LM calls all failed."""
+    accepted_reflections: int = 0
+    """Reflection children accepted so far (each makes a merge due)."""
+    merge_attempts: int = 0
+    tried_merges: set[tuple[int, int, int]] = field(default_factory=set)
 
     def evaluation(
         self, iteration: int, purpose: str, content_hash: str, needs_traces: bool
@@ -65,15 +69,26 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
     started: dict[int, IterationRecord] = {}
     decided: set[int] = set()
     spent: dict[int, int] = {}
-    stalled_tail = failing_tail = 0
+    stalled_tail = failing_tail = accepted_reflections = 0
+    tried_merges: set[tuple[int, int, int]] = set()
     reflections: dict[int, ReflectionRecord] = {}
     evaluations: dict[tuple[int, str, str], EvaluationRecord] = {}
     for record in records:
         state.append(record)
         if isinstance(record, IterationRecord):
             started[record.iteration] = record
+            if record.operation == "merge" and len(record.merge_parents) == 2:
+                i, j = record.merge_parents
+                tried_merges.add(
+                    (i, j, record.merge_ancestor if record.merge_ancestor is not None else -1)
+                )
         elif isinstance(record, DecisionRecord):
             decided.add(record.iteration)
+            origin = started.get(record.iteration)
+            if record.outcome == "accepted" and (
+                origin is None or origin.operation == "reflection"
+            ):
+                accepted_reflections += 1
             stalled_tail = 0 if spent.get(record.iteration) else stalled_tail + 1
         elif isinstance(record, ReflectionRecord):
             reflections[record.iteration] = record
@@ -91,6 +106,9 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
         evaluations={k: r for k, r in evaluations.items() if k[0] in open_iterations},
         stalled_tail=stalled_tail,
         failing_reflections_tail=failing_tail,
+        accepted_reflections=accepted_reflections,
+        merge_attempts=sum(1 for r in started.values() if r.operation == "merge"),
+        tried_merges=tried_merges,
     )
 
 
