@@ -115,7 +115,11 @@ def brute_plans(
 
 
 def check_plan(
-    plan: MergePlan, g: Genealogy, eligible: set[int], tried: set, existing: set
+    plan: MergePlan,
+    g: Genealogy,
+    eligible: set[int],
+    tried: set[tuple[int, int, int]],
+    existing: set[str],
 ) -> None:
     """Every rule, checked directly on the returned plan."""
     i, j = plan.parents
@@ -135,10 +139,12 @@ def check_plan(
     assert candidate_hash(plan.texts) not in existing
 
 
+Problem = tuple[Genealogy, set[int], set[tuple[int, int, int]], set[str]]
+ScorePair = tuple[dict[int, float], dict[int, float]]
+
+
 @st.composite
-def problems(
-    draw: st.DrawFn,
-) -> tuple[Genealogy, set[int], set[tuple[int, int, int]], set[str]]:
+def problems(draw: st.DrawFn) -> Problem:
     """A genealogy plus eligible ids, tried triplets and existing hashes.
 
     ``tried`` and ``existing`` knock out random valid plans (and some unrelated entries), so
@@ -258,15 +264,14 @@ def test_falls_back_to_an_older_common_ancestor() -> None:
     parents = [[], [0], [1], [1]]
     scores = [0.0, 0.2, 0.5, 0.6]
     newest = find_merge(candidates, parents, scores, [2, 3], (), (), random.Random(0))
-    assert newest == MergePlan(
-        (2, 3), 1, {"a": "A2", "b": "B2", "c": "C3"}, {"a": 2, "b": 2, "c": 3}
-    )
+    newest_texts = {"a": "A2", "b": "B2", "c": "C3"}
+    assert newest == MergePlan((2, 3), 1, newest_texts, {"a": 2, "b": 2, "c": 3})
     older = MergePlan((2, 3), 0, {"a": "A1", "b": "B2", "c": "C3"}, {"a": 3, "b": 2, "c": 3})
     assert (
         find_merge(candidates, parents, scores, [2, 3], {(2, 3, 1)}, (), random.Random()) == older
     )
     # Same fallback when the newest merge already exists in the pool.
-    existing = {candidate_hash(newest.texts)}
+    existing = {candidate_hash(newest_texts)}
     assert find_merge(candidates, parents, scores, [2, 3], (), existing, random.Random()) == older
 
 
@@ -320,7 +325,9 @@ def test_choice_among_valid_plans_is_random() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1), st.integers(1, 10))
-def test_find_merge_returns_only_valid_plans(problem, seed: int, max_attempts: int) -> None:
+def test_find_merge_returns_only_valid_plans(
+    problem: Problem, seed: int, max_attempts: int
+) -> None:
     g, eligible, tried, existing = problem
     plan = find_merge(
         g.candidates,
@@ -343,7 +350,7 @@ def test_find_merge_returns_only_valid_plans(problem, seed: int, max_attempts: i
 
 @settings(max_examples=300, deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1))
-def test_find_merge_is_exhaustive_with_many_attempts(problem, seed: int) -> None:
+def test_find_merge_is_exhaustive_with_many_attempts(problem: Problem, seed: int) -> None:
     g, eligible, tried, existing = problem
     valid = brute_plans(g, eligible, tried, existing)
     plan = find_merge(
@@ -365,7 +372,7 @@ def test_find_merge_is_exhaustive_with_many_attempts(problem, seed: int) -> None
 
 @settings(max_examples=100, deadline=None)
 @given(problems(), st.integers(0, 2**32 - 1), st.integers(0, 20))
-def test_find_merge_is_deterministic(problem, seed: int, max_attempts: int) -> None:
+def test_find_merge_is_deterministic(problem: Problem, seed: int, max_attempts: int) -> None:
     g, eligible, tried, existing = problem
     shuffled = sorted(eligible)
     random.Random(seed).shuffle(shuffled)
@@ -400,7 +407,7 @@ def groups_of(scores_i: dict[int, float], scores_j: dict[int, float]) -> dict[st
 
 
 @st.composite
-def score_map_pairs(draw: st.DrawFn) -> tuple[dict[int, float], dict[int, float]]:
+def score_map_pairs(draw: st.DrawFn) -> ScorePair:
     """Scores of two candidates: a random overlap plus examples only one was evaluated on."""
     value = st.sampled_from([0.0, 0.5, 1.0])
     common = draw(st.dictionaries(st.integers(0, 99), st.tuples(value, value), max_size=30))
@@ -413,7 +420,7 @@ def score_map_pairs(draw: st.DrawFn) -> tuple[dict[int, float], dict[int, float]
 
 @settings(max_examples=300, deadline=None)
 @given(score_map_pairs(), st.integers(0, 8), st.integers(0, 2**32 - 1))
-def test_merge_subsample_stratification(pair, per_group: int, seed: int) -> None:
+def test_merge_subsample_stratification(pair: ScorePair, per_group: int, seed: int) -> None:
     scores_i, scores_j = pair
     chosen = merge_subsample(scores_i, scores_j, per_group, random.Random(seed))
     groups = groups_of(scores_i, scores_j)
@@ -434,7 +441,7 @@ def test_merge_subsample_stratification(pair, per_group: int, seed: int) -> None
 
 @settings(max_examples=100, deadline=None)
 @given(score_map_pairs(), st.integers(0, 8), st.integers(0, 2**32 - 1))
-def test_merge_subsample_is_deterministic(pair, per_group: int, seed: int) -> None:
+def test_merge_subsample_is_deterministic(pair: ScorePair, per_group: int, seed: int) -> None:
     scores_i, scores_j = pair
     first = merge_subsample(scores_i, scores_j, per_group, random.Random(seed))
     reordered_i = dict(reversed(list(scores_i.items())))
