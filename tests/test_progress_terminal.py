@@ -58,7 +58,7 @@ def test_progress_bar_in_a_real_terminal(tmp_path: Path) -> None:
         done = int(final.split("DONE")[1].split()[0])
         assert 0 < done <= 60
         assert "gepetto" in final and f"{done}/60" in final and "calls" in final
-        assert "best" in final
+        assert "best" in final and "$0.00" in final
         # The bar was visible and moving before the end.
         assert any("calls" in s and "DONE" not in s for s in screens)
     finally:

@@ -1,7 +1,7 @@
 """A live progress display (rich), as an ordinary event observer.
 
 Shows iterations, metric calls against the budget, the best validation score, the pool
-size and the elapsed/remaining time. It is used by ``optimize()`` when
+size, the dollars spent on priced LM calls and the elapsed/remaining time. It is used by ``optimize()`` when
 ``display_progress_bar`` is true, or by default when stderr is a terminal and rich is
 installed (``pip install gepetto[progress]``).
 """
@@ -59,7 +59,7 @@ class RichProgress:
             TextColumn("calls"),
             TextColumn(
                 "| it {task.fields[iteration]} | best {task.fields[best]} "
-                "| pool {task.fields[pool]}"
+                "| pool {task.fields[pool]} | {task.fields[cost]}"
             ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
@@ -71,7 +71,7 @@ class RichProgress:
     def on_run_started(self, event: RunStarted) -> None:
         self._progress.start()
         self._task = self._progress.add_task(
-            "run", total=event.max_metric_calls, iteration=0, best="-", pool=0
+            "run", total=event.max_metric_calls, iteration=0, best="-", pool=0, cost="$0.00"
         )
 
     def on_evaluation_finished(self, event: EvaluationFinished) -> None:
@@ -85,6 +85,7 @@ class RichProgress:
                 iteration=event.iteration + 1,
                 best=f"{event.best_score:.4f}",
                 pool=event.pool_size,
+                cost=f"${event.cost_usd:.2f}",
             )
 
     def on_new_best_candidate(self, event: NewBestCandidate) -> None:
