@@ -1,9 +1,9 @@
 """A live progress display (rich), as an ordinary event observer.
 
 Shows iterations, metric calls against the budget, the best validation score, the pool
-size, the dollars spent on priced LM calls and the elapsed/remaining time. It is used by ``optimize()`` when
-``display_progress_bar`` is true, or by default when stderr is a terminal and rich is
-installed (``pip install gepetto[progress]``).
+size, the dollars spent on priced LM calls and the elapsed/remaining time. It is used by
+``optimize()`` when ``display_progress_bar`` is true, or by default when stderr is a
+terminal and rich is installed (``pip install gepetto[progress]``).
 """
 
 from __future__ import annotations
