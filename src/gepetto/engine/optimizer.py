@@ -36,10 +36,10 @@ from gepetto.engine.config import OptimizerConfig, build_config, check_datasets,
 from gepetto.engine.flows import (
     REFLECTION_ERROR_LIMIT,
     STALL_LIMIT,
-    IterationFlows,
     TaskGenerator,
 )
 from gepetto.engine.journal import Journal
+from gepetto.engine.merging import MergeFlows
 from gepetto.engine.replay import JournalReplay, replay_journal
 from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
@@ -69,7 +69,7 @@ class _Flow:
         self.generator = generator
 
 
-class Optimizer(IterationFlows):
+class Optimizer(MergeFlows):
     """GEPA's reflective evolution, as an ask/tell state machine.
 
     Args:
