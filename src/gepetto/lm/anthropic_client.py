@@ -23,13 +23,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gepetto.errors import ConfigError
-from gepetto.lm.client import Completion, LMClient, LMRequest, Usage
+from gepetto.lm.client import Completion, LMRequest, Usage
 from gepetto.lm.errors import (
     LMError,
     LMResponseError,
 )
 from gepetto.lm.openai_client import (
     PerLoopClients,
+    SDKBackedClient,
     accepted_arguments,
     resolve_api_key,
     safe_url,
@@ -49,7 +50,7 @@ DEFAULT_MAX_TOKENS = 1024
 _DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
-class AnthropicClient(LMClient):
+class AnthropicClient(SDKBackedClient):
     """Claude models through the official ``anthropic`` SDK (``AsyncAnthropic``).
 
     Args:
@@ -191,23 +192,6 @@ class AnthropicClient(LMClient):
                 token_count(getattr(usage, "output_tokens", 0)),
             ),
             finish_reason=stop_reason if isinstance(stop_reason, str) else None,
-        )
-
-    async def aclose(self) -> None:
-        """Close the SDK client of the running event loop and its connection pool.
-
-        A client used under several event loops (one ``asyncio.run`` each) has one SDK client
-        per loop: call this in each loop; a pool left behind by a finished loop is only
-        reclaimed by the garbage collector. Attached resources (a local model server) are
-        released too.
-        """
-        await self._sdk.aclose()
-        await super().aclose()
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"base_url={safe_url(self.base_url)!r})"
         )
 
 

@@ -72,7 +72,32 @@ _DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _DETAIL_CHARS = 300
 
 
-class OpenAIClient(LMClient):
+class SDKBackedClient(LMClient):
+    """What the clients built on an official SDK share: one SDK client per event loop
+    (``self._sdk``), closing it, and a ``repr`` without secrets."""
+
+    base_url: str
+    _sdk: PerLoopClients[Any]
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running event loop and its connection pool.
+
+        A client used under several event loops (one ``asyncio.run`` each) has one SDK client
+        per loop: call this in each loop; a pool left behind by a finished loop is only
+        reclaimed by the garbage collector. Attached resources (a local model server) are
+        released too.
+        """
+        await self._sdk.aclose()
+        await super().aclose()
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
+            f"base_url={safe_url(self.base_url)!r})"
+        )
+
+
+class OpenAIClient(SDKBackedClient):
     """Chat completions through the official ``openai`` SDK (``AsyncOpenAI``).
 
     Args:
@@ -199,23 +224,6 @@ class OpenAIClient(LMClient):
                 token_count(getattr(usage, "completion_tokens", 0)),
             ),
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
-        )
-
-    async def aclose(self) -> None:
-        """Close the SDK client of the running event loop and its connection pool.
-
-        A client used under several event loops (one ``asyncio.run`` each) has one SDK client
-        per loop: call this in each loop; a pool left behind by a finished loop is only
-        reclaimed by the garbage collector. Attached resources (a local model server) are
-        released too.
-        """
-        await self._sdk.aclose()
-        await super().aclose()
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"base_url={safe_url(self.base_url)!r})"
         )
 
 
