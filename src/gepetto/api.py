@@ -349,6 +349,9 @@ def optimize(
               ``<side_info>``, or a dict of them per component.
             - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
               new texts``, instead of the reflection LM.
+            - ``val_evaluation_policy``: ``"full_eval"`` (default) or ``"incremental"``
+              (score a child on a validation sample first, and further only while it can
+              still reach the Pareto front).
             - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
               merge proposer: after a reflection child is accepted, try to merge two
               non-dominated candidates that improved different components of a common

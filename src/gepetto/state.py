@@ -254,6 +254,10 @@ class RunState:
                 counts[name] = counts.get(name, 0) + 1
         return {name: totals[name] / counts[name] for name in sorted(totals)}
 
+    def front_best_score(self, example_id: ExampleId) -> float:
+        """The best validation score any pool member has on an example (-inf if none)."""
+        return self._instance_front.best.get(example_id, float("-inf"))
+
     def instance_fronts(self) -> dict[Hashable, set[CandidateId]]:
         """Per validation example, the pool members with the best score on it."""
         return self._instance_front.fronts()

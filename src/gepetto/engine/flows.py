@@ -56,6 +56,7 @@ from gepetto.records import (
     ReflectionRecord,
 )
 from gepetto.state import RunState
+from gepetto.strategies.evaluation_policy import AdmissionPolicy
 from gepetto.types import EvaluationBatch, Split, candidate_hash
 
 __all__ = ["REFLECTION_ERROR_LIMIT", "STALL_LIMIT", "IterationFlows", "TaskGenerator"]
@@ -322,6 +323,18 @@ class IterationFlows:
                 raise BudgetExhausted(
                     f"accepted on the minibatch, not validated: {exhausted}"
                 ) from None
+            admitted, why = self._admission(child_hash)
+            if not admitted:
+                self._decide(
+                    iteration,
+                    parent.id,
+                    "rejected",
+                    why,
+                    parent_score=parent_sum,
+                    child_score=child_sum,
+                    child_hash=child_hash,
+                )
+                return
             child_id = self._admit(
                 CandidateRecord(
                     id=len(self.state.candidates),
@@ -422,6 +435,13 @@ class IterationFlows:
         policy = self.config.evaluation_policy
         while ids := tuple(policy.examples_to_evaluate(self.state, content_hash)):
             yield from self._evaluate(texts, content_hash, "val", ids, iteration, purpose)
+
+    def _admission(self, content_hash: str) -> tuple[bool, str]:
+        """Whether the evaluation policy lets a validated child join the pool."""
+        policy = self.config.evaluation_policy
+        if isinstance(policy, AdmissionPolicy):
+            return policy.admits(self.state, content_hash)
+        return True, ""
 
     def _evaluate(
         self,

@@ -122,6 +122,18 @@ class MergeFlows(IterationFlows):
             )
             return
         yield from self._validate(texts, content_hash, iteration, "validation")
+        admitted, why = self._admission(content_hash)
+        if not admitted:
+            self._decide(
+                iteration,
+                first.id,
+                "rejected",
+                why,
+                parent_score=best_parent,
+                child_score=merged_sum,
+                child_hash=content_hash,
+            )
+            return
         child_id = self._admit(
             CandidateRecord(
                 id=len(state.candidates),

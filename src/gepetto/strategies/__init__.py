@@ -18,7 +18,11 @@ from gepetto.strategies.component_selection import (
     ComponentSelector,
     RoundRobinComponents,
 )
-from gepetto.strategies.evaluation_policy import EvaluationPolicy, FullEvaluation
+from gepetto.strategies.evaluation_policy import (
+    EvaluationPolicy,
+    FullEvaluation,
+    IncrementalEvaluation,
+)
 
 __all__ = [
     "AcceptanceCriterion",
@@ -32,6 +36,7 @@ __all__ = [
     "EvaluationPolicy",
     "FullEvaluation",
     "ImprovementOrEqual",
+    "IncrementalEvaluation",
     "ParetoSelector",
     "RandomSampler",
     "RoundRobinComponents",

@@ -1,19 +1,34 @@
 """Which validation examples an accepted child is evaluated on.
 
 A policy is any object with ``examples_to_evaluate(state, content_hash) -> ids``. The
-engine evaluates those (skipping ones already known), admits the child to the pool, and
-asks again until the policy returns nothing. The default ``"full_eval"`` policy returns the
-whole validation set at once, as in the GEPA paper. (An incremental policy comes later.)
+engine evaluates those (skipping ones already known) and asks again until the policy returns
+nothing; then, if the policy also has ``admits(state, content_hash) -> (bool, reason)``, it
+asks whether the child joins the pool.
+
+- ``"full_eval"`` (default): the whole validation set at once, as in the GEPA paper.
+- ``"incremental"`` (:class:`IncrementalEvaluation`): a child is first scored on a sample
+  of the validation set and evaluated further, a step at a time, only while it can still
+  reach the Pareto front; a child stopped early is rejected, so every pool member is scored
+  on the whole validation set and the best is never chosen on less evidence than it reports.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
 
-__all__ = ["EvaluationPolicy", "FullEvaluation", "resolve_evaluation_policy"]
+__all__ = [
+    "AdmissionPolicy",
+    "EvaluationPolicy",
+    "FullEvaluation",
+    "IncrementalEvaluation",
+    "resolve_evaluation_policy",
+]
 
 
 @runtime_checkable
@@ -27,12 +42,76 @@ class EvaluationPolicy(Protocol):
     def examples_to_evaluate(self, state: RunState, content_hash: str) -> list[int]: ...
 
 
+@runtime_checkable
+class AdmissionPolicy(Protocol):
+    """The optional capability of a policy that may refuse a child after its evaluation."""
+
+    def admits(self, state: RunState, content_hash: str) -> tuple[bool, str]: ...
+
+
 class FullEvaluation:
     """Every validation example."""
 
     def examples_to_evaluate(self, state: RunState, content_hash: str) -> list[int]:
         known = state.known_val_scores(content_hash)
         return [i for i in range(state.valset_size) if i not in known]
+
+
+@dataclass
+class IncrementalEvaluation:
+    """Evaluate a child on ``initial`` validation examples, then ``step`` more at a time while
+    it can still reach the Pareto front: it beats the front's best score on some example it
+    was scored on, or its mean there is at least the best candidate's on the same examples.
+
+    Examples are visited in one fixed shuffled order (``seed``), so children are compared on
+    the same examples first. The seed candidate is always scored on everything.
+    """
+
+    initial: int = 10
+    step: int = 10
+    seed: int = 0
+    _order: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.initial < 1 or self.step < 1:
+            raise ConfigError("incremental evaluation needs initial >= 1 and step >= 1")
+
+    def order(self, size: int) -> list[int]:
+        """The visiting order of ``size`` validation examples."""
+        if len(self._order) != size:
+            self._order = list(range(size))
+            random.Random(self.seed).shuffle(self._order)
+        return self._order
+
+    def examples_to_evaluate(self, state: RunState, content_hash: str) -> list[int]:
+        known = state.known_val_scores(content_hash)
+        remaining = [i for i in self.order(state.valset_size) if i not in known]
+        if not remaining or not state.candidates or state.id_of(content_hash) is not None:
+            return remaining  # the seed (and any pool member) is scored on everything
+        if not known:
+            return remaining[: self.initial]
+        if not can_reach_front(state, known):
+            return []
+        return remaining[: self.step]
+
+    def admits(self, state: RunState, content_hash: str) -> tuple[bool, str]:
+        known = len(state.known_val_scores(content_hash))
+        if known >= state.valset_size:
+            return True, ""
+        return False, (
+            f"stopped after {known} of {state.valset_size} validation examples: it cannot "
+            "reach the Pareto front (better nowhere, and a lower mean than the best "
+            "candidate on the same examples)"
+        )
+
+
+def can_reach_front(state: RunState, scores: Mapping[int, float]) -> bool:
+    """Whether a child with these validation ``scores`` may still join the Pareto front."""
+    if any(score > state.front_best_score(example) for example, score in scores.items()):
+        return True
+    best = state.val_scores(state.best_id)
+    shared = [example for example in scores if example in best]
+    return sum(scores[e] for e in shared) >= sum(best[e] for e in shared)
 
 
 def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> EvaluationPolicy:
@@ -43,9 +122,12 @@ def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> Evaluatio
     """
     if value is None or value == "full_eval":
         return FullEvaluation()
+    if value == "incremental":
+        return IncrementalEvaluation()
     if isinstance(value, str):
         raise ConfigError(
-            f"unknown val_evaluation_policy {value!r}; use 'full_eval' or an object with "
+            f"unknown val_evaluation_policy {value!r}; use 'full_eval', 'incremental' or an "
+            "object with "
             "examples_to_evaluate(state, content_hash)"
         )
     if isinstance(value, EvaluationPolicy):
