@@ -74,6 +74,7 @@ async def aoptimize(
     acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
     max_concurrency: int = 8,
     parallel_proposals: int = 1,
+    rejected_memory: int = 0,
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
@@ -107,6 +108,7 @@ async def aoptimize(
         val_evaluation_policy=val_evaluation_policy,
         cache_evaluation=cache_evaluation,
         parallel_proposals=parallel_proposals,
+        rejected_memory=rejected_memory,
         use_merge=use_merge,
         max_merge_invocations=max_merge_invocations,
         merge_val_overlap_floor=merge_val_overlap_floor,
@@ -352,6 +354,9 @@ def optimize(
             - ``val_evaluation_policy``: ``"full_eval"`` (default) or ``"incremental"``
               (score a child on a validation sample first, and further only while it can
               still reach the Pareto front).
+            - ``rejected_memory``: show the reflection LM the last N rejected proposals for the
+              component it rewrites, so it does not propose them again (default 0: off, until
+              the quality benchmark shows it helps).
             - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
               merge proposer: after a reflection child is accepted, try to merge two
               non-dominated candidates that improved different components of a common

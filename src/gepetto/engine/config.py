@@ -50,6 +50,7 @@ class OptimizerConfig:
     perfect_score: float = 1.0
     cache_evaluation: bool = True
     parallel_proposals: int = 1
+    rejected_memory: int = 0
     use_merge: bool = False
     max_merge_invocations: int = 5
     merge_val_overlap_floor: int = 5
@@ -75,6 +76,7 @@ def build_config(
     val_evaluation_policy: str | EvaluationPolicy | None = None,
     cache_evaluation: bool = True,
     parallel_proposals: int = 1,
+    rejected_memory: int = 0,
     use_merge: bool = False,
     max_merge_invocations: int = 5,
     merge_val_overlap_floor: int = 5,
@@ -94,6 +96,8 @@ def build_config(
         raise ConfigError(f"seed must be an int, got {type(seed).__name__}")
     if not isinstance(parallel_proposals, int) or parallel_proposals < 1:
         raise ConfigError(f"parallel_proposals must be an int >= 1, got {parallel_proposals!r}")
+    if not isinstance(rejected_memory, int) or rejected_memory < 0:
+        raise ConfigError(f"rejected_memory must be an int >= 0, got {rejected_memory!r}")
     if not isinstance(max_merge_invocations, int) or max_merge_invocations < 0:
         raise ConfigError(
             f"max_merge_invocations must be an int >= 0, got {max_merge_invocations!r}"
@@ -136,6 +140,7 @@ def build_config(
         perfect_score=float(perfect_score),
         cache_evaluation=bool(cache_evaluation),
         parallel_proposals=parallel_proposals,
+        rejected_memory=rejected_memory,
         use_merge=bool(use_merge),
         max_merge_invocations=max_merge_invocations,
         merge_val_overlap_floor=merge_val_overlap_floor,
@@ -153,6 +158,7 @@ def build_config(
             "perfect_score": perfect_score,
             "cache_evaluation": cache_evaluation,
             "parallel_proposals": parallel_proposals,
+            "rejected_memory": rejected_memory,
             "use_merge": bool(use_merge),
             "max_merge_invocations": max_merge_invocations,
             "merge_val_overlap_floor": merge_val_overlap_floor,

@@ -234,6 +234,7 @@ class IterationFlows:
                 if parent_eval.trajectories is not None
                 else None,
             ),
+            rejected=self._rejected_memory(components),
         )
         reflection = self._record_reflection(iteration, parent, components, outcome, task_id)
         yield from self._after_reflection(iteration, parent, batch_ids, parent_eval, reflection)
@@ -435,6 +436,25 @@ class IterationFlows:
         policy = self.config.evaluation_policy
         while ids := tuple(policy.examples_to_evaluate(self.state, content_hash)):
             yield from self._evaluate(texts, content_hash, "val", ids, iteration, purpose)
+
+    def _rejected_memory(self, components: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+        """The last ``rejected_memory`` rejected proposals for each component (from the
+        records, so a resumed run shows the same)."""
+        limit = self.config.rejected_memory
+        if not limit:
+            return {}
+        proposed = {r.iteration: r.proposed for r in self.state.reflections}
+        memory: dict[str, list[tuple[str, str]]] = {name: [] for name in components}
+        for decision in reversed(self.state.decisions):
+            if decision.outcome != "rejected" or decision.iteration not in proposed:
+                continue
+            for name, text in proposed[decision.iteration].items():
+                notes = memory.get(name)
+                if notes is not None and len(notes) < limit and all(t != text for t, _ in notes):
+                    notes.append((text, decision.reason))
+            if all(len(notes) >= limit for notes in memory.values()):
+                break
+        return {name: notes for name, notes in memory.items() if notes}
 
     def _admission(self, content_hash: str) -> tuple[bool, str]:
         """Whether the evaluation policy lets a validated child join the pool."""

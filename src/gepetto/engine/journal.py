@@ -34,7 +34,12 @@ __all__ = ["Journal", "fingerprint"]
 
 _NOT_FINGERPRINTED = {"max_metric_calls", "max_cost_usd", "parallel_proposals"}
 
-_ADDED_LATER = {"use_merge": False, "max_merge_invocations": 5, "merge_val_overlap_floor": 5}
+_ADDED_LATER = {
+    "use_merge": False,
+    "max_merge_invocations": 5,
+    "merge_val_overlap_floor": 5,
+    "rejected_memory": 0,
+}
 """Settings added after journal format 1, fingerprinted only when they differ from their
 default, so runs journaled before they existed keep resuming."""
 

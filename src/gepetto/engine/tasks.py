@@ -11,8 +11,9 @@ driver (gepetto's own async driver, or yours) does the work and reports the resu
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from gepetto.records import EvaluationPurpose
@@ -45,6 +46,8 @@ class ReflectTask:
 
     ``eval_batch`` (with trajectories) and ``examples`` are the parent's minibatch run, for
     the adapter's ``make_reflective_dataset``; examples whose evaluation raised are left out.
+    ``rejected`` lists, per component, recent proposals that were rejected (text, why), when
+    the run keeps a memory of them (``rejected_memory``).
     """
 
     id: int
@@ -54,6 +57,7 @@ class ReflectTask:
     components: tuple[str, ...]
     examples: list[Any]
     eval_batch: EvaluationBatch[Any, Any]
+    rejected: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
 
 
 Task: TypeAlias = EvaluateTask | ReflectTask

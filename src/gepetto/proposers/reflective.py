@@ -87,10 +87,19 @@ class ReflectiveProposer:
         candidate: Mapping[str, str],
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         components: Sequence[str],
+        rejected: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> ProposalOutcome:
-        """Rewrite ``components`` of ``candidate``; one LM call per component."""
+        """Rewrite ``components`` of ``candidate``; one LM call per component.
+
+        ``rejected`` (component -> [(text, why)]) are earlier proposals that were not kept;
+        they are shown after the prompt so the model does not propose them again.
+        """
+        memory = rejected or {}
         results = await asyncio.gather(
-            *(self._propose_one(candidate, reflective_dataset, name) for name in components)
+            *(
+                self._propose_one(candidate, reflective_dataset, name, memory.get(name, ()))
+                for name in components
+            )
         )
         texts = {name: text for name, text, _ in results if text is not None}
         failures = {name: problem for name, _, problem in results if problem is not None}
@@ -101,11 +110,14 @@ class ReflectiveProposer:
         candidate: Mapping[str, str],
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         name: str,
+        rejected: Sequence[tuple[str, str]] = (),
     ) -> tuple[str, str | None, str | None]:
         records = reflective_dataset.get(name)
         if not records:
             return name, None, "the reflective dataset has no records for this component"
         prompt = render_reflection_prompt(self._templates[name], candidate[name], records)
+        if rejected:
+            prompt += render_rejected(rejected)
         logger.debug("reflection prompt for %s:\n%s", name, prompt)
         try:
             reply = await self._lm(prompt)
@@ -115,3 +127,12 @@ class ReflectiveProposer:
             return name, None, f"reflection LM failed: {type(error).__name__}: {error}"
         extracted = extract_new_text(reply)
         return name, extracted.text, extracted.problem
+
+
+def render_rejected(rejected: Sequence[tuple[str, str]]) -> str:
+    """The memory of rejected proposals, appended to a reflection prompt."""
+    blocks = "\n\n".join(f"Tried ({why}):\n```\n{text}\n```" for text, why in rejected)
+    return (
+        "\n\nThese earlier proposals were tried and did not do better; do not propose them "
+        f"again, and avoid their mistakes:\n\n{blocks}"
+    )
