@@ -75,6 +75,7 @@ async def aoptimize(
     max_concurrency: int = 8,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
+    recheck_margin: float | None = None,
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
@@ -109,6 +110,7 @@ async def aoptimize(
         cache_evaluation=cache_evaluation,
         parallel_proposals=parallel_proposals,
         rejected_memory=rejected_memory,
+        recheck_margin=recheck_margin,
         use_merge=use_merge,
         max_merge_invocations=max_merge_invocations,
         merge_val_overlap_floor=merge_val_overlap_floor,
@@ -357,6 +359,9 @@ def optimize(
             - ``rejected_memory``: show the reflection LM the last N rejected proposals for the
               component it rewrites, so it does not propose them again (default 0: off, until
               the quality benchmark shows it helps).
+            - ``recheck_margin``: noise-aware acceptance (opt-in): a child that beats its
+              parent on the minibatch by at most this much (in minibatch-sum units) must also
+              win on the two minibatches together, a second one being sampled and scored first.
             - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
               merge proposer: after a reflection child is accepted, try to merge two
               non-dominated candidates that improved different components of a common

@@ -34,6 +34,8 @@ EvaluationPurpose: TypeAlias = Literal[
     "seed_validation",
     "parent_minibatch",
     "child_minibatch",
+    "recheck_parent",
+    "recheck_child",
     "merge_subsample",
     "validation",
     "test",

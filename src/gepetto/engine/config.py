@@ -51,6 +51,7 @@ class OptimizerConfig:
     cache_evaluation: bool = True
     parallel_proposals: int = 1
     rejected_memory: int = 0
+    recheck_margin: float | None = None
     use_merge: bool = False
     max_merge_invocations: int = 5
     merge_val_overlap_floor: int = 5
@@ -77,6 +78,7 @@ def build_config(
     cache_evaluation: bool = True,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
+    recheck_margin: float | None = None,
     use_merge: bool = False,
     max_merge_invocations: int = 5,
     merge_val_overlap_floor: int = 5,
@@ -96,6 +98,10 @@ def build_config(
         raise ConfigError(f"seed must be an int, got {type(seed).__name__}")
     if not isinstance(parallel_proposals, int) or parallel_proposals < 1:
         raise ConfigError(f"parallel_proposals must be an int >= 1, got {parallel_proposals!r}")
+    if recheck_margin is not None and (
+        not isinstance(recheck_margin, int | float) or recheck_margin < 0
+    ):
+        raise ConfigError(f"recheck_margin must be a number >= 0 or None, got {recheck_margin!r}")
     if not isinstance(rejected_memory, int) or rejected_memory < 0:
         raise ConfigError(f"rejected_memory must be an int >= 0, got {rejected_memory!r}")
     if not isinstance(max_merge_invocations, int) or max_merge_invocations < 0:
@@ -141,6 +147,7 @@ def build_config(
         cache_evaluation=bool(cache_evaluation),
         parallel_proposals=parallel_proposals,
         rejected_memory=rejected_memory,
+        recheck_margin=None if recheck_margin is None else float(recheck_margin),
         use_merge=bool(use_merge),
         max_merge_invocations=max_merge_invocations,
         merge_val_overlap_floor=merge_val_overlap_floor,
@@ -159,6 +166,7 @@ def build_config(
             "cache_evaluation": cache_evaluation,
             "parallel_proposals": parallel_proposals,
             "rejected_memory": rejected_memory,
+            "recheck_margin": recheck_margin,
             "use_merge": bool(use_merge),
             "max_merge_invocations": max_merge_invocations,
             "merge_val_overlap_floor": merge_val_overlap_floor,

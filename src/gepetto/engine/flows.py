@@ -304,6 +304,11 @@ class IterationFlows:
             )
             child_sum = sum(child_eval.scores)
             accepted, reason = self.config.acceptance.accept(parent_eval.scores, child_eval.scores)
+            margin = self.config.recheck_margin
+            if accepted and margin is not None and child_sum - parent_sum <= margin:
+                accepted, reason = yield from self._recheck(
+                    iteration, parent, child, child_hash, batch_ids, parent_eval, child_eval
+                )
             if not accepted:
                 self._decide(
                     iteration,
@@ -436,6 +441,34 @@ class IterationFlows:
         policy = self.config.evaluation_policy
         while ids := tuple(policy.examples_to_evaluate(self.state, content_hash)):
             yield from self._evaluate(texts, content_hash, "val", ids, iteration, purpose)
+
+    def _recheck(
+        self,
+        iteration: int,
+        parent: CandidateRecord,
+        child: Mapping[str, str],
+        child_hash: str,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+        child_eval: ScoredExamples,
+    ) -> Generator[Task, Any, tuple[bool, str]]:
+        """A narrow win is checked again on a second minibatch (noise-aware acceptance): the
+        child must also pass the acceptance criterion on both minibatches together."""
+        others = [i for i in range(len(self.trainset)) if i not in batch_ids]
+        size = min(len(batch_ids), len(others))
+        if size == 0:
+            return True, "no other training examples to recheck on"
+        second = tuple(sorted(self.rng(iteration, "recheck").sample(others, size)))
+        parent_more = yield from self._evaluate(
+            parent.texts, parent.content_hash, "train", second, iteration, "recheck_parent"
+        )
+        child_more = yield from self._evaluate(
+            child, child_hash, "train", second, iteration, "recheck_child"
+        )
+        accepted, reason = self.config.acceptance.accept(
+            [*parent_eval.scores, *parent_more.scores], [*child_eval.scores, *child_more.scores]
+        )
+        return accepted, f"rechecked on a second minibatch: {reason}"
 
     def _rejected_memory(self, components: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """The last ``rejected_memory`` rejected proposals for each component (from the
