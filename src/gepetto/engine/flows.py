@@ -93,6 +93,7 @@ class IterationFlows:
     _reflection_errors: int
     _replay: JournalReplay
     _merges_due: int
+    _journaling: bool
 
     def request_stop(self, reason: str) -> None:
         raise NotImplementedError
@@ -595,8 +596,11 @@ class IterationFlows:
             metric_calls=len(result.missing),
             failures=len(failed_ids),
             failed_examples=failed_ids,
-            outputs=jsonable_or_none(result.outputs) if traces else None,
-            trajectories=jsonable_or_none(result.trajectories) if traces else None,
+            # Kept for a resumed run, so only when there is a journal to resume from.
+            outputs=jsonable_or_none(result.outputs) if traces and self._journaling else None,
+            trajectories=jsonable_or_none(result.trajectories)
+            if traces and self._journaling
+            else None,
         )
         self._record(record)
         if self.bus.has_subscribers(EvaluationFinished):

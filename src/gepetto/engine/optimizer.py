@@ -155,6 +155,7 @@ class Optimizer(MergeFlows):
         self._stop_reason: str | None = None
         self._finished_event_sent = False
         self._journal = Journal(storage, run_id)
+        self._journaling = storage is not None
         records = self._journal.open(
             seed_candidate=seed,
             trainset=self.trainset,
