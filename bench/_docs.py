@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,3 +36,12 @@ def git_commit() -> str:
     commit = git("rev-parse", "--short", "HEAD").strip() or "unknown"
     dirty = git("status", "--porcelain", "--untracked-files=all", "--", "src").strip()
     return commit + (" + uncommitted changes in src/" if dirty else "")
+
+
+def provenance(command: str, load: float) -> str:
+    """The lines under a section title saying how, when and on what code it was measured."""
+    date = subprocess.run(["date", "-u"], check=True, capture_output=True, text=True).stdout.strip()
+    return (
+        f"Command: `{command}`  \nDate: {date}  \nCommit: `{git_commit()}`  \n"
+        f"Python {sys.version.split()[0]}; 1-min load average before the run: {load:.2f}\n\n"
+    )

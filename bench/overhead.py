@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import gepetto
-from _docs import git_commit, replace_section
+from _docs import provenance, replace_section
 from gepetto import EvaluationBatch
 
 VOCAB = [f"w{i:02d}" for i in range(32)]
@@ -236,7 +236,6 @@ def verdict(rows: list[dict[str, Any]], ratios: list[float]) -> str:
 
 
 def write_docs(body: str, command: str, load: float) -> None:
-    date = subprocess.run(["date", "-u"], check=True, capture_output=True, text=True).stdout.strip()
     section = (
         f"{START}\n## Framework overhead\n\n"
         "gepetto's own time per metric call, with a zero-latency adapter and reflection LM "
@@ -249,9 +248,8 @@ def write_docs(body: str, command: str, load: float) -> None:
         "threads, async rows await them. Per-iteration work (parent selection, two minibatch "
         "evaluations, reflection) is spread over ~6 metric calls while validations are "
         "batched, so rows with a larger valset show fewer µs per call.\n\n"
-        f"Command: `{command}`  \nDate: {date}  \nCommit: `{git_commit()}`  \n"
-        f"Python {sys.version.split()[0]}; 1-min load average before the run: {load:.2f}\n\n"
-        f"{body}{END}"
+        + provenance(command, load)
+        + f"{body}{END}"
     )
     replace_section(section, START, END)
 

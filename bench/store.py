@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import gepetto
-from _docs import git_commit, replace_section
+from _docs import provenance, replace_section
 from gepetto.records import record_from_dict
 from gepetto.storage import SQLiteStorage
 from overhead import SEED_TEXT, TRAIN_SIZE, MutatingLM, SyncAdapter, make_examples
@@ -289,7 +289,6 @@ def _span(values: list[float]) -> str:
 
 
 def write_docs(body: str, command: str, load: float, repeat: int) -> None:
-    date = subprocess.run(["date", "-u"], check=True, capture_output=True, text=True).stdout.strip()
     section = (
         f"{START}\n## Run store\n\n"
         "What journaling a run costs (`bench/store.py`: the zero-latency workload of "
@@ -306,9 +305,8 @@ def write_docs(body: str, command: str, load: float, repeat: int) -> None:
         "cost of creating the journal file (schema, WAL, final checkpoint: 10-40 ms), "
         "spread over few calls. The rare slow appends are SQLite's automatic WAL "
         "checkpoints (they disappear with `PRAGMA wal_autocheckpoint=0`).\n\n"
-        f"Command: `{command}`  \nDate: {date}  \nCommit: `{git_commit()}`  \n"
-        f"Python {sys.version.split()[0]}; 1-min load average before the run: {load:.2f}\n\n"
-        f"{body}{END}"
+        + provenance(command, load)
+        + f"{body}{END}"
     )
     replace_section(section, START, END)
 

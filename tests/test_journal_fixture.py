@@ -5,13 +5,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import gepetto
+from tests.fixtures.make_journal_v1 import run_fixture_workload
+
 from gepetto.records import record_from_dict
 from gepetto.storage import SQLiteStorage
-from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, keyword_dataset
 
 FIXTURE = Path(__file__).parent / "fixtures" / "journal_v1.sqlite"
-WORDS = [f"w{i}" for i in range(6)]  # the inputs of fixtures/make_journal_v1.py
 
 
 def test_format_1_records_load(tmp_path: Path) -> None:
@@ -27,16 +26,7 @@ def test_format_1_records_load(tmp_path: Path) -> None:
 
 def test_format_1_run_resumes_and_extends(tmp_path: Path) -> None:
     shutil.copy(FIXTURE, tmp_path / "journal.sqlite")
-    result = gepetto.optimize(
-        {"instructions": "Answer."},
-        keyword_dataset(WORDS, copies=2),
-        keyword_dataset(WORDS),
-        adapter=KeywordAdapter(),
-        reflection_lm=FeedbackFollowingLM(),
-        max_metric_calls=120,
-        run_dir=tmp_path,
-        display_progress_bar=False,
-    )
+    result = run_fixture_workload(tmp_path, max_metric_calls=120)
     # The three candidates of the stored run come first, unchanged; the run went on.
     assert result.candidates[0] == {"instructions": "Answer."}
     assert result.num_candidates > 3

@@ -304,6 +304,19 @@ class IterationFlows:
                 child, child_hash, "train", batch_ids, iteration, "child_minibatch"
             )
             child_sum = sum(child_eval.scores)
+
+            def decide(outcome: Outcome, why: str, child_id: int | None = None) -> None:
+                self._decide(
+                    iteration,
+                    parent.id,
+                    outcome,
+                    why,
+                    parent_score=parent_sum,
+                    child_score=child_sum,
+                    child_hash=child_hash,
+                    child_id=child_id,
+                )
+
             accepted, reason = self.config.acceptance.accept(parent_eval.scores, child_eval.scores)
             margin = self.config.recheck_margin
             if accepted and margin is not None and child_sum - parent_sum <= margin:
@@ -311,15 +324,7 @@ class IterationFlows:
                     iteration, parent, child, child_hash, batch_ids, parent_eval, child_eval
                 )
             if not accepted:
-                self._decide(
-                    iteration,
-                    parent.id,
-                    "rejected",
-                    reason,
-                    parent_score=parent_sum,
-                    child_score=child_sum,
-                    child_hash=child_hash,
-                )
+                decide("rejected", reason)
                 return
             self.bus.emit(
                 CandidateAccepted(iteration, parent.id, child_hash, parent_sum, child_sum, reason)
@@ -332,15 +337,7 @@ class IterationFlows:
                 ) from None
             admitted, why = self._admission(child_hash)
             if not admitted:
-                self._decide(
-                    iteration,
-                    parent.id,
-                    "rejected",
-                    why,
-                    parent_score=parent_sum,
-                    child_score=child_sum,
-                    child_hash=child_hash,
-                )
+                decide("rejected", why)
                 return
             child_id = self._admit(
                 CandidateRecord(
@@ -357,26 +354,9 @@ class IterationFlows:
             )
             if self.state.candidates[child_id].iteration != iteration:
                 reason = f"duplicate of candidate {child_id}, admitted meanwhile by another worker"
-                self._decide(
-                    iteration,
-                    parent.id,
-                    "rejected",
-                    reason,
-                    parent_score=parent_sum,
-                    child_score=child_sum,
-                    child_hash=child_hash,
-                )
+                decide("rejected", reason)
                 return
-            self._decide(
-                iteration,
-                parent.id,
-                "accepted",
-                reason,
-                parent_score=parent_sum,
-                child_score=child_sum,
-                child_hash=child_hash,
-                child_id=child_id,
-            )
+            decide("accepted", reason, child_id)
             self._merges_due += 1  # GEPA tries a merge after each accepted reflection child
         finally:
             self._hashes_in_flight.discard(child_hash)

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from gepetto.errors import ConfigError
 from gepetto.events import CandidateAdded, IterationFinished, RunFinished, RunStarted
+from gepetto.observe import progress_metrics
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -288,16 +289,7 @@ class MLflowTracker:
     def on_iteration_finished(self, event: IterationFinished) -> None:
         """Log the run's progress at step ``iteration``."""
         with self._lock:
-            self._log(
-                {
-                    "best_score": event.best_score,
-                    "pool_size": event.pool_size,
-                    "front_size": event.front_size,
-                    "metric_calls": event.metric_calls_used,
-                    "cost_usd": event.cost_usd,
-                },
-                step=event.iteration,
-            )
+            self._log(progress_metrics(event), step=event.iteration)
 
     def on_candidate_added(self, event: CandidateAdded) -> None:
         """Log the new candidate's validation score at step ``candidate_id``."""

@@ -32,6 +32,7 @@ from gepetto.events import (
     RunFinished,
     RunStarted,
 )
+from gepetto.observe import progress_metrics
 from gepetto.types import jsonable
 
 __all__ = ["WandbTracker"]
@@ -152,16 +153,7 @@ class WandbTracker:
         # With parallel proposals iterations may finish out of order; W&B drops rows whose
         # step goes backwards, so the step never decreases (the values are run totals).
         self._step = max(self._step, event.iteration)
-        self._log(
-            {
-                "best_score": event.best_score,
-                "pool_size": event.pool_size,
-                "front_size": event.front_size,
-                "metric_calls": event.metric_calls_used,
-                "cost_usd": event.cost_usd,
-                "iteration": event.iteration,
-            }
-        )
+        self._log({**progress_metrics(event), "iteration": event.iteration})
 
     def on_run_finished(self, event: RunFinished) -> None:
         if self.run is None or self._finished:
