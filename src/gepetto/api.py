@@ -72,6 +72,7 @@ async def aoptimize(
     seed: int = 0,
     val_evaluation_policy: str | EvaluationPolicy | None = None,
     acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
+    objective_weights: Mapping[str, float] | None = None,
     max_concurrency: int = 8,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
@@ -106,6 +107,7 @@ async def aoptimize(
         perfect_score=perfect_score,
         module_selector=module_selector,
         acceptance_criterion=acceptance_criterion,
+        objective_weights=objective_weights,
         val_evaluation_policy=val_evaluation_policy,
         cache_evaluation=cache_evaluation,
         parallel_proposals=parallel_proposals,
@@ -347,6 +349,17 @@ def optimize(
             - ``module_selector``: ``"round_robin"`` (default) or ``"all"``.
             - ``acceptance_criterion``: ``"strict_improvement"`` (default) or
               ``"improvement_or_equal"``.
+            - ``objective_weights``: for an adapter that returns ``objective_scores``, a dict
+              objective name -> weight (finite, may be negative, not all zero), for example
+              ``{"accuracy": 1.0, "brevity": 0.2}``. Acceptance then compares the minibatch
+              sums of each example's weighted sum of objectives (a custom criterion receives
+              these values), and the best candidate (``result.best_idx``, the
+              ``best_score`` of stop conditions) has the highest mean weighted value on
+              validation (``result.weighted_scores``); ``val_aggregate_scores`` and the fronts
+              are unchanged. A weighted objective must be reported on every seed validation
+              example that did not fail (else ``ConfigError``, before any reflection call);
+              later, a missing objective counts 0.0. ``skip_perfect_score`` still looks at
+              the plain score. Default ``None``: plain scores, as in gepa.
             - ``skip_perfect_score`` / ``perfect_score``: skip parents that are perfect on the
               minibatch (default true, 1.0).
             - ``reflection_prompt_template``: a template with ``<curr_param>`` and
@@ -392,7 +405,9 @@ def optimize(
         The :class:`Result`; ``result.best_candidate`` holds the best texts.
 
     Raises:
-        ConfigError: for invalid arguments, before any adapter or LM call.
+        ConfigError: for invalid arguments, before any adapter or LM call (objective weights
+            that name an objective the adapter does not return: once the seed's validation
+            comes back, before any reflection call).
 
     Example:
         >>> from gepetto.testing import KeywordAdapter, ScriptedLM

@@ -33,7 +33,9 @@ class GepettoError(Exception):
 class ConfigError(GepettoError, ValueError):
     """An argument is invalid. The message says which one and what to change.
 
-    Raised while the run is being set up, before any adapter or LM call is made.
+    Raised while the run is being set up, before any adapter or LM call is made. One check
+    needs the adapter's answers: ``objective_weights`` naming an objective the adapter does
+    not return is raised when the seed's validation comes back, before any reflection call.
     """
 
 

@@ -4,7 +4,9 @@
 ``parents``, ``val_aggregate_scores``, ``val_subscores``, ``per_val_instance_best_candidates``,
 ``discovery_eval_counts``, ``total_metric_calls``, ``best_idx``, ``best_candidate``), and adds
 what gepa leaves out: metric calls split by train and validation, reflection calls, the
-non-dominated front, the stop reason and the decision log.
+non-dominated front, the stop reason and the decision log. With ``objective_weights``, the
+best candidate is the one with the highest :attr:`Result.weighted_scores` entry, while
+``val_aggregate_scores`` stay the plain mean scores.
 
 Example:
     >>> r = Result.from_dict(Result.example().to_dict())
@@ -32,7 +34,11 @@ RESULT_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Result:
-    """Everything a finished (or stopped) run found. Candidate ids index every list."""
+    """Everything a finished (or stopped) run found. Candidate ids index every list.
+
+    ``best_idx`` is the highest mean validation score (ties: more validation evidence, then
+    the older candidate), or with ``objective_weights`` the highest weighted score.
+    """
 
     candidates: list[dict[str, str]]
     parents: list[list[int]]
@@ -56,18 +62,29 @@ class Result:
     test_scores: dict[int, float] = field(default_factory=dict)
     """Mean held-out test score by candidate id (only the candidates scored on it)."""
     metric_calls_test: int = 0
+    objective_weights: dict[str, float] | None = None
+    """The run's objective weights (``None``: the best is chosen by the plain score)."""
+    weighted_scores: list[float] | None = None
+    """With ``objective_weights``: per candidate, the mean over its validation examples of
+    the weighted sum of their objectives (a missing objective counts 0.0)."""
 
     # ----- convenience -----------------------------------------------------------------------
 
     @property
     def best_candidate(self) -> dict[str, str]:
-        """The texts of the candidate with the best mean validation score."""
+        """The texts of the best candidate (see ``best_idx``)."""
         return self.candidates[self.best_idx]
 
     @property
     def best_score(self) -> float:
-        """Mean validation score of the best candidate."""
+        """Mean validation score of the best candidate (the plain score, also with
+        ``objective_weights``: see :attr:`best_weighted_score`)."""
         return self.val_aggregate_scores[self.best_idx]
+
+    @property
+    def best_weighted_score(self) -> float | None:
+        """The best candidate's weighted score, if the run had ``objective_weights``."""
+        return self.weighted_scores[self.best_idx] if self.weighted_scores is not None else None
 
     @property
     def seed_score(self) -> float:
@@ -117,6 +134,7 @@ class Result:
         objective_scores = [state.objective_scores(i) for i in ids]
         has_objectives = any(objective_scores)
         objective_fronts = state.objective_fronts() if has_objectives else None
+        weights = state.objective_weights
         return cls(
             candidates=[dict(c.texts) for c in state.candidates],
             parents=[list(c.parents) for c in state.candidates],
@@ -141,13 +159,19 @@ class Result:
             lm_usage={role: asdict(totals) for role, totals in sorted(state.lm_usage.items())},
             test_scores=_test_scores(state),
             metric_calls_test=state.metric_calls["test"],
+            objective_weights=weights.weights if weights is not None else None,
+            weighted_scores=[state.rank_score(i) for i in ids] if weights is not None else None,
         )
 
     # ----- serialisation ---------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict with a ``schema_version`` (sets become sorted lists)."""
-        return {
+        """A JSON-safe dict with a ``schema_version`` (sets become sorted lists).
+
+        ``objective_weights`` and ``weighted_scores`` are optional keys, present only for a
+        run with objective weights.
+        """
+        data: dict[str, Any] = {
             "schema_version": RESULT_SCHEMA_VERSION,
             "candidates": self.candidates,
             "parents": self.parents,
@@ -177,6 +201,10 @@ class Result:
             "test_scores": {str(k): v for k, v in self.test_scores.items()},
             "metric_calls_test": self.metric_calls_test,
         }
+        if self.weighted_scores is not None:
+            data["objective_weights"] = self.objective_weights
+            data["weighted_scores"] = self.weighted_scores
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
@@ -218,6 +246,10 @@ class Result:
             lm_usage=dict(data.get("lm_usage", {})),
             test_scores={int(k): float(v) for k, v in data.get("test_scores", {}).items()},
             metric_calls_test=int(data.get("metric_calls_test", 0)),
+            objective_weights=_floats_by_name(data.get("objective_weights")),
+            weighted_scores=[float(s) for s in data["weighted_scores"]]
+            if data.get("weighted_scores") is not None
+            else None,
         )
 
     def to_json(self, **kwargs: Any) -> str:
@@ -261,9 +293,17 @@ class Result:
             f"metric calls {self.total_metric_calls} (train {self.metric_calls_train}, "
             f"val {self.metric_calls_val}), reflection calls {self.num_reflection_calls}",
             f"stopped: {self.stop_reason or 'n/a'}",
+            *self._weighted_lines(),
             *self._test_lines(),
             *self._usage_lines(),
         ]
+
+    def _weighted_lines(self) -> list[str]:
+        if self.weighted_scores is None or self.objective_weights is None:
+            return []
+        weights = ", ".join(f"{name} x {w:g}" for name, w in self.objective_weights.items())
+        best, seed = self.weighted_scores[self.best_idx], self.weighted_scores[0]
+        return [f"best by weighted objectives ({weights}): {best:.4f} (seed {seed:.4f})"]
 
     def _test_lines(self) -> list[str]:
         if self.best_test_score is None or self.seed_test_score is None:
@@ -297,6 +337,8 @@ class Result:
         table.add_column("id", justify="right")
         table.add_column("parents")
         table.add_column("val score", justify="right")
+        if self.weighted_scores is not None:
+            table.add_column("weighted", justify="right")
         table.add_column("found at call", justify="right")
         table.add_column("front")
         for i in range(self.num_candidates):
@@ -305,11 +347,16 @@ class Result:
                 str(i),
                 ",".join(map(str, self.parents[i])) or "seed",
                 f"{self.val_aggregate_scores[i]:.4f}",
+                *([f"{self.weighted_scores[i]:.4f}"] if self.weighted_scores is not None else []),
                 str(self.discovery_eval_counts[i]),
                 "*" if i in self.pareto_front else "",
                 style=style,
             )
         return Panel(table, title="gepetto result", subtitle=" | ".join(self.summary_lines()[2:]))
+
+
+def _floats_by_name(data: dict[str, Any] | None) -> dict[str, float] | None:
+    return {str(k): float(v) for k, v in data.items()} if data is not None else None
 
 
 def _test_scores(state: RunState) -> dict[int, float]:

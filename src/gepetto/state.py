@@ -12,6 +12,7 @@ from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from gepetto.frontier import BestTable, FrontierType, selection_weights
+from gepetto.objectives import ObjectiveWeights
 from gepetto.records import (
     CandidateRecord,
     DecisionRecord,
@@ -28,14 +29,19 @@ __all__ = ["CandidateView", "LMUsageTotals", "RunState"]
 
 @dataclass(slots=True)
 class _Aggregate:
-    """Running sum and count of one candidate's validation scores."""
+    """Running sums and count of one candidate's validation scores (and weighted values)."""
 
     total: float = 0.0
     count: int = 0
+    weighted_total: float = 0.0
 
     @property
     def mean(self) -> float:
         return self.total / self.count if self.count else 0.0
+
+    @property
+    def weighted_mean(self) -> float:
+        return self.weighted_total / self.count if self.count else 0.0
 
 
 @dataclass(slots=True)
@@ -84,11 +90,19 @@ class RunState:
     Args:
         valset_size: number of validation examples (for coverage checks).
         frontier_type: which fronts :meth:`fronts` returns.
+        objective_weights: if given, the best candidate is the one with the highest
+            :meth:`weighted_score` instead of the highest mean validation score.
     """
 
-    def __init__(self, valset_size: int, frontier_type: FrontierType = "instance") -> None:
+    def __init__(
+        self,
+        valset_size: int,
+        frontier_type: FrontierType = "instance",
+        objective_weights: ObjectiveWeights | None = None,
+    ) -> None:
         self.valset_size = valset_size
         self.frontier_type: FrontierType = frontier_type
+        self.objective_weights = objective_weights
         self.records: list[Record] = []
         self.candidates: list[CandidateRecord] = []
         self.decisions: list[DecisionRecord] = []
@@ -180,15 +194,18 @@ class RunState:
         aggregate.total += score
         aggregate.count += 1
         self._instance_front.offer(example_id, candidate_id, score)
-        for objective, value in (
-            self._val_objectives_by_hash[content_hash].get(example_id, {}).items()
-        ):
+        objectives = self._val_objectives_by_hash[content_hash].get(example_id, {})
+        if self.objective_weights is not None:
+            aggregate.weighted_total += self.objective_weights.value(objectives)
+        for objective, value in objectives.items():
             self._cartesian_front.offer((example_id, objective), candidate_id, value)
 
     def _rank(self, candidate_id: CandidateId) -> tuple[float, int, int]:
-        """Best-candidate order: higher mean, then more evidence, then the older one."""
+        """Best-candidate order: higher mean (weighted, with objective weights), then more
+        evidence, then the older one."""
         aggregate = self._aggregates[candidate_id]
-        return (aggregate.mean, aggregate.count, -candidate_id)
+        score = aggregate.mean if self.objective_weights is None else aggregate.weighted_mean
+        return (score, aggregate.count, -candidate_id)
 
     def _refresh_best(self, changed_id: CandidateId) -> None:
         """Re-rank after ``changed_id``'s scores changed (all of a record at once)."""
@@ -232,6 +249,19 @@ class RunState:
     def val_score(self, candidate_id: CandidateId) -> float:
         """Mean validation score of a pool member over the examples it was evaluated on."""
         return self._aggregates[candidate_id].mean
+
+    def weighted_score(self, candidate_id: CandidateId) -> float | None:
+        """Mean over a pool member's validation examples of the weighted sum of their
+        objectives (a missing objective counts 0.0); ``None`` without objective weights."""
+        if self.objective_weights is None:
+            return None
+        return self._aggregates[candidate_id].weighted_mean
+
+    def rank_score(self, candidate_id: CandidateId) -> float:
+        """What the best candidate is chosen by: :meth:`weighted_score` with objective
+        weights, else :meth:`val_score`."""
+        aggregate = self._aggregates[candidate_id]
+        return aggregate.weighted_mean if self.objective_weights is not None else aggregate.mean
 
     def val_coverage(self, candidate_id: CandidateId) -> int:
         """Number of validation examples a pool member was evaluated on."""

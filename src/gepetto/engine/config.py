@@ -15,6 +15,7 @@ from typing import Any
 
 from gepetto.errors import ConfigError
 from gepetto.frontier import FRONTIER_TYPES, FrontierType
+from gepetto.objectives import ObjectiveWeights, resolve_objective_weights
 from gepetto.stopping import (
     MaxCost,
     MaxMetricCalls,
@@ -45,6 +46,7 @@ class OptimizerConfig:
     evaluation_policy: EvaluationPolicy
     stop_conditions: list[StopCondition]
     frontier_type: FrontierType = "instance"
+    objective_weights: ObjectiveWeights | None = None
     max_metric_calls: int | None = None
     skip_perfect_score: bool = True
     perfect_score: float = 1.0
@@ -74,6 +76,7 @@ def build_config(
     perfect_score: float = 1.0,
     module_selector: str | ComponentSelector = "round_robin",
     acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
+    objective_weights: Mapping[str, float] | None = None,
     val_evaluation_policy: str | EvaluationPolicy | None = None,
     cache_evaluation: bool = True,
     parallel_proposals: int = 1,
@@ -112,6 +115,7 @@ def build_config(
         raise ConfigError(
             f"merge_val_overlap_floor must be an int >= 1, got {merge_val_overlap_floor!r}"
         )
+    weights = resolve_objective_weights(objective_weights)
     stop_conditions = resolve_stop_conditions(stop_callbacks)
     if max_metric_calls is not None:
         if not isinstance(max_metric_calls, int) or isinstance(max_metric_calls, bool):
@@ -141,6 +145,7 @@ def build_config(
         evaluation_policy=resolve_evaluation_policy(val_evaluation_policy),
         stop_conditions=stop_conditions,
         frontier_type=frontier_type,
+        objective_weights=weights,
         max_metric_calls=max_metric_calls,
         skip_perfect_score=bool(skip_perfect_score),
         perfect_score=float(perfect_score),
@@ -173,6 +178,8 @@ def build_config(
             "max_metric_calls": max_metric_calls,
             "max_cost_usd": max_cost_usd,
             "seed": seed,
+            # Only when set, so runs without weights keep their recorded settings unchanged.
+            **({"objective_weights": weights.weights} if weights is not None else {}),
         },
     )
 

@@ -22,10 +22,12 @@ from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig
 from gepetto.engine.replay import JournalReplay
 from gepetto.engine.scored import (
+    KnownResult,
     ScoredExamples,
+    aligned_objectives,
     as_scored,
     jsonable_or_none,
-    objectives_for,
+    judge_minibatch,
     scores_from_record,
 )
 from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
@@ -87,7 +89,7 @@ class IterationFlows:
     _seed_admitted: bool
     _budget: LocalBudget | SharedBudget
     worker: str | None
-    _train_cache: dict[tuple[str, int], tuple[Any, float, Any]]
+    _train_cache: dict[tuple[str, int], KnownResult]
     _hashes_in_flight: set[str]
     _stalled_iterations: int
     _reflection_errors: int
@@ -317,9 +319,11 @@ class IterationFlows:
                     child_id=child_id,
                 )
 
-            accepted, reason = self.config.acceptance.accept(parent_eval.scores, child_eval.scores)
+            accepted, reason, gain = judge_minibatch(
+                self.config.acceptance, self.config.objective_weights, [parent_eval], [child_eval]
+            )
             margin = self.config.recheck_margin
-            if accepted and margin is not None and child_sum - parent_sum <= margin:
+            if accepted and margin is not None and gain <= margin:
                 accepted, reason = yield from self._recheck(
                     iteration, parent, child, child_hash, batch_ids, parent_eval, child_eval
                 )
@@ -446,8 +450,11 @@ class IterationFlows:
         child_more = yield from self._evaluate(
             child, child_hash, "train", second, iteration, "recheck_child"
         )
-        accepted, reason = self.config.acceptance.accept(
-            [*parent_eval.scores, *parent_more.scores], [*child_eval.scores, *child_more.scores]
+        accepted, reason, _ = judge_minibatch(
+            self.config.acceptance,
+            self.config.objective_weights,
+            [parent_eval, parent_more],
+            [child_eval, child_more],
         )
         return accepted, f"rechecked on a second minibatch: {reason}"
 
@@ -539,6 +546,7 @@ class IterationFlows:
     def _cache_scored(
         self, content_hash: str, example_ids: tuple[int, ...], scored: ScoredBatch
     ) -> None:
+        objectives = scored.batch.objective_scores
         for position, example_id in enumerate(example_ids):
             if not scored.failed[position]:
                 trajectory = scored.batch.trajectories[position]  # type: ignore[index]
@@ -546,6 +554,7 @@ class IterationFlows:
                     scored.batch.outputs[position],
                     scored.batch.scores[position],
                     trajectory,
+                    objectives[position] if objectives is not None else None,
                 )
 
     def _record_evaluation(
@@ -572,7 +581,7 @@ class IterationFlows:
             iteration=iteration,
             example_ids=example_ids,
             scores=tuple(result.scores),
-            objective_scores=objectives_for(example_ids, result.missing, scored),
+            objective_scores=result.objectives,
             metric_calls=len(result.missing),
             failures=len(failed_ids),
             failed_examples=failed_ids,
@@ -602,14 +611,14 @@ class IterationFlows:
 
     def _known_results(
         self, content_hash: str, split: Split, example_ids: tuple[int, ...], traces: bool
-    ) -> dict[int, tuple[Any, float, Any]]:
+    ) -> dict[int, KnownResult]:
         if split != "train":
             scores = (
                 self.state.known_val_scores(content_hash)
                 if split == "val"
                 else self.state.known_test_scores(content_hash)
             )
-            return {i: (None, scores[i], None) for i in example_ids if i in scores}
+            return {i: (None, scores[i], None, None) for i in example_ids if i in scores}
         if not (self.config.cache_evaluation and traces):
             return {}
         cache = self._train_cache
@@ -618,16 +627,16 @@ class IterationFlows:
     @staticmethod
     def _merge(
         example_ids: tuple[int, ...],
-        known: dict[int, tuple[Any, float, Any]],
+        known: dict[int, KnownResult],
         missing: tuple[int, ...],
         scored: ScoredBatch | None,
         traces: bool,
     ) -> ScoredExamples:
         position = {example_id: n for n, example_id in enumerate(missing)}
-        outputs, scores, trajectories, failed = [], [], [], []
+        outputs, scores, trajectories, failed, objectives = [], [], [], [], []
         for example_id in example_ids:
             if example_id in known:
-                output, score, trajectory = known[example_id]
+                output, score, trajectory, objective = known[example_id]
                 failure = False
             else:
                 assert scored is not None
@@ -635,10 +644,13 @@ class IterationFlows:
                 output, score = scored.batch.outputs[n], scored.batch.scores[n]
                 trajectory = scored.batch.trajectories[n] if traces else None  # type: ignore[index]
                 failure = scored.failed[n]
+                new_objectives = scored.batch.objective_scores
+                objective = new_objectives[n] if new_objectives is not None else None
             outputs.append(output)
             scores.append(score)
             trajectories.append(trajectory)
             failed.append(failure)
+            objectives.append(objective)
         return ScoredExamples(
             example_ids,
             outputs,
@@ -646,6 +658,7 @@ class IterationFlows:
             trajectories if traces else None,
             tuple(failed),
             missing,
+            aligned_objectives(objectives),
         )
 
     def _admit(self, record: CandidateRecord) -> int:

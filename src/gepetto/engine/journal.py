@@ -40,6 +40,7 @@ _ADDED_LATER = {
     "merge_val_overlap_floor": 5,
     "rejected_memory": 0,
     "recheck_margin": None,
+    "objective_weights": None,
 }
 """Settings added after journal format 1, fingerprinted only when they differ from their
 default, so runs journaled before they existed keep resuming."""

@@ -41,6 +41,7 @@ from gepetto.engine.flows import (
 from gepetto.engine.journal import Journal
 from gepetto.engine.merging import MergeFlows
 from gepetto.engine.replay import JournalReplay, replay_journal
+from gepetto.engine.scored import KnownResult
 from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
@@ -128,7 +129,9 @@ class Optimizer(MergeFlows):
         self._test_started = False
         self.config: OptimizerConfig = build_config(valset_size=len(self.valset), **options)
         self.components: tuple[str, ...] = tuple(seed)
-        self.state = RunState(len(self.valset), self.config.frontier_type)
+        self.state = RunState(
+            len(self.valset), self.config.frontier_type, self.config.objective_weights
+        )
         self.bus = EventBus()
         for observer in callbacks or ():
             if isinstance(observer, Inline):
@@ -144,7 +147,7 @@ class Optimizer(MergeFlows):
         self._seed_admitted = False
         self._next_task_id = 0
         self._next_iteration = 0
-        self._train_cache: dict[tuple[str, int], tuple[Any, float, Any]] = {}
+        self._train_cache: dict[tuple[str, int], KnownResult] = {}
         self._hashes_in_flight: set[str] = set()
         self._stalled_iterations = 0
         self._reflection_errors = 0
@@ -225,12 +228,14 @@ class Optimizer(MergeFlows):
         failed = set(record.failed_examples)
         outputs = record.outputs or [None] * len(record.example_ids)
         trajectories = record.trajectories or []
+        objectives = record.objective_scores
         for position, example_id in enumerate(record.example_ids):
             if example_id not in failed:
                 self._train_cache[(record.candidate_hash, example_id)] = (
                     outputs[position],
                     record.scores[position],
                     trajectories[position],
+                    objectives[position] if objectives is not None else None,
                 )
 
     @property
@@ -398,7 +403,7 @@ class Optimizer(MergeFlows):
         """A snapshot for stop conditions and progress displays."""
         state = self.state
         elapsed = 0.0 if self._started_at is None else self._clock() - self._started_at
-        best = state.val_score(state.best_id) if state.candidates else float("-inf")
+        best = state.rank_score(state.best_id) if state.candidates else float("-inf")
         return RunStatus(
             metric_calls_used=state.total_metric_calls,
             elapsed_seconds=elapsed,
@@ -555,7 +560,20 @@ class Optimizer(MergeFlows):
 
     def _admit_record(self, record: CandidateRecord) -> int:
         """Journal a candidate; in a shared run the storage assigns its id (or finds an equal
-        candidate another worker admitted) and the state catches up in storage order."""
+        candidate another worker admitted) and the state catches up in storage order.
+
+        Before the seed joins, its validation must report every weighted objective: a wrong
+        ``objective_weights`` is refused before any reflection is paid for.
+        """
+        weights = self.config.objective_weights
+        if record.origin == "seed" and weights is not None:
+            weights.check_seed(
+                r
+                for r in self.state.records
+                if isinstance(r, EvaluationRecord)
+                and r.split == "val"
+                and r.candidate_hash == record.content_hash
+            )
         if self.worker is None:
             self._record(record)
             return record.id

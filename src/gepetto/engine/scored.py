@@ -2,7 +2,8 @@
 
 :class:`ScoredExamples` is one finished evaluation aligned with its example ids (whether
 each example came from the cache or was evaluated now); the functions convert what a driver
-tells back, or what the journal holds, into it.
+tells back, or what the journal holds, into it, and :func:`judge_minibatch` applies the
+acceptance criterion to a parent's and a child's evaluations.
 """
 
 from __future__ import annotations
@@ -15,15 +16,22 @@ from typing import Any
 from gepetto.adapter import check_evaluation_batch
 from gepetto.errors import ConfigError
 from gepetto.evaluation import ScoredBatch
+from gepetto.objectives import ObjectiveWeights
 from gepetto.records import EvaluationRecord
+from gepetto.strategies.acceptance import AcceptanceCriterion
 
 __all__ = [
+    "KnownResult",
     "ScoredExamples",
+    "aligned_objectives",
     "as_scored",
     "jsonable_or_none",
-    "objectives_for",
+    "judge_minibatch",
     "scores_from_record",
 ]
+
+KnownResult = tuple[Any, float, Any, Mapping[str, float] | None]
+"""An example's (output, score, trajectory, objectives) known without evaluating it again."""
 
 
 @dataclass(slots=True)
@@ -37,6 +45,8 @@ class ScoredExamples:
     failed: tuple[bool, ...]
     missing: tuple[int, ...]
     """The examples that were really evaluated (the others came from the cache)."""
+    objectives: tuple[Mapping[str, float], ...] | None = None
+    """Per example, the adapter's objective scores (``None``: it returned none)."""
 
 
 def as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
@@ -49,13 +59,42 @@ def as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
     return ScoredBatch(batch, (False,) * size)
 
 
-def objectives_for(
-    example_ids: tuple[int, ...], missing: tuple[int, ...], scored: ScoredBatch | None
+def aligned_objectives(
+    objectives: Sequence[Mapping[str, float] | None],
 ) -> tuple[Mapping[str, float], ...] | None:
-    if scored is None or scored.batch.objective_scores is None:
+    """Objective scores per example (``{}`` where unknown), or ``None`` if none is known."""
+    if all(example is None for example in objectives):
         return None
-    by_id = dict(zip(missing, scored.batch.objective_scores, strict=True))
-    return tuple(by_id.get(example_id, {}) for example_id in example_ids)
+    return tuple(example if example is not None else {} for example in objectives)
+
+
+def judge_minibatch(
+    acceptance: AcceptanceCriterion,
+    weights: ObjectiveWeights | None,
+    parent: Sequence[ScoredExamples],
+    child: Sequence[ScoredExamples],
+) -> tuple[bool, str, float]:
+    """Apply the acceptance criterion to a parent's and a child's minibatch evaluations.
+
+    The criterion gets, example by example (the evaluations concatenated in order), the
+    scores, or with objective weights the weighted sums of the objectives.
+
+    Returns:
+        Whether the child is accepted, the reason, and the child's gain (the difference of
+        the sums of what the criterion compared).
+    """
+
+    def values(evaluation: ScoredExamples) -> list[float]:
+        if weights is None:
+            return evaluation.scores
+        return weights.values(evaluation.objectives, len(evaluation.scores))
+
+    parent_values = [value for evaluation in parent for value in values(evaluation)]
+    child_values = [value for evaluation in child for value in values(evaluation)]
+    accepted, reason = acceptance.accept(parent_values, child_values)
+    if weights is not None:
+        reason = f"weighted objectives: {reason}"
+    return accepted, reason, sum(child_values) - sum(parent_values)
 
 
 def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:
@@ -82,4 +121,5 @@ def scores_from_record(record: EvaluationRecord) -> ScoredExamples:
         list(record.trajectories) if record.trajectories is not None else None,
         tuple(i in failed for i in record.example_ids),
         (),
+        record.objective_scores,
     )

@@ -1,7 +1,9 @@
 """Whether a child that was scored on the parent's minibatch is worth validating.
 
 An acceptance criterion is any object with
-``accept(parent_scores, child_scores) -> (accepted, reason)``.
+``accept(parent_scores, child_scores) -> (accepted, reason)``. With ``objective_weights``
+(:mod:`gepetto.objectives`) it receives, instead of the scores, each example's weighted sum
+of objectives, and the recorded reason starts with "weighted objectives: ".
 
 - ``"strict_improvement"`` (default): the child's minibatch sum is higher than the parent's;
 - ``"improvement_or_equal"``: the child's sum is at least the parent's.

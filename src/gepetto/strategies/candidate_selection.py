@@ -51,7 +51,8 @@ class ParetoSelector:
 
 
 class CurrentBestSelector:
-    """Always the candidate with the best mean validation score."""
+    """Always the best candidate (best mean validation score, or best weighted objectives
+    with ``objective_weights``)."""
 
     def select(self, state: RunState, rng: random.Random) -> int:
         return state.best_id
