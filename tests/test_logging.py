@@ -30,7 +30,10 @@ def run(**options: Any) -> gepetto.Result:
 
 def test_one_info_line_per_decision(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="gepetto"):
-        result = run(reflection_lm=ScriptedLM(["no fence", "```\nAnswer. alpha\n```"] * 20))
+        result = run(
+            reflection_lm=ScriptedLM(["no fence", "```\nAnswer. alpha\n```"] * 20),
+            reflection_retries=0,
+        )
     messages = [r.getMessage() for r in caplog.records if r.name == "gepetto"]
     decisions = [m for m in messages if m.startswith("iteration ")]
     assert len(decisions) == result.num_iterations

@@ -84,7 +84,7 @@ def test_garbage_reflection_replies_are_never_adopted(words: list[str]) -> None:
         "<think>long monologue that never ends ```\nfake\n```",  # unclosed think swallows it
     ]
     lm = ScriptedLM(replies, repeat_last=True)
-    result = run(words, reflection_lm=lm, max_metric_calls=80)
+    result = run(words, reflection_lm=lm, max_metric_calls=80, reflection_retries=0)
     assert result.num_candidates == 1
     assert result.best_candidate == SEED
     failed = [d for d in result.decisions if d["outcome"] == "failed"]

@@ -6,6 +6,7 @@ import pytest
 
 from gepetto.proposers import (
     DEFAULT_REFLECTION_TEMPLATE,
+    correction_for,
     extract_new_text,
     format_side_info,
     render_reflection_prompt,
@@ -24,6 +25,17 @@ from gepetto.proposers import (
         ("<think>let me think ```\nnot this\n```</think>\n```\nreal\n```", "real"),
         ("```Answer with a label.\nThen stop.\n```", "Answer with a label.\nThen stop."),
         ("```\n  multi\n  line\n```", "multi\n  line"),
+        # no fences, but a clear delimiter
+        ("Certainly! Here is the improved prompt:\n\nAnswer in one word.", "Answer in one word."),
+        ("Sure, here are the new instructions:\nAnswer.\nBe brief.", "Answer.\nBe brief."),
+        ("**New instructions:**\nAnswer in one word.", "Answer in one word."),
+        ("Improved prompt: Answer in one word.", "Answer in one word."),
+        (
+            "I studied the feedback.\n\nRevised instructions:\nAnswer in one word.\n\n"
+            "This version adds the format.\n\nNote: shorter.",
+            "Answer in one word.",
+        ),
+        ("<think>hmm</think>\nHere is the new prompt:\nAnswer.", "Answer."),
     ],
 )
 def test_usable_replies(reply: str, text: str) -> None:
@@ -39,6 +51,20 @@ def test_usable_replies(reply: str, text: str) -> None:
         ("Here:\n```\nAnswer briefly and", "unclosed fenced block in reply (truncated?)"),
         ("<think>I will write ```\nsomething\n``` later", "no fenced block in reply"),
         ("```\n\n```", "empty fenced block in reply"),
+        # monologues and preambles that introduce nothing are not adopted
+        (
+            "To improve the instructions, let's analyze the feedback.\n1. The task",
+            "no fenced block in reply",
+        ),
+        ("Sure! Let me analyze the feedback.\nThe answers were wrong.", "no fenced block in reply"),
+        ("Here are the improved instructions:", "no fenced block in reply"),
+        ("Answer in one word.", "no fenced block in reply"),
+        # a reply cut off after an earlier complete block must not adopt that block
+        (
+            "Old:\n```\nold text\n```\nNew:\n```\nnew text, cut",
+            "unclosed fenced block in reply (truncated?)",
+        ),
+        ("``` Improve the assistant\nby doing", "unclosed fenced block in reply (truncated?)"),
     ],
 )
 def test_unusable_replies(reply: str, problem: str) -> None:
@@ -55,9 +81,36 @@ def test_render_fills_both_placeholders() -> None:
     )
     assert "<curr_param>" not in prompt and "<side_info>" not in prompt
     assert "Be brief." in prompt
-    assert "# Example 1" in prompt and "### question" in prompt and "wrong, 4" in prompt
+    assert "Example 1\n- Inputs:\n  - question: 2+2?\n- Generated Outputs: 5" in prompt
+    assert "- Feedback: wrong, 4" in prompt
+    assert "under 150 words" in prompt  # <max_words> is filled
 
 
 def test_side_info_renders_nested_values() -> None:
-    text = format_side_info([{"a": [1, {"b": "c"}], "empty": {}}])
-    assert "## a" in text and "### Item 1" in text and "#### b" in text and "c" in text
+    text = format_side_info([{"a": [1, {"b": "c"}], "empty": {}, "long": "one\ntwo"}])
+    assert text == (
+        "Example 1\n- a:\n  - Item 1: 1\n  - Item 2:\n    - b: c\n- empty: (none)\n"
+        "- long: one\n  two"
+    )
+
+
+def test_word_limit_grows_with_the_current_text() -> None:
+    long_text = " ".join(["word"] * 400)
+    prompt = render_reflection_prompt(DEFAULT_REFLECTION_TEMPLATE, long_text, [{"x": 1}])
+    assert "under 800 words" in prompt
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "empty reply",
+        "no fenced block in reply",
+        "unclosed fenced block in reply (truncated?)",
+        "empty fenced block in reply",
+        "something new",
+    ],
+)
+def test_every_problem_has_a_corrective_note(problem: str) -> None:
+    note = correction_for(problem, 150)
+    assert "IMPORTANT" in note and "under 150 words" in note and "```" in note
+    assert ("could not be used" in note) == (problem == "something new")

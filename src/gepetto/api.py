@@ -23,6 +23,7 @@ from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
 from gepetto.observe.log import JsonLinesEventLog, LogObserver
 from gepetto.progress import RichProgress, progress_wanted, rich_available
+from gepetto.proposers.guards import resolve_guard_mode
 from gepetto.proposers.reflective import ReflectiveProposer, resolve_templates
 from gepetto.result import Result
 from gepetto.stopping import RunStatus, StopCondition
@@ -77,6 +78,8 @@ async def aoptimize(
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
     recheck_margin: float | None = None,
+    reflection_retries: int = 1,
+    proposal_guards: str = "flag",
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
@@ -90,6 +93,9 @@ async def aoptimize(
     if not isinstance(max_concurrency, int) or max_concurrency < 1:
         raise ConfigError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
     _check_proposal_source(adapter, reflection_lm, custom_candidate_proposer)
+    if not isinstance(reflection_retries, int) or reflection_retries < 0:
+        raise ConfigError(f"reflection_retries must be an int >= 0, got {reflection_retries!r}")
+    guard_mode = resolve_guard_mode(proposal_guards)
     journal_storage = open_storage(storage, run_dir)
     optimizer = Optimizer(
         seed_candidate,
@@ -134,7 +140,12 @@ async def aoptimize(
         proposer = None
         if custom_candidate_proposer is None and not runner.proposes_texts:
             lm = resources.reflection_lm(reflection_lm, dict(reflection_lm_kwargs or {}))
-            proposer = ReflectiveProposer(as_async_lm(lm, executor=resources.executor), templates)
+            proposer = ReflectiveProposer(
+                as_async_lm(lm, executor=resources.executor),
+                templates,
+                retries=reflection_retries,
+                guards=guard_mode,
+            )
         driver = Driver(
             optimizer,
             runner,
@@ -364,6 +375,13 @@ def optimize(
               minibatch (default true, 1.0).
             - ``reflection_prompt_template``: a template with ``<curr_param>`` and
               ``<side_info>``, or a dict of them per component.
+            - ``reflection_retries``: when a reflection reply holds no usable text (no fenced
+              block or labelled answer, cut off, empty), ask again this many times with a
+              note saying what was wrong; each attempt is a reflection call (default 1).
+            - ``proposal_guards``: free checks on each proposed text: it drops most of the
+              parent's words, or copies an example's inputs/outputs verbatim. ``"flag"``
+              (default) records the reason with the reflection, ``"reject"`` discards the
+              text before any evaluation, ``"off"`` skips the checks.
             - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
               new texts``, instead of the reflection LM.
             - ``val_evaluation_policy``: ``"full_eval"`` (default) or ``"incremental"``

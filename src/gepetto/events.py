@@ -138,7 +138,8 @@ class ReflectionStarted(Event):
 
 @dataclass(frozen=True, slots=True)
 class ReflectionFinished(Event):
-    """The reflection step returned; ``failures`` maps components to why they are unusable."""
+    """The reflection step returned; ``failures`` maps components to why they are unusable,
+    ``flags`` components whose kept text looks suspicious to why (proposal guards)."""
 
     name: ClassVar[str] = "reflection_finished"
     iteration: int
@@ -148,6 +149,7 @@ class ReflectionFinished(Event):
     failures: Mapping[str, str]
     lm_calls: int
     task_id: int | None = None
+    flags: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

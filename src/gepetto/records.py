@@ -121,7 +121,9 @@ class ReflectionRecord:
     """One reflection step: which components were rewritten and what came back.
 
     ``proposed`` holds the usable new texts; ``failures`` maps a component to the reason its
-    reply was not usable (for example "no fenced block in reply").
+    reply was not usable (for example "no fenced block in reply"); ``flags`` maps a component
+    whose proposed text was kept but looks suspicious to the reason (see
+    :mod:`gepetto.proposers.guards`; absent from journals written before it existed).
     """
 
     iteration: int
@@ -130,6 +132,7 @@ class ReflectionRecord:
     proposed: Mapping[str, str]
     failures: Mapping[str, str]
     lm_calls: int
+    flags: Mapping[str, str] = field(default_factory=dict)
     kind: Literal["reflection"] = field(default="reflection", init=False)
 
 

@@ -394,13 +394,21 @@ class IterationFlows:
                 failures[name] = "unchanged text"
             else:
                 texts[name] = text
+        flags = {name: why for name, why in outcome.flags.items() if name in texts}
         record = ReflectionRecord(
-            iteration, parent.id, components, texts, failures, outcome.lm_calls
+            iteration, parent.id, components, texts, failures, outcome.lm_calls, flags
         )
         self._record(record)
         self.bus.emit(
             ReflectionFinished(
-                iteration, parent.id, components, texts, failures, outcome.lm_calls, task_id
+                iteration,
+                parent.id,
+                components,
+                texts,
+                failures,
+                outcome.lm_calls,
+                task_id,
+                flags,
             )
         )
         lm_errors = [why for why in failures.values() if why.startswith("reflection LM failed")]

@@ -1,7 +1,9 @@
-"""Proposers: how new candidate texts are made (reflective mutation; merge comes later)."""
+"""Proposers: how new candidate texts are made (reflective mutation, its prompt and guards)."""
 
+from gepetto.proposers.guards import check_proposal
 from gepetto.proposers.prompts import (
     DEFAULT_REFLECTION_TEMPLATE,
+    correction_for,
     extract_new_text,
     format_side_info,
     render_reflection_prompt,
@@ -13,6 +15,8 @@ __all__ = [
     "DEFAULT_REFLECTION_TEMPLATE",
     "ProposalOutcome",
     "ReflectiveProposer",
+    "check_proposal",
+    "correction_for",
     "extract_new_text",
     "format_side_info",
     "render_reflection_prompt",

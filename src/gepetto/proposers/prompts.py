@@ -5,9 +5,15 @@ Templates use the same two placeholders as gepa, so a user's gepa template works
 - ``<curr_param>``: the current text of the component being improved;
 - ``<side_info>``: the examples the candidate was run on, with outputs and feedback.
 
-The reply must hold the new text in a fenced block (three backticks). A reply without a
-complete fenced block is *not* adopted: gepetto never turns a preamble, a refusal or a
-truncated monologue into the new prompt.
+The default template is written for small local models as much as for large ones: short,
+explicit about the output format, with the examples listed compactly (markdown headings
+made a 1.5B model copy the examples instead of answering; see docs/quality.md).
+
+The new text must be clearly delimited in the reply: a fenced block (three backticks), or,
+failing that, a text after a label such as ``New instructions:`` or after a one-line preamble
+such as ``Here is the improved prompt:``. Anything else (a monologue, a refusal, a reply cut
+off inside its fenced block) is *not* adopted; :func:`correction_for` tells the model what to
+fix when it is asked again.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ __all__ = [
     "DEFAULT_REFLECTION_TEMPLATE",
     "PLACEHOLDERS",
     "ExtractedText",
+    "correction_for",
     "extract_new_text",
     "format_side_info",
     "render_reflection_prompt",
@@ -30,28 +37,28 @@ __all__ = [
 ]
 
 PLACEHOLDERS = ("<curr_param>", "<side_info>")
+OPTIONAL_PLACEHOLDERS = ("<max_words>",)
+"""Filled when present: ``<max_words>`` is a length limit that grows with the current text."""
 
 DEFAULT_REFLECTION_TEMPLATE = """\
-You are improving the instructions that an assistant follows to do a task.
+Improve the instructions of an AI assistant.
 
-The assistant currently follows these instructions:
+Current instructions:
 ```
 <curr_param>
 ```
 
-Below are task inputs the assistant received, what it answered, and feedback on each answer:
-```
+The assistant followed them on the inputs below. Its answers and the feedback on each:
+
 <side_info>
-```
 
-Write improved instructions for the assistant:
-- Work out from the inputs what the task is and what format the answers must have.
-- Study every piece of feedback. Write down the domain facts, rules and edge cases it reveals,
-  because the assistant will not see this feedback again.
-- Keep what already works, and state any general strategy that solved examples correctly.
-
-Reply with the complete new instructions inside one block delimited by ``` and nothing else
-inside that block."""
+Write new instructions that make the assistant answer all of these correctly:
+1. Say exactly what form the answer must take (the feedback shows the expected answers).
+2. Add every rule or fact that the feedback reveals, as short general rules (do not copy the \
+examples).
+3. Keep the parts of the current instructions that worked.
+Keep the instructions short (under <max_words> words). Put them between two lines of three \
+backticks (```) and write nothing after the closing ```."""
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
@@ -75,69 +82,167 @@ def validate_template(template: str, *, where: str = "reflection_prompt_template
 
 
 def format_side_info(records: Sequence[Mapping[str, Any]]) -> str:
-    """Render reflective records as markdown: one ``# Example N`` section per record."""
+    """Render reflective records compactly: an ``Example N`` line, then one ``- key: value``
+    line per field. Multi-line values continue on indented lines; nested mappings and lists
+    become nested bullets.
+
+    Example:
+        >>> print(format_side_info([{"Inputs": "2+2?", "Feedback": "wrong, 4"}]))
+        Example 1
+        - Inputs: 2+2?
+        - Feedback: wrong, 4
+    """
     return "\n\n".join(
-        f"# Example {number}\n" + "".join(_render_field(k, v, 2) for k, v in record.items())
+        f"Example {number}\n" + "\n".join(_render_field(str(k), v, 0) for k, v in record.items())
         for number, record in enumerate(records, start=1)
     )
 
 
-def _render_field(key: str, value: Any, level: int) -> str:
-    return f"{'#' * min(level, 6)} {key}\n{_render_value(value, level + 1)}"
-
-
-def _render_value(value: Any, level: int) -> str:
+def _render_field(key: str, value: Any, depth: int) -> str:
+    indent = "  " * depth
     if isinstance(value, Mapping):
-        return "".join(_render_field(str(k), v, level) for k, v in value.items()) or "\n"
-    if isinstance(value, list | tuple):
-        items = (_render_field(f"Item {i}", v, level) for i, v in enumerate(value, start=1))
-        return "".join(items) or "\n"
-    return f"{str(value).strip()}\n\n"
+        items = [_render_field(str(k), v, depth + 1) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [_render_field(f"Item {i}", v, depth + 1) for i, v in enumerate(value, start=1)]
+    else:
+        lines = str(value).strip().splitlines() or [""]
+        continued = "".join(f"\n{indent}  {line}" for line in lines[1:])
+        return f"{indent}- {key}: {lines[0]}{continued}".rstrip()
+    return "\n".join([f"{indent}- {key}:", *items]) if items else f"{indent}- {key}: (none)"
+
+
+def max_words(current_text: str) -> int:
+    """The length limit offered to the model: 150 words, or twice the current text's length."""
+    return max(150, 2 * len(current_text.split()))
 
 
 def render_reflection_prompt(
     template: str, current_text: str, records: Sequence[Mapping[str, Any]]
 ) -> str:
-    """Fill a template with the current text and the formatted records."""
+    """Fill a template with the current text, the formatted records and the length limit."""
     side_info = format_side_info(records)
-    return template.replace("<curr_param>", current_text).replace("<side_info>", side_info)
+    return (
+        template.replace("<max_words>", str(max_words(current_text)))
+        .replace("<curr_param>", current_text)
+        .replace("<side_info>", side_info)
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ExtractedText:
-    """The outcome of reading a reflection reply: a text, or why there is none."""
+    """The outcome of reading a reflection reply: a text, or why there is none.
+
+    ``how`` says how the text was delimited: ``"fenced"``, ``"labelled"`` (after a label such
+    as ``New instructions:``) or ``"after preamble"``; ``None`` when there is no text.
+    """
 
     text: str | None
     problem: str | None = None
+    how: str | None = None
+
+
+_PROBLEM_EMPTY = "empty reply"
+_PROBLEM_UNCLOSED = "unclosed fenced block in reply (truncated?)"
+_PROBLEM_NO_FENCE = "no fenced block in reply"
+_PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
+
+_NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
+_LABEL = re.compile(
+    rf"^[#*\s]*(?:(?:new|improved|updated|revised|rewritten|final)\s+{_NOUN})[*\s]*:[*\s]*(.*)$",
+    re.IGNORECASE,
+)
+_PREAMBLE = re.compile(
+    r"^\W*(?:sure|certainly|of course|okay|ok|absolutely|great|here|below)\b[^\n]*\b"
+    rf"{_NOUN}s?\b[^\n]*:\W*$",
+    re.IGNORECASE,
+)
+_COMMENTARY = re.compile(
+    r"^\W*(?:this|these|the (?:new|above|revised|improved)|note|explanation|changes?|i (?:have|"
+    r"added|made))\b",
+    re.IGNORECASE,
+)
 
 
 def extract_new_text(reply: str) -> ExtractedText:
     """Take the proposed text out of a reflection reply.
 
-    Rules: ``<think>`` blocks are dropped (an unclosed one swallows the rest); the *last*
-    complete fenced block is the answer (models often show the old text first); a first line
-    that is only a language tag (```` ```text ````) is dropped; surrounding blank lines are
-    trimmed. No complete fenced block, or an empty one, gives ``text=None`` and a reason.
+    Rules, in order:
+
+    1. ``<think>`` blocks are dropped (an unclosed one swallows the rest).
+    2. With fences: the *last* complete fenced block is the answer (models often show the
+       old text first); a first line that is only a language tag (```` ```text ````) is
+       dropped. A reply whose last fence is left open was cut off: no text.
+    3. Without fences: the text after a label line (``New instructions:``), or after a
+       first line that introduces it (``Sure, here is the improved prompt:``), up to a
+       closing commentary paragraph (``This version ...``, ``Note: ...``).
+    4. Anything else (no delimiter at all) gives no text: a bare reply cannot be told apart
+       from a monologue about the task.
 
     Example:
         >>> extract_new_text("Sure!\\n```\\nAnswer with one word.\\n```").text
+        'Answer with one word.'
+        >>> extract_new_text("Here is the new prompt:\\nAnswer with one word.").text
         'Answer with one word.'
         >>> extract_new_text("Answer with one word.").problem
         'no fenced block in reply'
     """
     if not isinstance(reply, str) or not reply.strip():
-        return ExtractedText(None, "empty reply")
+        return ExtractedText(None, _PROBLEM_EMPTY)
     visible = _THINK_BLOCK.sub("", reply)
-    blocks = _FENCE.findall(visible)
-    if not blocks:
-        if "```" in visible:
-            return ExtractedText(None, "unclosed fenced block in reply (truncated?)")
-        return ExtractedText(None, "no fenced block in reply")
-    info, body = blocks[-1]
-    info = info.strip()
+    if "```" in visible:
+        return _from_fences(visible)
+    return _from_delimited(visible)
+
+
+def _from_fences(visible: str) -> ExtractedText:
+    blocks = list(_FENCE.finditer(visible))
+    if not blocks or "```" in visible[blocks[-1].end() :]:
+        return ExtractedText(None, _PROBLEM_UNCLOSED)
+    info, body = blocks[-1].group(1).strip(), blocks[-1].group(2)
     if info and not _LANGUAGE_TAG.match(info):
         body = info + "\n" + body  # text started on the fence line itself
     text = body.strip("\n").strip()
     if not text:
-        return ExtractedText(None, "empty fenced block in reply")
-    return ExtractedText(text)
+        return ExtractedText(None, _PROBLEM_EMPTY_FENCE)
+    return ExtractedText(text, how="fenced")
+
+
+def _from_delimited(visible: str) -> ExtractedText:
+    lines = visible.strip().splitlines()
+    for index, line in enumerate(lines):
+        label = _LABEL.match(line)
+        if label:
+            rest = [label.group(1)] if label.group(1).strip() else []
+            return _answer(rest + lines[index + 1 :], "labelled")
+    if len(lines) > 1 and _PREAMBLE.match(lines[0]):
+        return _answer(lines[1:], "after preamble")
+    return ExtractedText(None, _PROBLEM_NO_FENCE)
+
+
+def _answer(lines: list[str], how: str) -> ExtractedText:
+    paragraphs = [p.strip() for p in "\n".join(lines).split("\n\n") if p.strip()]
+    while len(paragraphs) > 1 and _COMMENTARY.match(paragraphs[-1]):
+        paragraphs.pop()
+    text = "\n\n".join(paragraphs).strip()
+    if not text:
+        return ExtractedText(None, _PROBLEM_NO_FENCE)
+    return ExtractedText(text, how=how)
+
+
+_CORRECTIONS = {
+    _PROBLEM_EMPTY: "Your previous reply was empty.",
+    _PROBLEM_UNCLOSED: "Your previous reply was cut off before the closing ``` line: write "
+    "shorter instructions.",
+    _PROBLEM_EMPTY_FENCE: "Your previous reply had nothing between the ``` lines.",
+    _PROBLEM_NO_FENCE: "Your previous reply did not put the new instructions between ``` lines.",
+}
+
+
+def correction_for(problem: str, max_word_count: int) -> str:
+    """A corrective note appended to the reflection prompt when a reply had no usable text."""
+    what = _CORRECTIONS.get(problem, f"Your previous reply could not be used ({problem}).")
+    return (
+        f"\n\nIMPORTANT: {what} Reply with only the complete new instructions (under "
+        f"{max_word_count} words) between two lines of three backticks (```), and nothing after "
+        "the closing ```."
+    )

@@ -1,9 +1,12 @@
 """Reflective mutation: ask an LM to rewrite components from examples with feedback.
 
 :class:`ReflectiveProposer` renders the reflection prompt for each component to update,
-calls the reflection LM (components in parallel), and extracts the new texts. It never
-raises for a bad reply or a failing LM call: those become ``failures`` (component ->
-reason) in the returned :class:`ProposalOutcome`, which the engine records.
+calls the reflection LM (components in parallel), and extracts the new texts. A reply with
+no usable text is asked for again (``retries`` times) with a note saying what was wrong;
+every call counts as a reflection call. Usable texts go through the free checks of
+:mod:`gepetto.proposers.guards`. The proposer never raises for a bad reply or a failing LM
+call: those become ``failures`` (component -> reason) in the returned
+:class:`ProposalOutcome`, which the engine records.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
+from gepetto.proposers.guards import GuardMode, check_proposal
 from gepetto.proposers.prompts import (
     DEFAULT_REFLECTION_TEMPLATE,
+    correction_for,
     extract_new_text,
+    max_words,
     render_reflection_prompt,
     validate_template,
 )
@@ -31,11 +37,16 @@ logger = logging.getLogger("gepetto.reflection")
 
 @dataclass(frozen=True, slots=True)
 class ProposalOutcome:
-    """New texts by component, reasons for the components that got none, LM calls made."""
+    """New texts by component, reasons for the components that got none, LM calls made.
+
+    ``flags`` maps a component whose new text is kept but looks suspicious (see
+    :mod:`gepetto.proposers.guards`) to the reason.
+    """
 
     texts: Mapping[str, str]
     failures: Mapping[str, str] = field(default_factory=dict)
     lm_calls: int = 0
+    flags: Mapping[str, str] = field(default_factory=dict)
 
 
 def resolve_templates(
@@ -76,11 +87,22 @@ class ReflectiveProposer:
     Args:
         lm: the reflection model as an async callable (see :func:`gepetto.lm.as_async_lm`).
         templates: one template per component (see :func:`resolve_templates`).
+        retries: how many times a reply without a usable text is asked for again.
+        guards: ``"flag"`` records suspicious texts, ``"reject"`` discards them, ``"off"``.
     """
 
-    def __init__(self, lm: AsyncLM, templates: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        lm: AsyncLM,
+        templates: Mapping[str, str],
+        *,
+        retries: int = 1,
+        guards: GuardMode = "flag",
+    ) -> None:
         self._lm = lm
         self._templates = dict(templates)
+        self._retries = retries
+        self._guards = guards
 
     async def propose(
         self,
@@ -89,7 +111,7 @@ class ReflectiveProposer:
         components: Sequence[str],
         rejected: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     ) -> ProposalOutcome:
-        """Rewrite ``components`` of ``candidate``; one LM call per component.
+        """Rewrite ``components`` of ``candidate``; at least one LM call per component.
 
         ``rejected`` (component -> [(text, why)]) are earlier proposals that were not kept;
         they are shown after the prompt so the model does not propose them again.
@@ -101,9 +123,12 @@ class ReflectiveProposer:
                 for name in components
             )
         )
-        texts = {name: text for name, text, _ in results if text is not None}
-        failures = {name: problem for name, _, problem in results if problem is not None}
-        return ProposalOutcome(texts, failures, lm_calls=len(components))
+        return ProposalOutcome(
+            texts={r.name: r.text for r in results if r.text is not None},
+            failures={r.name: r.problem for r in results if r.problem is not None},
+            lm_calls=sum(r.calls for r in results),
+            flags={r.name: r.flag for r in results if r.flag is not None},
+        )
 
     async def _propose_one(
         self,
@@ -111,22 +136,61 @@ class ReflectiveProposer:
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         name: str,
         rejected: Sequence[tuple[str, str]] = (),
-    ) -> tuple[str, str | None, str | None]:
+    ) -> _ComponentProposal:
         records = reflective_dataset.get(name)
         if not records:
-            return name, None, "the reflective dataset has no records for this component"
-        prompt = render_reflection_prompt(self._templates[name], candidate[name], records)
+            problem = "the reflective dataset has no records for this component"
+            return _ComponentProposal(name, None, problem, calls=0)
+        current = candidate[name]
+        prompt = render_reflection_prompt(self._templates[name], current, records)
         if rejected:
             prompt += render_rejected(rejected)
-        logger.debug("reflection prompt for %s:\n%s", name, prompt)
-        try:
-            reply = await self._lm(prompt)
-        except Exception as error:  # an LM failure is a failed proposal, not a crash
-            if is_fatal(error):
-                raise
-            return name, None, f"reflection LM failed: {type(error).__name__}: {error}"
-        extracted = extract_new_text(reply)
-        return name, extracted.text, extracted.problem
+        calls = 0
+        problem = "no reflection call made"
+        for attempt in range(self._retries + 1):
+            asked = prompt if attempt == 0 else prompt + correction_for(problem, max_words(current))
+            logger.debug("reflection prompt for %s (attempt %d):\n%s", name, attempt + 1, asked)
+            calls += 1
+            try:
+                reply = await self._lm(asked)
+            except Exception as error:  # an LM failure is a failed proposal, not a crash
+                if is_fatal(error):
+                    raise
+                problem = f"reflection LM failed: {type(error).__name__}: {error}"
+                return _ComponentProposal(name, None, problem, calls)
+            extracted = extract_new_text(reply)
+            if extracted.text is not None:
+                return self._checked(name, current, extracted.text, records, calls)
+            problem = extracted.problem or "no text in reply"
+            logger.info("reflection reply for %s unusable (%s)", name, problem)
+        if calls > 1:
+            problem = f"{problem} (after {calls} attempts)"
+        return _ComponentProposal(name, None, problem, calls)
+
+    def _checked(
+        self,
+        name: str,
+        current: str,
+        text: str,
+        records: Sequence[Mapping[str, Any]],
+        calls: int,
+    ) -> _ComponentProposal:
+        flag = None if self._guards == "off" else check_proposal(current, text, records)
+        if flag is None:
+            return _ComponentProposal(name, text, None, calls)
+        logger.info("proposal for %s flagged: %s", name, flag)
+        if self._guards == "reject":
+            return _ComponentProposal(name, None, f"rejected by guard: {flag}", calls)
+        return _ComponentProposal(name, text, None, calls, flag)
+
+
+@dataclass(frozen=True, slots=True)
+class _ComponentProposal:
+    name: str
+    text: str | None
+    problem: str | None
+    calls: int
+    flag: str | None = None
 
 
 def render_rejected(rejected: Sequence[tuple[str, str]]) -> str:

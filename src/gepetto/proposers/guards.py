@@ -1,0 +1,93 @@
+"""Free checks on a proposed text, before any metric call is paid for it.
+
+Small reflection models fail in recognisable ways: they throw away most of the text they were
+asked to improve, or they paste the examples they were shown into the instructions (which
+teaches the task model nothing general and overfits the minibatch). :func:`check_proposal`
+spots both with string operations only. The proposer *flags* what it finds (the flag is
+journaled with the reflection and shown in events and logs); with ``proposal_guards="reject"``
+a flagged text is discarded as a failed proposal, so no evaluation is spent on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeAlias
+
+from gepetto.errors import ConfigError
+
+__all__ = ["GuardMode", "check_proposal", "resolve_guard_mode"]
+
+GuardMode: TypeAlias = Literal["off", "flag", "reject"]
+GUARD_MODES: tuple[GuardMode, ...] = ("off", "flag", "reject")
+
+MIN_PARENT_WORDS = 30
+"""Below this many distinct words a parent is short enough to be rewritten from scratch."""
+MIN_KEPT_FRACTION = 0.25
+"""A child that keeps fewer of the parent's distinct words than this drops most of it."""
+COPIED_WORDS = 6
+"""This many consecutive words of an example in the child (not in the parent) is a copy."""
+
+_WORD = re.compile(r"[a-z0-9][a-z0-9'_-]{2,}")
+_TOKEN = re.compile(r"[a-z0-9#$%@'_-]+")
+
+
+def resolve_guard_mode(value: object) -> GuardMode:
+    """Check the ``proposal_guards`` option.
+
+    Raises:
+        ConfigError: for anything but ``"off"``, ``"flag"`` or ``"reject"``.
+    """
+    for mode in GUARD_MODES:
+        if value == mode:
+            return mode
+    raise ConfigError(
+        f"proposal_guards={value!r}: use 'flag' (record suspicious proposals), 'reject' "
+        "(discard them before evaluation) or 'off'"
+    )
+
+
+def check_proposal(
+    parent_text: str, child_text: str, records: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Why ``child_text`` looks like a broken rewrite of ``parent_text``, or ``None``.
+
+    - *Drops most of the parent*: the parent has at least :data:`MIN_PARENT_WORDS` distinct
+      words and the child keeps fewer than :data:`MIN_KEPT_FRACTION` of them.
+    - *Copies an example*: :data:`COPIED_WORDS` consecutive words of an example's inputs or
+      outputs appear in the child but not in the parent (case and punctuation ignored).
+      Feedback fields are exempt: restating a rule the feedback gives is the point.
+    """
+    parent_words = set(_WORD.findall(parent_text.lower()))
+    if len(parent_words) >= MIN_PARENT_WORDS:
+        kept = len(parent_words & set(_WORD.findall(child_text.lower()))) / len(parent_words)
+        if kept < MIN_KEPT_FRACTION:
+            return f"drops most of the parent's text (keeps {kept:.0%} of its words)"
+    fresh = _shingles(child_text) - _shingles(parent_text)
+    for record in records:
+        for line in _example_lines(record):
+            if _shingles(line) & fresh:
+                return f"copies example text verbatim ({line.strip()[:60]!r})"
+    return None
+
+
+def _example_lines(record: Mapping[str, Any]) -> Iterator[str]:
+    for key, value in record.items():
+        if "feedback" not in str(key).lower():
+            yield from _lines(value)
+
+
+def _lines(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _lines(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _lines(item)
+    elif value is not None:
+        yield from str(value).splitlines()
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _TOKEN.findall(text.lower())
+    return {tuple(words[i : i + COPIED_WORDS]) for i in range(len(words) - COPIED_WORDS + 1)}
