@@ -52,12 +52,22 @@ class Task:
     facts: dict[str, str]
     trainset: list[Example]
     valset: list[Example]
+    testset: list[Example] = field(default_factory=list)
 
 
 def make_task(
-    topics: int = 40, train: int = 60, val: int = 30, seed: int = 1234, zipf: float = 0.8
+    topics: int = 40,
+    train: int = 60,
+    val: int = 30,
+    seed: int = 1234,
+    zipf: float = 0.8,
+    test: int = 0,
 ) -> Task:
-    """Hidden facts for ``topics`` topics, and Zipf-distributed train/val examples."""
+    """Hidden facts for ``topics`` topics, and Zipf-distributed train/val(/test) examples.
+
+    The held-out test examples are drawn after the others, so ``test=`` leaves the train and
+    validation examples of a seed unchanged.
+    """
     rng = random.Random(seed)
     names = [f"topic{i:02d}" for i in range(topics)]
     facts = {name: rng.choice(VALUES) for name in names}
@@ -70,7 +80,8 @@ def make_task(
             for i, topic in enumerate(chosen)
         ]
 
-    return Task(facts, draw(train, "train"), draw(val, "val"))
+    trainset, valset = draw(train, "train"), draw(val, "val")
+    return Task(facts, trainset, valset, draw(test, "test"))
 
 
 def stated_facts(text: str) -> dict[str, list[str]]:

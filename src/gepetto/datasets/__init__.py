@@ -1,5 +1,19 @@
-"""Small built-in datasets for demos, tests and benchmarks."""
+"""Small built-in datasets for demos, tests and benchmarks.
 
+Each task is a deterministic generator of ``{"input", "answer", "additional_context"}``
+examples with a vague seed prompt and a hand-written reference prompt:
+
+- :func:`ticket_routing`: route a customer message to one of four labels
+  (:data:`SEED_PROMPT`, :data:`LABELS_PROMPT`, :data:`HANDWRITTEN_PROMPT`);
+- :func:`date_normalization`: write the date of a message as ``YYYY-MM-DD``
+  (:data:`DATES_SEED_PROMPT`, :data:`DATES_FORMAT_PROMPT`, :data:`DATES_HANDWRITTEN_PROMPT`;
+  also ``gepetto.datasets.dates.SEED_PROMPT`` and so on).
+"""
+
+from gepetto.datasets.dates import FORMAT_PROMPT as DATES_FORMAT_PROMPT
+from gepetto.datasets.dates import HANDWRITTEN_PROMPT as DATES_HANDWRITTEN_PROMPT
+from gepetto.datasets.dates import SEED_PROMPT as DATES_SEED_PROMPT
+from gepetto.datasets.dates import date_normalization
 from gepetto.datasets.tickets import (
     HANDWRITTEN_PROMPT,
     LABELS,
@@ -8,4 +22,14 @@ from gepetto.datasets.tickets import (
     ticket_routing,
 )
 
-__all__ = ["HANDWRITTEN_PROMPT", "LABELS", "LABELS_PROMPT", "SEED_PROMPT", "ticket_routing"]
+__all__ = [
+    "DATES_FORMAT_PROMPT",
+    "DATES_HANDWRITTEN_PROMPT",
+    "DATES_SEED_PROMPT",
+    "HANDWRITTEN_PROMPT",
+    "LABELS",
+    "LABELS_PROMPT",
+    "SEED_PROMPT",
+    "date_normalization",
+    "ticket_routing",
+]

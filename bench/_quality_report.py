@@ -1,0 +1,123 @@
+"""The results file of ``bench/quality.py`` and its tables (one JSON object a line, a run)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+REFERENCES = ("seed-prompt", "hand-written")  # real mode only: one evaluation, no optimizer
+GEPA = "gepa"
+
+
+def row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["mode"], row["task"], row["name"], row["seed"], row["budget"])
+
+
+def load_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of the results file; a torn last line (a crash mid-write) is ignored."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+_LABELS = {GEPA: "gepa 0.1.4", "seed-prompt": "seed prompt", "hand-written": "hand-written"}
+
+
+def label(row: dict[str, Any]) -> str:
+    """How a row's optimizer is named in tables and progress lines."""
+    return _LABELS.get(row["name"], f"gepetto {row['name']}")
+
+
+def latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last row of each key (a re-run with other options replaces the earlier one)."""
+    by_key = {row_key(r): r for r in rows}
+    return list(by_key.values())
+
+
+_MEANS = ("test", "val", "val_reported", "metric_calls", "reflection_calls", "candidates", "wall_s")
+
+
+def summarize(rows: list[dict[str, Any]], order: list[str]) -> list[dict[str, Any]]:
+    """Means over seeds per (mode, task, budget, optimizer), sorted by budget and ``order``."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in sorted(latest(rows), key=lambda r: (r["seed"] is not None, r["seed"] or 0)):
+        key = (row["mode"], row["task"], row["budget"], row["name"])
+        groups.setdefault(key, []).append(row)
+    out = []
+    for (mode, task, budget, name), runs in groups.items():
+        summary: dict[str, Any] = {"mode": mode, "task": task, "budget": budget, "name": name}
+        summary["runs"] = runs
+        for field in _MEANS:
+            values = [r[field] for r in runs if r.get(field) is not None]
+            summary[field] = statistics.mean(values) if values else None
+        out.append(summary)
+    rank = {name: i for i, name in enumerate(order)}
+    out.sort(key=lambda s: (s["mode"], s["task"], s["budget"] or 0, rank.get(s["name"], 99)))
+    return out
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def synthetic_table(summary: list[dict[str, Any]]) -> str:
+    lines = [
+        "| budget | optimizer | seeds | best val | test | test per seed | metric calls used "
+        "| reflections | candidates | wall s |",
+        "|--:|---|--:|--:|--:|---|--:|--:|--:|--:|",
+    ]
+    for s in summary:
+        if s["mode"] != "synthetic":
+            continue
+        per_seed = " / ".join(f"{r['test']:.3f}" for r in s["runs"])
+        lines.append(
+            f"| {s['budget']:,} | {label(s)} | {len(s['runs'])} | {s['val']:.3f} "
+            f"| **{s['test']:.3f}** | {per_seed} | {s['metric_calls']:.0f} "
+            f"| {s['reflection_calls']:.0f} | {s['candidates']:.1f} | {s['wall_s']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def real_table(summary: list[dict[str, Any]], task: str) -> str:
+    lines = [
+        "| budget | optimizer | seeds | test (mean) | val (mean) | val in the search "
+        "| test per seed | metric calls | reflection calls | candidates | wall min |",
+        "|--:|---|--:|--:|--:|--:|---|--:|--:|--:|--:|",
+    ]
+    for s in summary:
+        if s["mode"] != "real" or s["task"] != task:
+            continue
+        reference = s["name"] in REFERENCES
+        per_seed = " / ".join(f"{r['test']:.2f}" for r in s["runs"]) if not reference else "-"
+        budget = "-" if reference else f"{s['budget']:,}"
+        seeds = "-" if reference else str(len(s["runs"]))
+        wall = None if s["wall_s"] is None else s["wall_s"] / 60
+        lines.append(
+            f"| {budget} | {label(s)} | {seeds} | **{s['test']:.2f}** | {s['val']:.2f} "
+            f"| {_num(s['val_reported'], '.2f')} | {per_seed} | {_num(s['metric_calls'], '.0f')} "
+            f"| {_num(s['reflection_calls'], '.0f')} | {_num(s['candidates'], '.1f')} "
+            f"| {_num(wall, '.1f')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def measured(rows: list[dict[str, Any]], mode: str) -> str:
+    runs = [r for r in latest(rows) if r["mode"] == mode]
+    if not runs:
+        return "Not measured yet.\n"
+    dates = sorted(r["date"] for r in runs)
+    commits = sorted({r["commit"] for r in runs})
+    return (
+        f"{len(runs)} runs measured {dates[0]} to {dates[-1]}, at "
+        + ", ".join(f"`{c}`" for c in commits)
+        + f"; 1-min load average at the end of a run: {min(r['load'] for r in runs):.2f} to "
+        f"{max(r['load'] for r in runs):.2f}.\n"
+    )

