@@ -7,6 +7,11 @@ validate an accepted child. Each step that needs work yields an
 :class:`~gepetto.engine.tasks.EvaluateTask` or :class:`~gepetto.engine.tasks.ReflectTask`
 and continues with the result the driver tells back; every outcome becomes a record.
 
+With several proposals in flight, a flow may also yield a
+:class:`~gepetto.engine.inflight.Wait`: the optimizer parks it until the wait is over (an
+evaluation another flow has in flight, the verdict on a sibling being validated), and a
+proposal whose parent left the Pareto front meanwhile ends as stale (see ``_stale``).
+
 When a run is resumed, the records of the interrupted iterations are in ``self._replay``:
 a step whose result is there takes it instead of yielding a task, so nothing that finished
 is paid for again.
@@ -15,11 +20,19 @@ is paid for again.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any
 
 from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig
+from gepetto.engine.inflight import (
+    AwaitCondition,
+    AwaitEvaluations,
+    InFlightEvaluations,
+    PendingExample,
+    Wait,
+)
 from gepetto.engine.replay import JournalReplay
 from gepetto.engine.scored import (
     KnownResult,
@@ -63,7 +76,9 @@ from gepetto.types import EvaluationBatch, Split, candidate_hash
 
 __all__ = ["REFLECTION_ERROR_LIMIT", "STALL_LIMIT", "IterationFlows", "TaskGenerator"]
 
-TaskGenerator = Generator[Task, Any, None]
+TaskGenerator = Generator[Task | Wait, Any, None]
+"""A flow: yields tasks for a driver, and (with several proposals in flight) waits the
+optimizer keeps to itself: for another flow's evaluation, or a sibling's validation."""
 
 STALL_LIMIT = 50
 """Iterations in a row that evaluate nothing new before the run stops.
@@ -91,6 +106,9 @@ class IterationFlows:
     worker: str | None
     _train_cache: dict[tuple[str, int], KnownResult]
     _hashes_in_flight: set[str]
+    _in_flight: InFlightEvaluations
+    _validating: Counter[int]
+    _chosen_on_front: set[int]
     _stalled_iterations: int
     _reflection_errors: int
     _replay: JournalReplay
@@ -165,6 +183,8 @@ class IterationFlows:
             parent_id, batch_ids = started.parent_id, started.minibatch
         parent = state.candidates[parent_id]
         self.bus.emit(IterationStarted(iteration, parent_id, batch_ids))
+        if self.config.parallel_proposals > 1 and parent_id in state.selection_weights()[0]:
+            self._chosen_on_front.add(iteration)  # see _stale
         try:
             yield from self._propose(iteration, parent, batch_ids)
         except BudgetExhausted as exhausted:
@@ -175,6 +195,8 @@ class IterationFlows:
                 CandidateRejected(iteration, parent_id, "interrupted", str(exhausted), None, None)
             )
             return
+        finally:
+            self._chosen_on_front.discard(iteration)
         spent = state.total_metric_calls - spent_before
         self._stalled_iterations = 0 if spent else self._stalled_iterations + 1
         if self._stalled_iterations >= STALL_LIMIT:
@@ -210,6 +232,10 @@ class IterationFlows:
                 "every minibatch example failed to evaluate",
                 parent_score=parent_sum,
             )
+            return
+        stale = self._stale(iteration, parent)
+        if stale is not None:
+            self._decide(iteration, parent.id, "skipped", stale, parent_score=parent_sum)
             return
         components = tuple(
             self.config.component_selector.select(self.state, parent.id, self.components)
@@ -300,6 +326,17 @@ class IterationFlows:
                 child_hash=child_hash,
             )
             return
+        stale = self._stale(iteration, parent)
+        if stale is not None:
+            self._decide(
+                iteration,
+                parent.id,
+                "skipped",
+                stale,
+                parent_score=parent_sum,
+                child_hash=child_hash,
+            )
+            return
         self._hashes_in_flight.add(child_hash)
         try:
             child_eval = yield from self._evaluate(
@@ -330,15 +367,22 @@ class IterationFlows:
             if not accepted:
                 decide("rejected", reason)
                 return
+            stale = yield from self._stale_before_validation(iteration, parent)
+            if stale is not None:
+                decide("skipped", stale)
+                return
             self.bus.emit(
                 CandidateAccepted(iteration, parent.id, child_hash, parent_sum, child_sum, reason)
             )
+            self._validating[parent.id] += 1
             try:
                 yield from self._validate(child, child_hash, iteration, "validation")
             except BudgetExhausted as exhausted:
                 raise BudgetExhausted(
                     f"accepted on the minibatch, not validated: {exhausted}"
                 ) from None
+            finally:
+                self._validating[parent.id] -= 1
             admitted, why = self._admission(child_hash)
             if not admitted:
                 decide("rejected", why)
@@ -364,6 +408,35 @@ class IterationFlows:
             self._merges_due += 1  # GEPA tries a merge after each accepted reflection child
         finally:
             self._hashes_in_flight.discard(child_hash)
+
+    def _stale_before_validation(
+        self, iteration: int, parent: CandidateRecord
+    ) -> Generator[Wait, Any, str | None]:
+        """:meth:`_stale`, after the verdict on any sibling (a child of the same parent) being
+        validated now: that sibling may be about to push the parent off the front, and the
+        validation is the dearest step of a proposal."""
+        if iteration not in self._chosen_on_front:
+            return None
+        validating = self._validating
+        while validating[parent.id]:
+            yield AwaitCondition(lambda: not validating[parent.id])
+        return self._stale(iteration, parent)
+
+    def _stale(self, iteration: int, parent: CandidateRecord) -> str | None:
+        """Why a proposal in flight should end now, or ``None``: its parent was on the Pareto
+        front when it was chosen and has been dominated since, by a candidate admitted while
+        the proposal was in flight. The sequential algorithm would not choose that parent
+        any more, so its next paid step (reflection, child evaluation, validation) is not
+        worth paying for. (With one proposal in flight nothing is admitted meanwhile.)"""
+        if iteration not in self._chosen_on_front:
+            return None
+        front = self.state.selection_weights()[0]
+        if parent.id in front:
+            return None
+        return (
+            f"stale: parent {parent.id} left the Pareto front while the proposal was in flight "
+            f"(front now {sorted(front)})"
+        )
 
     # ----- steps ---------------------------------------------------------------------------
 
@@ -429,7 +502,7 @@ class IterationFlows:
         content_hash: str,
         iteration: int,
         purpose: EvaluationPurpose,
-    ) -> Generator[Task, Any, None]:
+    ) -> TaskGenerator:
         """Evaluate on the validation examples the policy asks for, until it asks for none."""
         policy = self.config.evaluation_policy
         while ids := tuple(policy.examples_to_evaluate(self.state, content_hash)):
@@ -444,7 +517,7 @@ class IterationFlows:
         batch_ids: tuple[int, ...],
         parent_eval: ScoredExamples,
         child_eval: ScoredExamples,
-    ) -> Generator[Task, Any, tuple[bool, str]]:
+    ) -> Generator[Task | Wait, Any, tuple[bool, str]]:
         """A narrow win is checked again on a second minibatch (noise-aware acceptance): the
         child must also pass the acceptance criterion on both minibatches together."""
         others = [i for i in range(len(self.trainset)) if i not in batch_ids]
@@ -500,8 +573,12 @@ class IterationFlows:
         example_ids: tuple[int, ...],
         iteration: int,
         purpose: EvaluationPurpose,
-    ) -> Generator[Task, Any, ScoredExamples]:
-        """Score texts on examples, from the cache where possible; record the evaluation."""
+    ) -> Generator[Task | Wait, Any, ScoredExamples]:
+        """Score texts on examples, from the cache where possible; record the evaluation.
+
+        Examples another flow is evaluating right now (same texts, same split) are not paid
+        for twice: this flow waits for that evaluation and takes its outcome.
+        """
         # Train evaluations keep traces (the parent's feed reflection; a child's are reused if
         # it becomes a parent on the same examples); validation never needs them.
         traces = split == "train"
@@ -510,41 +587,66 @@ class IterationFlows:
         )
         if journaled is not None:
             return scores_from_record(journaled)
-        known = self._known_results(content_hash, split, example_ids, traces)
-        missing = tuple(i for i in example_ids if i not in known)
-        if not missing:
-            result = self._merge(example_ids, known, missing, None, traces)
-            self._record_evaluation(content_hash, split, purpose, iteration, result, None)
-            return result
-        # The held-out test set is scored after the search, outside its metric-call budget.
-        reservation = self._budget.reserve(len(missing), split) if split != "test" else None
-        task_id = self._task_id()
-        try:
-            data = {"train": self.trainset, "val": self.valset, "test": self.testset}[split]
-            if self.bus.has_subscribers(EvaluationStarted):
-                self.bus.emit(
-                    EvaluationStarted(
-                        task_id, content_hash, split, purpose, iteration, len(missing)
-                    )
-                )
-            reply = yield EvaluateTask(
-                id=task_id,
-                iteration=iteration,
-                purpose=purpose,
-                candidate=dict(texts),
-                candidate_hash=content_hash,
-                split=split,
-                example_ids=missing,
-                examples=[data[i] for i in missing],
-                capture_traces=traces,
+        # Examples another flow is evaluating now are waited for, not paid twice (sharing
+        # evaluations in flight is caching them early: not where the cache is off; and with
+        # one proposal in flight there is nobody to share with). The wait comes before this
+        # flow dispatches its own examples, so what a driver tells is recorded at once (a
+        # crash loses no told result) and no flow waits while others wait for it.
+        sharing = self.config.parallel_proposals > 1 and (
+            split != "train" or self.config.cache_evaluation
+        )
+        shared: dict[int, PendingExample] = {}
+        while True:
+            known = self._known_results(content_hash, split, example_ids, traces)
+            if not sharing:
+                break
+            pending = self._in_flight.find(
+                content_hash, split, (i for i in example_ids if i not in known and i not in shared)
             )
-            scored = as_scored(reply, len(missing), traces)
-        except BaseException:
-            if reservation is not None:
-                self._budget.cancel(reservation)
-            raise
-        result = self._merge(example_ids, known, missing, scored, traces)
-        if traces and split == "train" and self.config.cache_evaluation:
+            if not pending:
+                break
+            shared.update(pending)
+            waiting = AwaitEvaluations(tuple(pending.values()))
+            if not waiting.ready:
+                yield waiting
+        missing = tuple(i for i in example_ids if i not in shared and i not in known)
+        scored: ScoredBatch | None = None
+        task_id: int | None = None
+        reservation = None
+        if missing:
+            # The held-out test set is scored after the search, outside its metric-call budget.
+            reservation = self._budget.reserve(len(missing), split) if split != "test" else None
+            task_id = self._task_id()
+            claimed = self._in_flight.claim(content_hash, split, missing) if sharing else {}
+            try:
+                data = {"train": self.trainset, "val": self.valset, "test": self.testset}[split]
+                if self.bus.has_subscribers(EvaluationStarted):
+                    self.bus.emit(
+                        EvaluationStarted(
+                            task_id, content_hash, split, purpose, iteration, len(missing)
+                        )
+                    )
+                reply = yield EvaluateTask(
+                    id=task_id,
+                    iteration=iteration,
+                    purpose=purpose,
+                    candidate=dict(texts),
+                    candidate_hash=content_hash,
+                    split=split,
+                    example_ids=missing,
+                    examples=[data[i] for i in missing],
+                    capture_traces=traces,
+                )
+                scored = as_scored(reply, len(missing), traces)
+            except BaseException:
+                if reservation is not None:
+                    self._budget.cancel(reservation)
+                raise
+            finally:
+                if claimed:  # the waiters get the outcome (failed examples stay failed)
+                    self._in_flight.settle(content_hash, split, claimed, scored, traces)
+        result = self._merge(example_ids, known, shared, missing, scored, traces)
+        if scored is not None and traces and split == "train" and self.config.cache_evaluation:
             self._cache_scored(content_hash, missing, scored)
         self._record_evaluation(content_hash, split, purpose, iteration, result, scored, task_id)
         if reservation is not None:
@@ -636,14 +738,19 @@ class IterationFlows:
     def _merge(
         example_ids: tuple[int, ...],
         known: dict[int, KnownResult],
+        shared: dict[int, PendingExample],
         missing: tuple[int, ...],
         scored: ScoredBatch | None,
         traces: bool,
     ) -> ScoredExamples:
+        """One result for ``example_ids``: known (cached), shared (evaluated by another
+        flow just now) or evaluated now (``missing``, in ``scored``)."""
         position = {example_id: n for n, example_id in enumerate(missing)}
         outputs, scores, trajectories, failed, objectives = [], [], [], [], []
         for example_id in example_ids:
-            if example_id in known:
+            if example_id in shared:  # (its failure counts, also if it is cached since)
+                (output, score, trajectory, objective), failure = shared[example_id].outcome()
+            elif example_id in known:
                 output, score, trajectory, objective = known[example_id]
                 failure = False
             else:

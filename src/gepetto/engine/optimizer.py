@@ -21,13 +21,23 @@ results; up to ``parallel_proposals`` run at once. With one proposal in flight t
 paper's sequential algorithm, and for a fixed ``seed`` and the same replies it is
 deterministic. Metric calls are reserved when a task is created, so the budget is never
 exceeded, whatever the concurrency.
+
+With several proposals in flight, two rules keep them from paying for one another's work:
+
+- an evaluation another proposal has in flight (same texts, example and split) is waited
+  for, not dispatched again (:mod:`gepetto.engine.inflight`);
+- a proposal whose parent was on the Pareto front when it was chosen, and has been dominated
+  since by a candidate admitted meanwhile, ends ("skipped", stale) before its next paid step:
+  before reflecting, before evaluating its child, and before validating it (where it first
+  waits for the verdict on a sibling being validated). The sequential algorithm would no
+  longer choose that parent.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +48,7 @@ from gepetto.engine.flows import (
     STALL_LIMIT,
     TaskGenerator,
 )
+from gepetto.engine.inflight import InFlightEvaluations, Wait
 from gepetto.engine.journal import Journal
 from gepetto.engine.merging import MergeFlows
 from gepetto.engine.replay import JournalReplay, replay_journal
@@ -143,6 +154,10 @@ class Optimizer(MergeFlows):
         self._started_at: float | None = None
         self._ready: deque[Task] = deque()
         self._waiting: dict[int, _Flow] = {}
+        self._parked: list[tuple[_Flow, Wait]] = []
+        self._in_flight = InFlightEvaluations()
+        self._validating: Counter[int] = Counter()
+        self._chosen_on_front: set[int] = set()
         self._active = 0
         self._seed_admitted = False
         self._next_task_id = 0
@@ -282,6 +297,8 @@ class Optimizer(MergeFlows):
         if flow is None:
             raise KeyError(f"no outstanding task with id {task_id}")
         self._advance(flow, result)
+        if self._parked:
+            self._wake_parked()
         self._flush()
         if self.is_finished:
             self._finish()
@@ -298,8 +315,11 @@ class Optimizer(MergeFlows):
         )
         self._test_started = True  # stopping now: no test evaluation either
         flows = {id(flow): flow for flow in self._waiting.values()}
+        flows.update((id(flow), flow) for flow, _ in self._parked)
         self._waiting.clear()
+        self._parked.clear()
         self._ready.clear()
+        self._in_flight.clear()
         for flow in flows.values():
             flow.generator.close()
         self._active = 0
@@ -523,13 +543,27 @@ class Optimizer(MergeFlows):
         self._advance(_Flow(generator), None)
 
     def _advance(self, flow: _Flow, value: Any) -> None:
-        try:
-            task = flow.generator.send(value)
-        except StopIteration:
-            self._active -= 1
-            return
+        while True:
+            try:
+                task = flow.generator.send(value)
+            except StopIteration:
+                self._active -= 1
+                return
+            if not isinstance(task, Wait):
+                break
+            if not task.ready:  # e.g. another flow is evaluating what this one needs
+                self._parked.append((flow, task))
+                return
+            value = None
         self._waiting[task.id] = flow
         self._ready.append(task)
+
+    def _wake_parked(self) -> None:
+        """Resume the flows whose waits are over (in the order they started waiting)."""
+        while ready := [entry for entry in self._parked if entry[1].ready]:
+            self._parked = [entry for entry in self._parked if not entry[1].ready]
+            for flow, _ in ready:
+                self._advance(flow, None)
 
     def _finish(self) -> None:
         if self._finished_event_sent:
