@@ -80,6 +80,7 @@ async def aoptimize(
     recheck_margin: float | None = None,
     reflection_retries: int = 1,
     proposal_guards: str = "flag",
+    reflection_samples: int = 1,
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
@@ -96,6 +97,8 @@ async def aoptimize(
     if not isinstance(reflection_retries, int) or reflection_retries < 0:
         raise ConfigError(f"reflection_retries must be an int >= 0, got {reflection_retries!r}")
     guard_mode = resolve_guard_mode(proposal_guards)
+    if not isinstance(reflection_samples, int) or reflection_samples < 1:
+        raise ConfigError(f"reflection_samples must be an int >= 1, got {reflection_samples!r}")
     journal_storage = open_storage(storage, run_dir)
     optimizer = Optimizer(
         seed_candidate,
@@ -145,6 +148,7 @@ async def aoptimize(
                 templates,
                 retries=reflection_retries,
                 guards=guard_mode,
+                samples=reflection_samples,
             )
         driver = Driver(
             optimizer,
@@ -382,6 +386,10 @@ def optimize(
               parent's words, or copies an example's inputs/outputs verbatim. ``"flag"``
               (default) records the reason with the reflection, ``"reject"`` discards the
               text before any evaluation, ``"off"`` skips the checks.
+            - ``reflection_samples``: best-of-n (default 1): ask the reflection LM for this
+              many independent proposals (concurrently), score each distinct one on the
+              parent's minibatch (``n`` times the minibatch's metric calls), and judge the
+              best as the child. The decision reason starts with ``best of n proposals``.
             - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
               new texts``, instead of the reflection LM.
             - ``val_evaluation_policy``: ``"full_eval"`` (default) or ``"incremental"``

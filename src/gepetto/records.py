@@ -124,6 +124,8 @@ class ReflectionRecord:
     reply was not usable (for example "no fenced block in reply"); ``flags`` maps a component
     whose proposed text was kept but looks suspicious to the reason (see
     :mod:`gepetto.proposers.guards`; absent from journals written before it existed).
+    ``alternatives`` holds every usable proposal when the reflection gave several
+    (best-of-n, ``proposed`` first); empty otherwise.
     """
 
     iteration: int
@@ -133,6 +135,7 @@ class ReflectionRecord:
     failures: Mapping[str, str]
     lm_calls: int
     flags: Mapping[str, str] = field(default_factory=dict)
+    alternatives: tuple[Mapping[str, str], ...] = ()
     kind: Literal["reflection"] = field(default="reflection", init=False)
 
 
@@ -194,6 +197,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
 }
 
 _TUPLE_FIELDS = {
+    "alternatives",
     "parents",
     "components_updated",
     "minibatch",

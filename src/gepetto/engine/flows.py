@@ -41,6 +41,7 @@ from gepetto.engine.scored import (
     as_scored,
     jsonable_or_none,
     judge_minibatch,
+    minibatch_value,
     scores_from_record,
 )
 from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task
@@ -289,7 +290,49 @@ class IterationFlows:
                 parent_score=parent_sum,
             )
             return
-        yield from self._judge_child(iteration, parent, new_texts, batch_ids, parent_eval)
+        child_eval = None
+        if len(reflection.alternatives) > 1:
+            new_texts, child_eval = yield from self._best_alternative(
+                iteration, parent, reflection.alternatives, batch_ids
+            )
+        yield from self._judge_child(
+            iteration,
+            parent,
+            new_texts,
+            batch_ids,
+            parent_eval,
+            child_eval,
+            picked_from=len(reflection.alternatives),
+        )
+
+    def _best_alternative(
+        self,
+        iteration: int,
+        parent: CandidateRecord,
+        alternatives: Sequence[Mapping[str, str]],
+        batch_ids: tuple[int, ...],
+    ) -> Generator[Task | Wait, Any, tuple[dict[str, str], ScoredExamples | None]]:
+        """Best-of-n: score each proposal on the parent's minibatch, keep the best.
+
+        Proposals that duplicate a candidate or a proposal in flight are not scored (the
+        judge rejects them); ties go to the earlier proposal. Returns the chosen texts and
+        their minibatch evaluation (``None`` when none was scored).
+        """
+        best: tuple[float, dict[str, str], ScoredExamples] | None = None
+        for option in alternatives:
+            child = {**parent.texts, **option}
+            child_hash = candidate_hash(child)
+            if self.state.id_of(child_hash) is not None or child_hash in self._hashes_in_flight:
+                continue
+            evaluation = yield from self._evaluate(
+                child, child_hash, "train", batch_ids, iteration, "child_minibatch"
+            )
+            value = minibatch_value(self.config.objective_weights, evaluation)
+            if best is None or value > best[0]:
+                best = (value, dict(option), evaluation)
+        if best is None:
+            return dict(alternatives[0]), None
+        return best[1], best[2]
 
     def _judge_child(
         self,
@@ -298,7 +341,12 @@ class IterationFlows:
         new_texts: dict[str, str],
         batch_ids: tuple[int, ...],
         parent_eval: ScoredExamples,
+        child_eval: ScoredExamples | None = None,
+        picked_from: int = 0,
     ) -> TaskGenerator:
+        """Score the child on the parent's minibatch (unless ``child_eval`` already is),
+        decide, and validate and admit it when accepted. ``picked_from`` > 1 says the child
+        is the best of that many proposals (best-of-n), which the decision reason states."""
         child = {**parent.texts, **new_texts}
         child_hash = candidate_hash(child)
         parent_sum = sum(parent_eval.scores)
@@ -339,9 +387,10 @@ class IterationFlows:
             return
         self._hashes_in_flight.add(child_hash)
         try:
-            child_eval = yield from self._evaluate(
-                child, child_hash, "train", batch_ids, iteration, "child_minibatch"
-            )
+            if child_eval is None:
+                child_eval = yield from self._evaluate(
+                    child, child_hash, "train", batch_ids, iteration, "child_minibatch"
+                )
             child_sum = sum(child_eval.scores)
 
             def decide(outcome: Outcome, why: str, child_id: int | None = None) -> None:
@@ -356,14 +405,11 @@ class IterationFlows:
                     child_id=child_id,
                 )
 
-            accepted, reason, gain = judge_minibatch(
-                self.config.acceptance, self.config.objective_weights, [parent_eval], [child_eval]
+            accepted, reason = yield from self._minibatch_verdict(
+                iteration, parent, child, child_hash, batch_ids, parent_eval, child_eval
             )
-            margin = self.config.recheck_margin
-            if accepted and margin is not None and gain <= margin:
-                accepted, reason = yield from self._recheck(
-                    iteration, parent, child, child_hash, batch_ids, parent_eval, child_eval
-                )
+            if picked_from > 1:
+                reason = f"best of {picked_from} proposals; {reason}"
             if not accepted:
                 decide("rejected", reason)
                 return
@@ -408,6 +454,27 @@ class IterationFlows:
             self._merges_due += 1  # GEPA tries a merge after each accepted reflection child
         finally:
             self._hashes_in_flight.discard(child_hash)
+
+    def _minibatch_verdict(
+        self,
+        iteration: int,
+        parent: CandidateRecord,
+        child: Mapping[str, str],
+        child_hash: str,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+        child_eval: ScoredExamples,
+    ) -> Generator[Task | Wait, Any, tuple[bool, str]]:
+        """The acceptance criterion on the minibatch, and the re-check of a narrow win."""
+        accepted, reason, gain = judge_minibatch(
+            self.config.acceptance, self.config.objective_weights, [parent_eval], [child_eval]
+        )
+        margin = self.config.recheck_margin
+        if accepted and margin is not None and gain <= margin:
+            accepted, reason = yield from self._recheck(
+                iteration, parent, child, child_hash, batch_ids, parent_eval, child_eval
+            )
+        return accepted, reason
 
     def _stale_before_validation(
         self, iteration: int, parent: CandidateRecord
@@ -457,19 +524,38 @@ class IterationFlows:
                 f"got {type(outcome).__name__}"
             )
         failures = dict(outcome.failures)
-        texts: dict[str, str] = {}
-        for name, text in outcome.texts.items():
-            if name not in components:
-                failures[name] = f"not a component being updated ({list(components)})"
-            elif not isinstance(text, str) or not text.strip():
-                failures[name] = "empty text"
-            elif text == parent.texts[name]:
-                failures[name] = "unchanged text"
-            else:
-                texts[name] = text
+
+        def usable(proposed: Mapping[str, Any], failures: dict[str, str]) -> dict[str, str]:
+            texts: dict[str, str] = {}
+            for name, text in proposed.items():
+                if name not in components:
+                    failures[name] = f"not a component being updated ({list(components)})"
+                elif not isinstance(text, str) or not text.strip():
+                    failures[name] = "empty text"
+                elif text == parent.texts[name]:
+                    failures[name] = "unchanged text"
+                else:
+                    texts[name] = text
+            return texts
+
+        texts = usable(outcome.texts, failures)
+        alternatives = [texts] if texts else []
+        for proposed in outcome.alternatives:
+            option = usable(proposed, {})
+            if option and option not in alternatives:
+                alternatives.append(option)
+        if alternatives and not texts:
+            texts = alternatives[0]
         flags = {name: why for name, why in outcome.flags.items() if name in texts}
         record = ReflectionRecord(
-            iteration, parent.id, components, texts, failures, outcome.lm_calls, flags
+            iteration,
+            parent.id,
+            components,
+            texts,
+            failures,
+            outcome.lm_calls,
+            flags,
+            tuple(alternatives) if len(alternatives) > 1 else (),
         )
         self._record(record)
         self.bus.emit(

@@ -25,8 +25,10 @@ __all__ = [
     "ScoredExamples",
     "aligned_objectives",
     "as_scored",
+    "compared",
     "jsonable_or_none",
     "judge_minibatch",
+    "minibatch_value",
     "scores_from_record",
 ]
 
@@ -68,6 +70,18 @@ def aligned_objectives(
     return tuple(example if example is not None else {} for example in objectives)
 
 
+def compared(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> list[float]:
+    """What acceptance compares, per example: the scores, or the weighted objectives."""
+    if weights is None:
+        return list(evaluation.scores)
+    return list(weights.values(evaluation.objectives, len(evaluation.scores)))
+
+
+def minibatch_value(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> float:
+    """The sum acceptance compares for one minibatch evaluation (best-of-n ranks by it)."""
+    return sum(compared(weights, evaluation))
+
+
 def judge_minibatch(
     acceptance: AcceptanceCriterion,
     weights: ObjectiveWeights | None,
@@ -84,13 +98,8 @@ def judge_minibatch(
         the sums of what the criterion compared).
     """
 
-    def values(evaluation: ScoredExamples) -> list[float]:
-        if weights is None:
-            return evaluation.scores
-        return weights.values(evaluation.objectives, len(evaluation.scores))
-
-    parent_values = [value for evaluation in parent for value in values(evaluation)]
-    child_values = [value for evaluation in child for value in values(evaluation)]
+    parent_values = [value for evaluation in parent for value in compared(weights, evaluation)]
+    child_values = [value for evaluation in child for value in compared(weights, evaluation)]
     accepted, reason = acceptance.accept(parent_values, child_values)
     if weights is not None:
         reason = f"weighted objectives: {reason}"

@@ -40,13 +40,16 @@ class ProposalOutcome:
     """New texts by component, reasons for the components that got none, LM calls made.
 
     ``flags`` maps a component whose new text is kept but looks suspicious (see
-    :mod:`gepetto.proposers.guards`) to the reason.
+    :mod:`gepetto.proposers.guards`) to the reason. ``alternatives``, when there are several
+    proposals (best-of-n), lists them all, ``texts`` first; the engine scores each on the
+    parent's minibatch and goes on with the best.
     """
 
     texts: Mapping[str, str]
     failures: Mapping[str, str] = field(default_factory=dict)
     lm_calls: int = 0
     flags: Mapping[str, str] = field(default_factory=dict)
+    alternatives: tuple[Mapping[str, str], ...] = ()
 
 
 def resolve_templates(
@@ -89,6 +92,8 @@ class ReflectiveProposer:
         templates: one template per component (see :func:`resolve_templates`).
         retries: how many times a reply without a usable text is asked for again.
         guards: ``"flag"`` records suspicious texts, ``"reject"`` discards them, ``"off"``.
+        samples: independent replies asked for per component (best-of-n); the distinct
+            usable ones become the outcome's ``alternatives``.
     """
 
     def __init__(
@@ -98,11 +103,13 @@ class ReflectiveProposer:
         *,
         retries: int = 1,
         guards: GuardMode = "flag",
+        samples: int = 1,
     ) -> None:
         self._lm = lm
         self._templates = dict(templates)
         self._retries = retries
         self._guards = guards
+        self._samples = samples
 
     async def propose(
         self,
@@ -117,17 +124,40 @@ class ReflectiveProposer:
         they are shown after the prompt so the model does not propose them again.
         """
         memory = rejected or {}
-        results = await asyncio.gather(
+        per_component = await asyncio.gather(
             *(
-                self._propose_one(candidate, reflective_dataset, name, memory.get(name, ()))
+                asyncio.gather(
+                    *(
+                        self._propose_one(candidate, reflective_dataset, name, memory.get(name, ()))
+                        for _ in range(self._samples)
+                    )
+                )
                 for name in components
             )
         )
+        calls = sum(r.calls for samples in per_component for r in samples)
+        texts: dict[str, list[str]] = {}
+        failures: dict[str, str] = {}
+        flags: dict[str, str] = {}
+        for name, samples in zip(components, per_component, strict=True):
+            usable = [r for r in samples if r.text is not None]
+            if not usable:
+                failures[name] = samples[0].problem or "no usable text"
+                continue
+            texts[name] = list(dict.fromkeys(r.text for r in usable if r.text is not None))
+            if usable[0].flag is not None:
+                flags[name] = usable[0].flag
+        depth = max((len(options) for options in texts.values()), default=0)
+        alternatives = tuple(
+            {name: options[min(i, len(options) - 1)] for name, options in texts.items()}
+            for i in range(depth)
+        )
         return ProposalOutcome(
-            texts={r.name: r.text for r in results if r.text is not None},
-            failures={r.name: r.problem for r in results if r.problem is not None},
-            lm_calls=sum(r.calls for r in results),
-            flags={r.name: r.flag for r in results if r.flag is not None},
+            texts=alternatives[0] if alternatives else {},
+            failures=failures,
+            lm_calls=calls,
+            flags=flags,
+            alternatives=alternatives if len(alternatives) > 1 else (),
         )
 
     async def _propose_one(
