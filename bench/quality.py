@@ -75,6 +75,10 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "merge": {"use_merge": True},
     "incremental-val": {"val_evaluation_policy": "incremental"},
     "rejected-memory-3": {"rejected_memory": 3},
+    "best-of-3": {"reflection_samples": 3},
+    "guards-reject": {"proposal_guards": "reject"},
+    "no-retry": {"reflection_retries": 0},
+    "k4": {"parallel_proposals": 4},
 }
 
 ROOT = Path(__file__).resolve().parent.parent
