@@ -6,7 +6,7 @@ gepetto starts on 127.0.0.1 (install them first: ``scripts/setup-local-llm``, wh
 ``make demo`` does). The seed prompt is deliberately vague; the labels and the three routing
 rules are only revealed by the feedback of wrong answers.
 
-    python examples/ticket_routing.py [--budget 240] [--seed 0] [--run-dir runs/demo]
+    python examples/ticket_routing.py [--budget 300] [--seed 0] [--run-dir runs/demo]
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--budget", type=int, default=150, help="max metric calls")
+    parser.add_argument("--budget", type=int, default=300, help="max metric calls")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-dir", default=None)
     args = parser.parse_args()
