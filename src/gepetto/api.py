@@ -77,6 +77,7 @@ async def aoptimize(
     max_concurrency: int = 8,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
+    reflection_history: int = 0,
     recheck_margin: float | None = None,
     reflection_retries: int = 1,
     proposal_guards: str = "flag",
@@ -121,6 +122,7 @@ async def aoptimize(
         cache_evaluation=cache_evaluation,
         parallel_proposals=parallel_proposals,
         rejected_memory=rejected_memory,
+        reflection_history=reflection_history,
         recheck_margin=recheck_margin,
         use_merge=use_merge,
         max_merge_invocations=max_merge_invocations,
@@ -398,6 +400,14 @@ def optimize(
             - ``rejected_memory``: show the reflection LM the last N rejected proposals for the
               component it rewrites, so it does not propose them again (default 0: off, until
               the quality benchmark shows it helps).
+            - ``reflection_history``: feedback from more than one minibatch: the reflection
+              also sees up to N examples the parent was already evaluated on, outside the
+              current minibatch, that it did not solve (lowest score first, then lowest
+              example id), after the minibatch's examples and in the same ``eval_batch``.
+              They come from the evaluation cache, so they cost no metric call; nothing is
+              added with ``cache_evaluation=False``. With ``parallel_proposals > 1`` which
+              evaluations are cached by then, so which examples are added, may vary between
+              runs. Default 0: off, until the quality benchmark shows it helps.
             - ``recheck_margin``: noise-aware acceptance (opt-in): a child that beats its
               parent on the minibatch by at most this much (in minibatch-sum units) must also
               win on the two minibatches together, a second one being sampled and scored first.

@@ -53,6 +53,7 @@ class OptimizerConfig:
     cache_evaluation: bool = True
     parallel_proposals: int = 1
     rejected_memory: int = 0
+    reflection_history: int = 0
     recheck_margin: float | None = None
     use_merge: bool = False
     max_merge_invocations: int = 5
@@ -81,6 +82,7 @@ def build_config(
     cache_evaluation: bool = True,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
+    reflection_history: int = 0,
     recheck_margin: float | None = None,
     use_merge: bool = False,
     max_merge_invocations: int = 5,
@@ -107,6 +109,15 @@ def build_config(
         raise ConfigError(f"recheck_margin must be a number >= 0 or None, got {recheck_margin!r}")
     if not isinstance(rejected_memory, int) or rejected_memory < 0:
         raise ConfigError(f"rejected_memory must be an int >= 0, got {rejected_memory!r}")
+    if (
+        not isinstance(reflection_history, int)
+        or isinstance(reflection_history, bool)
+        or reflection_history < 0
+    ):
+        raise ConfigError(
+            "reflection_history must be an int >= 0 (how many earlier failing examples of the "
+            f"parent to add to its reflection; 0 = off), got {reflection_history!r}"
+        )
     if not isinstance(max_merge_invocations, int) or max_merge_invocations < 0:
         raise ConfigError(
             f"max_merge_invocations must be an int >= 0, got {max_merge_invocations!r}"
@@ -152,6 +163,7 @@ def build_config(
         cache_evaluation=bool(cache_evaluation),
         parallel_proposals=parallel_proposals,
         rejected_memory=rejected_memory,
+        reflection_history=reflection_history,
         recheck_margin=None if recheck_margin is None else float(recheck_margin),
         use_merge=bool(use_merge),
         max_merge_invocations=max_merge_invocations,
@@ -171,6 +183,7 @@ def build_config(
             "cache_evaluation": cache_evaluation,
             "parallel_proposals": parallel_proposals,
             "rejected_memory": rejected_memory,
+            "reflection_history": reflection_history,
             "recheck_margin": recheck_margin,
             "use_merge": bool(use_merge),
             "max_merge_invocations": max_merge_invocations,

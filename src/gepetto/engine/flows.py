@@ -26,6 +26,7 @@ from typing import Any
 
 from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig
+from gepetto.engine.history import earlier_failures
 from gepetto.engine.inflight import (
     AwaitCondition,
     AwaitEvaluations,
@@ -248,6 +249,7 @@ class IterationFlows:
                     iteration, parent, batch_ids, parent_eval, journaled
                 )
             )
+        examples, eval_batch = self._reflection_inputs(parent, batch_ids, parent_eval, usable)
         task_id = self._task_id()
         self.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
         outcome = yield ReflectTask(
@@ -256,14 +258,8 @@ class IterationFlows:
             parent_id=parent.id,
             candidate=dict(parent.texts),
             components=components,
-            examples=[self.trainset[batch_ids[i]] for i in usable],
-            eval_batch=EvaluationBatch(
-                outputs=[parent_eval.outputs[i] for i in usable],
-                scores=[parent_eval.scores[i] for i in usable],
-                trajectories=[parent_eval.trajectories[i] for i in usable]
-                if parent_eval.trajectories is not None
-                else None,
-            ),
+            examples=examples,
+            eval_batch=eval_batch,
             rejected=self._rejected_memory(components),
         )
         reflection = self._record_reflection(iteration, parent, components, outcome, task_id)
@@ -624,6 +620,47 @@ class IterationFlows:
             [child_eval, child_more],
         )
         return accepted, f"rechecked on a second minibatch: {reason}"
+
+    def _reflection_inputs(
+        self,
+        parent: CandidateRecord,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+        usable: Sequence[int],
+    ) -> tuple[list[Any], EvaluationBatch[Any, Any]]:
+        """What a reflection on ``parent`` sees: its minibatch run (the ``usable`` positions,
+        whose evaluation did not raise), then its earlier failures (``reflection_history``)."""
+        examples = [self.trainset[batch_ids[i]] for i in usable]
+        outputs = [parent_eval.outputs[i] for i in usable]
+        scores = [parent_eval.scores[i] for i in usable]
+        if parent_eval.trajectories is None:
+            return examples, EvaluationBatch(outputs, scores, None)
+        trajectories = [parent_eval.trajectories[i] for i in usable]
+        for example_id, (output, score, trajectory, _) in self._earlier_failures(parent, batch_ids):
+            examples.append(self.trainset[example_id])
+            outputs.append(output)
+            scores.append(score)
+            trajectories.append(trajectory)
+        return examples, EvaluationBatch(outputs, scores, trajectories)
+
+    def _earlier_failures(
+        self, parent: CandidateRecord, batch_ids: tuple[int, ...]
+    ) -> list[tuple[int, KnownResult]]:
+        """Up to ``reflection_history`` examples ``parent`` was already evaluated on with
+        traces (by any iteration so far, including the child minibatch that got it accepted;
+        on resume, those journaled with their trajectories), that are not in ``batch_ids``
+        and scored below ``perfect_score``: lowest score first, then lowest example id. They
+        come from the train-evaluation cache, so they cost no metric call; none without the
+        cache (``cache_evaluation=False``)."""
+        if not self.config.cache_evaluation:
+            return []
+        return earlier_failures(
+            self._train_cache,
+            parent.content_hash,
+            frozenset(batch_ids),
+            self.config.perfect_score,
+            self.config.reflection_history,
+        )
 
     def _rejected_memory(self, components: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
         """The last ``rejected_memory`` rejected proposals for each component (from the

@@ -39,6 +39,7 @@ _ADDED_LATER = {
     "max_merge_invocations": 5,
     "merge_val_overlap_floor": 5,
     "rejected_memory": 0,
+    "reflection_history": 0,
     "recheck_margin": None,
     "objective_weights": None,
 }

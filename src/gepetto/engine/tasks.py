@@ -46,6 +46,10 @@ class ReflectTask:
 
     ``eval_batch`` (with trajectories) and ``examples`` are the parent's minibatch run, for
     the adapter's ``make_reflective_dataset``; examples whose evaluation raised are left out.
+    With ``reflection_history=N`` they are followed by up to N earlier failures of the same
+    parent outside the minibatch (below ``perfect_score``, lowest score first, then lowest
+    example id), taken from the evaluation cache at no metric call (none when the cache is
+    off or the minibatch run has no trajectories).
     ``rejected`` lists, per component, recent proposals that were rejected (text, why), when
     the run keeps a memory of them (``rejected_memory``).
     """
