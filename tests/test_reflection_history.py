@@ -50,8 +50,7 @@ class Run:
 
 
 def new_optimizer(storage: Any = None, **options: Any) -> Optimizer:
-    # 31 calls: five reflections (iterations 0-4), then the budget ends the run (rather than
-    # the stall limit, whose count after a resume is not what the straight run's was).
+    # 31 calls: five reflections (iterations 0-4), then the budget ends the run.
     options.setdefault("max_metric_calls", 31)
     return Optimizer(
         SEED,
@@ -277,3 +276,21 @@ def test_a_run_dir_run_resumed_with_a_larger_budget_prompts_as_a_straight_run(
     assert extended.total_metric_calls == straight.total_metric_calls
     # The history reached the prompt: more examples than the minibatch's 3.
     assert any("Example 4" in prompt for prompt in straight_prompts)
+
+
+@pytest.mark.parametrize("crash_at", range(1, 20))
+def test_a_run_ended_by_the_stall_limit_ends_at_the_same_iteration_after_a_resume(
+    crash_at: int,
+) -> None:
+    # Without a budget to end it, the run stops after STALL_LIMIT iterations that evaluate
+    # nothing new. An iteration redone after a resume, whose evaluations were journaled
+    # before the crash, paid for them: it must not count as stalled.
+    straight_opt = new_optimizer(MemoryStorage(), max_metric_calls=100_000)
+    straight = drive(straight_opt)
+    storage = MemoryStorage()
+    run = drive(new_optimizer(storage, max_metric_calls=100_000), stop_after=crash_at)
+    resumed_opt = new_optimizer(storage, max_metric_calls=100_000)
+    drive(resumed_opt, run=run)
+    assert "stalled" in (straight_opt.result().stop_reason or "")
+    assert sorted(run.reflections) == sorted(straight.reflections)
+    assert resumed_opt.result().num_iterations == straight_opt.result().num_iterations

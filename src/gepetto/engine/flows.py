@@ -173,6 +173,8 @@ class IterationFlows:
         """
         state = self.state
         spent_before = state.total_metric_calls
+        if started is not None:  # what it paid before the interruption is its own spending
+            spent_before -= self._replay.spent_unfinished.pop(started.iteration, 0)
         if started is None:
             parent_id = self.config.candidate_selector.select(state, self.rng(iteration, "parent"))
             batch_ids = tuple(

@@ -43,6 +43,9 @@ class JournalReplay:
     evaluations: dict[tuple[int, str, str], EvaluationRecord] = field(default_factory=dict)
     stalled_tail: int = 0
     """Decided iterations at the end of the journal that evaluated nothing new."""
+    spent_unfinished: dict[int, int] = field(default_factory=dict)
+    """Metric calls the journal shows each unfinished iteration paid before the interruption
+    (a redo counts them as its own, so it is not taken for a stalled iteration)."""
     failing_reflections_tail: int = 0
     """Reflections at the end of the journal whose LM calls all failed."""
     accepted_reflections: int = 0
@@ -105,6 +108,7 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
         reflections={i: r for i, r in reflections.items() if i in open_iterations},
         evaluations={k: r for k, r in evaluations.items() if k[0] in open_iterations},
         stalled_tail=stalled_tail,
+        spent_unfinished={i: spent[i] for i in open_iterations if i in spent},
         failing_reflections_tail=failing_tail,
         accepted_reflections=accepted_reflections,
         merge_attempts=sum(1 for r in started.values() if r.operation == "merge"),
