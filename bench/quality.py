@@ -78,6 +78,8 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "best-of-3": {"reflection_samples": 3},
     "guards-reject": {"proposal_guards": "reject"},
     "no-retry": {"reflection_retries": 0},
+    "history-3": {"reflection_history": 3},
+    "append": {"reflection_edit": "append"},
     "k4": {"parallel_proposals": 4},
 }
 

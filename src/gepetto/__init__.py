@@ -27,7 +27,11 @@ from gepetto.errors import (
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import Inline
-from gepetto.proposers import DEFAULT_REFLECTION_TEMPLATE, ProposalOutcome
+from gepetto.proposers import (
+    APPEND_REFLECTION_TEMPLATE,
+    DEFAULT_REFLECTION_TEMPLATE,
+    ProposalOutcome,
+)
 from gepetto.result import Result
 from gepetto.stopping import (
     MaxCandidates,
@@ -44,6 +48,7 @@ from gepetto.types import Candidate, EvaluationBatch
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "APPEND_REFLECTION_TEMPLATE",
     "DEFAULT_REFLECTION_TEMPLATE",
     "AdapterContractError",
     "BudgetExhausted",

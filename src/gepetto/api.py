@@ -24,7 +24,11 @@ from gepetto.lm.protocol import as_async_lm
 from gepetto.observe.log import JsonLinesEventLog, LogObserver
 from gepetto.progress import RichProgress, progress_wanted, rich_available
 from gepetto.proposers.guards import resolve_guard_mode
-from gepetto.proposers.reflective import ReflectiveProposer, resolve_templates
+from gepetto.proposers.reflective import (
+    ReflectiveProposer,
+    resolve_edit_mode,
+    resolve_templates,
+)
 from gepetto.result import Result
 from gepetto.stopping import RunStatus, StopCondition
 from gepetto.storage import JournalStorage, open_storage
@@ -82,6 +86,7 @@ async def aoptimize(
     reflection_retries: int = 1,
     proposal_guards: str = "flag",
     reflection_samples: int = 1,
+    reflection_edit: str = "rewrite",
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
@@ -100,6 +105,7 @@ async def aoptimize(
     guard_mode = resolve_guard_mode(proposal_guards)
     if not isinstance(reflection_samples, int) or reflection_samples < 1:
         raise ConfigError(f"reflection_samples must be an int >= 1, got {reflection_samples!r}")
+    edit_mode = resolve_edit_mode(reflection_edit)
     journal_storage = open_storage(storage, run_dir)
     optimizer = Optimizer(
         seed_candidate,
@@ -137,7 +143,7 @@ async def aoptimize(
         testset=testset,
         test_candidates=test_candidates,
     )
-    templates = resolve_templates(reflection_prompt_template, optimizer.components)
+    templates = resolve_templates(reflection_prompt_template, optimizer.components, edit_mode)
     # Everything is validated; only now start local model servers or open clients.
     with _RunResources(run_dir, max_concurrency + parallel_proposals + 1) as resources:
         adapter = resources.adapter(adapter, task_lm, evaluator)
@@ -151,6 +157,7 @@ async def aoptimize(
                 retries=reflection_retries,
                 guards=guard_mode,
                 samples=reflection_samples,
+                edit=edit_mode,
             )
         driver = Driver(
             optimizer,
@@ -388,6 +395,11 @@ def optimize(
               parent's words, or copies an example's inputs/outputs verbatim. ``"flag"``
               (default) records the reason with the reflection, ``"reject"`` discards the
               text before any evaluation, ``"off"`` skips the checks.
+            - ``reflection_edit``: ``"rewrite"`` (default: the reply is the new text, as in
+              gepa) or ``"append"`` (the reply holds only lines to add, which are appended to
+              the current text, so nothing that worked is lost; the default template becomes
+              ``APPEND_REFLECTION_TEMPLATE``; a reply that adds nothing new is asked for
+              again like an unusable one).
             - ``reflection_samples``: best-of-n (default 1): ask the reflection LM for this
               many independent proposals (concurrently), score each distinct one on the
               parent's minibatch (``n`` times the minibatch's metric calls), and judge the

@@ -43,16 +43,27 @@ RULES = {
 
 SEED_PROMPT = "Read the customer message and tell me what it is about."
 LABELS_PROMPT = "Classify the customer message into one of: billing, technical, account, shipping."
-HANDWRITTEN_PROMPT = """Classify the customer message. Labels:
-- billing: payments, charges, invoices, receipts
-- technical: bugs, crashes, errors in the app or website
-- account: login, sign-in, profile, email, users, deleting the account
-- shipping: orders, parcels, delivery, tracking
+HANDWRITTEN_PROMPT = """Classify the customer message into exactly one label: billing, technical, \
+account, shipping.
 Rules: delivery problems are shipping even when a refund is asked; charges are billing even \
 after the account was deleted; login failures are account even with an error code.
+
+Examples:
+"I was charged twice this month." -> billing
+"I need a receipt for my payment." -> billing
+"The app crashes when I open settings." -> technical
+"Sync stopped working since Monday." -> technical
+"How do I change my email address?" -> account
+"I can't log in, it says error 500." -> account
+"My order has not arrived yet." -> shipping
+"My parcel arrived damaged, I want a refund." -> shipping
+
 Answer with only the label in lowercase."""
-"""A prompt written by hand with the labels, the three rules and the answer format (0.63-0.87
-test accuracy with the local 0.5B model on 30-example sets)."""
+"""A prompt written by hand: the labels, the three rules, eight short examples in its own words,
+and the answer format (train/val/test 0.93/0.97/0.90 with the local 0.5B model on the
+benchmark's 30-example sets). Without the examples (labels with descriptions, rules, format)
+the 0.5B scored only 0.83/0.80/0.63: it answered ``invoice`` or ``receipt`` instead of
+``billing``; short examples are what a 0.5B model follows best."""
 
 _PLAIN: dict[str, list[str]] = {
     "billing": [

@@ -2,7 +2,9 @@
 
 from gepetto.proposers.guards import check_proposal
 from gepetto.proposers.prompts import (
+    APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
+    apply_edit,
     correction_for,
     extract_new_text,
     format_side_info,
@@ -12,9 +14,11 @@ from gepetto.proposers.prompts import (
 from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer, resolve_templates
 
 __all__ = [
+    "APPEND_REFLECTION_TEMPLATE",
     "DEFAULT_REFLECTION_TEMPLATE",
     "ProposalOutcome",
     "ReflectiveProposer",
+    "apply_edit",
     "check_proposal",
     "correction_for",
     "extract_new_text",

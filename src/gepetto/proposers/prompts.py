@@ -26,9 +26,12 @@ from typing import Any
 from gepetto.errors import ConfigError
 
 __all__ = [
+    "APPEND_REFLECTION_TEMPLATE",
     "DEFAULT_REFLECTION_TEMPLATE",
+    "EDIT_MODES",
     "PLACEHOLDERS",
     "ExtractedText",
+    "apply_edit",
     "correction_for",
     "extract_new_text",
     "format_side_info",
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 PLACEHOLDERS = ("<curr_param>", "<side_info>")
+EDIT_MODES = ("rewrite", "append")
+"""How a reflection reply makes the new text: it *is* the new text, or it is appended."""
 OPTIONAL_PLACEHOLDERS = ("<max_words>",)
 """Filled when present: ``<max_words>`` is a length limit that grows with the current text."""
 
@@ -59,6 +64,30 @@ examples).
 3. Keep the parts of the current instructions that worked.
 Keep the instructions short (under <max_words> words). Put them between two lines of three \
 backticks (```) and write nothing after the closing ```."""
+
+APPEND_REFLECTION_TEMPLATE = """\
+Improve the instructions of an AI assistant by adding to them.
+
+Current instructions:
+```
+<curr_param>
+```
+
+The assistant followed them on the inputs below. Its answers and the feedback on each:
+
+<side_info>
+
+Write the lines to add to the instructions so that the assistant answers all of these \
+correctly:
+1. If the current instructions do not say exactly what form the answer must take, say it \
+(the feedback shows the expected answers).
+2. Add each rule or fact that the feedback reveals and the current instructions miss, as a \
+short general rule.
+3. After each rule, add one short example in your own words: "input" -> answer.
+Write only the new lines (under 80 words), not the current instructions. Put them between \
+two lines of three backticks (```) and write nothing after the closing ```."""
+"""The template of ``reflection_edit="append"``: the reply is an addition to the current
+text, which the proposer appends to it (see :func:`apply_edit`)."""
 
 _THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
@@ -145,6 +174,7 @@ _PROBLEM_EMPTY = "empty reply"
 _PROBLEM_UNCLOSED = "unclosed fenced block in reply (truncated?)"
 _PROBLEM_NO_FENCE = "no fenced block in reply"
 _PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
+PROBLEM_NOTHING_ADDED = "the addition only repeats the current text"
 
 _NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
 _LABEL = re.compile(
@@ -235,14 +265,50 @@ _CORRECTIONS = {
     "shorter instructions.",
     _PROBLEM_EMPTY_FENCE: "Your previous reply had nothing between the ``` lines.",
     _PROBLEM_NO_FENCE: "Your previous reply did not put the new instructions between ``` lines.",
+    PROBLEM_NOTHING_ADDED: "Your previous reply only repeated lines the instructions already have.",
 }
 
 
-def correction_for(problem: str, max_word_count: int) -> str:
-    """A corrective note appended to the reflection prompt when a reply had no usable text."""
+def correction_for(problem: str, max_word_count: int, edit: str = "rewrite") -> str:
+    """A corrective note appended to the reflection prompt when a reply had no usable text.
+
+    ``edit="append"`` asks for the lines to add (at most 80 words) instead of the complete
+    new instructions.
+    """
     what = _CORRECTIONS.get(problem, f"Your previous reply could not be used ({problem}).")
-    return (
-        f"\n\nIMPORTANT: {what} Reply with only the complete new instructions (under "
-        f"{max_word_count} words) between two lines of three backticks (```), and nothing after "
-        "the closing ```."
+    wanted = (
+        "only the new lines to add (under 80 words)"
+        if edit == "append"
+        else f"only the complete new instructions (under {max_word_count} words)"
     )
+    return (
+        f"\n\nIMPORTANT: {what} Reply with {wanted} between two lines of three backticks "
+        "(```), and nothing after the closing ```."
+    )
+
+
+def apply_edit(current: str, proposed: str, edit: str) -> str | None:
+    """The new text a reply makes, for an edit mode.
+
+    ``"rewrite"``: the proposed text itself. ``"append"``: the current text, a blank line,
+    then the proposed lines; when the reply repeats the whole current text (small models
+    often do) it is taken as the complete new text. Returns ``None`` when an addition adds
+    nothing (every one of its lines is already in the current text).
+
+    Example:
+        >>> apply_edit("Answer briefly.", "Reply in French.", "append")
+        'Answer briefly.\\n\\nReply in French.'
+    """
+    if edit != "append":
+        return proposed
+    if _squashed(current) in _squashed(proposed):
+        return proposed
+    known = {_squashed(line) for line in current.splitlines()}
+    new_lines = [line for line in proposed.splitlines() if _squashed(line) not in known]
+    if not any(line.strip() for line in new_lines):
+        return None
+    return current.rstrip() + "\n\n" + "\n".join(new_lines).strip("\n")
+
+
+def _squashed(text: str) -> str:
+    return " ".join(text.split()).lower()

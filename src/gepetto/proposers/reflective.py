@@ -22,7 +22,11 @@ from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
 from gepetto.proposers.guards import GuardMode, check_proposal
 from gepetto.proposers.prompts import (
+    APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
+    EDIT_MODES,
+    PROBLEM_NOTHING_ADDED,
+    apply_edit,
     correction_for,
     extract_new_text,
     max_words,
@@ -30,7 +34,7 @@ from gepetto.proposers.prompts import (
     validate_template,
 )
 
-__all__ = ["ProposalOutcome", "ReflectiveProposer", "resolve_templates"]
+__all__ = ["ProposalOutcome", "ReflectiveProposer", "resolve_edit_mode", "resolve_templates"]
 
 logger = logging.getLogger("gepetto.reflection")
 
@@ -52,19 +56,38 @@ class ProposalOutcome:
     alternatives: tuple[Mapping[str, str], ...] = ()
 
 
+def resolve_edit_mode(edit: object) -> str:
+    """Check ``reflection_edit``: ``"rewrite"`` or ``"append"``.
+
+    Raises:
+        ConfigError: for anything else.
+    """
+    if edit not in EDIT_MODES:
+        raise ConfigError(
+            f"reflection_edit must be 'rewrite' (the reply is the new text) or 'append' (the "
+            f"reply is added to the current text), got {edit!r}"
+        )
+    return str(edit)
+
+
 def resolve_templates(
-    template: str | Mapping[str, str] | None, components: Sequence[str]
+    template: str | Mapping[str, str] | None,
+    components: Sequence[str],
+    edit: str = "rewrite",
 ) -> dict[str, str]:
     """One validated template per component.
 
     A single string applies to every component; a mapping may name only some components
-    (the others use the default template) and must not name unknown ones.
+    (the others use the default template of the edit mode: :data:`DEFAULT_REFLECTION_TEMPLATE`,
+    or :data:`APPEND_REFLECTION_TEMPLATE` for ``edit="append"``) and must not name unknown
+    ones.
 
     Raises:
         ConfigError: for a missing placeholder or an unknown component name.
     """
+    default = APPEND_REFLECTION_TEMPLATE if edit == "append" else DEFAULT_REFLECTION_TEMPLATE
     if template is None:
-        return dict.fromkeys(components, DEFAULT_REFLECTION_TEMPLATE)
+        return dict.fromkeys(components, default)
     if isinstance(template, str):
         validate_template(template)
         return dict.fromkeys(components, template)
@@ -81,7 +104,7 @@ def resolve_templates(
         )
     for name, text in template.items():
         validate_template(text, where=f"reflection_prompt_template[{name!r}]")
-    return {name: template.get(name, DEFAULT_REFLECTION_TEMPLATE) for name in components}
+    return {name: template.get(name, default) for name in components}
 
 
 class ReflectiveProposer:
@@ -94,6 +117,9 @@ class ReflectiveProposer:
         guards: ``"flag"`` records suspicious texts, ``"reject"`` discards them, ``"off"``.
         samples: independent replies asked for per component (best-of-n); the distinct
             usable ones become the outcome's ``alternatives``.
+        edit: ``"rewrite"``: a reply is the new text; ``"append"``: a reply is added to the
+            current text (:func:`~gepetto.proposers.prompts.apply_edit`), and one that adds
+            nothing new is unusable (asked for again like a reply without a text).
     """
 
     def __init__(
@@ -104,8 +130,10 @@ class ReflectiveProposer:
         retries: int = 1,
         guards: GuardMode = "flag",
         samples: int = 1,
+        edit: str = "rewrite",
     ) -> None:
         self._lm = lm
+        self._edit = resolve_edit_mode(edit)
         self._templates = dict(templates)
         self._retries = retries
         self._guards = guards
@@ -178,7 +206,11 @@ class ReflectiveProposer:
         calls = 0
         problem = "no reflection call made"
         for attempt in range(self._retries + 1):
-            asked = prompt if attempt == 0 else prompt + correction_for(problem, max_words(current))
+            asked = (
+                prompt
+                if attempt == 0
+                else prompt + correction_for(problem, max_words(current), self._edit)
+            )
             logger.debug("reflection prompt for %s (attempt %d):\n%s", name, attempt + 1, asked)
             calls += 1
             try:
@@ -190,8 +222,12 @@ class ReflectiveProposer:
                 return _ComponentProposal(name, None, problem, calls)
             extracted = extract_new_text(reply)
             if extracted.text is not None:
-                return self._checked(name, current, extracted.text, records, calls)
-            problem = extracted.problem or "no text in reply"
+                text = apply_edit(current, extracted.text, self._edit)
+                if text is not None:
+                    return self._checked(name, current, text, records, calls)
+                problem = PROBLEM_NOTHING_ADDED
+            else:
+                problem = extracted.problem or "no text in reply"
             logger.info("reflection reply for %s unusable (%s)", name, problem)
         if calls > 1:
             problem = f"{problem} (after {calls} attempts)"
