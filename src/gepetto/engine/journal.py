@@ -32,14 +32,20 @@ from gepetto.storage.base import (
 
 __all__ = ["Journal", "fingerprint"]
 
-_NOT_FINGERPRINTED = {"max_metric_calls", "max_cost_usd", "parallel_proposals"}
+_NOT_FINGERPRINTED = {
+    "max_metric_calls",
+    "max_cost_usd",
+    "parallel_proposals",
+    "reflection_history",
+}
+"""Settings a resumed run may change: the budget, the proposals in flight, and what later
+reflections are shown (like the reflection LM and its prompt, which are not settings here)."""
 
 _ADDED_LATER = {
     "use_merge": False,
     "max_merge_invocations": 5,
     "merge_val_overlap_floor": 5,
     "rejected_memory": 0,
-    "reflection_history": 0,
     "recheck_margin": None,
     "objective_weights": None,
 }
