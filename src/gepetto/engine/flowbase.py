@@ -1,11 +1,13 @@
-"""What the iteration-flow mixins share: the optimizer's attributes and hooks they use.
+"""What the optimizer's mixins share: the optimizer's attributes and hooks they use.
 
 The flows (:mod:`gepetto.engine.flows`, :mod:`gepetto.engine.merging`) and their steps
 (:mod:`gepetto.engine.evaluating`, :mod:`gepetto.engine.judging`,
 :mod:`gepetto.engine.reflecting`, :mod:`gepetto.engine.outcomes`) are mixins of
-:class:`~gepetto.engine.optimizer.Optimizer`: the state lives in the optimizer.
-:class:`FlowBase` declares that state as class annotations, and the optimizer methods the
-steps call (``_record``, ``rng``, ...) as hooks that the optimizer overrides.
+:class:`~gepetto.engine.optimizer.Optimizer`, as are resuming
+(:mod:`gepetto.engine.resuming`) and the coordination of a shared run's workers
+(:mod:`gepetto.engine.workers`): the state lives in the optimizer. :class:`FlowBase`
+declares that state as class annotations, and the methods the mixins call on one another
+(``_record``, ``rng``, ...) as hooks that the optimizer or another mixin overrides.
 :data:`TaskGenerator` is the type of a flow.
 """
 
@@ -34,8 +36,8 @@ optimizer keeps to itself: for another flow's evaluation, or a sibling's validat
 
 
 class FlowBase:
-    """The optimizer's state and hooks, as the flow mixins see them (the state lives in the
-    Optimizer, which overrides the hooks)."""
+    """The optimizer's state and hooks, as its mixins see them (the state lives in the
+    Optimizer; the Optimizer or a mixin overrides each hook)."""
 
     state: RunState
     config: OptimizerConfig
@@ -75,4 +77,17 @@ class FlowBase:
         raise NotImplementedError
 
     def _new_iteration_number(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def run_id(self) -> str:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        raise NotImplementedError
+
+    def _launch(self, generator: TaskGenerator) -> None:
+        raise NotImplementedError
+
+    def _seed_flow(self) -> TaskGenerator:
         raise NotImplementedError

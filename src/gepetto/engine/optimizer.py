@@ -31,6 +31,13 @@ With several proposals in flight, two rules keep them from paying for one anothe
   before reflecting, before evaluating its child, and before validating it (where it first
   waits for the verdict on a sibling being validated). The sequential algorithm would no
   longer choose that parent.
+
+The :class:`Optimizer` is assembled from mixins that share its state
+(:mod:`gepetto.engine.flowbase`): the flows and their steps (:mod:`gepetto.engine.flows`,
+:mod:`gepetto.engine.merging`), resuming from the journal (:mod:`gepetto.engine.resuming`),
+and the budget, numbering and worker coordination of a shared run
+(:mod:`gepetto.engine.workers`). This module holds the ask/tell surface and the scheduling
+of the flows.
 """
 
 from __future__ import annotations
@@ -41,7 +48,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gepetto.engine.budget import LocalBudget, SharedBudget
 from gepetto.engine.config import OptimizerConfig, build_config, check_datasets, check_testset
 from gepetto.engine.flows import (
     REFLECTION_ERROR_LIMIT,
@@ -51,23 +57,18 @@ from gepetto.engine.flows import (
 from gepetto.engine.inflight import InFlightEvaluations, Wait
 from gepetto.engine.journal import Journal
 from gepetto.engine.merging import MergeFlows
-from gepetto.engine.replay import JournalReplay, replay_journal
+from gepetto.engine.resuming import Resuming
 from gepetto.engine.scored import KnownResult
 from gepetto.engine.tasks import Task
+from gepetto.engine.workers import WorkerCoordination
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
 from gepetto.lm.client import LMCallRecord as ClientCallRecord
-from gepetto.records import (
-    CandidateRecord,
-    EvaluationRecord,
-    LMCallRecord,
-    Record,
-    record_to_dict,
-)
+from gepetto.records import LMCallRecord, Record
 from gepetto.result import Result
 from gepetto.state import RunState
 from gepetto.stopping import RunStatus
-from gepetto.storage.base import JournalStorage, SharedRunStorage
+from gepetto.storage.base import JournalStorage
 
 __all__ = ["Optimizer"]
 
@@ -81,7 +82,7 @@ class _Flow:
         self.generator = generator
 
 
-class Optimizer(MergeFlows):
+class Optimizer(MergeFlows, Resuming, WorkerCoordination):
     """GEPA's reflective evolution, as an ask/tell state machine.
 
     Args:
@@ -187,71 +188,6 @@ class Optimizer(MergeFlows):
         self._lease_ttl = lease_ttl
         self._seed_claim: float | None = None
         self._replay = self._restore(records)
-
-    def _make_budget(
-        self, storage: JournalStorage | None, run_id: str, worker: str | None, ttl: float
-    ) -> LocalBudget | SharedBudget:
-        if worker is None:
-            return LocalBudget(self.config.max_metric_calls, lambda: self.state.total_metric_calls)
-        if not isinstance(storage, SharedRunStorage):
-            raise ConfigError(
-                "worker= needs a storage that can share a run between processes "
-                "(storage='postgresql://...' or a SQLite file on a local disk)"
-            )
-        if self.config.max_metric_calls is None:
-            raise ConfigError("a run shared by several workers needs max_metric_calls")
-        return SharedBudget(
-            storage, self._journal.run_id, worker, self.config.max_metric_calls, ttl
-        )
-
-    def _restore(self, records: list[Record]) -> JournalReplay:
-        """Rebuild the state from journaled records (nothing to do for a new run)."""
-        replay = replay_journal(records, self.state)
-        self.resumed_records = len(records)
-        self._seed_admitted = bool(self.state.candidates)
-        self._next_iteration = replay.next_iteration
-        # Streaks that stop a run continue across a resume (a stalled run stays stalled).
-        self._stalled_iterations = replay.stalled_tail
-        self._reflection_errors = replay.failing_reflections_tail
-        self._merge_attempts = replay.merge_attempts
-        self._merges_due = max(0, replay.accepted_reflections - replay.merge_attempts)
-        self._tried_merges = set(replay.tried_merges)
-        if self.worker is not None:  # redo and replay only this worker's own iterations
-            replay.unfinished = [r for r in replay.unfinished if r.worker == self.worker]
-            replay.started = [r for r in replay.started if r.worker == self.worker]
-        for started in replay.started:  # put the minibatch sampler where it was
-            if started.operation != "reflection":
-                continue  # merges sample no minibatch
-            batch = tuple(
-                self.config.batch_sampler.next_batch(
-                    len(self.trainset), self.rng(started.iteration, "minibatch")
-                )
-            )
-            if batch != started.minibatch:
-                raise ConfigError(
-                    f"cannot resume: the batch sampler gave {batch} for iteration "
-                    f"{started.iteration}, the journal says {started.minibatch}; a sampler "
-                    "must be deterministic for a given rng"
-                )
-        if self.config.cache_evaluation:
-            for record in records:
-                if isinstance(record, EvaluationRecord) and record.trajectories is not None:
-                    self._cache_traced(record)
-        return replay
-
-    def _cache_traced(self, record: EvaluationRecord) -> None:
-        failed = set(record.failed_examples)
-        outputs = record.outputs or [None] * len(record.example_ids)
-        trajectories = record.trajectories or []
-        objectives = record.objective_scores
-        for position, example_id in enumerate(record.example_ids):
-            if example_id not in failed:
-                self._train_cache[(record.candidate_hash, example_id)] = (
-                    outputs[position],
-                    record.scores[position],
-                    trajectories[position],
-                    objectives[position] if objectives is not None else None,
-                )
 
     @property
     def run_id(self) -> str:
@@ -465,30 +401,6 @@ class Optimizer(MergeFlows):
             else:
                 self._try_seed()
 
-    def _try_seed(self) -> None:
-        """In a shared run one worker validates the seed; the others wait for it (and take
-        over if it has not appeared after ``lease_ttl`` seconds)."""
-        self.sync()
-        if self._seed_admitted or self._active:
-            return
-        if self._seed_claim is None:
-            if self._new_iteration_number() == 0:  # the first worker of the run seeds it
-                self._launch(self._seed_flow())
-                return
-            self._seed_claim = self._clock()
-        elif self._clock() - self._seed_claim > self._lease_ttl:
-            self._launch(self._seed_flow())
-
-    @property
-    def waiting_for_others(self) -> bool:
-        """A shared run's worker with nothing to do until another worker admits the seed."""
-        return (
-            self.worker is not None
-            and not self._seed_admitted
-            and self._active == 0
-            and self._stop_reason is None
-        )
-
     def _start_flows(self) -> None:
         while (
             self._seed_admitted
@@ -591,54 +503,6 @@ class Optimizer(MergeFlows):
         """Append a record to the state and to the journal's buffer."""
         self.state.append(record)
         self._journal.add(record)
-
-    def _admit_record(self, record: CandidateRecord) -> int:
-        """Journal a candidate; in a shared run the storage assigns its id (or finds an equal
-        candidate another worker admitted) and the state catches up in storage order.
-
-        Before the seed joins, its validation must report every weighted objective: a wrong
-        ``objective_weights`` is refused before any reflection is paid for.
-        """
-        weights = self.config.objective_weights
-        if record.origin == "seed" and weights is not None:
-            weights.check_seed(
-                r
-                for r in self.state.records
-                if isinstance(r, EvaluationRecord)
-                and r.split == "val"
-                and r.candidate_hash == record.content_hash
-            )
-        if self.worker is None:
-            self._record(record)
-            return record.id
-        self._flush()
-        storage = self._journal.storage
-        if not isinstance(storage, SharedRunStorage):
-            raise RuntimeError("a worker's storage must be a SharedRunStorage")
-        candidate_id, _ = storage.admit_candidate(self.run_id, record_to_dict(record))
-        self.sync()
-        return candidate_id
-
-    def _new_iteration_number(self) -> int:
-        storage = self._journal.storage
-        if self.worker is not None and isinstance(storage, SharedRunStorage):
-            return storage.allocate_iteration(self.run_id)
-        number = self._next_iteration
-        self._next_iteration += 1
-        return number
-
-    def sync(self) -> None:
-        """Apply the records other workers appended since the last sync (shared runs)."""
-        if self.worker is None:
-            return
-        for record in self._journal.read_others():
-            self.state.append(record)
-        if self.state.candidates:
-            self._seed_admitted = True
-
-    def heartbeat(self) -> None:
-        """Keep this worker's budget leases alive (the driver calls it periodically)."""
-        self._budget.heartbeat()
 
     def _flush(self) -> None:
         self._journal.flush()
