@@ -42,6 +42,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -357,6 +358,18 @@ async def _gepetto_real(
 ) -> dict[str, Any]:
     import gepetto
 
+    outcomes: dict[str, int] = {}
+
+    class OutcomeCounter:
+        """How the iterations ended: accepted, or the kind of rejection (for diagnosis)."""
+
+        def on_candidate_added(self, event: Any) -> None:
+            outcomes["accepted"] = outcomes.get("accepted", 0) + 1
+
+        def on_candidate_rejected(self, event: Any) -> None:
+            kind = f"{event.outcome}: {re.sub(r'[0-9.]+', '#', event.reason)[:80]}"
+            outcomes[kind] = outcomes.get(kind, 0) + 1
+
     result = await gepetto.aoptimize(
         seed_candidate,
         train,
@@ -367,9 +380,11 @@ async def _gepetto_real(
         max_concurrency=CONCURRENCY,
         display_progress_bar=False,
         seed=spec["seed"],
+        callbacks=[OutcomeCounter()],
         **spec["kwargs"],
     )
     return {
+        "outcomes": dict(sorted(outcomes.items(), key=lambda item: -item[1])),
         "best_prompt": result.best_candidate["instructions"],
         "val_reported": result.best_score,
         "reported_calls": result.total_metric_calls,
