@@ -233,14 +233,20 @@ def test_a_run_may_be_resumed_with_another_history() -> None:
     assert resumed_opt.result().total_metric_calls <= 31
 
 
-@pytest.mark.parametrize("crash_at", range(1, 13))
-def test_crash_and_resume_shows_the_same_history(crash_at: int) -> None:
-    straight_opt = new_optimizer(MemoryStorage(), reflection_history=2)
+def straight_and_resumed(crash_at: int, **options: Any) -> tuple[Optimizer, Run, Optimizer, Run]:
+    """The same run twice: uninterrupted, and crashed after ``crash_at`` tasks then resumed."""
+    straight_opt = new_optimizer(MemoryStorage(), **options)
     straight = drive(straight_opt)
     storage = MemoryStorage()
-    run = drive(new_optimizer(storage, reflection_history=2), stop_after=crash_at)
-    resumed_opt = new_optimizer(storage, reflection_history=2)
+    run = drive(new_optimizer(storage, **options), stop_after=crash_at)
+    resumed_opt = new_optimizer(storage, **options)
     drive(resumed_opt, run=run)
+    return straight_opt, straight, resumed_opt, run
+
+
+@pytest.mark.parametrize("crash_at", range(1, 13))
+def test_crash_and_resume_shows_the_same_history(crash_at: int) -> None:
+    straight_opt, straight, resumed_opt, run = straight_and_resumed(crash_at, reflection_history=2)
     assert {i: ids(t) for i, t in run.reflections.items()} == {
         i: ids(t) for i, t in straight.reflections.items()
     }
@@ -289,12 +295,9 @@ def test_a_run_ended_by_the_stall_limit_ends_at_the_same_iteration_after_a_resum
     # Without a budget to end it, the run stops after STALL_LIMIT iterations that evaluate
     # nothing new. An iteration redone after a resume, whose evaluations were journaled
     # before the crash, paid for them: it must not count as stalled.
-    straight_opt = new_optimizer(MemoryStorage(), max_metric_calls=100_000)
-    straight = drive(straight_opt)
-    storage = MemoryStorage()
-    run = drive(new_optimizer(storage, max_metric_calls=100_000), stop_after=crash_at)
-    resumed_opt = new_optimizer(storage, max_metric_calls=100_000)
-    drive(resumed_opt, run=run)
+    straight_opt, straight, resumed_opt, run = straight_and_resumed(
+        crash_at, max_metric_calls=100_000
+    )
     assert "stalled" in (straight_opt.result().stop_reason or "")
     assert sorted(run.reflections) == sorted(straight.reflections)
     assert resumed_opt.result().num_iterations == straight_opt.result().num_iterations
