@@ -90,7 +90,12 @@ def test_garbage_reflection_replies_are_never_adopted(words: list[str]) -> None:
     failed = [d for d in result.decisions if d["outcome"] == "failed"]
     assert failed, "garbage replies must be recorded as failed proposals"
     reasons = " | ".join(d["reason"] for d in failed)
-    for expected in ("empty reply", "no fenced block", "unchanged text", "unclosed fenced block"):
+    for expected in (
+        "empty reply",
+        "no fenced block",
+        "repeats the current text unchanged",
+        "unclosed fenced block",
+    ):
         assert expected in reasons
 
 
@@ -143,6 +148,16 @@ def test_custom_candidate_proposer(words: list[str]) -> None:
     result = run(words, reflection_lm=None, custom_candidate_proposer=proposer)
     assert calls
     assert result.best_score > 0
+
+
+def test_a_custom_proposal_equal_to_its_parent_is_a_failed_proposal(words: list[str]) -> None:
+    def proposer(candidate: dict[str, str], dataset: Any, components: list[str]) -> dict[str, str]:
+        return dict(candidate)
+
+    result = run(words, reflection_lm=None, custom_candidate_proposer=proposer, max_metric_calls=40)
+    assert result.num_candidates == 1
+    failed = [d["reason"] for d in result.decisions if d["outcome"] == "failed"]
+    assert failed and all("unchanged text" in reason for reason in failed)
 
 
 def test_multi_component_round_robin_and_all(words: list[str]) -> None:

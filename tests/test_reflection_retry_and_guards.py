@@ -73,6 +73,23 @@ def test_no_retry_when_disabled() -> None:
     }
 
 
+def test_a_reply_that_repeats_the_current_text_is_asked_again() -> None:
+    lm = ScriptedLM([f"```\n  {PARENT}\n```", "```\nRoute delivery problems to shipping.\n```"])
+    outcome = propose(lm)
+    assert outcome.texts == {"instructions": "Route delivery problems to shipping."}
+    assert outcome.lm_calls == 2
+    assert "repeated the current instructions unchanged" in lm.prompts[1]
+
+
+def test_a_text_repeated_unchanged_after_the_retries_is_a_failure() -> None:
+    lm = ScriptedLM([f"```\n{PARENT}\n```"], repeat_last=True)
+    outcome = propose(lm, retries=1)
+    assert outcome.texts == {}
+    assert outcome.failures == {
+        "instructions": "the reply repeats the current text unchanged (after 2 attempts)"
+    }
+
+
 def test_a_good_first_reply_costs_one_call() -> None:
     lm = ScriptedLM(["```\nRoute delivery problems to shipping.\n```", "unused"])
     outcome = propose(lm)

@@ -36,6 +36,7 @@ __all__ = [
     "extract_new_text",
     "format_side_info",
     "render_reflection_prompt",
+    "unusable_edit_problem",
     "validate_template",
 ]
 
@@ -175,6 +176,7 @@ _PROBLEM_UNCLOSED = "unclosed fenced block in reply (truncated?)"
 _PROBLEM_NO_FENCE = "no fenced block in reply"
 _PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
 PROBLEM_NOTHING_ADDED = "the addition only repeats the current text"
+PROBLEM_UNCHANGED = "the reply repeats the current text unchanged"
 
 _NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
 _LABEL = re.compile(
@@ -266,6 +268,8 @@ _CORRECTIONS = {
     _PROBLEM_EMPTY_FENCE: "Your previous reply had nothing between the ``` lines.",
     _PROBLEM_NO_FENCE: "Your previous reply did not put the new instructions between ``` lines.",
     PROBLEM_NOTHING_ADDED: "Your previous reply only repeated lines the instructions already have.",
+    PROBLEM_UNCHANGED: "Your previous reply repeated the current instructions unchanged: change "
+    "them so that the assistant answers the examples above correctly.",
 }
 
 
@@ -288,17 +292,22 @@ def correction_for(problem: str, max_word_count: int, edit: str = "rewrite") -> 
 
 
 def apply_edit(current: str, proposed: str, edit: str) -> str | None:
-    """The new text a reply makes, for an edit mode.
+    """The new text a reply makes, for an edit mode, or ``None`` when it changes nothing.
 
     ``"rewrite"``: the proposed text itself. ``"append"``: the current text, a blank line,
     then the proposed lines; when the reply repeats the whole current text (small models
-    often do) it is taken as the complete new text. Returns ``None`` when an addition adds
-    nothing (every one of its lines is already in the current text).
+    often do) it is taken as the complete new text. Returns ``None`` when the result is the
+    current text again (whitespace aside), or when an addition adds nothing (every one of
+    its lines is already in the current text): see :func:`unusable_edit_problem`.
 
     Example:
         >>> apply_edit("Answer briefly.", "Reply in French.", "append")
         'Answer briefly.\\n\\nReply in French.'
+        >>> apply_edit("Answer  briefly.", "Answer briefly.", "rewrite") is None
+        True
     """
+    if _words(proposed) == _words(current):
+        return None
     if edit != "append":
         return proposed
     if _squashed(current) in _squashed(proposed):
@@ -308,6 +317,16 @@ def apply_edit(current: str, proposed: str, edit: str) -> str | None:
     if not any(line.strip() for line in new_lines):
         return None
     return current.rstrip() + "\n\n" + "\n".join(new_lines).strip("\n")
+
+
+def unusable_edit_problem(current: str, proposed: str) -> str:
+    """Why :func:`apply_edit` made no text of ``proposed``: it repeats ``current`` unchanged,
+    or (append mode) it adds no line the current text lacks."""
+    return PROBLEM_UNCHANGED if _words(proposed) == _words(current) else PROBLEM_NOTHING_ADDED
+
+
+def _words(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _squashed(text: str) -> str:

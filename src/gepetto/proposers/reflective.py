@@ -25,12 +25,12 @@ from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
     EDIT_MODES,
-    PROBLEM_NOTHING_ADDED,
     apply_edit,
     correction_for,
     extract_new_text,
     max_words,
     render_reflection_prompt,
+    unusable_edit_problem,
     validate_template,
 )
 
@@ -225,7 +225,7 @@ class ReflectiveProposer:
                 text = apply_edit(current, extracted.text, self._edit)
                 if text is not None:
                     return self._checked(name, current, text, records, calls)
-                problem = PROBLEM_NOTHING_ADDED
+                problem = unusable_edit_problem(current, extracted.text)
             else:
                 problem = extracted.problem or "no text in reply"
             logger.info("reflection reply for %s unusable (%s)", name, problem)
