@@ -60,9 +60,9 @@ The assistant followed them on the inputs below. Its answers and the feedback on
 
 Write new instructions that make the assistant answer all of these correctly:
 1. Say exactly what form the answer must take (the feedback shows the expected answers).
-2. Add every rule or fact that the feedback reveals, as short general rules (do not copy the \
-examples).
-3. Keep the parts of the current instructions that worked.
+2. Add every rule or fact that the feedback reveals, as short general rules.
+3. Add short examples, one per line, each an input and its correct answer: `"input" -> answer`.
+4. Keep the rules and examples of the current instructions that worked.
 Keep the instructions short (under <max_words> words). Put them between two lines of three \
 backticks (```) and write nothing after the closing ```."""
 
