@@ -31,9 +31,20 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 _LABELS = {GEPA: "gepa 0.1.4", "seed-prompt": "seed prompt", "hand-written": "hand-written"}
 
 
+PREVIOUS = "previous-template"
+"""Rows run with the rules-only default template of before 2026-11-28 are named
+``previous-template`` (the defaults then) or ``previous-template+<variant>``; their kwargs
+hold that template."""
+
+
 def label(row: dict[str, Any]) -> str:
     """How a row's optimizer is named in tables and progress lines."""
-    return _LABELS.get(row["name"], f"gepetto {row['name']}")
+    name = row["name"]
+    if name == PREVIOUS:
+        return "gepetto defaults, previous template"
+    if name.startswith(PREVIOUS + "+"):
+        return f"gepetto {name.removeprefix(PREVIOUS + '+')}, previous template"
+    return _LABELS.get(name, f"gepetto {name}")
 
 
 def latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

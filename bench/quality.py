@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import git_commit, provenance, replace_section
 from _quality_report import (
     GEPA,
+    PREVIOUS,
     REFERENCES,
     label,
     load_rows,
@@ -518,7 +519,8 @@ selection again (the last row of a run wins in the tables).
 def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
     import gepa  # noqa: F401  (fails early without the benchmark venv)
 
-    summary = summarize(rows, [*REFERENCES, GEPA, *GEPETTO_VARIANTS])
+    order = [*REFERENCES, GEPA, "default", PREVIOUS, "examples", *GEPETTO_VARIANTS]
+    summary = summarize(rows, order + [f"{PREVIOUS}+{name}" for name in GEPETTO_VARIANTS])
     variants = ", ".join(
         f"`{name}` ({', '.join(f'`{k}={v!r}`' for k, v in kwargs.items()) or 'the defaults'})"
         for name, kwargs in GEPETTO_VARIANTS.items()
@@ -540,7 +542,12 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "(re-running skips the runs already there). *metric calls* are the examples really "
         "evaluated during the search (gepa can overshoot its budget; gepetto never does); the "
         "best candidate of each run is scored on the test and validation sets after the "
-        "search, the same way for every optimizer; bold = mean test score over the seeds.\n\n"
+        "search, the same way for every optimizer; bold = mean test score over the seeds. "
+        "Rows marked *previous template* ran with the rules-only default reflection template "
+        "used before 2026-11-28 (`bench/reflection_probe.py` has it as `rules-only`); "
+        "*gepetto examples* is the current default template's first three seeds, run as a "
+        "`--variant` before it became the default (seed 0 and ticket seed 1 also before a "
+        "reply repeating the current text was asked for again).\n\n"
         "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
         f"{COMMANDS}\n"
         + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])
