@@ -28,7 +28,13 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-_LABELS = {GEPA: "gepa 0.1.4", "seed-prompt": "seed prompt", "hand-written": "hand-written"}
+_LABELS = {
+    GEPA: "gepa 0.1.4",
+    "seed-prompt": "seed prompt",
+    "hand-written": "hand-written",
+    "default": "gepetto defaults",
+    "examples": "gepetto defaults, first runs (examples)",
+}
 
 
 PREVIOUS = "previous-template"

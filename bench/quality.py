@@ -30,6 +30,8 @@ gepa is not a gepetto dependency: run this with the benchmark venv::
     .venv-bench/bin/python bench/quality.py --real --variant 'k4={"parallel_proposals": 4}'
     .venv-bench/bin/python bench/quality.py --write-docs
 
+``--unseen-test TASK`` re-scores the best prompt of each real run of TASK on the test examples
+whose input is not also a training input (the ticket splits share 11 of 30 messages).
 ``--list`` shows the runs still to do; ``--force`` runs the selection again (the last row of a
 run wins in the tables).
 """
@@ -62,6 +64,7 @@ from _quality_report import (
     PREVIOUS,
     REFERENCES,
     label,
+    latest,
     load_rows,
     measured,
     real_table,
@@ -520,7 +523,8 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
     import gepa  # noqa: F401  (fails early without the benchmark venv)
 
     order = [*REFERENCES, GEPA, "default", PREVIOUS, "examples", *GEPETTO_VARIANTS]
-    summary = summarize(rows, order + [f"{PREVIOUS}+{name}" for name in GEPETTO_VARIANTS])
+    order += [f"{PREVIOUS}+{name}" for name in GEPETTO_VARIANTS]
+    summary = summarize(rows, list(dict.fromkeys(order)))
     variants = ", ".join(
         f"`{name}` ({', '.join(f'`{k}={v!r}`' for k, v in kwargs.items()) or 'the defaults'})"
         for name, kwargs in GEPETTO_VARIANTS.items()
@@ -583,6 +587,42 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
     replace_section(section, START, END)
 
 
+async def unseen_test(task_name: str, rows: list[dict[str, Any]]) -> str:
+    """The latest real runs of a task, their best prompts re-scored by the task model on the
+    test examples whose input is not also a training input (the generators share message
+    templates, so the splits can overlap); a markdown table, means per optimizer."""
+    from gepetto.adapters import DefaultAdapter, exact_match_evaluator
+    from gepetto.lm.registry import resolve_lm
+
+    task = real_tasks()[task_name]
+    train_inputs = {e["input"] for e in task.generate(SPLIT_SIZE, seed=SPLIT_SEEDS[0])}
+    test = task.generate(SPLIT_SIZE, seed=SPLIT_SEEDS[2])
+    unseen = [e for e in test if e["input"] not in train_inputs]
+    runs = [r for r in latest(rows) if r["mode"] == "real" and r["task"] == task_name]
+    task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
+    adapter = DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=CONCURRENCY)
+    scores: dict[str, list[tuple[float, float]]] = {}
+    try:
+        for row in sorted(runs, key=lambda r: (r["name"], r["seed"] or 0)):
+            batch = await adapter.evaluate(unseen, {"instructions": row["best_prompt"]})
+            scores.setdefault(label(row), []).append((row["test"], statistics.mean(batch.scores)))
+    finally:
+        await task_lm.aclose()
+    lines = [
+        f"{len(unseen)} of {len(test)} test examples are not training inputs.",
+        "",
+        "| optimizer | runs | test | unseen test | unseen test per run |",
+        "|---|--:|--:|--:|---|",
+    ]
+    for name, pairs in scores.items():
+        per_run = " / ".join(f"{u:.2f}" for _, u in pairs)
+        lines.append(
+            f"| {name} | {len(pairs)} | {statistics.mean(t for t, _ in pairs):.2f} "
+            f"| {statistics.mean(u for _, u in pairs):.2f} | {per_run} |"
+        )
+    return "\n".join(lines)
+
+
 def parse_only(values: list[str]) -> dict[str, list[str]]:
     """``tasks=a,b,variants=c,seeds=0,1`` (or repeated ``--only``) -> {key: [values]}."""
     keys = {key: key for key in ("tasks", "variants", "seeds", "budgets")}
@@ -643,10 +683,20 @@ def main() -> None:
         "--force", action="store_true", help="run the selection again even if in the file"
     )
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--unseen-test",
+        metavar="TASK",
+        help="re-score the best prompts of TASK's real runs on the test examples not in train",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(json.loads(args.one))))
+        return
+    if args.unseen_test:
+        if args.unseen_test not in real_tasks():
+            parser.error(f"--unseen-test: choose from {sorted(real_tasks())}")
+        print(asyncio.run(unseen_test(args.unseen_test, load_rows(args.results))))
         return
     if not (args.synthetic or args.real or args.write_docs):
         parser.error("choose --synthetic, --real and/or --write-docs")
