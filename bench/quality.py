@@ -137,6 +137,16 @@ def real_tasks() -> dict[str, RealTask]:
 # ----- one run (in a subprocess) -----------------------------------------------------------
 
 
+def task_adapter(task: RealTask) -> tuple[Any, Any]:
+    """The task model's client (temperature 0) and the exact-match ``DefaultAdapter`` on it,
+    as every real run and re-scoring uses them; the caller closes the client."""
+    from gepetto.adapters import DefaultAdapter, exact_match_evaluator
+    from gepetto.lm.registry import resolve_lm
+
+    task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
+    return task_lm, DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=CONCURRENCY)
+
+
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     measured = run_synthetic(spec) if spec["mode"] == "synthetic" else run_real(spec)
@@ -259,7 +269,6 @@ class GepaAdapter:
 
 
 def run_real(spec: dict[str, Any]) -> dict[str, Any]:
-    from gepetto.adapters import DefaultAdapter, exact_match_evaluator
     from gepetto.lm.registry import resolve_lm
 
     task = real_tasks()[spec["task"]]
@@ -269,10 +278,9 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
     clients = []
     start = time.perf_counter()
     try:
-        task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
+        task_lm, adapter = task_adapter(task)
         clients.append(task_lm)
         task_lm.add_listener(lambda record: _count(calls, "task"))
-        adapter = DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=CONCURRENCY)
 
         def accuracy(prompt: str, examples: list[dict[str, Any]]) -> float:
             batch = loop.run(adapter.evaluate(examples, {"instructions": prompt}))
@@ -591,16 +599,12 @@ async def unseen_test(task_name: str, rows: list[dict[str, Any]]) -> str:
     """The latest real runs of a task, their best prompts re-scored by the task model on the
     test examples whose input is not also a training input (the generators share message
     templates, so the splits can overlap); a markdown table, means per optimizer."""
-    from gepetto.adapters import DefaultAdapter, exact_match_evaluator
-    from gepetto.lm.registry import resolve_lm
-
     task = real_tasks()[task_name]
     train_inputs = {e["input"] for e in task.generate(SPLIT_SIZE, seed=SPLIT_SEEDS[0])}
     test = task.generate(SPLIT_SIZE, seed=SPLIT_SEEDS[2])
     unseen = [e for e in test if e["input"] not in train_inputs]
     runs = [r for r in latest(rows) if r["mode"] == "real" and r["task"] == task_name]
-    task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
-    adapter = DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=CONCURRENCY)
+    task_lm, adapter = task_adapter(task)
     scores: dict[str, list[tuple[float, float]]] = {}
     try:
         for row in sorted(runs, key=lambda r: (r["name"], r["seed"] or 0)):

@@ -45,23 +45,14 @@ SPLIT_SIZE = 30
 MINIBATCHES = 2
 MINIBATCH_SIZE = 3
 
-_SHOWN = """\
-Improve the instructions of an AI assistant.
-
-Current instructions:
-```
-<curr_param>
-```
-
-The assistant followed them on the inputs below. Its answers and the feedback on each:
-
-<side_info>
-
-"""
-_FENCE_RULE = (
-    "Keep the instructions under <max_words> words. Put them between two lines of three "
-    "backticks (```) and write nothing after the closing ```."
+_SHOWN = DEFAULT_REFLECTION_TEMPLATE[: DEFAULT_REFLECTION_TEMPLATE.index("Write new")]
+"""What every probed template shows before its instructions: the current text and the
+examples, worded as in the default template."""
+_SHORT = "Keep the instructions short (under <max_words> words). "
+_FENCES = (
+    "Put them between two lines of three backticks (```) and write nothing after the closing ```."
 )
+_FENCE_RULE = "Keep the instructions under <max_words> words. " + _FENCES
 
 TEMPLATES: dict[str, str] = {
     "default": DEFAULT_REFLECTION_TEMPLATE,
@@ -70,9 +61,7 @@ TEMPLATES: dict[str, str] = {
     "1. Say exactly what form the answer must take (the feedback shows the expected answers).\n"
     "2. Add every rule or fact that the feedback reveals, as short general rules (do not copy "
     "the examples).\n"
-    "3. Keep the parts of the current instructions that worked.\n"
-    "Keep the instructions short (under <max_words> words). Put them between two lines of "
-    "three backticks (```) and write nothing after the closing ```.",
+    "3. Keep the parts of the current instructions that worked.\n" + _SHORT + _FENCES,
     "layout": _SHOWN
     + "Write new instructions that make the assistant answer all of these correctly, in this "
     "layout:\n```\n<the task in one sentence, with every allowed answer>\nRules:\n- <each rule "
@@ -97,8 +86,8 @@ TEMPLATES: dict[str, str] = {
     "2. Add every rule or fact that the feedback reveals, as short general rules (do not copy "
     "the examples).\n"
     "3. Keep what the current instructions got right; replace what made the answers wrong.\n"
-    "Keep the instructions short (under <max_words> words). Put them between two lines of "
-    "three backticks (```) and write nothing after the closing ```.",
+    + _SHORT
+    + _FENCES,
 }
 _DIAGNOSE = """\
 An AI assistant followed these instructions:

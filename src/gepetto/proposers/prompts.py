@@ -306,7 +306,7 @@ def apply_edit(current: str, proposed: str, edit: str) -> str | None:
         >>> apply_edit("Answer  briefly.", "Answer briefly.", "rewrite") is None
         True
     """
-    if _words(proposed) == _words(current):
+    if _unchanged(current, proposed):
         return None
     if edit != "append":
         return proposed
@@ -322,11 +322,12 @@ def apply_edit(current: str, proposed: str, edit: str) -> str | None:
 def unusable_edit_problem(current: str, proposed: str) -> str:
     """Why :func:`apply_edit` made no text of ``proposed``: it repeats ``current`` unchanged,
     or (append mode) it adds no line the current text lacks."""
-    return PROBLEM_UNCHANGED if _words(proposed) == _words(current) else PROBLEM_NOTHING_ADDED
+    return PROBLEM_UNCHANGED if _unchanged(current, proposed) else PROBLEM_NOTHING_ADDED
 
 
-def _words(text: str) -> str:
-    return " ".join(text.split())
+def _unchanged(current: str, proposed: str) -> bool:
+    """The same text, whitespace aside (case counts)."""
+    return current.split() == proposed.split()
 
 
 def _squashed(text: str) -> str:
