@@ -18,7 +18,7 @@ from typing import Any
 
 import gepetto
 from gepetto.adapters import DefaultAdapter, exact_match_evaluator
-from gepetto.datasets import HANDWRITTEN_PROMPT, SEED_PROMPT, ticket_routing
+from gepetto.datasets import HANDWRITTEN_PROMPT, SEED_PROMPT, ticket_routing_splits
 from gepetto.lm.registry import resolve_lm
 
 TASK_MODEL = "local/qwen2.5-coder-0.5b"
@@ -31,9 +31,7 @@ async def accuracy(adapter: DefaultAdapter, prompt: str, examples: list[dict[str
 
 
 async def run(budget: int, seed: int, run_dir: str | None) -> None:
-    train = ticket_routing(30, seed=1)
-    val = ticket_routing(30, seed=2)
-    test = ticket_routing(30, seed=3)
+    train, val, test = ticket_routing_splits(30, seeds=(1, 2, 3))  # no message in two sets
     print(f"starting local models ({TASK_MODEL} answers, {REFLECTION_MODEL} reflects)...")
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=24)
     reflection_lm = resolve_lm(

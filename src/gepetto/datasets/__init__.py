@@ -3,7 +3,8 @@
 Each task is a deterministic generator of ``{"input", "answer", "additional_context"}``
 examples with a vague seed prompt and a hand-written reference prompt:
 
-- :func:`ticket_routing`: route a customer message to one of four labels
+- :func:`ticket_routing` (and :func:`ticket_routing_splits`, disjoint train/val/test): route a
+  customer message to one of four labels
   (:data:`SEED_PROMPT`, :data:`LABELS_PROMPT`, :data:`HANDWRITTEN_PROMPT`);
 - :func:`date_normalization`: write the date of a message as ``YYYY-MM-DD``
   (:data:`DATES_SEED_PROMPT`, :data:`DATES_FORMAT_PROMPT`, :data:`DATES_HANDWRITTEN_PROMPT`;
@@ -20,6 +21,7 @@ from gepetto.datasets.tickets import (
     LABELS_PROMPT,
     SEED_PROMPT,
     ticket_routing,
+    ticket_routing_splits,
 )
 
 __all__ = [
@@ -32,4 +34,5 @@ __all__ = [
     "SEED_PROMPT",
     "date_normalization",
     "ticket_routing",
+    "ticket_routing_splits",
 ]
