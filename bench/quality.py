@@ -86,6 +86,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "history-3": {"reflection_history": 3},
     "append": {"reflection_edit": "append"},
     "k4": {"parallel_proposals": 4},
+    "drop-wrong": {"drop_wrong_examples": True},
 }
 
 ROOT = Path(__file__).resolve().parent.parent

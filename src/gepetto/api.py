@@ -87,6 +87,7 @@ async def aoptimize(
     proposal_guards: str = "flag",
     reflection_samples: int = 1,
     reflection_edit: str = "rewrite",
+    drop_wrong_examples: bool = False,
     storage: JournalStorage | str | None = None,
     run_id: str = "default",
     fork: bool = False,
@@ -106,6 +107,8 @@ async def aoptimize(
     if not isinstance(reflection_samples, int) or reflection_samples < 1:
         raise ConfigError(f"reflection_samples must be an int >= 1, got {reflection_samples!r}")
     edit_mode = resolve_edit_mode(reflection_edit)
+    if not isinstance(drop_wrong_examples, bool):
+        raise ConfigError(f"drop_wrong_examples must be True or False, got {drop_wrong_examples!r}")
     journal_storage = open_storage(storage, run_dir)
     optimizer = Optimizer(
         seed_candidate,
@@ -158,6 +161,7 @@ async def aoptimize(
                 guards=guard_mode,
                 samples=reflection_samples,
                 edit=edit_mode,
+                drop_wrong_examples=drop_wrong_examples,
             )
         driver = Driver(
             optimizer,
@@ -404,6 +408,11 @@ def optimize(
               many independent proposals (concurrently), score each distinct one on the
               parent's minibatch (``n`` times the minibatch's metric calls), and judge the
               best as the child. The decision reason starts with ``best of n proposals``.
+            - ``drop_wrong_examples``: remove from a proposed text the new example lines
+              (``"input" -> answer``) that give a minibatch example the very answer the
+              assistant gave and that scored below ``perfect_score``; the reflection's flag
+              says what was dropped, and a reply that changes nothing else is asked for again
+              (default false).
             - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
               new texts``, instead of the reflection LM.
             - ``val_evaluation_policy``: ``"full_eval"`` (default) or ``"incremental"``

@@ -139,7 +139,8 @@ class ReflectionStarted(Event):
 @dataclass(frozen=True, slots=True)
 class ReflectionFinished(Event):
     """The reflection step returned; ``failures`` maps components to why they are unusable,
-    ``flags`` components whose kept text looks suspicious to why (proposal guards)."""
+    ``flags`` components whose kept text looks suspicious (proposal guards) or was repaired
+    (``drop_wrong_examples``) to why."""
 
     name: ClassVar[str] = "reflection_finished"
     iteration: int

@@ -122,7 +122,7 @@ class ReflectionRecord:
 
     ``proposed`` holds the usable new texts; ``failures`` maps a component to the reason its
     reply was not usable (for example "no fenced block in reply"); ``flags`` maps a component
-    whose proposed text was kept but looks suspicious to the reason (see
+    whose proposed text was kept but looks suspicious, or was repaired, to the reason (see
     :mod:`gepetto.proposers.guards`; absent from journals written before it existed).
     ``alternatives`` holds every usable proposal when the reflection gave several
     (best-of-n, ``proposed`` first); empty otherwise.

@@ -180,7 +180,11 @@ class Driver:
             return await self._custom_proposal(task.candidate, dataset, components)
         if self.proposer is None:  # guarded by optimize(); kept for external drivers
             raise AdapterContractError("no reflection_lm and no propose_new_texts to use")
-        return await self.proposer.propose(task.candidate, dataset, components, task.rejected)
+        perfect = self.optimizer.config.perfect_score
+        failed = [score < perfect for score in task.eval_batch.scores]
+        return await self.proposer.propose(
+            task.candidate, dataset, components, task.rejected, failed
+        )
 
     async def _custom_proposal(
         self, candidate: dict[str, str], dataset: ReflectiveDataset, components: list[str]

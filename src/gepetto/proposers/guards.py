@@ -6,6 +6,10 @@ teaches the task model nothing general and overfits the minibatch). :func:`check
 spots both with string operations only. The proposer *flags* what it finds (the flag is
 journaled with the reflection and shown in events and logs); with ``proposal_guards="reject"``
 a flagged text is discarded as a failed proposal, so no evaluation is spent on it.
+
+A third failure is repaired rather than flagged: asked for example lines
+(``"input" -> answer``), a small model sometimes pairs a shown input with the very answer the
+assistant gave and the feedback marked wrong. :func:`drop_wrong_examples` removes such lines.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any, Literal, TypeAlias
 
 from gepetto.errors import ConfigError
 
-__all__ = ["GuardMode", "check_proposal", "resolve_guard_mode"]
+__all__ = ["GuardMode", "check_proposal", "drop_wrong_examples", "resolve_guard_mode"]
 
 GuardMode: TypeAlias = Literal["off", "flag", "reject"]
 GUARD_MODES: tuple[GuardMode, ...] = ("off", "flag", "reject")
@@ -91,3 +95,57 @@ def _lines(value: Any) -> Iterator[str]:
 def _shingles(text: str) -> set[tuple[str, ...]]:
     words = _TOKEN.findall(text.lower())
     return {tuple(words[i : i + COPIED_WORDS]) for i in range(len(words) - COPIED_WORDS + 1)}
+
+
+_ARROW = re.compile(r"^(?P<input>.*?\S)\s*(?:->|→|=>)\s*(?P<answer>\S.*)$")
+_LINE_PREFIX = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*(?:input\s*:)?\s*", re.IGNORECASE)
+MIN_EXAMPLE_WORDS = 3
+"""An example line's input needs this many words to be matched to a shown input."""
+
+
+def drop_wrong_examples(
+    parent_text: str,
+    child_text: str,
+    records: Sequence[Mapping[str, Any]],
+    failed: Sequence[bool],
+) -> tuple[str, list[str]]:
+    """``child_text`` without the example lines that teach an answer marked wrong, and those
+    lines.
+
+    An example line is ``input -> answer`` (also ``=>`` or ``→``; quotes, a bullet, an
+    ``Input:`` prefix and a trailing ``...`` ignored). It is dropped when it is not a line of
+    ``parent_text``, its input is (a part of, at least :data:`MIN_EXAMPLE_WORDS` words) the
+    ``Inputs`` of a record with ``failed`` true, and its answer is that record's ``Generated
+    Outputs`` (case and punctuation ignored). ``failed`` is aligned with ``records``; records
+    without those two fields are never matched. A child that would be left empty is returned
+    whole.
+    """
+    wrong = [
+        (_words(record["Inputs"]), _words(record["Generated Outputs"]))
+        for record, bad in zip(records, failed, strict=False)
+        if bad and "Inputs" in record and "Generated Outputs" in record
+    ]
+    if not wrong:
+        return child_text, []
+    parent_lines = {line.strip() for line in parent_text.splitlines()}
+    kept: list[str] = []
+    dropped: list[str] = []
+    for line in child_text.splitlines():
+        match = _ARROW.match(_LINE_PREFIX.sub("", line, count=1))
+        if match is None or line.strip() in parent_lines:
+            kept.append(line)
+            continue
+        example = _words(match["input"])
+        answer = _words(match["answer"])
+        teaches_wrong = len(example.split()) >= MIN_EXAMPLE_WORDS and any(
+            answer == output and f" {example} " in f" {shown} " for shown, output in wrong
+        )
+        (dropped if teaches_wrong else kept).append(line)
+    if not dropped or not "".join(kept).strip():
+        return child_text, []
+    return "\n".join(kept), dropped
+
+
+def _words(value: Any) -> str:
+    """The lowercase words of a value (nested values joined), space-separated."""
+    return " ".join(_TOKEN.findall(" ".join(_lines(value)).lower()))

@@ -30,12 +30,14 @@ __all__ = [
     "DEFAULT_REFLECTION_TEMPLATE",
     "EDIT_MODES",
     "PLACEHOLDERS",
+    "PROBLEM_ONLY_WRONG_EXAMPLES",
     "ExtractedText",
     "apply_edit",
     "correction_for",
     "extract_new_text",
     "format_side_info",
     "render_reflection_prompt",
+    "unchanged",
     "unusable_edit_problem",
     "validate_template",
 ]
@@ -177,6 +179,7 @@ _PROBLEM_NO_FENCE = "no fenced block in reply"
 _PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
 PROBLEM_NOTHING_ADDED = "the addition only repeats the current text"
 PROBLEM_UNCHANGED = "the reply repeats the current text unchanged"
+PROBLEM_ONLY_WRONG_EXAMPLES = "the reply only adds examples with the answers marked wrong"
 
 _NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
 _LABEL = re.compile(
@@ -270,6 +273,8 @@ _CORRECTIONS = {
     PROBLEM_NOTHING_ADDED: "Your previous reply only repeated lines the instructions already have.",
     PROBLEM_UNCHANGED: "Your previous reply repeated the current instructions unchanged: change "
     "them so that the assistant answers the examples above correctly.",
+    PROBLEM_ONLY_WRONG_EXAMPLES: "Your previous reply gave examples the answers the assistant "
+    "got wrong: give each example the answer the feedback expects.",
 }
 
 
@@ -306,7 +311,7 @@ def apply_edit(current: str, proposed: str, edit: str) -> str | None:
         >>> apply_edit("Answer  briefly.", "Answer briefly.", "rewrite") is None
         True
     """
-    if _unchanged(current, proposed):
+    if unchanged(current, proposed):
         return None
     if edit != "append":
         return proposed
@@ -322,10 +327,10 @@ def apply_edit(current: str, proposed: str, edit: str) -> str | None:
 def unusable_edit_problem(current: str, proposed: str) -> str:
     """Why :func:`apply_edit` made no text of ``proposed``: it repeats ``current`` unchanged,
     or (append mode) it adds no line the current text lacks."""
-    return PROBLEM_UNCHANGED if _unchanged(current, proposed) else PROBLEM_NOTHING_ADDED
+    return PROBLEM_UNCHANGED if unchanged(current, proposed) else PROBLEM_NOTHING_ADDED
 
 
-def _unchanged(current: str, proposed: str) -> bool:
+def unchanged(current: str, proposed: str) -> bool:
     """The same text, whitespace aside (case counts)."""
     return current.split() == proposed.split()
 

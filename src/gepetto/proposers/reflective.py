@@ -4,7 +4,8 @@
 calls the reflection LM (components in parallel), and extracts the new texts. A reply with
 no usable text is asked for again (``retries`` times) with a note saying what was wrong;
 every call counts as a reflection call. Usable texts go through the free checks of
-:mod:`gepetto.proposers.guards`. The proposer never raises for a bad reply or a failing LM
+:mod:`gepetto.proposers.guards` (and, with ``drop_wrong_examples``, lose their example lines
+that teach an answer marked wrong). The proposer never raises for a bad reply or a failing LM
 call: those become ``failures`` (component -> reason) in the returned
 :class:`ProposalOutcome`, which the engine records.
 """
@@ -20,16 +21,18 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
-from gepetto.proposers.guards import GuardMode, check_proposal
+from gepetto.proposers.guards import GuardMode, check_proposal, drop_wrong_examples
 from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
     EDIT_MODES,
+    PROBLEM_ONLY_WRONG_EXAMPLES,
     apply_edit,
     correction_for,
     extract_new_text,
     max_words,
     render_reflection_prompt,
+    unchanged,
     unusable_edit_problem,
     validate_template,
 )
@@ -43,8 +46,8 @@ logger = logging.getLogger("gepetto.reflection")
 class ProposalOutcome:
     """New texts by component, reasons for the components that got none, LM calls made.
 
-    ``flags`` maps a component whose new text is kept but looks suspicious (see
-    :mod:`gepetto.proposers.guards`) to the reason. ``alternatives``, when there are several
+    ``flags`` maps a component whose new text is kept but looks suspicious, or was repaired
+    (see :mod:`gepetto.proposers.guards`), to the reason. ``alternatives``, when there are several
     proposals (best-of-n), lists them all, ``texts`` first; the engine scores each on the
     parent's minibatch and goes on with the best.
     """
@@ -120,6 +123,10 @@ class ReflectiveProposer:
         edit: ``"rewrite"``: a reply is the new text; ``"append"``: a reply is added to the
             current text (:func:`~gepetto.proposers.prompts.apply_edit`), and one that adds
             nothing new is unusable (asked for again like a reply without a text).
+        drop_wrong_examples: remove the new example lines that pair a failed example's input
+            with the answer the assistant gave to it
+            (:func:`~gepetto.proposers.guards.drop_wrong_examples`); a reply that changes
+            nothing else is asked for again.
     """
 
     def __init__(
@@ -131,8 +138,10 @@ class ReflectiveProposer:
         guards: GuardMode = "flag",
         samples: int = 1,
         edit: str = "rewrite",
+        drop_wrong_examples: bool = False,
     ) -> None:
         self._lm = lm
+        self._drop_wrong_examples = drop_wrong_examples
         self._edit = resolve_edit_mode(edit)
         self._templates = dict(templates)
         self._retries = retries
@@ -145,18 +154,24 @@ class ReflectiveProposer:
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         components: Sequence[str],
         rejected: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+        failed: Sequence[bool] | None = None,
     ) -> ProposalOutcome:
         """Rewrite ``components`` of ``candidate``; at least one LM call per component.
 
         ``rejected`` (component -> [(text, why)]) are earlier proposals that were not kept;
-        they are shown after the prompt so the model does not propose them again.
+        they are shown after the prompt so the model does not propose them again. ``failed``
+        says, per example of the reflective dataset (in the order of each component's
+        records), whether it scored below perfect; a component whose record count differs
+        is not repaired.
         """
         memory = rejected or {}
         per_component = await asyncio.gather(
             *(
                 asyncio.gather(
                     *(
-                        self._propose_one(candidate, reflective_dataset, name, memory.get(name, ()))
+                        self._propose_one(
+                            candidate, reflective_dataset, name, memory.get(name, ()), failed
+                        )
                         for _ in range(self._samples)
                     )
                 )
@@ -194,12 +209,15 @@ class ReflectiveProposer:
         reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]],
         name: str,
         rejected: Sequence[tuple[str, str]] = (),
+        failed: Sequence[bool] | None = None,
     ) -> _ComponentProposal:
         records = reflective_dataset.get(name)
         if not records:
             problem = "the reflective dataset has no records for this component"
             return _ComponentProposal(name, None, problem, calls=0)
         current = candidate[name]
+        if failed is not None and len(failed) != len(records):
+            failed = None
         prompt = render_reflection_prompt(self._templates[name], current, records)
         if rejected:
             prompt += render_rejected(rejected)
@@ -221,17 +239,36 @@ class ReflectiveProposer:
                 problem = f"reflection LM failed: {type(error).__name__}: {error}"
                 return _ComponentProposal(name, None, problem, calls)
             extracted = extract_new_text(reply)
-            if extracted.text is not None:
-                text = apply_edit(current, extracted.text, self._edit)
-                if text is not None:
-                    return self._checked(name, current, text, records, calls)
-                problem = unusable_edit_problem(current, extracted.text)
-            else:
+            if extracted.text is None:
                 problem = extracted.problem or "no text in reply"
+            else:
+                text, problem, repair = self._new_text(current, extracted.text, records, failed)
+                if text is not None:
+                    return self._checked(name, current, text, records, calls, repair)
             logger.info("reflection reply for %s unusable (%s)", name, problem)
         if calls > 1:
             problem = f"{problem} (after {calls} attempts)"
         return _ComponentProposal(name, None, problem, calls)
+
+    def _new_text(
+        self,
+        current: str,
+        proposed: str,
+        records: Sequence[Mapping[str, Any]],
+        failed: Sequence[bool] | None,
+    ) -> tuple[str | None, str, str | None]:
+        """The new text a reply makes and a note of its repair, or ``None`` and why not."""
+        text = apply_edit(current, proposed, self._edit)
+        if text is None:
+            return None, unusable_edit_problem(current, proposed), None
+        if not self._drop_wrong_examples or failed is None:
+            return text, "", None
+        text, dropped = drop_wrong_examples(current, text, records, failed)
+        if not dropped:
+            return text, "", None
+        if unchanged(current, text):
+            return None, PROBLEM_ONLY_WRONG_EXAMPLES, None
+        return text, "", _repair_note(dropped)
 
     def _checked(
         self,
@@ -240,14 +277,17 @@ class ReflectiveProposer:
         text: str,
         records: Sequence[Mapping[str, Any]],
         calls: int,
+        repair: str | None = None,
     ) -> _ComponentProposal:
         flag = None if self._guards == "off" else check_proposal(current, text, records)
-        if flag is None:
-            return _ComponentProposal(name, text, None, calls)
-        logger.info("proposal for %s flagged: %s", name, flag)
-        if self._guards == "reject":
-            return _ComponentProposal(name, None, f"rejected by guard: {flag}", calls)
-        return _ComponentProposal(name, text, None, calls, flag)
+        if flag is not None:
+            logger.info("proposal for %s flagged: %s", name, flag)
+            if self._guards == "reject":
+                return _ComponentProposal(name, None, f"rejected by guard: {flag}", calls)
+        if repair is not None:
+            logger.info("proposal for %s repaired: %s", name, repair)
+        note = "; ".join(part for part in (flag, repair) if part is not None) or None
+        return _ComponentProposal(name, text, None, calls, note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +297,14 @@ class _ComponentProposal:
     problem: str | None
     calls: int
     flag: str | None = None
+
+
+def _repair_note(dropped: Sequence[str]) -> str:
+    lines = "line" if len(dropped) == 1 else "lines"
+    return (
+        f"dropped {len(dropped)} example {lines} with an answer marked wrong "
+        f"({dropped[0].strip()[:60]!r})"
+    )
 
 
 def render_rejected(rejected: Sequence[tuple[str, str]]) -> str:
