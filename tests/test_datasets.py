@@ -15,6 +15,7 @@ from gepetto.datasets import (
     DATES_SEED_PROMPT,
     date_normalization,
     ticket_routing,
+    ticket_routing_splits,
 )
 from gepetto.datasets import dates as dates_module
 
@@ -99,3 +100,24 @@ def test_dates_prompts_go_from_vague_to_the_rules() -> None:
     for word in ("DD/MM/YYYY", "2025", "15"):
         assert word in DATES_HANDWRITTEN_PROMPT
         assert word not in DATES_FORMAT_PROMPT
+
+
+def test_ticket_splits_share_no_input() -> None:
+    splits = ticket_routing_splits(30, seeds=(1, 2, 3))
+    inputs = [{e["input"] for e in split} for split in splits]
+    assert [len(s) for s in inputs] == [30, 30, 30]
+    assert not (inputs[0] & inputs[1] or inputs[0] & inputs[2] or inputs[1] & inputs[2])
+    # Without exclusion, two seeds do draw some of the same messages: exclusion is needed.
+    assert {e["input"] for e in ticket_routing(30, seed=1)} & {
+        e["input"] for e in ticket_routing(30, seed=3)
+    }
+    assert splits[0] == ticket_routing(30, seed=1)  # the first split is the plain generator's
+    excluded = ticket_routing(30, seed=3, exclude=inputs[0])
+    assert not {e["input"] for e in excluded} & inputs[0]
+
+
+def test_ticket_generator_says_when_it_runs_out_of_messages() -> None:
+    with pytest.raises(ValueError, match="fewer examples"):
+        ticket_routing(5000, seed=0)
+    with pytest.raises(ValueError, match="tricky_fraction"):
+        ticket_routing(10, tricky_fraction=1.5)

@@ -15,13 +15,7 @@ from gepetto.adapters import (
     exact_match_evaluator,
     normalize_label,
 )
-from gepetto.datasets import (
-    HANDWRITTEN_PROMPT,
-    LABELS,
-    SEED_PROMPT,
-    ticket_routing,
-    ticket_routing_splits,
-)
+from gepetto.datasets import HANDWRITTEN_PROMPT, LABELS, SEED_PROMPT, ticket_routing
 from gepetto.lm.errors import LMAuthError
 from gepetto.testing import ScriptedLM
 
@@ -62,27 +56,6 @@ def test_ticket_dataset_is_deterministic_and_balanced() -> None:
     tricky = [e for e in first if "rule" in e["additional_context"]]
     assert len(tricky) == 9
     assert len({e["input"] for e in first}) == 30  # no message twice in a split
-
-
-def test_ticket_splits_share_no_input() -> None:
-    splits = ticket_routing_splits(30, seeds=(1, 2, 3))
-    inputs = [{e["input"] for e in split} for split in splits]
-    assert [len(s) for s in inputs] == [30, 30, 30]
-    assert not (inputs[0] & inputs[1] or inputs[0] & inputs[2] or inputs[1] & inputs[2])
-    # Without exclusion, two seeds do draw some of the same messages: exclusion is needed.
-    assert {e["input"] for e in ticket_routing(30, seed=1)} & {
-        e["input"] for e in ticket_routing(30, seed=3)
-    }
-    assert splits[0] == ticket_routing(30, seed=1)  # the first split is the plain generator's
-    excluded = ticket_routing(30, seed=3, exclude=inputs[0])
-    assert not {e["input"] for e in excluded} & inputs[0]
-
-
-def test_ticket_generator_says_when_it_runs_out_of_messages() -> None:
-    with pytest.raises(ValueError, match="fewer examples"):
-        ticket_routing(5000, seed=0)
-    with pytest.raises(ValueError, match="tricky_fraction"):
-        ticket_routing(10, tricky_fraction=1.5)
 
 
 def test_evaluators() -> None:
