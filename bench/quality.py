@@ -393,8 +393,9 @@ async def _gepetto_real(
         def on_reflection_finished(self, event: Any) -> None:
             for why in event.flags.values():  # guard flags and repairs, one count per kind
                 for part in why.split("; "):
-                    kind = "flag: " + re.sub(r"[0-9]+", "#", part.split(" (")[0])
-                    outcomes[kind] = outcomes.get(kind, 0) + 1
+                    if " (" in part:  # not a piece of a quote that held "; "
+                        kind = "flag: " + re.sub(r"[0-9]+", "#", part.split(" (")[0])
+                        outcomes[kind] = outcomes.get(kind, 0) + 1
 
     result = await gepetto.aoptimize(
         seed_candidate,
