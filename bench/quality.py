@@ -31,7 +31,8 @@ gepa is not a gepetto dependency: run this with the benchmark venv::
     .venv-bench/bin/python bench/quality.py --write-docs
 
 ``--unseen-test TASK`` re-scores the best prompt of each real run of TASK on the test examples
-whose input is not also a training input (the ticket splits share 11 of 30 messages).
+whose input is not also a training input (the ticket splits are disjoint now; before, 11 of
+the 30 test messages were training messages).
 ``--list`` shows the runs still to do; ``--force`` runs the selection again (the last row of a
 run wins in the tables).
 """
