@@ -302,15 +302,14 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
         reflection_lm = resolve_lm(REFLECTION_MODEL, **REFLECTION_OPTIONS)
         clients.append(reflection_lm)
         reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
+        reflect = _traced(reflection_lm, spec)
         startup = time.perf_counter() - start
         start = time.perf_counter()
         seed_candidate = {"instructions": task.seed_prompt}
         if spec["name"] == GEPA:
-            found = _gepa_real(spec, seed_candidate, train, val, adapter, reflection_lm, loop)
+            found = _gepa_real(spec, seed_candidate, train, val, adapter, reflect, loop)
         else:
-            found = loop.run(
-                _gepetto_real(spec, seed_candidate, train, val, adapter, reflection_lm)
-            )
+            found = loop.run(_gepetto_real(spec, seed_candidate, train, val, adapter, reflect))
         wall = time.perf_counter() - start
         metric_calls, reflection_calls = calls["task"], calls["reflection"]
         best = found.pop("best_prompt")
@@ -332,6 +331,27 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _count(calls: dict[str, int], role: str) -> None:
     calls[role] += 1
+
+
+def _traced(reflection_lm: Any, spec: dict[str, Any]) -> Any:
+    """The reflection LM, or with ``$QUALITY_TRACE_DIR`` set, a callable around it that appends
+    every prompt and reply to ``<dir>/<task>-<name>-<seed>.jsonl`` (diagnosis of proposals;
+    the run itself is unchanged)."""
+    folder = os.environ.get("QUALITY_TRACE_DIR")
+    if not folder:
+        return reflection_lm
+    path = Path(folder) / f"{spec['task']}-{spec['name']}-{spec['seed']}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def reflect(prompt: Any) -> str:
+        started = time.perf_counter()
+        reply: str = await reflection_lm(prompt)
+        line = {"prompt": prompt, "reply": reply, "seconds": time.perf_counter() - started}
+        with path.open("a") as out:
+            out.write(json.dumps(line) + "\n")
+        return reply
+
+    return reflect
 
 
 def _gepa_real(
