@@ -33,6 +33,8 @@ gepa is not a gepetto dependency: run this with the benchmark venv::
 ``--unseen-test TASK`` re-scores the best prompt of each real run of TASK on the test examples
 whose input is not also a training input (the ticket splits are disjoint now; before, 11 of
 the 30 test messages were training messages).
+``QUALITY_TRACE_DIR=dir`` keeps every reflection prompt and reply of the real runs in
+``dir/<task>-<variant>-<seed>.jsonl``.
 ``--list`` shows the runs still to do; ``--force`` runs the selection again (the last row of a
 run wins in the tables).
 """
