@@ -90,6 +90,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "append": {"reflection_edit": "append"},
     "k4": {"parallel_proposals": 4},
     "drop-wrong": {"drop_wrong_examples": True},
+    "history-3-drop-wrong": {"reflection_history": 3, "drop_wrong_examples": True},
 }
 
 ROOT = Path(__file__).resolve().parent.parent
