@@ -398,8 +398,7 @@ def optimize(
             - ``proposal_guards``: free checks on each proposed text: it drops most of the
               parent's words, or copies an example's inputs/outputs verbatim. ``"flag"``
               (default) records the reason with the reflection, ``"reject"`` discards the
-              text before any evaluation, ``"off"`` skips the checks. Unless ``"off"``, new
-              lines that only repeat the reflection prompt's directions are removed first.
+              text before any evaluation, ``"off"`` skips the checks.
             - ``reflection_edit``: ``"rewrite"`` (default: the reply is the new text, as in
               gepa) or ``"append"`` (the reply holds only lines to add, which are appended to
               the current text, so nothing that worked is lost; the default template becomes

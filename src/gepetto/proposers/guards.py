@@ -7,11 +7,9 @@ spots both with string operations only. The proposer *flags* what it finds (the 
 journaled with the reflection and shown in events and logs); with ``proposal_guards="reject"``
 a flagged text is discarded as a failed proposal, so no evaluation is spent on it.
 
-Two other failures are repaired rather than flagged. A small model copies lines of the
-reflection prompt's own instructions into the text it proposes ("Say exactly what form the
-answer must take."): :func:`drop_prompt_echoes` removes them. Asked for example lines
-(``"input" -> answer``), it sometimes pairs a shown input with the very answer the assistant
-gave and the feedback marked wrong: :func:`drop_wrong_examples` removes such lines.
+A third failure is repaired rather than flagged: asked for example lines
+(``"input" -> answer``), a small model sometimes pairs a shown input with the very answer the
+assistant gave and the feedback marked wrong. :func:`drop_wrong_examples` removes such lines.
 """
 
 from __future__ import annotations
@@ -22,13 +20,7 @@ from typing import Any, Literal, TypeAlias
 
 from gepetto.errors import ConfigError
 
-__all__ = [
-    "GuardMode",
-    "check_proposal",
-    "drop_prompt_echoes",
-    "drop_wrong_examples",
-    "resolve_guard_mode",
-]
+__all__ = ["GuardMode", "check_proposal", "drop_wrong_examples", "resolve_guard_mode"]
 
 GuardMode: TypeAlias = Literal["off", "flag", "reject"]
 GUARD_MODES: tuple[GuardMode, ...] = ("off", "flag", "reject")
@@ -39,9 +31,6 @@ MIN_KEPT_FRACTION = 0.25
 """A child that keeps fewer of the parent's distinct words than this drops most of it."""
 COPIED_WORDS = 6
 """This many consecutive words of an example in the child (not in the parent) is a copy."""
-ECHO_OWN_WORDS = 2
-"""A new line is an echo of the reflection prompt when at most this many of its words lie
-outside runs of :data:`COPIED_WORDS` words that the prompt's instructions also have."""
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'_-]{2,}")
 _TOKEN = re.compile(r"[a-z0-9#$%@'_-]+")
@@ -108,46 +97,6 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + COPIED_WORDS]) for i in range(len(words) - COPIED_WORDS + 1)}
 
 
-def drop_prompt_echoes(parent_text: str, child_text: str, template: str) -> tuple[str, list[str]]:
-    """``child_text`` without the lines that repeat the reflection template's instructions,
-    and those lines.
-
-    A line of the child that is not a line of ``parent_text`` is an echo when it has at least
-    :data:`COPIED_WORDS` words and all but at most :data:`ECHO_OWN_WORDS` of them are covered
-    by runs of :data:`COPIED_WORDS` consecutive words that also occur in ``template`` with its
-    placeholders (``<curr_param>``, ``<side_info>``, ``<max_words>``) removed (case and
-    punctuation ignored). A line that adds content of its own to an echoed phrase ("Say
-    exactly what form the answer must take: billing or shipping.") stays. A child that would
-    be left empty is returned whole.
-
-    Example:
-        >>> drop_prompt_echoes("Answer.", "Answer in French.\\nKeep the parts that worked well.",
-        ...                    "Write new text. Keep the parts that worked well. <side_info>")
-        ('Answer in French.', ['Keep the parts that worked well.'])
-    """
-    instructions = _PLACEHOLDER.sub(" ", template)
-    echoed = _shingles(instructions)
-    parent_lines = {line.strip() for line in parent_text.splitlines()}
-    kept: list[str] = []
-    dropped: list[str] = []
-    for line in child_text.splitlines():
-        words = _TOKEN.findall(line.lower())
-        covered = [False] * len(words)
-        for i in range(len(words) - COPIED_WORDS + 1):
-            if tuple(words[i : i + COPIED_WORDS]) in echoed:
-                covered[i : i + COPIED_WORDS] = [True] * COPIED_WORDS
-        is_echo = (
-            line.strip() not in parent_lines
-            and len(words) >= COPIED_WORDS
-            and len(words) - sum(covered) <= ECHO_OWN_WORDS
-        )
-        (dropped if is_echo else kept).append(line)
-    if not dropped or not "".join(kept).strip():
-        return child_text, []
-    return "\n".join(kept).strip("\n"), dropped
-
-
-_PLACEHOLDER = re.compile(r"<(?:curr_param|side_info|max_words)>")
 _ARROW = re.compile(r"^(?P<input>.*?\S)\s*(?:->|→|=>)\s*(?P<answer>\S.*)$")
 _LINE_PREFIX = re.compile(r"^\s*(?:[-*•]|\d+[.)])?\s*(?:input\s*:)?\s*", re.IGNORECASE)
 MIN_EXAMPLE_WORDS = 3

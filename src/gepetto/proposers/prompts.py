@@ -30,7 +30,6 @@ __all__ = [
     "DEFAULT_REFLECTION_TEMPLATE",
     "EDIT_MODES",
     "PLACEHOLDERS",
-    "PROBLEM_ONLY_PROMPT_ECHOES",
     "PROBLEM_ONLY_WRONG_EXAMPLES",
     "ExtractedText",
     "apply_edit",
@@ -181,7 +180,6 @@ _PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
 PROBLEM_NOTHING_ADDED = "the addition only repeats the current text"
 PROBLEM_UNCHANGED = "the reply repeats the current text unchanged"
 PROBLEM_ONLY_WRONG_EXAMPLES = "the reply only adds examples with the answers marked wrong"
-PROBLEM_ONLY_PROMPT_ECHOES = "the reply only adds lines of the reflection prompt's instructions"
 
 _NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
 _LABEL = re.compile(
@@ -277,8 +275,6 @@ _CORRECTIONS = {
     "them so that the assistant answers the examples above correctly.",
     PROBLEM_ONLY_WRONG_EXAMPLES: "Your previous reply gave examples the answers the assistant "
     "got wrong: give each example the answer the feedback expects.",
-    PROBLEM_ONLY_PROMPT_ECHOES: "Your previous reply only copied lines of these directions "
-    "into the instructions: write what the assistant must do on inputs like the ones above.",
 }
 
 

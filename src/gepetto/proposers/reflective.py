@@ -21,17 +21,11 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
-from gepetto.proposers.guards import (
-    GuardMode,
-    check_proposal,
-    drop_prompt_echoes,
-    drop_wrong_examples,
-)
+from gepetto.proposers.guards import GuardMode, check_proposal, drop_wrong_examples
 from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
     EDIT_MODES,
-    PROBLEM_ONLY_PROMPT_ECHOES,
     PROBLEM_ONLY_WRONG_EXAMPLES,
     apply_edit,
     correction_for,
@@ -124,8 +118,6 @@ class ReflectiveProposer:
         templates: one template per component (see :func:`resolve_templates`).
         retries: how many times a reply without a usable text is asked for again.
         guards: ``"flag"`` records suspicious texts, ``"reject"`` discards them, ``"off"``.
-            Unless ``"off"``, new lines that repeat the template's directions are removed
-            (:func:`~gepetto.proposers.guards.drop_prompt_echoes`).
         samples: independent replies asked for per component (best-of-n); the distinct
             usable ones become the outcome's ``alternatives``.
         edit: ``"rewrite"``: a reply is the new text; ``"append"``: a reply is added to the
@@ -250,9 +242,7 @@ class ReflectiveProposer:
             if extracted.text is None:
                 problem = extracted.problem or "no text in reply"
             else:
-                text, problem, repair = self._new_text(
-                    name, current, extracted.text, records, failed
-                )
+                text, problem, repair = self._new_text(current, extracted.text, records, failed)
                 if text is not None:
                     return self._checked(name, current, text, records, calls, repair)
             logger.info("reflection reply for %s unusable (%s)", name, problem)
@@ -262,35 +252,23 @@ class ReflectiveProposer:
 
     def _new_text(
         self,
-        name: str,
         current: str,
         proposed: str,
         records: Sequence[Mapping[str, Any]],
         failed: Sequence[bool] | None,
     ) -> tuple[str | None, str, str | None]:
-        """The new text a reply makes and a note of its repairs, or ``None`` and why not.
-
-        Repairs (no LM or metric call): with guards on, lines that echo the reflection
-        template are dropped; with ``drop_wrong_examples``, example lines teaching an answer
-        marked wrong. A reply whose only change was such lines is unusable (asked again).
-        """
+        """The new text a reply makes and a note of its repair, or ``None`` and why not."""
         text = apply_edit(current, proposed, self._edit)
         if text is None:
             return None, unusable_edit_problem(current, proposed), None
-        notes: list[str] = []
-        if self._guards != "off":
-            text, echoes = drop_prompt_echoes(current, text, self._templates[name])
-            if echoes:
-                if unchanged(current, text):
-                    return None, PROBLEM_ONLY_PROMPT_ECHOES, None
-                notes.append(_dropped_note(echoes, "line", "repeating the reflection prompt"))
-        if self._drop_wrong_examples and failed is not None:
-            text, dropped = drop_wrong_examples(current, text, records, failed)
-            if dropped:
-                if unchanged(current, text):
-                    return None, PROBLEM_ONLY_WRONG_EXAMPLES, None
-                notes.append(_dropped_note(dropped, "example line", "with an answer marked wrong"))
-        return text, "", "; ".join(notes) or None
+        if not self._drop_wrong_examples or failed is None:
+            return text, "", None
+        text, dropped = drop_wrong_examples(current, text, records, failed)
+        if not dropped:
+            return text, "", None
+        if unchanged(current, text):
+            return None, PROBLEM_ONLY_WRONG_EXAMPLES, None
+        return text, "", _repair_note(dropped)
 
     def _checked(
         self,
@@ -321,10 +299,12 @@ class _ComponentProposal:
     flag: str | None = None
 
 
-def _dropped_note(dropped: Sequence[str], noun: str, why: str) -> str:
-    """``dropped 2 example lines with an answer marked wrong ('...')``: a repair's flag."""
-    plural = "" if len(dropped) == 1 else "s"
-    return f"dropped {len(dropped)} {noun}{plural} {why} ({dropped[0].strip()[:60]!r})"
+def _repair_note(dropped: Sequence[str]) -> str:
+    lines = "line" if len(dropped) == 1 else "lines"
+    return (
+        f"dropped {len(dropped)} example {lines} with an answer marked wrong "
+        f"({dropped[0].strip()[:60]!r})"
+    )
 
 
 def render_rejected(rejected: Sequence[tuple[str, str]]) -> str:
