@@ -91,6 +91,11 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "k4": {"parallel_proposals": 4},
     "drop-wrong": {"drop_wrong_examples": True},
     "history-3-drop-wrong": {"reflection_history": 3, "drop_wrong_examples": True},
+    "history-3-drop-wrong-incremental": {
+        "reflection_history": 3,
+        "drop_wrong_examples": True,
+        "val_evaluation_policy": "incremental",
+    },
 }
 
 ROOT = Path(__file__).resolve().parent.parent
