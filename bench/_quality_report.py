@@ -33,7 +33,7 @@ _LABELS = {
     "seed-prompt": "seed prompt",
     "hand-written": "hand-written",
     "default": "gepetto defaults",
-    "examples": "gepetto defaults, first runs (examples)",
+    "history-0+examples": "gepetto defaults, no history, first runs (examples)",
 }
 
 
@@ -43,14 +43,23 @@ PREVIOUS = "previous-template"
 hold that template."""
 
 
+NO_HISTORY = "history-0"
+"""Rows run while ``reflection_history`` defaulted to 0 (before the evening of 2026-11-28)
+are named ``history-0`` (the defaults then) or ``history-0+<variant>``; their kwargs hold
+``reflection_history=0``. The ``history-3`` rows of that time are the ``default`` rows now."""
+
+
 def label(row: dict[str, Any]) -> str:
     """How a row's optimizer is named in tables and progress lines."""
     name = row["name"]
-    if name == PREVIOUS:
-        return "gepetto defaults, previous template"
-    if name.startswith(PREVIOUS + "+"):
-        return f"gepetto {name.removeprefix(PREVIOUS + '+')}, previous template"
-    return _LABELS.get(name, f"gepetto {name}")
+    if name in _LABELS:
+        return _LABELS[name]
+    for prefix, what in ((PREVIOUS, "previous template"), (NO_HISTORY, "no history")):
+        if name == prefix:
+            return f"gepetto defaults, {what}"
+        if name.startswith(prefix + "+"):
+            return f"gepetto {name.removeprefix(prefix + '+')}, {what}"
+    return f"gepetto {name}"
 
 
 def latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

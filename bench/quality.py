@@ -64,6 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import git_commit, provenance, replace_section
 from _quality_report import (
     GEPA,
+    NO_HISTORY,
     PREVIOUS,
     REFERENCES,
     label,
@@ -80,19 +81,17 @@ from _quality_report import (
 # options here (or on the command line: --variant 'name={"option": value}').
 GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
+    "history-0": {"reflection_history": 0},
     "merge": {"use_merge": True},
     "incremental-val": {"val_evaluation_policy": "incremental"},
     "rejected-memory-3": {"rejected_memory": 3},
     "best-of-3": {"reflection_samples": 3},
     "guards-reject": {"proposal_guards": "reject"},
     "no-retry": {"reflection_retries": 0},
-    "history-3": {"reflection_history": 3},
     "append": {"reflection_edit": "append"},
     "k4": {"parallel_proposals": 4},
     "drop-wrong": {"drop_wrong_examples": True},
-    "history-3-drop-wrong": {"reflection_history": 3, "drop_wrong_examples": True},
-    "history-3-drop-wrong-incremental": {
-        "reflection_history": 3,
+    "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",
     },
@@ -574,8 +573,9 @@ selection again (the last row of a run wins in the tables).
 def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
     import gepa  # noqa: F401  (fails early without the benchmark venv)
 
-    order = [*REFERENCES, GEPA, "default", PREVIOUS, "examples", *GEPETTO_VARIANTS]
-    order += [f"{PREVIOUS}+{name}" for name in GEPETTO_VARIANTS]
+    order = [*REFERENCES, GEPA, "default", NO_HISTORY, PREVIOUS, *GEPETTO_VARIANTS]
+    for prefix in (NO_HISTORY, PREVIOUS):
+        order += [f"{prefix}+{name}" for name in ("examples", *GEPETTO_VARIANTS)]
     summary = summarize(rows, list(dict.fromkeys(order)))
     variants = ", ".join(
         f"`{name}` ({', '.join(f'`{k}={v!r}`' for k, v in kwargs.items()) or 'the defaults'})"
@@ -605,9 +605,12 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "search, the same way for every optimizer; bold = mean test score over the seeds. "
         "Rows marked *previous template* ran with the rules-only default reflection template "
         "used before 2026-11-28 (`bench/reflection_probe.py` has it as `rules-only`); "
-        "*gepetto examples* is the current default template's first three seeds, run as a "
-        "`--variant` before it became the default (seed 0 and ticket seed 1 also before a "
-        "reply repeating the current text was asked for again).\n\n"
+        "*no history* marks runs made while `reflection_history` defaulted to 0 (before the "
+        "evening of 2026-11-28; the `reflection_history=3` runs of that time are the "
+        "*gepetto defaults* rows now); *examples, no history* is the current default "
+        "template's first three seeds, run as a `--variant` before it became the default "
+        "(seed 0 and ticket seed 1 also before a reply repeating the current text was asked "
+        "for again).\n\n"
         "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
         f"{COMMANDS}\n"
         + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])

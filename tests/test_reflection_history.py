@@ -121,8 +121,8 @@ def ids(task: ReflectTask) -> list[int]:
     return [example["id"] for example in task.examples]
 
 
-def test_off_by_default_the_reflection_sees_exactly_the_minibatch() -> None:
-    opt = new_optimizer()
+def test_with_zero_the_reflection_sees_exactly_the_minibatch() -> None:
+    opt = new_optimizer(reflection_history=0)
     run = drive(opt)
     assert len(run.reflections) >= 4
     for iteration, task in run.reflections.items():
@@ -171,9 +171,9 @@ def test_the_limit_is_respected() -> None:
 
 
 def test_history_costs_no_metric_call() -> None:
-    plain_opt = new_optimizer()
+    plain_opt = new_optimizer(reflection_history=0)
     plain = drive(plain_opt)
-    history_opt = new_optimizer(reflection_history=3)
+    history_opt = new_optimizer()  # the default: 3
     history = drive(history_opt, limit=3)
     assert any(len(task.examples) > 3 for task in history.reflections.values())
     assert history.evaluations == plain.evaluations

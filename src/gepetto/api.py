@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gepetto.adapter import AdapterRunner, ProposesNewTexts, UsesLMClients
+from gepetto.engine.config import DEFAULT_REFLECTION_HISTORY
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
 from gepetto.errors import ConfigError
@@ -81,7 +82,7 @@ async def aoptimize(
     max_concurrency: int = 8,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
-    reflection_history: int = 0,
+    reflection_history: int = DEFAULT_REFLECTION_HISTORY,
     recheck_margin: float | None = None,
     reflection_retries: int = 1,
     proposal_guards: str = "flag",
@@ -428,7 +429,9 @@ def optimize(
               They come from the evaluation cache, so they cost no metric call; nothing is
               added with ``cache_evaluation=False``. With ``parallel_proposals > 1`` which
               evaluations are cached by then, so which examples are added, may vary between
-              runs. Default 0: off, until the quality benchmark shows it helps.
+              runs. Default 3 (0 turns it off, gepa's behaviour): on the local-model quality
+              benchmark it raised ticket routing from 0.39 to 0.57 mean test accuracy and
+              left date normalization unchanged (0.72 against 0.73).
             - ``recheck_margin``: noise-aware acceptance (opt-in): a child that beats its
               parent on the minibatch by at most this much (in minibatch-sum units) must also
               win on the two minibatches together, a second one being sampled and scored first.

@@ -30,9 +30,18 @@ from gepetto.strategies.candidate_selection import CandidateSelector, resolve_ca
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
 
-__all__ = ["STOP_FILE_NAME", "OptimizerConfig", "build_config", "check_datasets"]
+__all__ = [
+    "DEFAULT_REFLECTION_HISTORY",
+    "STOP_FILE_NAME",
+    "OptimizerConfig",
+    "build_config",
+    "check_datasets",
+]
 
 STOP_FILE_NAME = "gepetto.stop"
+DEFAULT_REFLECTION_HISTORY = 3
+"""Earlier failures of the parent added to each reflection (``reflection_history``); chosen
+by the local-model quality benchmark (docs/quality.md#reflection-history)."""
 
 
 @dataclass
@@ -53,7 +62,7 @@ class OptimizerConfig:
     cache_evaluation: bool = True
     parallel_proposals: int = 1
     rejected_memory: int = 0
-    reflection_history: int = 0
+    reflection_history: int = DEFAULT_REFLECTION_HISTORY
     recheck_margin: float | None = None
     use_merge: bool = False
     max_merge_invocations: int = 5
@@ -82,7 +91,7 @@ def build_config(
     cache_evaluation: bool = True,
     parallel_proposals: int = 1,
     rejected_memory: int = 0,
-    reflection_history: int = 0,
+    reflection_history: int = DEFAULT_REFLECTION_HISTORY,
     recheck_margin: float | None = None,
     use_merge: bool = False,
     max_merge_invocations: int = 5,
