@@ -91,6 +91,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "append": {"reflection_edit": "append"},
     "k4": {"parallel_proposals": 4},
     "drop-wrong": {"drop_wrong_examples": True},
+    "current-best": {"candidate_selection_strategy": "current_best"},
     "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",
@@ -446,6 +447,13 @@ async def _gepetto_real(
         "candidates": result.num_candidates,
         "iterations": result.num_iterations,
         "stop_reason": result.stop_reason,
+        # per pool member: parents, validation mean, validation examples scored
+        "pool": [
+            [parents, round(score, 4), len(subscores)]
+            for parents, score, subscores in zip(
+                result.parents, result.val_aggregate_scores, result.val_subscores, strict=True
+            )
+        ],
     }
 
 

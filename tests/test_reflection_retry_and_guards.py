@@ -17,6 +17,7 @@ from gepetto.proposers import (
     check_proposal,
     resolve_templates,
 )
+from gepetto.proposers.guards import pasted_records
 from gepetto.records import ReflectionRecord, record_from_dict
 from gepetto.storage.sqlite import SQLiteStorage
 from gepetto.testing import KeywordAdapter, ScriptedLM, keyword_dataset
@@ -182,3 +183,53 @@ def test_bad_options_are_refused_before_any_call(option: str, value: object) -> 
             **{option: value},
         )
     assert adapter.evaluate_calls == 0 and lm.calls == 0
+
+
+PASTED = (
+    "```\nClassify the message.\n\nInput: My parcel is late.\nGenerated Output: shipping\n"
+    "Feedback: Correct\n```"
+)
+
+
+def test_a_reply_that_pastes_outputs_and_feedback_is_asked_again() -> None:
+    lm = ScriptedLM([PASTED, "```\nRoute delivery problems to shipping.\n```"])
+    outcome = propose(lm)
+    assert outcome.texts == {"instructions": "Route delivery problems to shipping."}
+    assert outcome.lm_calls == 2
+    assert "copied the examples with their outputs and feedback" in lm.prompts[1]
+
+
+def test_pasted_feedback_after_the_retries_is_a_failure_unless_guards_are_off() -> None:
+    outcome = propose(ScriptedLM([PASTED], repeat_last=True), retries=1)
+    assert outcome.texts == {}
+    assert outcome.failures == {
+        "instructions": "the reply pastes the examples with their outputs and feedback "
+        "(after 2 attempts)"
+    }
+    off = propose(ScriptedLM([PASTED]), guards="off")
+    assert off.texts["instructions"].endswith("Feedback: Correct")
+
+
+@pytest.mark.parametrize(
+    ("parent", "child", "pasted"),
+    [
+        (PARENT, "Input: a\nGenerated Outputs: b\nFeedback: Correct", True),
+        (PARENT, "- **Generated Output:** b\n- **Feedback**: wrong", True),
+        (PARENT, "1. Generated outputs: b\n   feedback: wrong", True),
+        # one label alone, or example syntax with inputs and answers, is not a paste
+        (PARENT, "Give feedback: be kind.\nFeedback: one sentence.", False),
+        (PARENT, "Input: a\nOutput: b", False),
+        (PARENT, "Answer 'shipping'; the generated outputs must be one word.", False),
+        # the parent already had such lines: the child is judged like its parent was
+        ("Generated Outputs: b\nFeedback: ok", "Generated Outputs: c\nFeedback: ok", False),
+    ],
+)
+def test_pasted_records(parent: str, child: str, pasted: bool) -> None:
+    assert (pasted_records(parent, child, RECORDS) is not None) is pasted
+
+
+def test_pasted_records_uses_the_records_own_labels() -> None:
+    records = [{"question": "q", "answer given": "a", "critique": "too long"}]
+    assert pasted_records("Be brief.", "Answer given: a\nCritique: too long", records)
+    assert pasted_records("Be brief.", "Generated Outputs: a\nFeedback: x", records) is None
+    assert pasted_records("Be brief.", "Answer given: a", [{"question": "q"}]) is None

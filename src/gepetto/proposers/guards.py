@@ -7,7 +7,13 @@ spots both with string operations only. The proposer *flags* what it finds (the 
 journaled with the reflection and shown in events and logs); with ``proposal_guards="reject"``
 a flagged text is discarded as a failed proposal, so no evaluation is spent on it.
 
-A third failure is repaired rather than flagged: asked for example lines
+A third failure makes the reply unusable (it is asked for again, see
+:func:`pasted_records`): the model pastes the shown examples *with their generated outputs and
+feedback* (``Generated Outputs: billing`` / ``Feedback: Correct``) into the instructions. The
+1.5B model did this in its runs, and every later rewrite of such a text continued the pattern
+until the reply was cut off.
+
+A fourth failure is repaired rather than flagged: asked for example lines
 (``"input" -> answer``), a small model sometimes pairs a shown input with the very answer the
 assistant gave and the feedback marked wrong. :func:`drop_wrong_examples` removes such lines.
 """
@@ -20,7 +26,13 @@ from typing import Any, Literal, TypeAlias
 
 from gepetto.errors import ConfigError
 
-__all__ = ["GuardMode", "check_proposal", "drop_wrong_examples", "resolve_guard_mode"]
+__all__ = [
+    "GuardMode",
+    "check_proposal",
+    "drop_wrong_examples",
+    "pasted_records",
+    "resolve_guard_mode",
+]
 
 GuardMode: TypeAlias = Literal["off", "flag", "reject"]
 GUARD_MODES: tuple[GuardMode, ...] = ("off", "flag", "reject")
@@ -95,6 +107,45 @@ def _lines(value: Any) -> Iterator[str]:
 def _shingles(text: str) -> set[tuple[str, ...]]:
     words = _TOKEN.findall(text.lower())
     return {tuple(words[i : i + COPIED_WORDS]) for i in range(len(words) - COPIED_WORDS + 1)}
+
+
+def pasted_records(
+    parent_text: str, child_text: str, records: Sequence[Mapping[str, Any]]
+) -> str | None:
+    """Why ``child_text`` looks like the examples pasted with their outputs and feedback, or
+    ``None``.
+
+    The labels are the records' keys after the first (the inputs), usually ``Generated
+    Outputs`` and ``Feedback``. The child pastes the records when it has lines labelled with
+    at least two of them (one when the records have only one), ``Label:`` at a line's start
+    after bullets or markdown, a plural ``s`` optional, that the parent has no line labelled
+    with. Inputs-only labels (``Input:``) are ordinary example syntax and never count.
+
+    Example:
+        >>> records = [{"Inputs": "x", "Generated Outputs": "y", "Feedback": "Correct"}]
+        >>> child = "Input: x\\nGenerated Output: y\\nFeedback: Correct"
+        >>> pasted_records("Answer.", child, records).startswith("pastes the examples")
+        True
+    """
+    keys = {str(key) for record in records for key in list(record)[1:]}
+    if not keys:
+        return None
+    pasted = sorted(
+        key
+        for key in keys
+        if _labelled(key).search(child_text) and not _labelled(key).search(parent_text)
+    )
+    if len(pasted) < min(2, len(keys)):
+        return None
+    labels = ", ".join(f"'{key}:'" for key in pasted)
+    return f"pastes the examples with their outputs and feedback ({labels} lines)"
+
+
+def _labelled(key: str) -> re.Pattern[str]:
+    """A line that starts with ``key:`` (after bullets, numbers or markdown; plural ``s``
+    optional)."""
+    stem = re.escape(key[:-1] if key.lower().endswith("s") else key)
+    return re.compile(rf"^[\s>*#_\-•\d.)]*{stem}s?[*_\s]*:", re.IGNORECASE | re.MULTILINE)
 
 
 _ARROW = re.compile(r"^(?P<input>.*?\S)\s*(?:->|→|=>)\s*(?P<answer>\S.*)$")
