@@ -191,23 +191,14 @@ PASTED = (
 )
 
 
-def test_a_reply_that_pastes_outputs_and_feedback_is_asked_again() -> None:
-    lm = ScriptedLM([PASTED, "```\nRoute delivery problems to shipping.\n```"])
-    outcome = propose(lm)
-    assert outcome.texts == {"instructions": "Route delivery problems to shipping."}
-    assert outcome.lm_calls == 2
-    assert "copied the examples with their outputs and feedback" in lm.prompts[1]
-
-
-def test_pasted_feedback_after_the_retries_is_a_failure_unless_guards_are_off() -> None:
-    outcome = propose(ScriptedLM([PASTED], repeat_last=True), retries=1)
-    assert outcome.texts == {}
-    assert outcome.failures == {
-        "instructions": "the reply pastes the examples with their outputs and feedback "
-        "(after 2 attempts)"
-    }
-    off = propose(ScriptedLM([PASTED]), guards="off")
-    assert off.texts["instructions"].endswith("Feedback: Correct")
+def test_pasted_outputs_and_feedback_are_flagged_and_rejected_on_request() -> None:
+    flagged = propose(ScriptedLM([PASTED]))
+    assert flagged.texts["instructions"].endswith("Feedback: Correct")
+    assert flagged.flags["instructions"].startswith("pastes the examples")
+    assert flagged.lm_calls == 1
+    rejected = propose(ScriptedLM([PASTED]), guards="reject")
+    assert rejected.texts == {}
+    assert rejected.failures["instructions"].startswith("rejected by guard: pastes the examples")
 
 
 @pytest.mark.parametrize(

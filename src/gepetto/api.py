@@ -397,7 +397,8 @@ def optimize(
               block or labelled answer, cut off, empty), ask again this many times with a
               note saying what was wrong; each attempt is a reflection call (default 1).
             - ``proposal_guards``: free checks on each proposed text: it drops most of the
-              parent's words, or copies an example's inputs/outputs verbatim. ``"flag"``
+              parent's words, copies an example's inputs/outputs verbatim, or pastes the
+              examples with their outputs and feedback (``Feedback:`` lines). ``"flag"``
               (default) records the reason with the reflection, ``"reject"`` discards the
               text before any evaluation, ``"off"`` skips the checks.
             - ``reflection_edit``: ``"rewrite"`` (default: the reply is the new text, as in

@@ -2,18 +2,14 @@
 
 Small reflection models fail in recognisable ways: they throw away most of the text they were
 asked to improve, or they paste the examples they were shown into the instructions (which
-teaches the task model nothing general and overfits the minibatch). :func:`check_proposal`
-spots both with string operations only. The proposer *flags* what it finds (the flag is
-journaled with the reflection and shown in events and logs); with ``proposal_guards="reject"``
-a flagged text is discarded as a failed proposal, so no evaluation is spent on it.
+teaches the task model nothing general and overfits the minibatch), sometimes with the outputs
+and feedback the reflection showed (``Generated Outputs: billing`` / ``Feedback: Correct``).
+:func:`check_proposal` spots these with string operations only. The proposer *flags* what it
+finds (the flag is journaled with the reflection and shown in events and logs); with
+``proposal_guards="reject"`` a flagged text is discarded as a failed proposal, so no
+evaluation is spent on it.
 
-A third failure makes the reply unusable (it is asked for again, see
-:func:`pasted_records`): the model pastes the shown examples *with their generated outputs and
-feedback* (``Generated Outputs: billing`` / ``Feedback: Correct``) into the instructions. The
-1.5B model did this in its runs, and every later rewrite of such a text continued the pattern
-until the reply was cut off.
-
-A fourth failure is repaired rather than flagged: asked for example lines
+A third failure is repaired rather than flagged: asked for example lines
 (``"input" -> answer``), a small model sometimes pairs a shown input with the very answer the
 assistant gave and the feedback marked wrong. :func:`drop_wrong_examples` removes such lines.
 """
@@ -73,7 +69,12 @@ def check_proposal(
     - *Copies an example*: :data:`COPIED_WORDS` consecutive words of an example's inputs or
       outputs appear in the child but not in the parent (case and punctuation ignored).
       Feedback fields are exempt: restating a rule the feedback gives is the point.
+    - *Pastes the examples with their outputs and feedback*: see :func:`pasted_records`
+      (checked first: it is the more specific finding).
     """
+    pasted = pasted_records(parent_text, child_text, records)
+    if pasted is not None:
+        return pasted
     parent_words = set(_WORD.findall(parent_text.lower()))
     if len(parent_words) >= MIN_PARENT_WORDS:
         kept = len(parent_words & set(_WORD.findall(child_text.lower()))) / len(parent_words)

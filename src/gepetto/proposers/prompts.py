@@ -180,7 +180,6 @@ _PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
 PROBLEM_NOTHING_ADDED = "the addition only repeats the current text"
 PROBLEM_UNCHANGED = "the reply repeats the current text unchanged"
 PROBLEM_ONLY_WRONG_EXAMPLES = "the reply only adds examples with the answers marked wrong"
-PROBLEM_PASTED_RECORDS = "the reply pastes the examples with their outputs and feedback"
 
 _NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
 _LABEL = re.compile(
@@ -276,8 +275,6 @@ _CORRECTIONS = {
     "them so that the assistant answers the examples above correctly.",
     PROBLEM_ONLY_WRONG_EXAMPLES: "Your previous reply gave examples the answers the assistant "
     "got wrong: give each example the answer the feedback expects.",
-    PROBLEM_PASTED_RECORDS: "Your previous reply copied the examples with their outputs and "
-    "feedback: write instructions for the assistant, not a copy of the feedback.",
 }
 
 

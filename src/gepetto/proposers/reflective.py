@@ -3,8 +3,7 @@
 :class:`ReflectiveProposer` renders the reflection prompt for each component to update,
 calls the reflection LM (components in parallel), and extracts the new texts. A reply with
 no usable text is asked for again (``retries`` times) with a note saying what was wrong;
-every call counts as a reflection call (a text that pastes the examples with their outputs
-and feedback is not usable either). Usable texts go through the free checks of
+every call counts as a reflection call. Usable texts go through the free checks of
 :mod:`gepetto.proposers.guards` (and, with ``drop_wrong_examples``, lose their example lines
 that teach an answer marked wrong). The proposer never raises for a bad reply or a failing LM
 call: those become ``failures`` (component -> reason) in the returned
@@ -22,18 +21,12 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
-from gepetto.proposers.guards import (
-    GuardMode,
-    check_proposal,
-    drop_wrong_examples,
-    pasted_records,
-)
+from gepetto.proposers.guards import GuardMode, check_proposal, drop_wrong_examples
 from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
     EDIT_MODES,
     PROBLEM_ONLY_WRONG_EXAMPLES,
-    PROBLEM_PASTED_RECORDS,
     apply_edit,
     correction_for,
     extract_new_text,
@@ -125,9 +118,6 @@ class ReflectiveProposer:
         templates: one template per component (see :func:`resolve_templates`).
         retries: how many times a reply without a usable text is asked for again.
         guards: ``"flag"`` records suspicious texts, ``"reject"`` discards them, ``"off"``.
-            Unless ``"off"``, a reply that pastes the examples with their outputs and
-            feedback (:func:`~gepetto.proposers.guards.pasted_records`) is unusable and
-            asked for again.
         samples: independent replies asked for per component (best-of-n); the distinct
             usable ones become the outcome's ``alternatives``.
         edit: ``"rewrite"``: a reply is the new text; ``"append"``: a reply is added to the
@@ -271,8 +261,6 @@ class ReflectiveProposer:
         text = apply_edit(current, proposed, self._edit)
         if text is None:
             return None, unusable_edit_problem(current, proposed), None
-        if self._guards != "off" and pasted_records(current, text, records):
-            return None, PROBLEM_PASTED_RECORDS, None
         if not self._drop_wrong_examples or failed is None:
             return text, "", None
         text, dropped = drop_wrong_examples(current, text, records, failed)
