@@ -92,6 +92,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "k4": {"parallel_proposals": 4},
     "drop-wrong": {"drop_wrong_examples": True},
     "current-best": {"candidate_selection_strategy": "current_best"},
+    "incremental-mean": {"val_evaluation_policy": "incremental_mean"},
     "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",

@@ -417,9 +417,10 @@ def optimize(
               (default false).
             - ``custom_candidate_proposer``: ``(candidate, reflective_dataset, components) ->
               new texts``, instead of the reflection LM.
-            - ``val_evaluation_policy``: ``"full_eval"`` (default) or ``"incremental"``
+            - ``val_evaluation_policy``: ``"full_eval"`` (default), ``"incremental"``
               (score a child on a validation sample first, and further only while it can
-              still reach the Pareto front).
+              still reach the Pareto front) or ``"incremental_mean"`` (further only while its
+              mean is at least the best candidate's on the same examples).
             - ``rejected_memory``: show the reflection LM the last N rejected proposals for the
               component it rewrites, so it does not propose them again (default 0: off, until
               the quality benchmark shows it helps).

@@ -10,6 +10,9 @@ asks whether the child joins the pool.
   of the validation set and evaluated further, a step at a time, only while it can still
   reach the Pareto front; a child stopped early is rejected, so every pool member is scored
   on the whole validation set and the best is never chosen on less evidence than it reports.
+- ``"incremental_mean"``: the same, but a child goes on only while its mean is at least the
+  best candidate's on the same examples (being best on one example is not enough): fewer
+  validation calls per weaker child, a pool of fewer, stronger candidates.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
@@ -63,6 +66,9 @@ class IncrementalEvaluation:
     it can still reach the Pareto front: it beats the front's best score on some example it
     was scored on, or its mean there is at least the best candidate's on the same examples.
 
+    With ``rule="mean"`` only the second condition counts: a child that is best on some
+    example but below the best candidate's mean is stopped.
+
     Examples are visited in one fixed shuffled order (``seed``), so children are compared on
     the same examples first. The seed candidate is always scored on everything.
     """
@@ -70,11 +76,16 @@ class IncrementalEvaluation:
     initial: int = 10
     step: int = 10
     seed: int = 0
+    rule: Literal["front", "mean"] = "front"
     _order: list[int] = field(default_factory=list, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.initial < 1 or self.step < 1:
             raise ConfigError("incremental evaluation needs initial >= 1 and step >= 1")
+        if self.rule not in ("front", "mean"):
+            raise ConfigError(
+                f"incremental evaluation rule must be 'front' or 'mean', got {self.rule!r}"
+            )
 
     def order(self, size: int) -> list[int]:
         """The visiting order of ``size`` validation examples."""
@@ -90,7 +101,8 @@ class IncrementalEvaluation:
             return remaining  # the seed (and any pool member) is scored on everything
         if not known:
             return remaining[: self.initial]
-        if not can_reach_front(state, known):
+        going_on = keeps_up_with_best if self.rule == "mean" else can_reach_front
+        if not going_on(state, known):
             return []
         return remaining[: self.step]
 
@@ -98,24 +110,33 @@ class IncrementalEvaluation:
         known = len(state.known_val_scores(content_hash))
         if known >= state.valset_size:
             return True, ""
-        return False, (
-            f"stopped after {known} of {state.valset_size} validation examples: it cannot "
-            "reach the Pareto front (better nowhere, and a lower mean than the best "
-            "candidate on the same examples)"
+        why = (
+            "a lower mean than the best candidate on the same examples"
+            if self.rule == "mean"
+            else "it cannot reach the Pareto front (better nowhere, and a lower mean than the "
+            "best candidate on the same examples)"
         )
+        return False, f"stopped after {known} of {state.valset_size} validation examples: {why}"
 
 
 def can_reach_front(state: RunState, scores: Mapping[int, float]) -> bool:
     """Whether a child with these validation ``scores`` may still join the Pareto front."""
     if any(score > state.front_best_score(example) for example, score in scores.items()):
         return True
+    return keeps_up_with_best(state, scores)
+
+
+def keeps_up_with_best(state: RunState, scores: Mapping[int, float]) -> bool:
+    """Whether these validation ``scores`` sum to at least the best candidate's on the same
+    examples."""
     best = state.val_scores(state.best_id)
     shared = [example for example in scores if example in best]
     return sum(scores[e] for e in shared) >= sum(best[e] for e in shared)
 
 
 def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> EvaluationPolicy:
-    """A policy from its name (``"full_eval"``), ``None`` (full) or an object.
+    """A policy from its name (``"full_eval"``, ``"incremental"``, ``"incremental_mean"``),
+    ``None`` (full) or an object.
 
     Raises:
         ConfigError: for an unknown name or an object without ``examples_to_evaluate``.
@@ -124,11 +145,12 @@ def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> Evaluatio
         return FullEvaluation()
     if value == "incremental":
         return IncrementalEvaluation()
+    if value == "incremental_mean":
+        return IncrementalEvaluation(rule="mean")
     if isinstance(value, str):
         raise ConfigError(
-            f"unknown val_evaluation_policy {value!r}; use 'full_eval', 'incremental' or an "
-            "object with "
-            "examples_to_evaluate(state, content_hash)"
+            f"unknown val_evaluation_policy {value!r}; use 'full_eval', 'incremental', "
+            "'incremental_mean' or an object with examples_to_evaluate(state, content_hash)"
         )
     if isinstance(value, EvaluationPolicy):
         return value
