@@ -82,6 +82,7 @@ from _quality_report import (
 GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "history-0": {"reflection_history": 0},
+    "history-6": {"reflection_history": 6},
     "merge": {"use_merge": True},
     "incremental-val": {"val_evaluation_policy": "incremental"},
     "rejected-memory-3": {"rejected_memory": 3},
