@@ -12,7 +12,7 @@ asks whether the child joins the pool.
   on the whole validation set and the best is never chosen on less evidence than it reports.
 - ``"incremental_mean"``: the same, but a child goes on only while its mean is at least the
   best candidate's on the same examples (being best on one example is not enough): fewer
-  validation calls per weaker child, a pool of fewer, stronger candidates.
+  validation calls per weaker child.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ class IncrementalEvaluation:
     was scored on, or its mean there is at least the best candidate's on the same examples.
 
     With ``rule="mean"`` only the second condition counts: a child that is best on some
-    example but below the best candidate's mean is stopped.
+    example but below the best candidate's mean is stopped. Under either rule a child that
+    went on until its last step has been scored on everything and joins the pool, even if
+    that last step leaves its mean below the best's.
 
     Examples are visited in one fixed shuffled order (``seed``), so children are compared on
     the same examples first. The seed candidate is always scored on everything.
