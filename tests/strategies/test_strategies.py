@@ -32,6 +32,7 @@ from gepetto.strategies import (
     EpsilonGreedySelector,
     FullEvaluation,
     ImprovementOrEqual,
+    IncrementalEvaluation,
     ParetoSelector,
     RandomSampler,
     RoundRobinComponents,
@@ -293,6 +294,41 @@ def test_full_evaluation_returns_only_unknown_ids():
     assert policy.examples_to_evaluate(state, "other") == [0, 1, 2, 3, 4]
 
 
+def pool_of_two(child_solves_all: bool, rule: str) -> tuple[RunState, IncrementalEvaluation]:
+    """The seed (0.0 everywhere), a best candidate (1.0 except on the first example of the
+    policy's order) and a child scored on the order's first 10 examples: it solves the
+    first one (no pool member does) and, with ``child_solves_all``, the other nine too."""
+    policy = IncrementalEvaluation(initial=10, step=10, rule=rule)
+    first = policy.order(20)[:10]
+    state = RunState(20)
+    state.append(val_eval("h0", [0.0] * 20))
+    state.append(candidate(0))
+    state.append(val_eval("h1", [0.0 if i == first[0] else 1.0 for i in range(20)]))
+    state.append(candidate(1))
+    state.append(val_eval("child", [1.0] + [1.0 if child_solves_all else 0.0] * 9, first))
+    return state, policy
+
+
+@pytest.mark.parametrize(("rule", "goes_on"), [("front", True), ("mean", False)])
+def test_the_mean_rule_stops_a_child_that_is_best_on_one_example_only(rule, goes_on):
+    state, policy = pool_of_two(child_solves_all=False, rule=rule)
+    assert bool(policy.examples_to_evaluate(state, "child")) is goes_on
+    if not goes_on:
+        admitted, why = policy.admits(state, "child")
+        assert not admitted and "lower mean than the best candidate" in why
+
+
+def test_the_mean_rule_goes_on_while_the_child_keeps_up():
+    state, policy = pool_of_two(child_solves_all=True, rule="mean")
+    assert len(policy.examples_to_evaluate(state, "child")) == 10
+
+
+def test_incremental_mean_by_name_and_bad_rule():
+    assert policies.resolve_evaluation_policy("incremental_mean").rule == "mean"
+    with pytest.raises(ConfigError, match="'front' or 'mean'"):
+        IncrementalEvaluation(rule="best")
+
+
 # ----- resolving names ----------------------------------------------------------------------
 
 RESOLVERS = {
@@ -319,6 +355,8 @@ RESOLVERS = {
         ("acceptance", "improvement_or_equal", ImprovementOrEqual),
         ("policy", "full_eval", FullEvaluation),
         ("policy", None, FullEvaluation),
+        ("policy", "incremental", IncrementalEvaluation),
+        ("policy", "incremental_mean", IncrementalEvaluation),
     ],
 )
 def test_resolve_by_name(kind, name, cls):
@@ -332,7 +370,7 @@ def test_resolve_by_name(kind, name, cls):
         ("sampler", ["epoch_shuffled", "random"]),
         ("component", ["round_robin", "all"]),
         ("acceptance", ["strict_improvement", "improvement_or_equal"]),
-        ("policy", ["full_eval"]),
+        ("policy", ["full_eval", "incremental", "incremental_mean"]),
     ],
 )
 def test_resolve_unknown_name_lists_the_valid_names(kind, valid_names):
