@@ -112,12 +112,9 @@ class IncrementalEvaluation:
         known = len(state.known_val_scores(content_hash))
         if known >= state.valset_size:
             return True, ""
-        why = (
-            "a lower mean than the best candidate on the same examples"
-            if self.rule == "mean"
-            else "it cannot reach the Pareto front (better nowhere, and a lower mean than the "
-            "best candidate on the same examples)"
-        )
+        why = "a lower mean than the best candidate on the same examples"
+        if self.rule == "front":
+            why = f"it cannot reach the Pareto front (better nowhere, and {why})"
         return False, f"stopped after {known} of {state.valset_size} validation examples: {why}"
 
 
