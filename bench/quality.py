@@ -94,6 +94,8 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "drop-wrong": {"drop_wrong_examples": True},
     "current-best": {"candidate_selection_strategy": "current_best"},
     "incremental-mean": {"val_evaluation_policy": "incremental_mean"},
+    "early-reject": {"early_reject": True},
+    "no-early-reject": {"early_reject": False},
     "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",

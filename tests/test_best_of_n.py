@@ -101,7 +101,12 @@ def test_crash_and_resume_with_alternatives_gives_the_uninterrupted_run(crash_at
     assert [d["reason"] for d in got.decisions] == [d["reason"] for d in expected.decisions]
     assert got.total_metric_calls == expected.total_metric_calls
     records = [record_from_dict(r) for _, r in storage.read("default")]
-    keys = [(r.iteration, r.purpose, r.candidate_hash) for r in records if r.kind == "evaluation"]
+    keys = [
+        (r.iteration, r.purpose, r.candidate_hash, example_id)
+        for r in records
+        if r.kind == "evaluation"
+        for example_id in r.example_ids
+    ]
     assert len(keys) == len(set(keys)), "an evaluation was journaled twice"
     reflections = [r for r in records if r.kind == "reflection"]
     assert reflections and all(len(r.alternatives) == 2 for r in reflections)

@@ -104,7 +104,7 @@ def test_acceptance_compares_weighted_objectives_not_scores(
     seed: str, child: str, accepted_with_weights: bool
 ) -> None:
     weighted = run(seed, [child], objective_weights=BREVITY).decisions[0]
-    plain = run(seed, [child]).decisions[0]
+    plain = run(seed, [child], early_reject=False).decisions[0]  # scored on every example
     assert weighted["outcome"] == ("accepted" if accepted_with_weights else "rejected")
     assert plain["outcome"] == ("rejected" if accepted_with_weights else "accepted")
     assert weighted["reason"].startswith("weighted objectives: minibatch sum")

@@ -237,7 +237,12 @@ def test_k4_crash_and_resume_pays_for_nothing_twice(order: int, crashes: list[in
     twice = {key: n for key, n in adapter.evaluated.items() if n > 1}
     assert not twice, f"evaluated more than once: {twice}"
     records = [record_from_dict(r) for _, r in storage.read("default")]
-    keys = [(r.iteration, r.purpose, r.candidate_hash) for r in records if r.kind == "evaluation"]
+    keys = [
+        (r.iteration, r.purpose, r.candidate_hash, example_id)
+        for r in records
+        if r.kind == "evaluation"
+        for example_id in r.example_ids
+    ]
     assert len(keys) == len(set(keys)), "an evaluation was journaled twice"
 
 

@@ -84,7 +84,11 @@ def test_crash_and_resume_gives_the_uninterrupted_result(
     records = [record_from_dict(r) for _, r in storage.read("default")]
     evaluations = [r for r in records if r.kind == "evaluation"]
     assert sum(e.metric_calls for e in evaluations) == final.result().total_metric_calls
-    keys = [(e.iteration, e.purpose, e.candidate_hash) for e in evaluations]
+    keys = [
+        (e.iteration, e.purpose, e.candidate_hash, example_id)
+        for e in evaluations
+        for example_id in e.example_ids
+    ]
     assert len(keys) == len(set(keys)), "an evaluation was journaled twice"
     decided = [r.iteration for r in records if r.kind == "decision"]
     assert len(decided) == len(set(decided)), "an iteration was decided twice"

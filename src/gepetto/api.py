@@ -84,6 +84,7 @@ async def aoptimize(
     rejected_memory: int = 0,
     reflection_history: int = DEFAULT_REFLECTION_HISTORY,
     recheck_margin: float | None = None,
+    early_reject: bool = True,
     reflection_retries: int = 1,
     proposal_guards: str = "flag",
     reflection_samples: int = 1,
@@ -134,6 +135,7 @@ async def aoptimize(
         rejected_memory=rejected_memory,
         reflection_history=reflection_history,
         recheck_margin=recheck_margin,
+        early_reject=early_reject,
         use_merge=use_merge,
         max_merge_invocations=max_merge_invocations,
         merge_val_overlap_floor=merge_val_overlap_floor,
@@ -437,6 +439,13 @@ def optimize(
             - ``recheck_margin``: noise-aware acceptance (opt-in): a child that beats its
               parent on the minibatch by at most this much (in minibatch-sum units) must also
               win on the two minibatches together, a second one being sampled and scored first.
+            - ``early_reject``: score a child first on the minibatch examples its parent did
+              not solve, and stop there when the child cannot be accepted any more even with
+              a perfect score on the others (default true). Every decision is the one the full
+              evaluation would give; the calls saved go to further iterations. It needs
+              scores of at most ``perfect_score`` and an acceptance criterion with
+              ``rules_out`` (both built-in ones); it is off with ``objective_weights``, with
+              best-of-n, and once any score above ``perfect_score`` was seen.
             - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
               merge proposer: after a reflection child is accepted, try to merge two
               non-dominated candidates that improved different components of a common

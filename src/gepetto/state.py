@@ -124,6 +124,8 @@ class RunState:
         self.iterations_finished = 0
         self.best_id: CandidateId = 0
         self.best_changed_at_iteration = -1
+        self.max_search_score = float("-inf")
+        """The highest score any train or validation evaluation of the run has returned."""
 
     # ----- appending -------------------------------------------------------------------------
 
@@ -150,6 +152,8 @@ class RunState:
 
     def _on_evaluation(self, record: EvaluationRecord) -> None:
         self.metric_calls[record.split] += record.metric_calls
+        if record.split != "test" and record.scores:
+            self.max_search_score = max(self.max_search_score, *record.scores)
         if record.split == "test":
             known = self._test_by_hash.setdefault(record.candidate_hash, {})
             for example_id, score in zip(record.example_ids, record.scores, strict=True):

@@ -64,6 +64,7 @@ class OptimizerConfig:
     rejected_memory: int = 0
     reflection_history: int = DEFAULT_REFLECTION_HISTORY
     recheck_margin: float | None = None
+    early_reject: bool = True
     use_merge: bool = False
     max_merge_invocations: int = 5
     merge_val_overlap_floor: int = 5
@@ -93,6 +94,7 @@ def build_config(
     rejected_memory: int = 0,
     reflection_history: int = DEFAULT_REFLECTION_HISTORY,
     recheck_margin: float | None = None,
+    early_reject: bool = True,
     use_merge: bool = False,
     max_merge_invocations: int = 5,
     merge_val_overlap_floor: int = 5,
@@ -116,6 +118,8 @@ def build_config(
         not isinstance(recheck_margin, int | float) or recheck_margin < 0
     ):
         raise ConfigError(f"recheck_margin must be a number >= 0 or None, got {recheck_margin!r}")
+    if not isinstance(early_reject, bool):
+        raise ConfigError(f"early_reject must be True or False, got {early_reject!r}")
     if not isinstance(rejected_memory, int) or rejected_memory < 0:
         raise ConfigError(f"rejected_memory must be an int >= 0, got {rejected_memory!r}")
     if (
@@ -174,6 +178,7 @@ def build_config(
         rejected_memory=rejected_memory,
         reflection_history=reflection_history,
         recheck_margin=None if recheck_margin is None else float(recheck_margin),
+        early_reject=early_reject,
         use_merge=bool(use_merge),
         max_merge_invocations=max_merge_invocations,
         merge_val_overlap_floor=merge_val_overlap_floor,
@@ -194,6 +199,7 @@ def build_config(
             "rejected_memory": rejected_memory,
             "reflection_history": reflection_history,
             "recheck_margin": recheck_margin,
+            "early_reject": early_reject,
             "use_merge": bool(use_merge),
             "max_merge_invocations": max_merge_invocations,
             "merge_val_overlap_floor": merge_val_overlap_floor,

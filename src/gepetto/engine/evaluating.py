@@ -55,7 +55,11 @@ class EvaluationSteps(FlowBase):
         # it becomes a parent on the same examples); validation never needs them.
         traces = split == "train"
         journaled = self._replay.evaluation(
-            iteration, purpose, content_hash, needs_traces=purpose == "parent_minibatch"
+            iteration,
+            purpose,
+            content_hash,
+            example_ids,
+            needs_traces=purpose == "parent_minibatch",
         )
         if journaled is not None:
             return scores_from_record(journaled)

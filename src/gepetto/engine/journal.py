@@ -37,9 +37,11 @@ _NOT_FINGERPRINTED = {
     "max_cost_usd",
     "parallel_proposals",
     "reflection_history",
+    "early_reject",
 }
-"""Settings a resumed run may change: the budget, the proposals in flight, and what later
-reflections are shown (like the reflection LM and its prompt, which are not settings here)."""
+"""Settings a resumed run may change: the budget, the proposals in flight, what later
+reflections are shown (like the reflection LM and its prompt, which are not settings here),
+and whether a child's minibatch evaluation stops early (it changes no decision)."""
 
 _ADDED_LATER = {
     "use_merge": False,

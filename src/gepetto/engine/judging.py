@@ -1,9 +1,11 @@
 """Judging a reflection's child: from its minibatch evaluation to its admission.
 
 :class:`ChildJudging` is mixed into the optimizer (through the iteration flows). A child is
-rejected as a duplicate, or scored on the parent's minibatch (with best-of-n, the best of
-several proposals is chosen there), judged by the acceptance criterion (a narrow win is
-rechecked on a second minibatch), then validated and admitted when accepted.
+rejected as a duplicate, or scored on the parent's minibatch (first on the examples the
+parent did not solve, and no further when that already rules it out: ``early_reject``; with
+best-of-n, the best of several proposals is chosen there), judged by the acceptance
+criterion (a narrow win is rechecked on a second minibatch), then validated and admitted
+when accepted.
 
 With several proposals in flight, a proposal whose parent was on the Pareto front when it
 was chosen, and has been dominated since, ends as stale before its next paid step
@@ -13,14 +15,14 @@ was chosen, and has been dominated since, ends as stale before its next paid ste
 
 from __future__ import annotations
 
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any
 
 from gepetto.engine.evaluating import EvaluationSteps
 from gepetto.engine.flowbase import TaskGenerator
 from gepetto.engine.inflight import AwaitCondition, Wait
 from gepetto.engine.outcomes import FlowOutcomes
-from gepetto.engine.scored import ScoredExamples, judge_minibatch, minibatch_value
+from gepetto.engine.scored import ScoredExamples, combined, judge_minibatch, minibatch_value
 from gepetto.engine.tasks import Task
 from gepetto.errors import BudgetExhausted
 from gepetto.events import CandidateAccepted
@@ -116,9 +118,11 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
         self._hashes_in_flight.add(child_hash)
         try:
             if child_eval is None:
-                child_eval = yield from self._evaluate(
-                    child, child_hash, "train", batch_ids, iteration, "child_minibatch"
+                child_eval = yield from self._score_child(
+                    iteration, parent, child, child_hash, batch_ids, parent_eval
                 )
+                if child_eval is None:  # rejected early
+                    return
             child_sum = sum(child_eval.scores)
 
             def decide(outcome: Outcome, why: str, child_id: int | None = None) -> None:
@@ -182,6 +186,82 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
             self._merges_due += 1  # GEPA tries a merge after each accepted reflection child
         finally:
             self._hashes_in_flight.discard(child_hash)
+
+    def _score_child(
+        self,
+        iteration: int,
+        parent: CandidateRecord,
+        child: Mapping[str, str],
+        child_hash: str,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+    ) -> Generator[Task | Wait, Any, ScoredExamples | None]:
+        """The child's evaluation on the parent's minibatch, or ``None`` when it was rejected
+        before that evaluation was complete (the decision is recorded then).
+
+        With ``early_reject`` (and the conditions of :meth:`_early_rejection_rule`), the child
+        is scored first on the examples its parent did not solve. Its sum can then be at most
+        that part's sum plus ``perfect_score`` for each other example; when the acceptance
+        criterion rules that out, the other examples are not evaluated, and the decision
+        records no child score (a part's sum would read as the whole's; the reason states the
+        bound). Otherwise they are, and the result is the evaluation the whole minibatch would
+        have given.
+        """
+        rules_out = self._early_rejection_rule()
+        perfect = self.config.perfect_score
+        missed = tuple(
+            example_id
+            for example_id, score, failed in zip(
+                batch_ids, parent_eval.scores, parent_eval.failed, strict=True
+            )
+            if failed or score < perfect
+        )
+        solved = tuple(example_id for example_id in batch_ids if example_id not in missed)
+        if rules_out is None or not solved:
+            return (
+                yield from self._evaluate(
+                    child, child_hash, "train", batch_ids, iteration, "child_minibatch"
+                )
+            )
+        first: ScoredExamples | None = None
+        if missed:
+            first = yield from self._evaluate(
+                child, child_hash, "train", missed, iteration, "child_minibatch"
+            )
+        bound = (sum(first.scores) if first is not None else 0.0) + perfect * len(solved)
+        parent_sum = sum(parent_eval.scores)
+        reason = rules_out(parent_sum, bound)
+        if reason is not None:
+            self._decide(
+                iteration,
+                parent.id,
+                "rejected",
+                f"{reason}; stopped after the {len(missed)} minibatch examples the parent did "
+                f"not solve, {len(solved)} not evaluated",
+                parent_score=parent_sum,
+                child_hash=child_hash,
+            )
+            return None
+        rest = yield from self._evaluate(
+            child, child_hash, "train", solved, iteration, "child_minibatch"
+        )
+        return combined(batch_ids, [rest] if first is None else [first, rest])
+
+    def _early_rejection_rule(self) -> Callable[[float, float], str | None] | None:
+        """The acceptance criterion's ``rules_out``, when a child may be rejected early.
+
+        Not with ``early_reject=False``, a criterion without ``rules_out``, objective weights
+        (acceptance then compares weighted objectives, not scores bounded by
+        ``perfect_score``), or once the run has seen a score above ``perfect_score`` (the
+        bound would not hold).
+        """
+        config = self.config
+        if not config.early_reject or config.objective_weights is not None:
+            return None
+        if self.state.max_search_score > config.perfect_score:
+            return None
+        rule = getattr(config.acceptance, "rules_out", None)
+        return rule if callable(rule) else None
 
     def _minibatch_verdict(
         self,

@@ -21,7 +21,10 @@ from gepetto.records import (
 )
 from gepetto.state import RunState
 
-__all__ = ["JournalReplay", "replay_journal"]
+__all__ = ["EvaluationKey", "JournalReplay", "replay_journal"]
+
+EvaluationKey = tuple[int, str, str, tuple[int, ...]]
+"""A journaled evaluation's iteration, purpose, candidate hash and example ids."""
 
 
 @dataclass
@@ -33,14 +36,15 @@ class JournalReplay:
         next_iteration: the number of the first iteration never started.
         started: every started iteration, in order (to replay the minibatch sampler).
         reflections: reflection results of unfinished iterations, by iteration.
-        evaluations: evaluations of unfinished iterations, by (iteration, purpose, hash).
+        evaluations: evaluations of unfinished iterations, by (iteration, purpose, hash,
+            example ids).
     """
 
     unfinished: list[IterationRecord] = field(default_factory=list)
     next_iteration: int = 0
     started: list[IterationRecord] = field(default_factory=list)
     reflections: dict[int, ReflectionRecord] = field(default_factory=dict)
-    evaluations: dict[tuple[int, str, str], EvaluationRecord] = field(default_factory=dict)
+    evaluations: dict[EvaluationKey, EvaluationRecord] = field(default_factory=dict)
     stalled_tail: int = 0
     """Decided iterations at the end of the journal that evaluated nothing new."""
     spent_unfinished: dict[int, int] = field(default_factory=dict)
@@ -54,14 +58,21 @@ class JournalReplay:
     tried_merges: set[tuple[int, int, int]] = field(default_factory=set)
 
     def evaluation(
-        self, iteration: int, purpose: str, content_hash: str, needs_traces: bool
+        self,
+        iteration: int,
+        purpose: str,
+        content_hash: str,
+        example_ids: tuple[int, ...],
+        needs_traces: bool,
     ) -> EvaluationRecord | None:
         """Take a journaled evaluation of an unfinished iteration, if it is usable.
 
-        An evaluation that needed traces is usable only if its trajectories were journaled
+        Only an evaluation of exactly ``example_ids`` is taken (a step may evaluate the same
+        texts for the same purpose in parts: a child's minibatch with ``early_reject``). An
+        evaluation that needed traces is usable only if its trajectories were journaled
         (they were plain JSON); otherwise the redo evaluates again.
         """
-        record = self.evaluations.pop((iteration, purpose, content_hash), None)
+        record = self.evaluations.pop((iteration, purpose, content_hash, example_ids), None)
         if record is None or (needs_traces and record.trajectories is None):
             return None
         return record
@@ -75,7 +86,7 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
     stalled_tail = failing_tail = accepted_reflections = 0
     tried_merges: set[tuple[int, int, int]] = set()
     reflections: dict[int, ReflectionRecord] = {}
-    evaluations: dict[tuple[int, str, str], EvaluationRecord] = {}
+    evaluations: dict[EvaluationKey, EvaluationRecord] = {}
     for record in records:
         state.append(record)
         if isinstance(record, IterationRecord):
@@ -97,7 +108,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
             reflections[record.iteration] = record
             failing_tail = failing_tail + 1 if _all_lm_failed(record) else 0
         elif isinstance(record, EvaluationRecord) and record.iteration >= 0:
-            evaluations[(record.iteration, record.purpose, record.candidate_hash)] = record
+            key = (record.iteration, record.purpose, record.candidate_hash, record.example_ids)
+            evaluations[key] = record
             spent[record.iteration] = spent.get(record.iteration, 0) + record.metric_calls
     unfinished = [started[i] for i in sorted(started) if i not in decided]
     open_iterations = {r.iteration for r in unfinished}

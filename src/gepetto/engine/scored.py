@@ -25,6 +25,7 @@ __all__ = [
     "ScoredExamples",
     "aligned_objectives",
     "as_scored",
+    "combined",
     "compared",
     "jsonable_or_none",
     "judge_minibatch",
@@ -68,6 +69,28 @@ def aligned_objectives(
     if all(example is None for example in objectives):
         return None
     return tuple(example if example is not None else {} for example in objectives)
+
+
+def combined(example_ids: tuple[int, ...], parts: Sequence[ScoredExamples]) -> ScoredExamples:
+    """One evaluation of ``example_ids`` from evaluations of disjoint parts of them."""
+    if sorted(i for part in parts for i in part.example_ids) != sorted(example_ids):
+        raise ValueError("the parts must cover the example ids exactly once")
+    where = {
+        example_id: (part, n) for part in parts for n, example_id in enumerate(part.example_ids)
+    }
+    order = [where[example_id] for example_id in example_ids]
+    has_traces = all(part.trajectories is not None for part in parts)
+    return ScoredExamples(
+        example_ids,
+        [part.outputs[n] for part, n in order],
+        [part.scores[n] for part, n in order],
+        [part.trajectories[n] for part, n in order] if has_traces else None,  # type: ignore[index]
+        tuple(part.failed[n] for part, n in order),
+        tuple(i for part in parts for i in part.missing),
+        aligned_objectives(
+            [part.objectives[n] if part.objectives is not None else None for part, n in order]
+        ),
+    )
 
 
 def compared(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> list[float]:

@@ -7,6 +7,13 @@ of objectives, and the recorded reason starts with "weighted objectives: ".
 
 - ``"strict_improvement"`` (default): the child's minibatch sum is higher than the parent's;
 - ``"improvement_or_equal"``: the child's sum is at least the parent's.
+
+A criterion may also have ``rules_out(parent_sum, child_bound) -> reason | None``: the reason
+the child cannot be accepted when its minibatch sum is at most ``child_bound``, or ``None``
+if it still could be. Both built-in criteria have it; with it, the optimizer stops scoring a
+child on its minibatch once it cannot be accepted any more (``early_reject``). Give it only
+to a criterion that depends on the two sums alone and accepts a higher child sum whenever it
+accepts a lower one.
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ class StrictImprovement:
             return True, f"minibatch sum improved {parent:.4g} -> {child:.4g}"
         return False, f"minibatch sum did not improve ({parent:.4g} -> {child:.4g})"
 
+    def rules_out(self, parent_sum: float, child_bound: float) -> str | None:
+        if child_bound > parent_sum:
+            return None
+        return f"minibatch sum cannot improve ({parent_sum:.4g} -> at most {child_bound:.4g})"
+
 
 class ImprovementOrEqual:
     """Accept when the child's minibatch sum is at least the parent's."""
@@ -55,6 +67,11 @@ class ImprovementOrEqual:
         if child >= parent:
             return True, f"minibatch sum {parent:.4g} -> {child:.4g} (not worse)"
         return False, f"minibatch sum got worse ({parent:.4g} -> {child:.4g})"
+
+    def rules_out(self, parent_sum: float, child_bound: float) -> str | None:
+        if child_bound >= parent_sum:
+            return None
+        return f"minibatch sum gets worse ({parent_sum:.4g} -> at most {child_bound:.4g})"
 
 
 def resolve_acceptance(value: str | AcceptanceCriterion) -> AcceptanceCriterion:
