@@ -33,6 +33,7 @@ _LABELS = {
     "seed-prompt": "seed prompt",
     "hand-written": "hand-written",
     "default": "gepetto defaults",
+    "early-reject": "gepetto defaults with early rejection (2026-11-29)",
     "history-0+examples": "gepetto defaults, no history, first runs (examples)",
 }
 

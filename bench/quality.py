@@ -96,6 +96,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "incremental-mean": {"val_evaluation_policy": "incremental_mean"},
     "early-reject": {"early_reject": True},
     "no-early-reject": {"early_reject": False},
+    "recheck-1": {"recheck_margin": 1},
     "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",
@@ -411,6 +412,7 @@ async def _gepetto_real(
     import gepetto
 
     outcomes: dict[str, int] = {}
+    saved = [0]
 
     class OutcomeCounter:
         """How the iterations ended (accepted, or the kind of rejection) and the flags of
@@ -422,6 +424,9 @@ async def _gepetto_real(
         def on_candidate_rejected(self, event: Any) -> None:
             kind = f"{event.outcome}: {re.sub(r'[0-9.]+', '#', event.reason)[:80]}"
             outcomes[kind] = outcomes.get(kind, 0) + 1
+            not_evaluated = re.search(r"(\d+) not evaluated$", event.reason)
+            if not_evaluated:  # early_reject: the child minibatch examples it did not pay for
+                saved[0] += int(not_evaluated.group(1))
 
         def on_reflection_finished(self, event: Any) -> None:
             for why in event.flags.values():  # guard flags and repairs, one count per kind
@@ -445,6 +450,7 @@ async def _gepetto_real(
     )
     return {
         "outcomes": dict(sorted(outcomes.items(), key=lambda item: -item[1])),
+        "early_reject_saved": saved[0],
         "best_prompt": result.best_candidate["instructions"],
         "val_reported": result.best_score,
         "reported_calls": result.total_metric_calls,
@@ -622,7 +628,10 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "*gepetto defaults* rows now); *examples, no history* is the current default "
         "template's first three seeds, run as a `--variant` before it became the default "
         "(seed 0 and ticket seed 1 also before a reply repeating the current text was asked "
-        "for again).\n\n"
+        "for again). Real runs before 2026-11-29 (the *gepetto defaults* rows, and the "
+        "variants measured on them) scored every child on its whole minibatch: `early_reject`, "
+        "the default since, changes no decision, only what a rejected child costs; its runs "
+        "are the *early rejection* rows.\n\n"
         "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
         f"{COMMANDS}\n"
         + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])
