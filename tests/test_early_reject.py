@@ -189,3 +189,50 @@ def test_rules_out_of_the_built_in_criteria() -> None:
 def test_early_reject_must_be_a_bool() -> None:
     with pytest.raises(ConfigError, match="early_reject must be True or False"):
         run(["Answer."], early_reject="yes")
+
+
+def drive_until_validation(opt: gepetto.Optimizer, adapter: KeywordAdapter, reply: str) -> None:
+    """Answer tasks until the first child's validation is dispatched, then "crash" (the task
+    is never answered)."""
+    while (task := opt.ask()) is not None:
+        if isinstance(task, gepetto.EvaluateTask):
+            if task.purpose == "validation":
+                return
+            result: Any = adapter.evaluate(task.examples, task.candidate, task.capture_traces)
+        else:
+            result = gepetto.ProposalOutcome({"instructions": reply}, lm_calls=1)
+        opt.tell(task.id, result)
+    raise AssertionError("the run ended before a child was validated")
+
+
+def test_a_run_interrupted_after_both_parts_pays_for_neither_again() -> None:
+    reply = "Answer. a b c d e f g"  # gains on "g": its evaluation goes on to "a"
+
+    def optimizer(storage: MemoryStorage) -> gepetto.Optimizer:
+        return gepetto.Optimizer(
+            {"instructions": SEED},
+            TRAIN,
+            max_metric_calls=30,
+            batch_sampler=SolvedAndTwoNew(),
+            storage=storage,
+        )
+
+    storage = MemoryStorage()
+    adapter = KeywordAdapter()
+    drive_until_validation(optimizer(storage), adapter, reply)
+    resumed = optimizer(storage)
+    first = resumed.ask()
+    assert isinstance(first, gepetto.EvaluateTask)
+    # Both journaled parts are taken (each for its own examples): the redo validates at once.
+    assert (first.iteration, first.purpose) == (0, "validation")
+    resumed.tell(first.id, adapter.evaluate(first.examples, first.candidate, False))
+    records = [record for _, record in storage.read("default")]
+    parts = [
+        tuple(r["example_ids"])
+        for r in records
+        if r["kind"] == "evaluation" and r["purpose"] == "child_minibatch"
+    ]
+    assert parts == [(6, 7), (0,)]
+    decisions = [r for r in records if r["kind"] == "decision"]
+    assert decisions[0]["outcome"] == "accepted"
+    assert decisions[0]["child_score"] == 2.0
