@@ -77,6 +77,10 @@ from _quality_report import (
     synthetic_table,
 )
 
+REFLECTION_LM_KEY = "reflection_lm_options"
+"""A variant's key for other options of the reflection LM (real mode, gepetto variants):
+``{"reflection_lm_options": {"temperature": 0.3}}`` replaces those of ``REFLECTION_OPTIONS``."""
+
 # Variant name -> extra keyword arguments of gepetto.aoptimize / gepetto.optimize. Add new
 # options here (or on the command line: --variant 'name={"option": value}').
 GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
@@ -97,6 +101,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "early-reject": {"early_reject": True},
     "no-early-reject": {"early_reject": False},
     "recheck-1": {"recheck_margin": 1},
+    "reflection-temperature-0.3": {REFLECTION_LM_KEY: {"temperature": 0.3}},
     "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",
@@ -312,7 +317,10 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
             startup = time.perf_counter() - start
             scores = {"test": accuracy(prompt, test), "val": accuracy(prompt, val)}
             return {"startup_s": startup, **scores, "best_prompt": prompt}
-        reflection_lm = resolve_lm(REFLECTION_MODEL, **REFLECTION_OPTIONS)
+        reflection_lm = resolve_lm(
+            REFLECTION_MODEL,
+            **{**REFLECTION_OPTIONS, **spec["kwargs"].get(REFLECTION_LM_KEY, {})},
+        )
         clients.append(reflection_lm)
         reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
         reflect = _traced(reflection_lm, spec)
@@ -446,7 +454,7 @@ async def _gepetto_real(
         display_progress_bar=False,
         seed=spec["seed"],
         callbacks=[OutcomeCounter()],
-        **spec["kwargs"],
+        **{k: v for k, v in spec["kwargs"].items() if k != REFLECTION_LM_KEY},
     )
     return {
         "outcomes": dict(sorted(outcomes.items(), key=lambda item: -item[1])),
@@ -478,6 +486,8 @@ def plan(
 ) -> list[dict[str, Any]]:
     """Every run of the matrix, in an order that makes a partial run useful (seed 0 first)."""
     tasks = ["facts"] if mode == "synthetic" else list(real_tasks())
+    if mode == "synthetic":  # its reflection is a stand-in, not an LM with options
+        variants = {k: v for k, v in variants.items() if REFLECTION_LM_KEY not in v}
     names = [GEPA, *variants]
     seeds = [int(s) for s in only.get("seeds", SEEDS)]
     budgets = [int(b) for b in only.get("budgets", budgets)]
