@@ -236,3 +236,54 @@ def test_a_run_interrupted_after_both_parts_pays_for_neither_again() -> None:
     decisions = [r for r in records if r["kind"] == "decision"]
     assert decisions[0]["outcome"] == "accepted"
     assert decisions[0]["child_score"] == 2.0
+
+
+def best_of(proposals: Sequence[str]) -> Run:
+    """One best-of-n iteration on the minibatch of :class:`SolvedAndTwoNew`, driven by hand:
+    the reflection returns ``proposals`` as its alternatives, in this order."""
+    storage = MemoryStorage()
+    adapter = KeywordAdapter()
+    opt = gepetto.Optimizer(
+        {"instructions": SEED},
+        TRAIN,
+        max_metric_calls=60,
+        batch_sampler=SolvedAndTwoNew(),
+        storage=storage,
+        stop_callbacks=[lambda status: status.iterations >= 1],
+    )
+    options = tuple({"instructions": text} for text in proposals)
+    while (task := opt.ask()) is not None:
+        if isinstance(task, gepetto.EvaluateTask):
+            result: Any = adapter.evaluate(task.examples, task.candidate, task.capture_traces)
+        else:
+            result = gepetto.ProposalOutcome(
+                options[0], lm_calls=len(options), alternatives=options
+            )
+        opt.tell(task.id, result)
+    return Run(
+        opt.result(),
+        [
+            tuple(record["example_ids"])
+            for _, record in storage.read("default")
+            if record["kind"] == "evaluation" and record["purpose"] == "child_minibatch"
+        ],
+    )
+
+
+def test_best_of_n_does_not_choose_a_proposal_that_cannot_be_accepted() -> None:
+    run = best_of(["Answer. b c d e f x", "Answer. a b c d e f g"])
+    assert run.child_evaluations == [(6, 7), (6, 7), (0,)]
+    assert run.decisions[0]["outcome"] == "accepted"
+    assert run.decisions[0]["reason"] == "best of 2 proposals; minibatch sum improved 1 -> 2"
+
+
+def test_best_of_n_when_no_proposal_can_be_accepted() -> None:
+    run = best_of(["Answer. b c d e f x", "Answer. c d e f y"])
+    assert run.child_evaluations == [(6, 7), (6, 7)]
+    decision = run.decisions[0]
+    assert decision["outcome"] == "rejected"
+    assert decision["reason"] == (
+        "best of 2 proposals; minibatch sum cannot improve (1 -> at most 1); stopped after "
+        "the 2 minibatch examples the parent did not solve, 1 not evaluated"
+    )
+    assert decision["child_score"] is None

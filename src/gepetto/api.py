@@ -444,8 +444,10 @@ def optimize(
               a perfect score on the others (default true). Every decision is the one the full
               evaluation would give; the calls saved go to further iterations. It needs
               scores of at most ``perfect_score`` and an acceptance criterion with
-              ``rules_out`` (both built-in ones); it is off with ``objective_weights``, with
-              best-of-n, and once any score above ``perfect_score`` was seen.
+              ``rules_out`` (both built-in ones); it is off with ``objective_weights`` and
+              once any score above ``perfect_score`` was seen. With ``reflection_samples``
+              each proposal is scored this way, and one that cannot be accepted is not
+              chosen.
             - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
               merge proposer: after a reflection child is accepted, try to merge two
               non-dominated candidates that improved different components of a common

@@ -203,10 +203,10 @@ class IterationFlows(ChildJudging, ReflectionSteps):
                 parent_score=parent_sum,
             )
             return
-        child_eval = None
+        child_eval: ScoredExamples | str | None = None
         if len(reflection.alternatives) > 1:
             new_texts, child_eval = yield from self._best_alternative(
-                iteration, parent, reflection.alternatives, batch_ids
+                iteration, parent, reflection.alternatives, batch_ids, parent_eval
             )
         yield from self._judge_child(
             iteration,

@@ -41,28 +41,39 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
         parent: CandidateRecord,
         alternatives: Sequence[Mapping[str, str]],
         batch_ids: tuple[int, ...],
-    ) -> Generator[Task | Wait, Any, tuple[dict[str, str], ScoredExamples | None]]:
+        parent_eval: ScoredExamples,
+    ) -> Generator[Task | Wait, Any, tuple[dict[str, str], ScoredExamples | str | None]]:
         """Best-of-n: score each proposal on the parent's minibatch, keep the best.
 
         Proposals that duplicate a candidate or a proposal in flight are not scored (the
-        judge rejects them); ties go to the earlier proposal. Returns the chosen texts and
-        their minibatch evaluation (``None`` when none was scored).
+        judge rejects them); ties go to the earlier proposal. With early rejection a proposal
+        that cannot be accepted is scored no further than it takes to know (see
+        :meth:`_bounded_evaluation`) and is not chosen. Returns the chosen texts and their
+        minibatch evaluation; when no proposal was scored in full, the first proposal that
+        was scored at all and why it cannot be accepted, or ``None`` when none was (all
+        duplicates).
         """
         best: tuple[float, dict[str, str], ScoredExamples] | None = None
+        ruled_out: tuple[dict[str, str], str] | None = None
         for option in alternatives:
             child = {**parent.texts, **option}
             child_hash = candidate_hash(child)
             if self.state.id_of(child_hash) is not None or child_hash in self._hashes_in_flight:
                 continue
-            evaluation = yield from self._evaluate(
-                child, child_hash, "train", batch_ids, iteration, "child_minibatch"
+            evaluation = yield from self._bounded_evaluation(
+                iteration, child, child_hash, batch_ids, parent_eval
             )
+            if isinstance(evaluation, str):
+                ruled_out = ruled_out or (dict(option), evaluation)
+                continue
             value = minibatch_value(self.config.objective_weights, evaluation)
             if best is None or value > best[0]:
                 best = (value, dict(option), evaluation)
-        if best is None:
-            return dict(alternatives[0]), None
-        return best[1], best[2]
+        if best is not None:
+            return best[1], best[2]
+        if ruled_out is not None:
+            return ruled_out
+        return dict(alternatives[0]), None
 
     def _judge_child(
         self,
@@ -71,58 +82,35 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
         new_texts: dict[str, str],
         batch_ids: tuple[int, ...],
         parent_eval: ScoredExamples,
-        child_eval: ScoredExamples | None = None,
+        child_eval: ScoredExamples | str | None = None,
         picked_from: int = 0,
     ) -> TaskGenerator:
-        """Score the child on the parent's minibatch (unless ``child_eval`` already is),
-        decide, and validate and admit it when accepted. ``picked_from`` > 1 says the child
-        is the best of that many proposals (best-of-n), which the decision reason states."""
+        """Score the child on the parent's minibatch (unless ``child_eval`` already is, or
+        says why it cannot be accepted), decide, and validate and admit it when accepted.
+        ``picked_from`` > 1 says the child is the best of that many proposals (best-of-n),
+        which the decision reason states."""
         child = {**parent.texts, **new_texts}
         child_hash = candidate_hash(child)
         parent_sum = sum(parent_eval.scores)
-        duplicate = self.state.id_of(child_hash)
-        if duplicate is not None and self.state.candidates[duplicate].iteration == iteration:
-            # Admitted by this very iteration before a crash: only its decision is missing.
-            self._decide(
-                iteration,
-                parent.id,
-                "accepted",
-                "admitted before the run was resumed",
-                parent_score=parent_sum,
-                child_hash=child_hash,
-                child_id=duplicate,
-            )
-            return
-        if duplicate is not None or child_hash in self._hashes_in_flight:
-            where = f"candidate {duplicate}" if duplicate is not None else "a proposal in flight"
-            self._decide(
-                iteration,
-                parent.id,
-                "rejected",
-                f"duplicate of {where}",
-                parent_score=parent_sum,
-                child_hash=child_hash,
-            )
-            return
-        stale = self._stale(iteration, parent)
-        if stale is not None:
-            self._decide(
-                iteration,
-                parent.id,
-                "skipped",
-                stale,
-                parent_score=parent_sum,
-                child_hash=child_hash,
-            )
+        if self._decided_before_scoring(iteration, parent, child_hash, parent_sum):
             return
         self._hashes_in_flight.add(child_hash)
         try:
             if child_eval is None:
-                child_eval = yield from self._score_child(
-                    iteration, parent, child, child_hash, batch_ids, parent_eval
+                child_eval = yield from self._bounded_evaluation(
+                    iteration, child, child_hash, batch_ids, parent_eval
                 )
-                if child_eval is None:  # rejected early
-                    return
+            if isinstance(child_eval, str):  # rejected early: no score for a part
+                best_of = f"best of {picked_from} proposals; " if picked_from > 1 else ""
+                self._decide(
+                    iteration,
+                    parent.id,
+                    "rejected",
+                    best_of + child_eval,
+                    parent_score=parent_sum,
+                    child_hash=child_hash,
+                )
+                return
             child_sum = sum(child_eval.scores)
 
             def decide(outcome: Outcome, why: str, child_id: int | None = None) -> None:
@@ -187,25 +175,67 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
         finally:
             self._hashes_in_flight.discard(child_hash)
 
-    def _score_child(
+    def _decided_before_scoring(
+        self, iteration: int, parent: CandidateRecord, child_hash: str, parent_sum: float
+    ) -> bool:
+        """Decide on a child that needs no scoring, and say whether it was decided: one this
+        iteration admitted before the run was resumed, a duplicate of a candidate or of a
+        proposal in flight, or one whose parent went stale."""
+        duplicate = self.state.id_of(child_hash)
+        if duplicate is not None and self.state.candidates[duplicate].iteration == iteration:
+            # Admitted by this very iteration before a crash: only its decision is missing.
+            self._decide(
+                iteration,
+                parent.id,
+                "accepted",
+                "admitted before the run was resumed",
+                parent_score=parent_sum,
+                child_hash=child_hash,
+                child_id=duplicate,
+            )
+            return True
+        if duplicate is not None or child_hash in self._hashes_in_flight:
+            where = f"candidate {duplicate}" if duplicate is not None else "a proposal in flight"
+            self._decide(
+                iteration,
+                parent.id,
+                "rejected",
+                f"duplicate of {where}",
+                parent_score=parent_sum,
+                child_hash=child_hash,
+            )
+            return True
+        stale = self._stale(iteration, parent)
+        if stale is not None:
+            self._decide(
+                iteration,
+                parent.id,
+                "skipped",
+                stale,
+                parent_score=parent_sum,
+                child_hash=child_hash,
+            )
+            return True
+        return False
+
+    def _bounded_evaluation(
         self,
         iteration: int,
-        parent: CandidateRecord,
         child: Mapping[str, str],
         child_hash: str,
         batch_ids: tuple[int, ...],
         parent_eval: ScoredExamples,
-    ) -> Generator[Task | Wait, Any, ScoredExamples | None]:
-        """The child's evaluation on the parent's minibatch, or ``None`` when it was rejected
-        before that evaluation was complete (the decision is recorded then).
+    ) -> Generator[Task | Wait, Any, ScoredExamples | str]:
+        """The child's evaluation on the parent's minibatch, or why it cannot be accepted,
+        found before that evaluation was complete.
 
         With ``early_reject`` (and the conditions of :meth:`_early_rejection_rule`), the child
         is scored first on the examples its parent did not solve. Its sum can then be at most
         that part's sum plus ``perfect_score`` for each other example; when the acceptance
-        criterion rules that out, the other examples are not evaluated, and the decision
-        records no child score (a part's sum would read as the whole's; the reason states the
-        bound). Otherwise they are, and the result is the evaluation the whole minibatch would
-        have given.
+        criterion rules that out, the other examples are not evaluated and the reason (with
+        the bound) is returned: its decision records no child score, as a part's sum would
+        read as the whole's. Otherwise they are, and the result is the evaluation the whole
+        minibatch would have given.
         """
         rules_out = self._early_rejection_rule()
         perfect = self.config.perfect_score
@@ -229,19 +259,12 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
                 child, child_hash, "train", missed, iteration, "child_minibatch"
             )
         bound = (sum(first.scores) if first is not None else 0.0) + perfect * len(solved)
-        parent_sum = sum(parent_eval.scores)
-        reason = rules_out(parent_sum, bound)
+        reason = rules_out(sum(parent_eval.scores), bound)
         if reason is not None:
-            self._decide(
-                iteration,
-                parent.id,
-                "rejected",
+            return (
                 f"{reason}; stopped after the {len(missed)} minibatch examples the parent did "
-                f"not solve, {len(solved)} not evaluated",
-                parent_score=parent_sum,
-                child_hash=child_hash,
+                f"not solve, {len(solved)} not evaluated"
             )
-            return None
         rest = yield from self._evaluate(
             child, child_hash, "train", solved, iteration, "child_minibatch"
         )
