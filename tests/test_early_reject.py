@@ -161,6 +161,31 @@ def test_no_early_rejection_once_a_score_above_perfect_was_seen() -> None:
     assert result.decisions[0]["reason"] == "minibatch sum did not improve (2 -> 0)"
 
 
+class OddScores(KeywordAdapter):
+    """Keyword scores, except for a text with "x": 1.5 on "g", -1.5 on "h", 2 on the rest."""
+
+    def evaluate(
+        self,
+        batch: list[Mapping[str, Any]],
+        candidate: dict[str, str],
+        capture_traces: bool = False,
+    ) -> EvaluationBatch[dict[str, Any], str]:
+        scored = super().evaluate(batch, candidate, capture_traces)
+        if "x" not in candidate["instructions"].split():
+            return scored
+        odd = {"g": 1.5, "h": -1.5}
+        scores = [odd.get(example["needs"], 2.0) for example in batch]
+        return EvaluationBatch(scored.outputs, scores, scored.trajectories)
+
+
+def test_a_score_above_perfect_in_the_first_part_stops_the_early_rejection() -> None:
+    # 1.5 - 1.5 on the parent's failures and at most 1 on "a" would rule the child out, but
+    # 1.5 is above perfect_score: "a" is scored (2), and the child is accepted, 1 -> 2.
+    result = run(["Answer. a b c d e f x"], adapter=OddScores())
+    assert result.child_evaluations == [(6, 7), (0,)]
+    assert result.decisions[0]["reason"] == "minibatch sum improved 1 -> 2"
+
+
 class SumsOnly:
     """A custom criterion without ``rules_out``: children are always scored in full."""
 
