@@ -141,7 +141,7 @@ def observe(event):
     if KILL_MODE == "event" and event.name == KILL_KIND and armed():
         progress["matched"] += 1
         if progress["matched"] == KILL_NTH:
-            keys = ("iteration", "purpose", "candidate_hash", "candidate_id")
+            keys = ("iteration", "purpose", "candidate_hash", "example_ids", "candidate_id")
             die({"mode": "event", "event": event.name,
                  **{k: getattr(event, k) for k in keys if hasattr(event, k)}})
 
@@ -342,7 +342,13 @@ def assert_no_duplicates(records: list[dict[str, Any]]) -> None:
         counts = Counter(tuple(r[k] for k in keys) for r in records if r["kind"] == kind)
         return [key for key, count in counts.items() if count > 1]
 
-    assert not repeated("evaluation", "iteration", "purpose", "candidate_hash"), "evaluation"
+    evaluated = Counter(
+        (r["iteration"], r["purpose"], r["candidate_hash"], example_id)
+        for r in records
+        if r["kind"] == "evaluation"
+        for example_id in r["example_ids"]
+    )  # (a child's minibatch may be evaluated in two parts: early_reject)
+    assert not [key for key, count in evaluated.items() if count > 1], "an evaluation was repeated"
     assert not repeated("decision", "iteration"), "an iteration was decided twice"
     assert not repeated("candidate", "content_hash"), "a candidate was admitted twice"
     assert not repeated("candidate", "id"), "two candidates have the same id"
@@ -359,12 +365,13 @@ def assert_pending_record_lost(note: dict[str, Any], records: list[dict[str, Any
     """The record whose event the child died in was buffered, not flushed: it is absent."""
     event = note["event"]
     if event == "evaluation_finished":
-        key = (note["iteration"], note["purpose"], note["candidate_hash"])
+        ids = tuple(note["example_ids"])
+        key = (note["iteration"], note["purpose"], note["candidate_hash"], ids)
         found = [
             r
             for r in records
             if r["kind"] == "evaluation"
-            and (r["iteration"], r["purpose"], r["candidate_hash"]) == key
+            and (r["iteration"], r["purpose"], r["candidate_hash"], tuple(r["example_ids"])) == key
         ]
     elif event == "reflection_finished":
         found = [
@@ -586,9 +593,10 @@ def test_opaque_trajectories_are_not_evaluated_twice(tmp_path: Path, script: Pat
     assert resumed.result is not None, resumed.stderr
     records = crashed.journal()
     keys = Counter(
-        (r["iteration"], r["purpose"], r["candidate_hash"])
+        (r["iteration"], r["purpose"], r["candidate_hash"], example_id)
         for r in records
         if r["kind"] == "evaluation"
+        for example_id in r["example_ids"]
     )
     twice = [key[:2] for key, count in keys.items() if count > 1]
     calls = (resumed.result["total_metric_calls"], expected.result["total_metric_calls"])
