@@ -4,7 +4,7 @@ cannot be accepted any more."""
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +46,15 @@ class Run:
         return self.result.decisions
 
 
+def child_evaluations(storage: MemoryStorage) -> list[tuple[int, ...]]:
+    """The example ids of each child minibatch evaluation in the journal, in order."""
+    return [
+        tuple(record["example_ids"])
+        for _, record in storage.read("default")
+        if record["kind"] == "evaluation" and record["purpose"] == "child_minibatch"
+    ]
+
+
 def run(replies: Sequence[str], **options: Any) -> Run:
     """One iteration per reply, on the minibatch of :class:`SolvedAndTwoNew` (unless told
     otherwise)."""
@@ -62,14 +71,7 @@ def run(replies: Sequence[str], **options: Any) -> Run:
         storage=storage,
         **options,
     )
-    return Run(
-        result,
-        [
-            tuple(record["example_ids"])
-            for _, record in storage.read("default")
-            if record["kind"] == "evaluation" and record["purpose"] == "child_minibatch"
-        ],
-    )
+    return Run(result, child_evaluations(storage))
 
 
 def test_a_child_that_misses_the_parents_failures_is_not_scored_on_the_rest() -> None:
@@ -142,8 +144,12 @@ def test_every_decision_is_the_one_the_full_evaluation_gives(seed: int) -> None:
     assert early.result.metric_calls_train < full.result.metric_calls_train
 
 
-class DoubledScores(KeywordAdapter):
-    """Scores of 0 or 2: above the default ``perfect_score`` of 1."""
+class Rescored(KeywordAdapter):
+    """Keyword scores passed through ``rescore(text, example, score)``."""
+
+    def __init__(self, rescore: Callable[[str, Mapping[str, Any], float], float]) -> None:
+        super().__init__()
+        self.rescore = rescore
 
     def evaluate(
         self,
@@ -152,36 +158,33 @@ class DoubledScores(KeywordAdapter):
         capture_traces: bool = False,
     ) -> EvaluationBatch[dict[str, Any], str]:
         scored = super().evaluate(batch, candidate, capture_traces)
-        return EvaluationBatch(scored.outputs, [2 * s for s in scored.scores], scored.trajectories)
+        text = candidate["instructions"]
+        scores = [self.rescore(text, ex, s) for ex, s in zip(batch, scored.scores, strict=True)]
+        return EvaluationBatch(scored.outputs, scores, scored.trajectories)
+
+
+def doubled(text: str, example: Mapping[str, Any], score: float) -> float:
+    """Scores of 0 or 2: above the default ``perfect_score`` of 1."""
+    return 2 * score
+
+
+def odd_with_x(text: str, example: Mapping[str, Any], score: float) -> float:
+    """Keyword scores, except for a text with "x": 1.5 on "g", -1.5 on "h", 2 on the rest."""
+    if "x" not in text.split():
+        return score
+    return {"g": 1.5, "h": -1.5}.get(example["needs"], 2.0)
 
 
 def test_no_early_rejection_once_a_score_above_perfect_was_seen() -> None:
-    result = run(["Answer. b c d e f x"], adapter=DoubledScores())
+    result = run(["Answer. b c d e f x"], adapter=Rescored(doubled))
     assert result.child_evaluations == [(0, 6, 7)]
     assert result.decisions[0]["reason"] == "minibatch sum did not improve (2 -> 0)"
-
-
-class OddScores(KeywordAdapter):
-    """Keyword scores, except for a text with "x": 1.5 on "g", -1.5 on "h", 2 on the rest."""
-
-    def evaluate(
-        self,
-        batch: list[Mapping[str, Any]],
-        candidate: dict[str, str],
-        capture_traces: bool = False,
-    ) -> EvaluationBatch[dict[str, Any], str]:
-        scored = super().evaluate(batch, candidate, capture_traces)
-        if "x" not in candidate["instructions"].split():
-            return scored
-        odd = {"g": 1.5, "h": -1.5}
-        scores = [odd.get(example["needs"], 2.0) for example in batch]
-        return EvaluationBatch(scored.outputs, scores, scored.trajectories)
 
 
 def test_a_score_above_perfect_in_the_first_part_stops_the_early_rejection() -> None:
     # 1.5 - 1.5 on the parent's failures and at most 1 on "a" would rule the child out, but
     # 1.5 is above perfect_score: "a" is scored (2), and the child is accepted, 1 -> 2.
-    result = run(["Answer. a b c d e f x"], adapter=OddScores())
+    result = run(["Answer. a b c d e f x"], adapter=Rescored(odd_with_x))
     assert result.child_evaluations == [(6, 7), (0,)]
     assert result.decisions[0]["reason"] == "minibatch sum improved 1 -> 2"
 
@@ -251,14 +254,8 @@ def test_a_run_interrupted_after_both_parts_pays_for_neither_again() -> None:
     # Both journaled parts are taken (each for its own examples): the redo validates at once.
     assert (first.iteration, first.purpose) == (0, "validation")
     resumed.tell(first.id, adapter.evaluate(first.examples, first.candidate, False))
-    records = [record for _, record in storage.read("default")]
-    parts = [
-        tuple(r["example_ids"])
-        for r in records
-        if r["kind"] == "evaluation" and r["purpose"] == "child_minibatch"
-    ]
-    assert parts == [(6, 7), (0,)]
-    decisions = [r for r in records if r["kind"] == "decision"]
+    assert child_evaluations(storage) == [(6, 7), (0,)]
+    decisions = [r for _, r in storage.read("default") if r["kind"] == "decision"]
     assert decisions[0]["outcome"] == "accepted"
     assert decisions[0]["child_score"] == 2.0
 
@@ -285,14 +282,7 @@ def best_of(proposals: Sequence[str]) -> Run:
                 options[0], lm_calls=len(options), alternatives=options
             )
         opt.tell(task.id, result)
-    return Run(
-        opt.result(),
-        [
-            tuple(record["example_ids"])
-            for _, record in storage.read("default")
-            if record["kind"] == "evaluation" and record["purpose"] == "child_minibatch"
-        ],
-    )
+    return Run(opt.result(), child_evaluations(storage))
 
 
 def test_best_of_n_does_not_choose_a_proposal_that_cannot_be_accepted() -> None:

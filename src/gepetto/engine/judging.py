@@ -259,9 +259,10 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
                 child, child_hash, "train", missed, iteration, "child_minibatch"
             )
         bound = (sum(first.scores) if first is not None else 0.0) + perfect * len(solved)
-        # The part just scored may show a score above perfect_score: then no bound holds.
-        bounded = self.state.max_search_score <= perfect
-        reason = rules_out(sum(parent_eval.scores), bound) if bounded else None
+        # Asked again: the part just scored may show a score above perfect_score, and then
+        # no bound holds.
+        rules_out = self._early_rejection_rule()
+        reason = rules_out(sum(parent_eval.scores), bound) if rules_out is not None else None
         if reason is not None:
             return (
                 f"{reason}; stopped after the {len(missed)} minibatch examples the parent did "
