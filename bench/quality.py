@@ -130,12 +130,19 @@ SPLIT_SIZE = 30
 CONCURRENCY = 4
 
 
+TICKET_ANSWER_FORMAT = "Answer with only one label: billing, technical, account or shipping."
+"""The fixed answer-format line of ``tickets-fixed-format``: the ticket task with the answer
+format kept out of the optimized text (``DefaultAdapter(system_prompt_template=...)``), for
+gepetto and gepa alike. Not the Quality issue's setup: there the seed prompt has no format."""
+
+
 @dataclass(frozen=True)
 class RealTask:
     splits: Callable[[], list[list[dict[str, Any]]]]  # train, val, test
     seed_prompt: str
     handwritten_prompt: str
     max_tokens: int
+    system_prompt_template: str | None = None  # DefaultAdapter's fixed part around the text
 
 
 def real_tasks() -> dict[str, RealTask]:
@@ -151,6 +158,13 @@ def real_tasks() -> dict[str, RealTask]:
 
     return {
         "tickets": RealTask(ticket_splits, datasets.SEED_PROMPT, datasets.HANDWRITTEN_PROMPT, 24),
+        "tickets-fixed-format": RealTask(
+            ticket_splits,
+            datasets.SEED_PROMPT,
+            datasets.HANDWRITTEN_PROMPT,
+            24,
+            "{text}\n\n" + TICKET_ANSWER_FORMAT,
+        ),
         "dates": RealTask(
             date_splits,
             datasets.DATES_SEED_PROMPT,
@@ -170,7 +184,13 @@ def task_adapter(task: RealTask) -> tuple[Any, Any]:
     from gepetto.lm.registry import resolve_lm
 
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
-    return task_lm, DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=CONCURRENCY)
+    adapter = DefaultAdapter(
+        task_lm,
+        exact_match_evaluator(),
+        system_prompt_template=task.system_prompt_template,
+        max_concurrency=CONCURRENCY,
+    )
+    return task_lm, adapter
 
 
 def run_one(spec: dict[str, Any]) -> dict[str, Any]:
@@ -617,6 +637,7 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "tickets": "Ticket routing",
         "dates": "Date normalization",
         "tickets-overlapping": "Ticket routing, first data set (overlapping splits)",
+        "tickets-fixed-format": "Ticket routing with a fixed answer-format line",
     }
     real = "".join(f"\n#### {titles.get(t, t)}\n\n{real_table(summary, t)}" for t in tasks)
     section = (

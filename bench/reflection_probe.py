@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import random
 import statistics
@@ -34,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _docs import git_commit
 from gepetto import DEFAULT_REFLECTION_TEMPLATE, datasets
 from gepetto.adapters import DefaultAdapter, exact_match_evaluator
 from gepetto.evaluation import EvaluationBatch
@@ -79,6 +81,24 @@ TEMPLATES: dict[str, str] = {
     "```\nName the city of the postal address.\nRules:\n- A district counts as its city.\n"
     'Examples:\n"12 rue de Rivoli, 75001 Paris" -> paris\n"5th Avenue, Manhattan" -> new york\n'
     "Answer with only the city name in lowercase.\n```\n\n" + _FENCE_RULE,
+    "format-last": _SHOWN
+    + "Write new instructions that make the assistant answer all of these correctly:\n"
+    "1. Add every rule or fact that the feedback reveals, as short general rules.\n"
+    '2. Add short examples, one per line, each an input and its correct answer: `"input" -> '
+    "answer`.\n"
+    "3. Keep the rules and examples of the current instructions that worked.\n"
+    "4. End with one line that says exactly what the answer must be and nothing else, as the "
+    "expected answers in the feedback show.\n" + _SHORT + _FENCES,
+    "format-last-example": _SHOWN
+    + "Write new instructions that make the assistant answer all of these correctly:\n"
+    "1. Add every rule or fact that the feedback reveals, as short general rules.\n"
+    '2. Add short examples, one per line, each an input and its correct answer: `"input" -> '
+    "answer`.\n"
+    "3. Keep the rules and examples of the current instructions that worked.\n"
+    "4. End with one line that says exactly what the answer must be, as the expected answers "
+    'in the feedback show (for example "Answer with only the city name, in lowercase.").\n'
+    + _SHORT
+    + _FENCES,
     "answers-first": _SHOWN
     + "Write new instructions that make the assistant answer all of these correctly:\n"
     "1. Begin with the task and the exact form of the answer that the feedback expects (if "
@@ -106,8 +126,28 @@ Write only the list: at most 6 short lines."""
 TWO_CALL = "two-call"
 """The second call of ``two-call`` is ``rules-only`` with the first call's list inserted."""
 
+MIDRUN_TICKET_PROMPT = """Read the customer message and tell me exactly what it is about.
+- The answer must be in simple, clear text.
+- Rules:
+  - A physical delivery problem (late, lost, damaged or wrong parcel) is 'shipping'.
+  - A failure to log in or sign in is 'account', even when an error code or a technical \
+message is shown.
+  - Any charge or payment question is 'billing', even when the account was deleted or closed.
+- Examples:
+  "When will my parcel be delivered? It's been 7 days." -> Shipping
+  "Login page shows code AUTH-22 and won't let me into my account." -> Account
+  "I removed my Premium account on Monday, yet another invoice for $19.90 came." -> Billing
+  "The calendar page takes over a minute to load in Chrome." -> Technical
+  "After I closed my profile I still got billed for Family." -> Billing"""
+"""A third ticket parent (2026-11-29): the best prompt of a real run (early rejection, seed 0,
+0.30 test accuracy) that has the rules and examples but a vague answer form; appending
+``Answer with only one label: billing, technical, account or shipping.`` raised it to 0.67."""
+
 TASKS: dict[str, tuple[Callable[..., list[dict[str, Any]]], tuple[str, str]]] = {
-    "tickets": (datasets.ticket_routing, (datasets.SEED_PROMPT, datasets.LABELS_PROMPT)),
+    "tickets": (
+        datasets.ticket_routing,
+        (datasets.SEED_PROMPT, datasets.LABELS_PROMPT, MIDRUN_TICKET_PROMPT),
+    ),
     "dates": (
         datasets.date_normalization,
         (datasets.DATES_SEED_PROMPT, datasets.DATES_FORMAT_PROMPT),
@@ -181,6 +221,8 @@ async def probe(templates: list[str], tasks: list[str], samples: int, path: Path
                                     "reflection_s": round(seconds, 1),
                                     "text": extracted.text,
                                     "reply": reply,
+                                    "date": str(datetime.date.today()),
+                                    "commit": git_commit(),
                                 }
                                 out.write(json.dumps(row) + "\n")
                                 out.flush()

@@ -153,3 +153,28 @@ def test_one_adapter_serves_several_event_loops() -> None:
     data = [{"input": str(i), "answer": "billing"} for i in range(3)]
     for _ in range(2):
         assert asyncio.run(adapter.evaluate(data, {"p": "x"})).scores == [1.0] * 3
+
+
+def test_system_prompt_template_keeps_a_fixed_part_around_the_text() -> None:
+    seen: list[str] = []
+
+    def model(messages: list[dict[str, str]]) -> str:
+        seen.append(messages[0]["content"])
+        return "billing"
+
+    template = "{text}\n\nAnswer with one of {billing, shipping}: the label only."
+    adapter = DefaultAdapter(model, exact_match_evaluator(), system_prompt_template=template)
+    batch = asyncio.run(
+        adapter.evaluate([{"input": "charged twice", "answer": "billing"}], {"p": "Route it."})
+    )
+    assert batch.scores == [1.0]
+    assert seen == ["Route it.\n\nAnswer with one of {billing, shipping}: the label only."]
+    plain = DefaultAdapter(model, exact_match_evaluator())
+    assert plain.system_prompt({"p": "Route it."}) == "Route it."
+    assert plain.fingerprint() != adapter.fingerprint()  # a resume must use the same template
+    assert "Answer with one of" in adapter.fingerprint()
+
+
+def test_system_prompt_template_without_placeholder_is_refused() -> None:
+    with pytest.raises(gepetto.ConfigError, match=r"must contain \{text\}"):
+        DefaultAdapter(lambda m: "x", system_prompt_template="Answer with the label only.")

@@ -7,6 +7,13 @@ an *evaluator* scores the reply and says why::
 
     adapter = DefaultAdapter("local/qwen2.5-coder-0.5b", evaluator=exact_match_evaluator())
 
+With ``system_prompt_template`` the optimized text is only part of the system prompt: a
+fixed part the optimizer must not change (an answer format a small task model needs, say)
+stays in the template, and ``{text}`` marks where the candidate's text goes::
+
+    DefaultAdapter(model, exact_match_evaluator(),
+                   system_prompt_template="{text}\n\nAnswer with only one label: a, b or c.")
+
 All examples of a batch are sent concurrently (up to ``max_concurrency``). A failing model
 call scores 0 with the error as feedback, except fatal errors (bad credentials, open circuit
 breaker), which stop the run.
@@ -32,6 +39,9 @@ __all__ = [
     "exact_match_evaluator",
     "normalize_label",
 ]
+
+TEXT_PLACEHOLDER = "{text}"
+"""Where a ``system_prompt_template`` takes the candidate's text."""
 
 
 class EvaluationResult(NamedTuple):
@@ -102,6 +112,9 @@ class DefaultAdapter:
         evaluator: ``(example, response) -> EvaluationResult`` (or ``(score, feedback)``);
             default: :func:`contains_answer_evaluator`.
         component: the candidate component used as system prompt (default: the first).
+        system_prompt_template: the system prompt with ``{text}`` where the component's text
+            goes (replaced literally, so other braces are kept); default: the text alone.
+            The reflection sees and rewrites only the component's text.
         max_concurrency: LM calls in flight at once for one batch.
         **lm_options: options for a model string (``temperature``, ``max_tokens``, ...).
     """
@@ -112,9 +125,15 @@ class DefaultAdapter:
         evaluator: Evaluator | None = None,
         *,
         component: str | None = None,
+        system_prompt_template: str | None = None,
         max_concurrency: int = 8,
         **lm_options: Any,
     ) -> None:
+        if system_prompt_template is not None and TEXT_PLACEHOLDER not in system_prompt_template:
+            raise ConfigError(
+                f"system_prompt_template must contain {TEXT_PLACEHOLDER} where the optimized "
+                f"text goes, got {system_prompt_template!r}"
+            )
         if isinstance(model, str):
             from gepetto.lm.registry import resolve_lm
 
@@ -127,14 +146,31 @@ class DefaultAdapter:
         self._lm: AsyncLM = as_async_lm(model, role="task_lm")
         self.evaluator = evaluator or contains_answer_evaluator()
         self.component = component
+        self.system_prompt_template = system_prompt_template
         self.max_concurrency = max_concurrency
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
 
     def fingerprint(self) -> str:
-        """The configuration a resumed run must share (model, component, evaluator)."""
+        """The configuration a resumed run must share (model, component, evaluator, and the
+        system prompt template when there is one)."""
         model = getattr(self.model, "model", None) or type(self.model).__qualname__
         evaluator = getattr(self.evaluator, "__qualname__", type(self.evaluator).__qualname__)
-        return f"DefaultAdapter(model={model}, component={self.component}, evaluator={evaluator})"
+        template = (
+            ""
+            if self.system_prompt_template is None
+            else f", system_prompt_template={self.system_prompt_template!r}"
+        )
+        return (
+            f"DefaultAdapter(model={model}, component={self.component}, "
+            f"evaluator={evaluator}{template})"
+        )
+
+    def system_prompt(self, candidate: Mapping[str, str]) -> str:
+        """The system prompt for a candidate: its component's text, in the template if any."""
+        text = candidate[self.component] if self.component else next(iter(candidate.values()))
+        if self.system_prompt_template is None:
+            return text
+        return self.system_prompt_template.replace(TEXT_PLACEHOLDER, text)
 
     def lm_clients(self) -> Sequence[LMClient]:
         """The gepetto clients this adapter calls (metered by the run as role "task")."""
@@ -147,7 +183,7 @@ class DefaultAdapter:
         capture_traces: bool = False,
     ) -> EvaluationBatch[dict[str, Any], dict[str, str]]:
         """Answer every example with the candidate's system prompt and score the replies."""
-        system = candidate[self.component] if self.component else next(iter(candidate.values()))
+        system = self.system_prompt(candidate)
         slots = self._semaphore()
         results = await asyncio.gather(*(self._run_one(system, data, slots) for data in batch))
         outputs = [{"full_assistant_response": response} for response, _ in results]
