@@ -665,10 +665,9 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "variants measured on them) scored every child on its whole minibatch: `early_reject`, "
         "the default since, changes no decision, only what a rejected child costs; its runs "
         "are the *early rejection* rows. In *Ticket routing with a fixed answer-format line* "
-        "(2026-11-29: the ticket task with `Answer with only one label: billing, technical, "
-        "account or shipping.` after the optimized text, `DefaultAdapter("
-        "system_prompt_template=...)`, for every row; optimizer seeds 0-3) all gepetto rows "
-        "have early rejection.\n\n"
+        f"(2026-11-29: the ticket task with `{TICKET_ANSWER_FORMAT}` after the optimized text, "
+        "`DefaultAdapter(system_prompt_template=...)`, for every row; optimizer seeds 0-3) "
+        "all gepetto rows have early rejection.\n\n"
         "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
         f"{COMMANDS}\n"
         + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])

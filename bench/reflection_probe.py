@@ -55,6 +55,14 @@ _FENCES = (
     "Put them between two lines of three backticks (```) and write nothing after the closing ```."
 )
 _FENCE_RULE = "Keep the instructions under <max_words> words. " + _FENCES
+_FORMAT_LAST = (
+    _SHOWN + "Write new instructions that make the assistant answer all of these correctly:\n"
+    "1. Add every rule or fact that the feedback reveals, as short general rules.\n"
+    '2. Add short examples, one per line, each an input and its correct answer: `"input" -> '
+    "answer`.\n"
+    "3. Keep the rules and examples of the current instructions that worked.\n"
+)
+"""The default template's items with the answer form moved to the end (item 4, two wordings)."""
 
 TEMPLATES: dict[str, str] = {
     "default": DEFAULT_REFLECTION_TEMPLATE,
@@ -81,21 +89,11 @@ TEMPLATES: dict[str, str] = {
     "```\nName the city of the postal address.\nRules:\n- A district counts as its city.\n"
     'Examples:\n"12 rue de Rivoli, 75001 Paris" -> paris\n"5th Avenue, Manhattan" -> new york\n'
     "Answer with only the city name in lowercase.\n```\n\n" + _FENCE_RULE,
-    "format-last": _SHOWN
-    + "Write new instructions that make the assistant answer all of these correctly:\n"
-    "1. Add every rule or fact that the feedback reveals, as short general rules.\n"
-    '2. Add short examples, one per line, each an input and its correct answer: `"input" -> '
-    "answer`.\n"
-    "3. Keep the rules and examples of the current instructions that worked.\n"
-    "4. End with one line that says exactly what the answer must be and nothing else, as the "
+    "format-last": _FORMAT_LAST
+    + "4. End with one line that says exactly what the answer must be and nothing else, as the "
     "expected answers in the feedback show.\n" + _SHORT + _FENCES,
-    "format-last-example": _SHOWN
-    + "Write new instructions that make the assistant answer all of these correctly:\n"
-    "1. Add every rule or fact that the feedback reveals, as short general rules.\n"
-    '2. Add short examples, one per line, each an input and its correct answer: `"input" -> '
-    "answer`.\n"
-    "3. Keep the rules and examples of the current instructions that worked.\n"
-    "4. End with one line that says exactly what the answer must be, as the expected answers "
+    "format-last-example": _FORMAT_LAST
+    + "4. End with one line that says exactly what the answer must be, as the expected answers "
     'in the feedback show (for example "Answer with only the city name, in lowercase.").\n'
     + _SHORT
     + _FENCES,
@@ -175,6 +173,7 @@ async def probe(templates: list[str], tasks: list[str], samples: int, path: Path
         extra_body={"repeat_penalty": 1.1},
     )
     adapter = DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=4)
+    provenance = {"date": str(datetime.date.today()), "commit": git_commit()}
     try:
         with path.open("a") as out:
             for task in tasks:
@@ -221,8 +220,7 @@ async def probe(templates: list[str], tasks: list[str], samples: int, path: Path
                                     "reflection_s": round(seconds, 1),
                                     "text": extracted.text,
                                     "reply": reply,
-                                    "date": str(datetime.date.today()),
-                                    "commit": git_commit(),
+                                    **provenance,
                                 }
                                 out.write(json.dumps(row) + "\n")
                                 out.flush()
