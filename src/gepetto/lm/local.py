@@ -6,19 +6,22 @@ stops the process on :meth:`LocalServer.stop`, on leaving a ``with`` block and a
 interpreter exit (``atexit``). A process killed with SIGKILL, or one that crashes
 hard, cannot run ``atexit``: its server stays up until stopped by its PID.
 
-The models come from :mod:`gepetto.lm._models` (install them with
-``scripts/setup-local-llm``).
+The models come from :mod:`gepetto.lm._models`, the server binary from
+:mod:`gepetto.lm._server_build` (``scripts/setup-local-llm`` installs both). Before a
+started server is handed out, it must answer a real one-token completion: a binary
+compiled for CPU features this machine lacks passes ``/health`` and dies with SIGILL at
+its first matrix multiply, and :func:`explain_exit` then says so in plain words.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
@@ -32,22 +35,24 @@ from typing import IO
 
 from gepetto.lm import _models
 from gepetto.lm._models import LocalModelError, ModelNotInstalledError
+from gepetto.lm._server_build import built_server, cpu_features, cpu_model_name
 
 __all__ = [
     "HOST",
     "LocalServer",
     "LocalServerError",
     "ServerNotFoundError",
+    "explain_exit",
     "find_server_binary",
 ]
 
 HOST = "127.0.0.1"
 """The only address the server binds to and that this module talks to."""
 
-_BINARY_NAMES = (_models.SERVER_BINARY, "llama-server")
 _STOP_GRACE_S = 10.0
 _POLL_INTERVAL_S = 0.1
 _PORT_RETRIES = 3
+_PROBE_EXIT_WAIT_S = 5.0
 
 # urllib must never route 127.0.0.1 through an http_proxy from the environment.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -64,25 +69,72 @@ class ServerNotFoundError(LocalServerError):
 def find_server_binary() -> Path | None:
     """Locate a llama-server executable, or return None.
 
-    Order: ``$GEPETTO_LLAMA_SERVER``; ``llama-server-vulkan`` then ``llama-server`` in
-    this environment's scripts directory (next to ``sys.executable``); the same
-    names on ``PATH``. ``$GEPETTO_LLAMA_SERVER`` is returned even if it does not
+    Order: ``$GEPETTO_LLAMA_SERVER``; the portable build cached by
+    ``scripts/setup-local-llm`` (:func:`gepetto.lm._server_build.built_server`);
+    ``llama-server`` on ``PATH``. ``$GEPETTO_LLAMA_SERVER`` is returned even if it does not
     exist, so that a wrong setting fails loudly at start rather than silently.
     """
     override = os.environ.get("GEPETTO_LLAMA_SERVER")
     if override:
         return Path(override).expanduser()
-    script_dirs = dict.fromkeys([Path(sys.executable).parent, Path(sysconfig.get_path("scripts"))])
-    for name in _BINARY_NAMES:
-        for directory in script_dirs:
-            candidate = directory / name
-            if candidate.is_file() and os.access(candidate, os.X_OK):
-                return candidate
-    for name in _BINARY_NAMES:
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    return None
+    built = built_server()
+    if built is not None:
+        return built
+    found = shutil.which("llama-server")
+    return Path(found) if found else None
+
+
+# CPU features that decide whether a llama.cpp build runs, as /proc/cpuinfo names them.
+_ISA_FEATURES = (
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "bmi2",
+    "avx_vnni",
+    "avx512f",
+    "avx512bw",
+    "avx512vl",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+)
+
+
+def explain_exit(code: int, binary: Path | str) -> str:
+    """A sentence a user understands for llama-server's exit ``code`` (negative: a signal).
+
+    SIGILL (illegal instruction) names the CPU, the features it has and lacks among those
+    llama.cpp builds use, and what to do; SIGSEGV mentions the AMX case; other codes say
+    only how the process ended.
+    """
+    if code == -signal.SIGILL:
+        features = cpu_features()
+        has = [f for f in _ISA_FEATURES if f in features]
+        lacks = [f for f in _ISA_FEATURES if f not in features]
+        return (
+            f"llama-server ({binary}) was killed by SIGILL (illegal instruction): it was "
+            f"compiled for CPU instructions that this CPU ({cpu_model_name()}) does not "
+            f"have. This CPU has {', '.join(has) or 'none of them'}; it lacks "
+            f"{', '.join(lacks) or 'none of them'} (a binary built for one vendor's CPU, "
+            "e.g. with AVX-VNNI, dies on the other's). Build a portable server for this "
+            "machine with scripts/setup-local-llm (or `make setup-llm`), or set "
+            "GEPETTO_LLAMA_SERVER to a llama-server compiled without -march=native."
+        )
+    if code == -signal.SIGSEGV:
+        return (
+            f"llama-server ({binary}) crashed with SIGSEGV. A build made with -march=native "
+            "on a CPU that advertises AMX faults this way; build a portable server with "
+            "scripts/setup-local-llm, or set GEPETTO_LLAMA_SERVER to another llama-server."
+        )
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"llama-server ({binary}) was killed by {name}"
+    return f"llama-server ({binary}) exited with code {code}"
 
 
 def _free_port() -> int:
@@ -219,6 +271,7 @@ class LocalServer:
                 self._launch(binary, model_file, port)
                 try:
                     self._wait_healthy()
+                    self._probe_completion()
                 except LocalServerError as exc:
                     log = self.log_tail()
                     self.stop()
@@ -286,9 +339,9 @@ class LocalServer:
         binary = self._binary or find_server_binary()
         if binary is None:
             raise ServerNotFoundError(
-                "llama-server not found: run scripts/setup-local-llm (installs "
-                f"{_models.SERVER_DIST} into the venv), or set GEPETTO_LLAMA_SERVER "
-                "to a llama-server executable"
+                "llama-server not found: run scripts/setup-local-llm (builds a portable "
+                "llama-server once and caches it in ~/.cache/gepetto/llama-server), or set "
+                "GEPETTO_LLAMA_SERVER to a llama-server executable"
             )
         if not (binary.is_file() and os.access(binary, os.X_OK)):
             raise ServerNotFoundError(f"llama-server binary {binary} is not an executable file")
@@ -323,7 +376,8 @@ class LocalServer:
             code = process.poll()
             if code is not None:
                 raise LocalServerError(
-                    f"llama-server for {self.model!r} exited with code {code} during startup"
+                    f"llama-server for {self.model!r} stopped during startup: "
+                    f"{explain_exit(code, self._command_binary())}"
                 )
             if _health_status(port) == 200:
                 return
@@ -332,3 +386,45 @@ class LocalServer:
             f"llama-server for {self.model!r} was not healthy on port {port} "
             f"after {self._startup_timeout:.0f} s"
         )
+
+    def _command_binary(self) -> str:
+        process = self._process
+        args = process.args if process is not None else None
+        return str(args[0]) if isinstance(args, list) and args else "llama-server"
+
+    def _probe_completion(self) -> None:
+        """Ask the healthy server for one token; raise if it fails or the process dies.
+
+        ``/health`` answers before any matrix multiply runs, so a binary built for CPU
+        features this machine lacks is only caught by a real completion.
+        """
+        process, port = self._process, self._port
+        assert process is not None and port is not None
+        body = json.dumps(
+            {"model": self.model, "prompt": "1", "max_tokens": 1, "temperature": 0}
+        ).encode()
+        request = urllib.request.Request(
+            f"http://{HOST}:{port}/v1/completions",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        failure: str | None = None
+        try:
+            with _OPENER.open(request, timeout=self._startup_timeout) as response:
+                json.load(response)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        try:
+            code = process.wait(timeout=_PROBE_EXIT_WAIT_S) if failure else process.poll()
+        except subprocess.TimeoutExpired:
+            code = None
+        if code is not None:
+            raise LocalServerError(
+                f"llama-server for {self.model!r} died at its first completion: "
+                f"{explain_exit(code, self._command_binary())}"
+            )
+        if failure is not None:
+            raise LocalServerError(
+                f"llama-server for {self.model!r} is up but its first one-token completion "
+                f"failed ({failure})"
+            )
