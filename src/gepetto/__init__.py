@@ -13,6 +13,7 @@ Quick start::
     print(result.best_candidate)
 """
 
+from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
 from gepetto.engine.optimizer import Optimizer
@@ -44,8 +45,6 @@ from gepetto.stopping import (
     Timeout,
 )
 from gepetto.types import Candidate, EvaluationBatch
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "APPEND_REFLECTION_TEMPLATE",

@@ -252,7 +252,7 @@ class MLflowTracker:
         """Start (or attach to) the MLflow run and log the configuration as parameters."""
         from mlflow import MlflowClient
 
-        from gepetto import __version__
+        from gepetto._version import __version__
 
         with self._lock:
             # A previous optimization that never finished (it raised): close its run.

@@ -102,7 +102,7 @@ class OpenTelemetryObserver:
             raise ConfigError(
                 "OpenTelemetryObserver needs the OpenTelemetry API: pip install 'gepetto[otel]'"
             ) from error
-        from gepetto import __version__
+        from gepetto._version import __version__
 
         self.record_texts = record_texts
         self._set_span_in_context = trace.set_span_in_context
