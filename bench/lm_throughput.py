@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from _docs import git_commit, replace_section
+from _harness import git_commit, replace_section
 from gepetto.datasets import HANDWRITTEN_PROMPT, ticket_routing
 from gepetto.lm.client import LMCallRecord
 from gepetto.lm.registry import resolve_lm

@@ -22,14 +22,13 @@ import os
 import random
 import re
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import gepetto
-from _docs import provenance, replace_section
+from _harness import provenance, replace_section, run_isolated
 from gepetto import EvaluationBatch
 
 VOCAB = [f"w{i:02d}" for i in range(32)]
@@ -173,15 +172,10 @@ def configs(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def run_isolated(spec: dict[str, Any], repeat: int) -> dict[str, Any]:
+def median_run(spec: dict[str, Any], repeat: int) -> dict[str, Any]:
     """Run ``spec`` ``repeat`` times, each in a fresh process; keep the median wall time."""
-    runs = []
-    for _ in range(repeat):
-        command = [sys.executable, __file__, "--one", json.dumps(spec)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True)
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    runs.sort(key=lambda r: r["wall_s"])
-    return runs[len(runs) // 2]  # type: ignore[no-any-return]
+    runs = sorted((run_isolated(__file__, spec) for _ in range(repeat)), key=lambda r: r["wall_s"])
+    return runs[len(runs) // 2]
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -268,7 +262,7 @@ def main() -> None:
     rows = []
     for spec in configs(args.quick):
         print(f"running {spec} ...", file=sys.stderr, flush=True)
-        rows.append(run_isolated(spec, args.repeat))
+        rows.append(median_run(spec, args.repeat))
     growth_table, ratios = growth(rows)
     body = table(rows) + growth_table + verdict(rows, ratios)
     print(body)

@@ -61,7 +61,8 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _docs import git_commit, provenance, replace_section
+import _harness
+from _harness import git_commit, provenance, replace_section
 from _quality_report import (
     GEPA,
     NO_HISTORY,
@@ -539,14 +540,8 @@ def pending(specs: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[dic
 
 
 def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--one", json.dumps(spec)]
-    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True, env=_env())
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-
-
-def _env() -> dict[str, str]:
-    """The environment of a run (llama-server comes from the per-machine cache of the build)."""
-    return dict(os.environ)
+    """One run of ``spec`` in a fresh process, its progress on standard error."""
+    return _harness.run_isolated(__file__, spec, quiet=False)
 
 
 def execute(specs: list[dict[str, Any]], path: Path, jobs: int) -> None:

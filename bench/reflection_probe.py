@@ -35,7 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _docs import git_commit
+from _harness import git_commit
 from gepetto import DEFAULT_REFLECTION_TEMPLATE, datasets
 from gepetto.adapters import DefaultAdapter, exact_match_evaluator
 from gepetto.evaluation import EvaluationBatch

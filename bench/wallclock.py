@@ -21,7 +21,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _docs import git_commit, replace_section
+from _harness import git_commit, replace_section, run_isolated
 from _workload import SEED_TEXT, FactAdapter, FactReflectionLM, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,12 +168,6 @@ def configs(quick: bool, seeds: int) -> list[dict[str, Any]]:
                         }
                     )
     return specs
-
-
-def run_isolated(spec: dict[str, Any]) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--one", json.dumps(spec)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def label(row: dict[str, Any]) -> str:

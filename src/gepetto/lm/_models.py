@@ -18,7 +18,8 @@ Contracts:
 * the verification of an installed model is cached in a ``<file>.sha256ok`` sidecar
   keyed by size and mtime, so checking a 1 GB file is free after the first time.
 
-Only the standard library is used. The command line is :mod:`gepetto.lm._install`.
+Only the standard library (and :mod:`gepetto.errors`) is used. The command line is
+:mod:`gepetto.lm._install`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import IO, NamedTuple
+
+from gepetto.errors import GepettoError
 
 __all__ = [
     "MODELS",
@@ -59,7 +62,7 @@ __all__ = [
 Log = Callable[[str], None]
 
 
-class LocalModelError(RuntimeError):
+class LocalModelError(GepettoError, RuntimeError):
     """Base class of the errors about local models and the local server."""
 
 

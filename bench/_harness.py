@@ -1,10 +1,13 @@
-"""Shared by the benchmarks: write one marked section of docs/benchmarks.md."""
+"""The benchmarks' shared harness: run one measurement in a fresh interpreter, and write
+one marked section of docs/benchmarks.md with how, when and on what code it was measured."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -12,6 +15,20 @@ INTRO = (
     "# Benchmarks\n\nNumbers measured on this machine: 2 cores, no GPU, Python 3.11; each "
     "section gives the exact command.\n"
 )
+
+
+def run_isolated(script: str | Path, spec: dict[str, Any], *, quiet: bool = True) -> dict[str, Any]:
+    """Run ``python SCRIPT --one SPEC_JSON`` in a fresh process; return its last stdout line.
+
+    Each measurement gets its own interpreter, so no warm cache, thread pool or import
+    carries over from one to the next. The script prints one JSON object as the last line
+    of its standard output; ``quiet=False`` lets its standard error through (progress).
+    """
+    command = [sys.executable, str(script), "--one", json.dumps(spec)]
+    stderr = subprocess.PIPE if quiet else None
+    out = subprocess.run(command, check=True, stdout=subprocess.PIPE, stderr=stderr, text=True)
+    row: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return row
 
 
 def replace_section(section: str, start: str, end: str, docs: Path = DOCS) -> None:
