@@ -151,3 +151,89 @@ def test_validation_that_does_not_fit_is_recorded() -> None:
     assert "budget exhausted" in (result.stop_reason or "")
     # The interrupted iteration has no decision: a larger budget would redo it.
     assert all(d["outcome"] != "accepted" for d in result.decisions)
+
+
+class BatchFailingAdapter(CountingAdapter):
+    """Counts every example handed to ``evaluate``; a batch of several examples that holds a
+    "poisoned" one raises (alone, each example scores normally)."""
+
+    def __init__(self, poisoned: set[str]) -> None:
+        super().__init__()
+        self.poisoned = poisoned
+
+    def evaluate(self, batch: Any, candidate: dict[str, str], capture_traces: bool = False) -> Any:
+        if len(batch) > 1 and any(example["needs"] in self.poisoned for example in batch):
+            with self._lock:
+                self.examples_evaluated += len(batch)
+            raise RuntimeError("the batch failed")
+        return super().evaluate(batch, candidate, capture_traces)
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+@pytest.mark.parametrize("parallel_proposals", [1, 3])
+@pytest.mark.parametrize("budget", [12, 40, 97])
+def test_examples_handed_to_batches_that_raise_are_within_the_budget(
+    max_concurrency: int, parallel_proposals: int, budget: int
+) -> None:
+    # A batch that raises is retried one example at a time: the failed attempt and every
+    # retry are metric calls, reserved before they are dispatched.
+    adapter = BatchFailingAdapter({"w1", "w5", "w8"})
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        keyword_dataset(WORDS, copies=2),
+        keyword_dataset(WORDS[:10]),
+        adapter=adapter,
+        reflection_lm=random_reply_lm(budget),
+        max_metric_calls=budget,
+        max_concurrency=max_concurrency,
+        parallel_proposals=parallel_proposals,
+        display_progress_bar=False,
+    )
+    assert adapter.examples_evaluated <= budget
+    assert adapter.examples_evaluated == result.total_metric_calls  # every call counted
+
+
+def test_examples_the_budget_cannot_retry_score_zero_with_the_error() -> None:
+    # Budget 12, validation set 10 in one batch (max_concurrency=1) that raises: 2 calls
+    # are left, so 2 examples are retried and 8 are scored 0 with the batch's error.
+    adapter = BatchFailingAdapter({"w1"})
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        keyword_dataset(WORDS),
+        keyword_dataset(WORDS[:10]),
+        adapter=adapter,
+        reflection_lm=random_reply_lm(0),
+        max_metric_calls=12,
+        max_concurrency=1,
+        display_progress_bar=False,
+    )
+    assert adapter.examples_evaluated == result.total_metric_calls == 12
+    assert result.val_subscores[0] == dict.fromkeys(range(10), 0.0)  # nothing lost: all scored
+
+
+def test_evaluator_retries_only_what_the_retry_budget_grants() -> None:
+    from gepetto.adapter import AdapterRunner
+    from gepetto.evaluation import EvaluationFailure, Evaluator
+
+    adapter = BatchFailingAdapter({"w0"})
+    asked: list[int] = []
+
+    def retry_budget(calls: int) -> int:
+        asked.append(calls)
+        return 1
+
+    async def evaluate() -> Any:
+        evaluator = Evaluator(AdapterRunner(adapter), max_concurrency=1)
+        return await evaluator.evaluate(
+            {"instructions": "w1"}, keyword_dataset(WORDS[:3]), True, retry_budget
+        )
+
+    scored = asyncio.run(evaluate())
+    assert asked == [3]
+    assert scored.calls == adapter.examples_evaluated == 4  # the batch of 3, one retry
+    assert scored.failed == (False, True, True)
+    failure = scored.batch.outputs[1]
+    assert isinstance(failure, EvaluationFailure)
+    assert failure.error_type == "RuntimeError"
+    assert "not retried alone: the metric-call budget" in failure.message
+    assert scored.batch.trajectories[2] == scored.batch.outputs[2]

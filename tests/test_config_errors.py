@@ -44,7 +44,7 @@ def optimize(**overrides: Any) -> gepetto.Result:
         ({"candidate_selection_strategy": 3}, "candidate_selection_strategy must be a name"),
         ({"frontier_type": "global"}, "unknown frontier_type 'global'"),
         ({"batch_sampler": "sequential"}, "unknown batch_sampler 'sequential'"),
-        ({"reflection_minibatch_size": 0}, "reflection_minibatch_size must be >= 1"),
+        ({"reflection_minibatch_size": 0}, "reflection_minibatch_size must be an int >= 1"),
         ({"module_selector": "random"}, "unknown module_selector 'random'"),
         ({"acceptance_criterion": "any"}, "unknown acceptance_criterion 'any'"),
         ({"val_evaluation_policy": "sometimes"}, "unknown val_evaluation_policy"),
@@ -132,3 +132,101 @@ def test_missing_trajectories_when_traces_requested() -> None:
 
     with pytest.raises(AdapterContractError, match="capture_traces=True but returned"):
         optimize(adapter=NoTraces())
+
+
+BOOL_OPTIONS = [
+    "skip_perfect_score",
+    "use_merge",
+    "cache_evaluation",
+    "early_reject",
+    "drop_wrong_examples",
+    "fork",
+    "handle_signals",
+    "display_progress_bar",
+]
+INT_OPTIONS = {  # option -> a valid value
+    "max_metric_calls": 50,
+    "max_concurrency": 2,
+    "parallel_proposals": 2,
+    "rejected_memory": 1,
+    "reflection_history": 1,
+    "reflection_retries": 1,
+    "reflection_samples": 2,
+    "reflection_minibatch_size": 2,
+    "max_merge_invocations": 2,
+    "merge_val_overlap_floor": 2,
+    "seed": 3,
+}
+
+
+@pytest.mark.parametrize("option", BOOL_OPTIONS)
+@pytest.mark.parametrize("value", ["no", "False", 0, 1, 1.0])
+def test_every_boolean_option_refuses_what_is_not_a_bool(option: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as error:
+        optimize(**{option: value})
+    message = str(error.value)
+    assert f"{option} must be True or False, got {value!r}" in message
+    assert f"pass {option}=True or {option}=False" in message
+
+
+@pytest.mark.parametrize("option", sorted(INT_OPTIONS))
+@pytest.mark.parametrize("value", [True, False, "3", 2.5, 2.0])
+def test_every_integer_option_refuses_bools_strings_and_floats(option: str, value: Any) -> None:
+    with pytest.raises(ConfigError) as error:
+        optimize(**{option: value})
+    message = str(error.value)
+    assert f"{option} must be an int" in message
+    assert f"got {value!r} ({type(value).__name__})" in message
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"perfect_score": float("nan")}, "perfect_score must be a finite number"),
+        ({"perfect_score": float("inf")}, "perfect_score must be a finite number"),
+        ({"perfect_score": "1.0"}, "perfect_score must be a finite number"),
+        ({"perfect_score": True}, "got True (bool)"),
+        ({"max_cost_usd": "5 dollars"}, "max_cost_usd must be a finite number > 0"),
+        ({"max_cost_usd": float("nan")}, "max_cost_usd must be a finite number > 0"),
+        ({"recheck_margin": float("inf")}, "recheck_margin must be a finite number >= 0"),
+        ({"recheck_margin": True}, "recheck_margin must be a finite number >= 0"),
+        ({"callbacks": KeywordAdapter()}, "callbacks must be a list of observers"),
+        ({"callbacks": [42]}, "callbacks: observer 42 is not callable"),
+        ({"reflection_lm_kwargs": "temperature=0"}, "reflection_lm_kwargs must be a dict"),
+        ({"seed_candidate": {"instructions": "Answer.\ud800"}}, "holds a lone surrogate"),
+    ],
+)
+def test_numbers_observers_and_texts_are_checked(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        optimize(**options)
+    assert message in str(error.value)
+
+
+def test_numpy_style_integers_are_accepted_as_ints() -> None:
+    class Integral(int):  # like numpy.int64: an Integral that is not a plain int
+        pass
+
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        TRAIN,
+        adapter=KeywordAdapter(),
+        reflection_lm=ScriptedLM(["```\nAnswer. alpha\n```"], repeat_last=True),
+        max_metric_calls=Integral(12),
+        max_concurrency=Integral(2),
+        display_progress_bar=False,
+    )
+    assert result.total_metric_calls <= 12
+
+
+def test_non_finite_objective_scores_are_a_contract_error() -> None:
+    class NaNObjective(KeywordAdapter):
+        def evaluate(self, batch: Any, candidate: Any, capture_traces: bool = False) -> Any:
+            result = super().evaluate(batch, candidate, capture_traces)
+            result.objective_scores = [{"cost": float("nan")} for _ in batch]
+            return result
+
+    lm = ScriptedLM([])
+    with pytest.raises(AdapterContractError) as error:
+        optimize(adapter=NaNObjective(), reflection_lm=lm)
+    assert "NaNObjective.evaluate returned a non-finite objective score 'cost'" in str(error.value)
+    assert lm.calls == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,3 +113,54 @@ def test_events_are_frozen() -> None:
 def test_every_event_type_has_a_unique_name() -> None:
     names = [t.name for t in events.EVENT_TYPES]
     assert len(set(names)) == len(names)
+
+
+class ExitsOnThirdEvent:
+    """An observer that calls ``sys.exit`` (raises ``SystemExit``) on its third event."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        self.seen = 0
+
+    def __call__(self, event: events.Event) -> None:
+        self.seen += 1
+        if self.seen >= 3:
+            raise self.error
+
+
+@pytest.mark.parametrize(
+    "error", [SystemExit(1), GeneratorExit(), KeyboardInterrupt(), RuntimeError("bug")]
+)
+def test_an_observer_that_raises_anything_does_not_stop_delivery_to_the_others(
+    error: BaseException, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    exiting = ExitsOnThirdEvent(error)
+    with caplog.at_level(logging.DEBUG, logger="gepetto.events"):
+        result = gepetto.optimize(
+            {"instructions": "Answer."},
+            keyword_dataset(WORDS),
+            adapter=KeywordAdapter(),
+            reflection_lm=FeedbackFollowingLM(),
+            max_metric_calls=60,
+            callbacks=[exiting, recorder],
+            run_dir=tmp_path,
+            display_progress_bar=False,
+        )
+    assert recorder.seen[-1].name == "run_finished"
+    assert exiting.seen == len(recorder.seen)  # the failing observer still gets every event
+    lines = (tmp_path / "events.jsonl").read_text().splitlines()
+    assert len(lines) == len(recorder.seen) > 10
+    assert result.num_iterations > 0
+    # Reported once as an error; the later failures only at DEBUG.
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert type(error).__name__ in (errors[0].exc_text or "")
+
+
+def test_an_inline_observer_that_exits_does_not_break_the_run() -> None:
+    recorder = Recorder()
+    baseline = run([])
+    result = run([events.Inline(ExitsOnThirdEvent(SystemExit(2))), recorder])
+    assert result.to_dict() == baseline.to_dict()
+    assert recorder.seen[-1].name == "run_finished"

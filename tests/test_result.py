@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import math
+from typing import Any
 
 import pytest
 
 import gepetto
-from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, keyword_dataset
+from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, ScriptedLM, keyword_dataset
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +61,68 @@ def test_repr_and_rich(result: gepetto.Result) -> None:
     rendered = buffer.getvalue()
     assert "gepetto result" in rendered
     assert f"{result.best_score:.4f}" in rendered
+
+
+class RefusedKey(KeywordAdapter):
+    """The user's system answers every call with a 401, as a revoked API key does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def evaluate(self, batch: Any, candidate: dict[str, str], capture_traces: bool = False) -> Any:
+        from gepetto.lm.errors import LMAuthError
+
+        self.calls += 1
+        raise LMAuthError("401: invalid API key", provider="openai", status=401)
+
+
+@pytest.fixture(scope="module")
+def empty_result() -> gepetto.Result:
+    return gepetto.optimize(
+        {"instructions": "Answer."},
+        keyword_dataset(["alpha", "beta"]),
+        adapter=RefusedKey(),
+        reflection_lm=ScriptedLM([]),
+        max_metric_calls=20,
+        display_progress_bar=False,
+    )
+
+
+def test_a_run_stopped_before_the_seed_was_scored_has_a_readable_result(
+    empty_result: gepetto.Result,
+) -> None:
+    result = empty_result
+    assert result.num_candidates == 0
+    assert "401" in (result.stop_reason or "")
+    # The README's own line works: the seed's texts (unscored) and no score.
+    assert result.best_candidate == {"instructions": "Answer."}
+    assert result.best_score is None
+    assert result.seed_score is None
+    assert result.best_weighted_score is None
+    assert result.best_test_score is None
+    assert result.lineage(result.best_idx) == []
+    lines = result.summary_lines()
+    assert lines[0].startswith("no candidate was scored")
+    assert "401" in repr(result)
+    buffer = io.StringIO()
+    from rich.console import Console
+
+    Console(file=buffer, width=120, force_terminal=False).print(result)
+    assert "gepetto result" in buffer.getvalue()
+
+
+def test_an_empty_result_round_trips_through_standard_json(empty_result: gepetto.Result) -> None:
+    text = empty_result.to_json()
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard {name}"))
+    assert data["seed_candidate"] == {"instructions": "Answer."}
+    again = gepetto.Result.from_json(text)
+    assert again == empty_result
+    assert again.best_candidate == {"instructions": "Answer."}
+    assert again.best_score is None
+
+
+def test_to_json_never_writes_non_standard_numbers() -> None:
+    broken = dataclasses.replace(gepetto.Result.example(), val_aggregate_scores=[0.25, math.inf])
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        broken.to_json(allow_nan=True)  # the caller cannot ask for Infinity either

@@ -30,7 +30,7 @@ from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from gepetto.errors import AdapterContractError, ConfigError
-from gepetto.types import EvaluationBatch
+from gepetto.types import EvaluationBatch, printable
 
 __all__ = [
     "AdapterRunner",
@@ -128,8 +128,13 @@ class AdapterRunner:
         Raises:
             AdapterContractError: wrong type, wrong lengths, or non-numeric scores.
         """
+        # Copies: an adapter that mutates its inputs cannot change the run's own lists.
         result = await call_maybe_async(
-            self.adapter.evaluate, batch, dict(candidate), capture_traces, executor=self.executor
+            self.adapter.evaluate,
+            list(batch),
+            dict(candidate),
+            capture_traces,
+            executor=self.executor,
         )
         return check_evaluation_batch(result, len(batch), capture_traces, self.name)
 
@@ -139,20 +144,30 @@ class AdapterRunner:
         eval_batch: EvaluationBatch[Any, Any],
         components: list[str],
     ) -> ReflectiveDataset:
-        """Run ``adapter.make_reflective_dataset`` and check it returns a mapping."""
+        """Run ``adapter.make_reflective_dataset`` and check what it returns.
+
+        Raises:
+            AdapterContractError: not a dict, or the entry of a component to update is not a
+                list of dict records.
+        """
+        copied: EvaluationBatch[Any, Any] = EvaluationBatch(
+            outputs=list(eval_batch.outputs),
+            scores=list(eval_batch.scores),
+            trajectories=list(eval_batch.trajectories)
+            if eval_batch.trajectories is not None
+            else None,
+            objective_scores=list(eval_batch.objective_scores)
+            if eval_batch.objective_scores is not None
+            else None,
+        )
         result = await call_maybe_async(
             self.adapter.make_reflective_dataset,
             dict(candidate),
-            eval_batch,
+            copied,
             list(components),
             executor=self.executor,
         )
-        if not isinstance(result, Mapping):
-            raise AdapterContractError(
-                f"{self.name}.make_reflective_dataset returned {type(result).__name__}; it must "
-                "return a dict component name -> list of records"
-            )
-        return result
+        return check_reflective_dataset(result, components, self.name)
 
     async def propose_new_texts(
         self, candidate: dict[str, str], dataset: ReflectiveDataset, components: list[str]
@@ -172,6 +187,45 @@ def check_proposed_texts(result: object, where: str) -> dict[str, str]:
     ):
         raise AdapterContractError(f"{where} must return a dict component name -> new text")
     return dict(result)
+
+
+def check_reflective_dataset(
+    result: object, components: Sequence[str], adapter_name: str
+) -> ReflectiveDataset:
+    """Check a reflective dataset: a mapping whose entry for each component to update (when
+    present) is a list of records, each a mapping such as ``{"Inputs": ..., "Feedback": ...}``.
+
+    Raises:
+        AdapterContractError: naming the method, the component and what was wrong.
+    """
+    where = f"{adapter_name}.make_reflective_dataset"
+    wanted = "a dict component name -> list of records (each record a dict such as "
+    wanted += '{"Inputs": ..., "Generated Outputs": ..., "Feedback": ...})'
+    if not isinstance(result, Mapping):
+        raise AdapterContractError(
+            f"{where} returned {type(result).__name__}; it must return {wanted}"
+        )
+    for name in components:
+        records = result.get(name)
+        if records is None:
+            continue  # the proposer reports a component without records
+        if isinstance(records, str | bytes | Mapping) or not isinstance(records, Sequence):
+            raise AdapterContractError(
+                f"{where} returned {type(records).__name__} for component {name!r}; it must "
+                f"return {wanted}"
+            )
+        for position, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise AdapterContractError(
+                    f"{where} returned a record of type {type(record).__name__} for component "
+                    f"{name!r} (record {position}: {_preview(record)}); it must return {wanted}"
+                )
+    return result
+
+
+def _preview(value: object, limit: int = 60) -> str:
+    text = printable(repr(value))
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def check_evaluation_batch(
@@ -208,13 +262,20 @@ def check_evaluation_batch(
         outputs=list(outputs),
         scores=checked_scores,
         trajectories=list(trajectories) if trajectories is not None else None,
-        objective_scores=[dict(o) for o in objective_scores]
+        objective_scores=[
+            _as_objectives(where, position, o) for position, o in enumerate(objective_scores)
+        ]
         if objective_scores is not None
         else None,
     )
 
 
 def _check_length(where: str, field: str, values: object, expected: int) -> None:
+    if isinstance(values, str | bytes):
+        raise AdapterContractError(
+            f"{where} returned {field} of type {type(values).__name__}; return a list with "
+            "exactly one entry per example, in batch order"
+        )
     if not isinstance(values, Sequence) or len(values) != expected:
         size = len(values) if isinstance(values, Sequence) else type(values).__name__
         raise AdapterContractError(
@@ -223,14 +284,34 @@ def _check_length(where: str, field: str, values: object, expected: int) -> None
         )
 
 
-def _as_score(where: str, value: object) -> float:
+def _as_score(where: str, value: object, what: str = "score") -> float:
     if type(value) is float and math.isfinite(value):
         return value
     if not isinstance(value, numbers.Real):
         raise AdapterContractError(
-            f"{where} returned a score of type {type(value).__name__}; scores must be numbers"
+            f"{where} returned a {what} of type {type(value).__name__}; scores must be numbers"
         )
     score = float(value)
     if not math.isfinite(score):
-        raise AdapterContractError(f"{where} returned a non-finite score ({value})")
+        raise AdapterContractError(
+            f"{where} returned a non-finite {what} ({value}); score a "
+            "failure with a finite number (for example 0.0)"
+        )
     return score
+
+
+def _as_objectives(where: str, position: int, values: object) -> dict[str, float]:
+    if not isinstance(values, Mapping):
+        raise AdapterContractError(
+            f"{where} returned objective_scores[{position}] of type {type(values).__name__}; "
+            "each entry must be a dict objective name -> score"
+        )
+    checked: dict[str, float] = {}
+    for name, value in values.items():
+        if not isinstance(name, str):
+            raise AdapterContractError(
+                f"{where} returned objective_scores[{position}] with a key of type "
+                f"{type(name).__name__}; objective names must be strings"
+            )
+        checked[name] = _as_score(where, value, f"objective score {name!r}")
+    return checked

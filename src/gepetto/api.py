@@ -19,6 +19,7 @@ from gepetto.adapter import AdapterRunner, ProposesNewTexts, UsesLMClients
 from gepetto.engine.config import DEFAULT_REFLECTION_HISTORY
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
+from gepetto.engine.option_checks import check_bool, check_int, check_observers
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
@@ -100,17 +101,29 @@ async def aoptimize(
 
     See :func:`optimize` for the arguments.
     """
-    if not isinstance(max_concurrency, int) or max_concurrency < 1:
-        raise ConfigError(f"max_concurrency must be an int >= 1, got {max_concurrency!r}")
+    max_concurrency = check_int("max_concurrency", max_concurrency, minimum=1)
     _check_proposal_source(adapter, reflection_lm, custom_candidate_proposer)
-    if not isinstance(reflection_retries, int) or reflection_retries < 0:
-        raise ConfigError(f"reflection_retries must be an int >= 0, got {reflection_retries!r}")
+    reflection_retries = check_int("reflection_retries", reflection_retries, minimum=0)
     guard_mode = resolve_guard_mode(proposal_guards)
-    if not isinstance(reflection_samples, int) or reflection_samples < 1:
-        raise ConfigError(f"reflection_samples must be an int >= 1, got {reflection_samples!r}")
+    reflection_samples = check_int("reflection_samples", reflection_samples, minimum=1)
     edit_mode = resolve_edit_mode(reflection_edit)
-    if not isinstance(drop_wrong_examples, bool):
-        raise ConfigError(f"drop_wrong_examples must be True or False, got {drop_wrong_examples!r}")
+    for name, flag in (
+        ("drop_wrong_examples", drop_wrong_examples),
+        ("fork", fork),
+        ("handle_signals", handle_signals),
+    ):
+        check_bool(name, flag)
+    if display_progress_bar is not None:
+        check_bool("display_progress_bar", display_progress_bar)
+    if run_dir is not None and not isinstance(run_dir, str | os.PathLike):
+        raise ConfigError(
+            f"run_dir must be a folder path (a str or pathlib.Path), got {type(run_dir).__name__}"
+        )
+    if reflection_lm_kwargs is not None and not isinstance(reflection_lm_kwargs, Mapping):
+        raise ConfigError(
+            "reflection_lm_kwargs must be a dict of client options such as "
+            f'{{"temperature": 0.7}}, got {type(reflection_lm_kwargs).__name__}'
+        )
     journal_storage = open_storage(storage, run_dir)
     optimizer = Optimizer(
         seed_candidate,
@@ -223,7 +236,7 @@ def _observers(
     display_progress_bar: bool | None,
     run_dir: str | os.PathLike[str] | None,
 ) -> list[object]:
-    observers: list[object] = [LogObserver(), *(callbacks or ())]
+    observers: list[object] = [LogObserver(), *check_observers(callbacks)]
     if run_dir is not None:
         observers.append(JsonLinesEventLog(os.path.join(run_dir, "events.jsonl")))
     if progress_wanted(display_progress_bar):
@@ -360,8 +373,13 @@ def optimize(
             client made from a string (``temperature``, ``max_tokens``, ...).
         **options: keyword options, all optional:
 
-            - ``max_metric_calls``: the budget (one example evaluated once = one call); never
-              exceeded. A run needs it or ``stop_callbacks``.
+            - ``max_metric_calls``: the budget (one example handed to the adapter's
+              ``evaluate`` = one call, also when a batch that raised is retried one example
+              at a time: retries are paid from the budget first, and examples it cannot cover
+              score 0 with the batch's error); never exceeded. A run needs it or
+              ``stop_callbacks``. An adapter that raises on every example of the seed's
+              validation, or on 10 distinct examples of a split in a row, stops the run with
+              a stop reason naming the exception.
             - ``testset`` / ``test_candidates``: held-out examples, never used for selection;
               once the search stops, the seed and the best candidate (``"front"``: the whole
               non-dominated front too) are scored on them, outside the budget
@@ -392,7 +410,11 @@ def optimize(
               later, a missing objective counts 0.0. ``skip_perfect_score`` still looks at
               the plain score. Default ``None``: plain scores, as in gepa.
             - ``skip_perfect_score`` / ``perfect_score``: skip parents that are perfect on the
-              minibatch (default true, 1.0).
+              minibatch (default true, 1.0). ``perfect_score`` is a finite number, the score
+              of a solved example: a score at or above it counts as solved (also for
+              reflection, which is shown only the others as failures). A score above it is
+              kept as it is, logged once as a warning, and turns early rejection off; pass
+              your metric's best score as ``perfect_score``.
             - ``reflection_prompt_template``: a template with ``<curr_param>`` and
               ``<side_info>``, or a dict of them per component.
             - ``reflection_retries``: when a reflection reply holds no usable text (no fenced
@@ -457,7 +479,9 @@ def optimize(
               sequential algorithm, deterministic for a fixed ``seed``).
             - ``cache_evaluation``: reuse scores of identical (texts, example, split)
               evaluations (default true; set false for a stochastic system).
-            - ``callbacks``: observers of :mod:`gepetto.events`.
+            - ``callbacks``: a list of observers of :mod:`gepetto.events`. They cannot break
+              the run: whatever one raises (``SystemExit`` included) is logged once and the
+              others still get every event.
             - ``display_progress_bar``: default: when stderr is a terminal.
             - ``run_dir``: a folder for the run. Its journal (``journal.sqlite``) records
               everything as it happens: calling ``optimize`` again with the same ``run_dir``
@@ -480,7 +504,10 @@ def optimize(
     Raises:
         ConfigError: for invalid arguments, before any adapter or LM call (objective weights
             that name an objective the adapter does not return: once the seed's validation
-            comes back, before any reflection call).
+            comes back, before any reflection call). Bool options must be ``True`` or
+            ``False`` and int options ints (not bools, strings or floats).
+        AdapterContractError: the adapter broke the protocol; ``error.result`` holds the
+            run's result up to then (every error that stops a started run carries it).
 
     Example:
         >>> from gepetto.testing import KeywordAdapter, ScriptedLM

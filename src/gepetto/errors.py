@@ -12,9 +12,18 @@ anything the library raises on purpose::
 
 Failures of a single example inside an adapter are *not* errors: they are scored 0 and the
 exception is kept in the trace, so one bad example never crashes a run.
+
+An error that stops a run after it has paid for work (an adapter contract violation found
+mid-run, for example) carries the run's result so far in ``error.result``: nothing paid for
+is lost, even without a ``run_dir`` to resume from.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotation only: errors import nothing of gepetto at run time
+    from gepetto.result import Result
 
 __all__ = [
     "AdapterContractError",
@@ -27,7 +36,15 @@ __all__ = [
 
 
 class GepettoError(Exception):
-    """Root of every exception raised by gepetto on purpose."""
+    """Root of every exception raised by gepetto on purpose.
+
+    Attributes:
+        result: when the error stopped a run that had started, the run's
+            :class:`~gepetto.result.Result` so far (every candidate scored, every metric call
+            counted); ``None`` for an error raised before the run started.
+    """
+
+    result: Result | None = None
 
 
 class ConfigError(GepettoError, ValueError):
@@ -42,8 +59,10 @@ class ConfigError(GepettoError, ValueError):
 class AdapterContractError(GepettoError):
     """The adapter returned something the protocol does not allow.
 
-    Example: ``evaluate`` returned 2 scores for a batch of 3 examples. This is a bug in the
-    adapter, not a per-example failure, so it stops the run with a message naming the method.
+    Example: ``evaluate`` returned 2 scores for a batch of 3 examples, or
+    ``make_reflective_dataset`` returned records that are not dicts. This is a bug in the
+    adapter, not a per-example failure, so it stops the run with a message naming the method;
+    ``error.result`` holds what the run had found and paid for until then.
     """
 
 

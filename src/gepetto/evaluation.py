@@ -7,7 +7,10 @@ every evaluation of the run caps the calls in flight. With ``max_concurrency=1``
 sees the whole batch in one call, exactly as gepa calls it.
 
 If a chunk raises, each of its examples is retried alone, so only the examples that really
-fail are scored 0 (with the exception in their trajectory and output). A contract violation
+fail are scored 0 (with the exception in their trajectory and output). Every example handed
+to the adapter is a metric call, the failed attempt included: the retries are paid for from
+the run's budget first (``retry_budget``), and the examples it cannot cover are not retried
+but scored 0 with the batch's exception (their failure says why). A contract violation
 (:class:`~gepetto.errors.AdapterContractError`) and a fatal LM error (bad credentials, open
 circuit breaker; see :func:`gepetto.lm.errors.is_fatal`) are not retried: they stop the run.
 """
@@ -16,17 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gepetto.adapter import AdapterRunner
 from gepetto.errors import AdapterContractError
 from gepetto.lm.errors import is_fatal
-from gepetto.types import EvaluationBatch
+from gepetto.types import EvaluationBatch, printable
 
-__all__ = ["EvaluationFailure", "Evaluator", "ScoredBatch"]
+__all__ = ["EvaluationFailure", "Evaluator", "RetryBudget", "ScoredBatch"]
 
 logger = logging.getLogger("gepetto.evaluation")
+
+RetryBudget = Callable[[int], int]
+"""Asked for ``n`` more metric calls (the examples of a batch that raised, to retry one at a
+time); returns how many it granted, from 0 to ``n``, already reserved from the budget."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +50,24 @@ class EvaluationFailure:
 
 @dataclass(frozen=True, slots=True)
 class ScoredBatch:
-    """An evaluation result aligned with the examples, plus which examples failed."""
+    """An evaluation result aligned with the examples, plus which examples failed.
+
+    ``calls`` is how many examples were handed to the adapter in all (a batch attempt that
+    raised, then its retries); ``None`` means one per example.
+    """
 
     batch: EvaluationBatch[Any, Any]
     failed: tuple[bool, ...]
+    calls: int | None = None
 
     @property
     def failures(self) -> int:
         return sum(self.failed)
+
+    @property
+    def metric_calls(self) -> int:
+        """The metric calls this evaluation cost: every example handed to the adapter."""
+        return len(self.failed) if self.calls is None else self.calls
 
 
 class Evaluator:
@@ -66,20 +84,36 @@ class Evaluator:
         self._slots = asyncio.Semaphore(max_concurrency)
 
     async def evaluate(
-        self, candidate: dict[str, str], examples: list[Any], capture_traces: bool
+        self,
+        candidate: dict[str, str],
+        examples: list[Any],
+        capture_traces: bool,
+        retry_budget: RetryBudget | None = None,
     ) -> ScoredBatch:
-        """Score ``candidate`` on ``examples``; the result is in the order of ``examples``."""
+        """Score ``candidate`` on ``examples``; the result is in the order of ``examples``.
+
+        Args:
+            retry_budget: pays for retrying, one at a time, the examples of a batch that
+                raised (``None``: retries are not limited, for use outside a run).
+        """
         if not examples:
             return ScoredBatch(EvaluationBatch([], [], [] if capture_traces else None), ())
         chunk_size = -(-len(examples) // self.max_concurrency)
         chunks = [examples[i : i + chunk_size] for i in range(0, len(examples), chunk_size)]
         parts = await asyncio.gather(
-            *(self._evaluate_chunk(candidate, chunk, capture_traces) for chunk in chunks)
+            *(
+                self._evaluate_chunk(candidate, chunk, capture_traces, retry_budget)
+                for chunk in chunks
+            )
         )
         return _concatenate(parts, capture_traces)
 
     async def _evaluate_chunk(
-        self, candidate: dict[str, str], chunk: list[Any], capture_traces: bool
+        self,
+        candidate: dict[str, str],
+        chunk: list[Any],
+        capture_traces: bool,
+        retry_budget: RetryBudget | None,
     ) -> ScoredBatch:
         try:
             async with self._slots:
@@ -92,25 +126,45 @@ class Evaluator:
                 raise  # bad credentials or an open circuit breaker: stop the run
             if len(chunk) == 1:
                 return _failed(error, capture_traces)
-            logger.warning(
-                "%s.evaluate raised %s on a batch of %d; retrying its examples one by one",
-                self.runner.name,
-                type(error).__name__,
-                len(chunk),
-            )
-        singles = await asyncio.gather(
-            *(self._evaluate_chunk(candidate, [example], capture_traces) for example in chunk)
+            batch_error = error
+        wanted = len(chunk)
+        granted = wanted if retry_budget is None else max(0, min(wanted, retry_budget(wanted)))
+        logger.warning(
+            "%s.evaluate raised %s on a batch of %d; retrying %d of its examples one by one%s",
+            self.runner.name,
+            type(batch_error).__name__,
+            wanted,
+            granted,
+            "" if granted == wanted else " (the metric-call budget covers no more)",
         )
-        return _concatenate(list(singles), capture_traces)
+        singles = await asyncio.gather(
+            *(
+                self._evaluate_chunk(candidate, [example], capture_traces, None)
+                for example in chunk[:granted]
+            )
+        )
+        not_retried = [
+            _failed(batch_error, capture_traces, calls=0, note=_NOT_RETRIED.format(wanted))
+            for _ in chunk[granted:]
+        ]
+        parts = _concatenate([*singles, *not_retried], capture_traces)
+        return ScoredBatch(parts.batch, parts.failed, calls=wanted + parts.metric_calls)
 
 
-def _failed(error: Exception, capture_traces: bool) -> ScoredBatch:
-    failure = EvaluationFailure(type(error).__name__, str(error))
+_NOT_RETRIED = (
+    " (raised on a batch of {}; not retried alone: the metric-call budget could not cover it)"
+)
+
+
+def _failed(
+    error: Exception, capture_traces: bool, *, calls: int = 1, note: str = ""
+) -> ScoredBatch:
+    failure = EvaluationFailure(type(error).__name__, printable(str(error)) + note)
     logger.warning("an example failed and is scored 0: %s", failure)
     batch: EvaluationBatch[Any, Any] = EvaluationBatch(
         outputs=[failure], scores=[0.0], trajectories=[failure] if capture_traces else None
     )
-    return ScoredBatch(batch, (True,))
+    return ScoredBatch(batch, (True,), calls=calls)
 
 
 def _concatenate(parts: list[ScoredBatch], capture_traces: bool) -> ScoredBatch:
@@ -120,7 +174,9 @@ def _concatenate(parts: list[ScoredBatch], capture_traces: bool) -> ScoredBatch:
     objectives: list[dict[str, float]] = []
     has_objectives = any(p.batch.objective_scores is not None for p in parts)
     failed: list[bool] = []
+    calls = 0
     for part in parts:
+        calls += part.metric_calls
         outputs.extend(part.batch.outputs)
         scores.extend(part.batch.scores)
         failed.extend(part.failed)
@@ -136,4 +192,5 @@ def _concatenate(parts: list[ScoredBatch], capture_traces: bool) -> ScoredBatch:
             objective_scores=objectives if has_objectives else None,
         ),
         tuple(failed),
+        calls=calls,
     )

@@ -6,8 +6,13 @@ Every event is a frozen dataclass with a stable ``name`` (snake case). Observers
   for example ``on_candidate_accepted``; or
 - plain functions, subscribed to some event types (or all of them).
 
-An observer that raises is logged under the ``gepetto.events`` logger and keeps receiving
-events; it never changes the run.
+Observers cannot break a run. Whatever an observer raises (any exception, ``SystemExit``
+and ``GeneratorExit`` included) is caught: the run goes on, the other observers still get
+every event, and the failing observer keeps receiving events too. Its first failure is
+logged as an error (with the traceback) under the ``gepetto.events`` logger, later ones at
+DEBUG, so a broken observer is reported once, not once per event. The one exception that
+is not caught is ``KeyboardInterrupt`` raised by an :class:`Inline` observer on the run's
+own thread: that is how Ctrl-C arrives there, and it stops the run as Ctrl-C does.
 
 Example:
     >>> bus = EventBus()
@@ -20,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -297,6 +303,8 @@ class EventBus:
     """
 
     def __init__(self) -> None:
+        self._failed: set[int] = set()  # ids of the handlers whose failure was reported
+        self._failed_lock = threading.Lock()
         self._handlers: dict[type[Event], list[Handler]] = {t: [] for t in EVENT_TYPES}
         self._background: dict[type[Event], list[Handler]] = {t: [] for t in EVENT_TYPES}
         self._queue: queue.SimpleQueue[Event | None] = queue.SimpleQueue()
@@ -334,8 +342,8 @@ class EventBus:
             self._dispatcher.start()
 
     def emit(self, event: Event) -> None:
-        """Send ``event`` to its handlers; a failing handler is logged and skipped."""
-        _deliver(self._handlers.get(type(event), ()), event)
+        """Send ``event`` to its handlers; a failing handler is reported and skipped."""
+        self._deliver(self._handlers.get(type(event), ()), event, inline=True)
         if self._background.get(type(event)):
             self._queue.put(event)
 
@@ -354,12 +362,33 @@ class EventBus:
 
     def _dispatch(self) -> None:
         while (event := self._queue.get()) is not None:
-            _deliver(self._background.get(type(event), ()), event)
+            self._deliver(self._background.get(type(event), ()), event, inline=False)
 
+    def _deliver(self, handlers: Iterable[Handler], event: Event, *, inline: bool) -> None:
+        for handler in handlers:
+            try:
+                handler(event)
+            except KeyboardInterrupt:
+                if inline:  # Ctrl-C on the run's thread: stop as Ctrl-C does
+                    raise
+                self._report(handler, event)
+            except BaseException:  # SystemExit, GeneratorExit, ...: observers cannot stop a run
+                self._report(handler, event)
 
-def _deliver(handlers: Iterable[Handler], event: Event) -> None:
-    for handler in handlers:
-        try:
-            handler(event)
-        except Exception:
-            logger.exception("observer %r failed on %s; the run goes on", handler, event.name)
+    def _report(self, handler: Handler, event: Event) -> None:
+        """Log an observer's failure: the first one as an error, later ones at DEBUG."""
+        # One report per observer object (its on_* methods are bound methods of it).
+        key = id(handler.__self__ if inspect.ismethod(handler) else handler)
+        with self._failed_lock:
+            first = key not in self._failed
+            self._failed.add(key)
+        if first:
+            logger.error(
+                "observer %r failed on %s; the run goes on and the other observers still get "
+                "every event (further failures of this observer are logged at DEBUG)",
+                handler,
+                event.name,
+                exc_info=True,
+            )
+        else:
+            logger.debug("observer %r failed on %s", handler, event.name, exc_info=True)

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from gepetto.errors import ConfigError
 from gepetto.records import EvaluationRecord
+from gepetto.totals import weighted_total
 
 __all__ = ["ObjectiveWeights", "resolve_objective_weights"]
 
@@ -58,7 +59,9 @@ class ObjectiveWeights:
         """The weighted sum of one example's objectives (a missing objective counts 0.0)."""
         if not objectives:
             return 0.0
-        return sum(weight * objectives.get(name, 0.0) for name, weight in self._weights.items())
+        return weighted_total(
+            (weight, objectives.get(name, 0.0)) for name, weight in self._weights.items()
+        )
 
     def values(
         self, objectives: Sequence[Mapping[str, float] | None] | None, size: int

@@ -75,8 +75,9 @@ class CandidateRecord:
 class EvaluationRecord:
     """Scores of one candidate (by content hash) on some examples of one split.
 
-    ``metric_calls`` counts only the examples that were really evaluated (cache hits are
-    free); ``failures`` counts examples whose evaluation raised and were scored 0, and
+    ``metric_calls`` counts every example handed to the adapter (cache hits are free; a batch
+    attempt that raised and its one-example retries all count); ``failures`` counts examples
+    whose evaluation raised and were scored 0 (also those not retried), and
     ``failed_examples`` names them. For a parent's minibatch (evaluated with traces), the
     adapter's ``outputs`` and ``trajectories`` are kept when they are plain JSON, so a resumed
     run can reflect on them without evaluating again.

@@ -8,6 +8,13 @@ non-dominated front, the stop reason and the decision log. With ``objective_weig
 best candidate is the one with the highest :attr:`Result.weighted_scores` entry, while
 ``val_aggregate_scores`` stay the plain mean scores.
 
+A result is always readable, also when the run stopped before the seed's validation finished
+(a 401 on the first call, for example): it then has no candidates, ``best_candidate`` is the
+seed candidate's texts (unscored: what to keep using), ``best_score`` and ``seed_score`` are
+``None`` (no score is known; ``None`` prints, and is ``null`` in JSON), and ``repr()``,
+:meth:`Result.summary_lines`, :meth:`Result.to_json` and :meth:`Result.from_json` work as
+usual. Every float in a result is finite, and :meth:`Result.to_json` writes standard JSON.
+
 Example:
     >>> r = Result.from_dict(Result.example().to_dict())
     >>> r.best_idx, r.best_score
@@ -22,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from gepetto.frontier import non_dominated
 from gepetto.records import record_to_dict
+from gepetto.totals import mean
 from gepetto.types import jsonable
 
 if TYPE_CHECKING:
@@ -38,6 +46,10 @@ class Result:
 
     ``best_idx`` is the highest mean validation score (ties: more validation evidence, then
     the older candidate), or with ``objective_weights`` the highest weighted score.
+
+    With no candidates (the run stopped before the seed was scored; see :attr:`stop_reason`),
+    ``best_idx`` is 0 but indexes nothing, :attr:`best_candidate` is ``seed_candidate``, and
+    :attr:`best_score`, :attr:`seed_score` and :attr:`best_weighted_score` are ``None``.
     """
 
     candidates: list[dict[str, str]]
@@ -67,29 +79,40 @@ class Result:
     weighted_scores: list[float] | None = None
     """With ``objective_weights``: per candidate, the mean over its validation examples of
     the weighted sum of their objectives (a missing objective counts 0.0)."""
+    seed_candidate: dict[str, str] | None = None
+    """The texts the run started from (``candidates[0]`` once the seed was scored); ``None``
+    in results written before gepetto recorded it."""
 
     # ----- convenience -----------------------------------------------------------------------
 
     @property
     def best_candidate(self) -> dict[str, str]:
-        """The texts of the best candidate (see ``best_idx``)."""
+        """The texts of the best candidate (see ``best_idx``); with no candidates, the seed
+        candidate's texts (unscored), or ``{}`` if the result does not know them."""
+        if not self.candidates:
+            return dict(self.seed_candidate or {})
         return self.candidates[self.best_idx]
 
     @property
-    def best_score(self) -> float:
+    def best_score(self) -> float | None:
         """Mean validation score of the best candidate (the plain score, also with
-        ``objective_weights``: see :attr:`best_weighted_score`)."""
+        ``objective_weights``: see :attr:`best_weighted_score`); ``None`` with no candidates."""
+        if not self.candidates:
+            return None
         return self.val_aggregate_scores[self.best_idx]
 
     @property
     def best_weighted_score(self) -> float | None:
-        """The best candidate's weighted score, if the run had ``objective_weights``."""
-        return self.weighted_scores[self.best_idx] if self.weighted_scores is not None else None
+        """The best candidate's weighted score, if the run had ``objective_weights`` (and a
+        scored candidate)."""
+        if self.weighted_scores is None or not self.candidates:
+            return None
+        return self.weighted_scores[self.best_idx]
 
     @property
-    def seed_score(self) -> float:
-        """Mean validation score of the seed candidate."""
-        return self.val_aggregate_scores[0]
+    def seed_score(self) -> float | None:
+        """Mean validation score of the seed candidate; ``None`` if it was never scored."""
+        return self.val_aggregate_scores[0] if self.candidates else None
 
     @property
     def best_test_score(self) -> float | None:
@@ -118,7 +141,10 @@ class Result:
         return len(self.per_val_instance_best_candidates)
 
     def lineage(self, candidate_id: int) -> list[int]:
-        """Ids from the seed down to ``candidate_id`` (first parent at each step)."""
+        """Ids from the seed down to ``candidate_id`` (first parent at each step); empty for a
+        result without candidates."""
+        if not self.candidates:
+            return []
         chain = [candidate_id]
         while self.parents[chain[-1]]:
             chain.append(self.parents[chain[-1]][0])
@@ -127,8 +153,16 @@ class Result:
     # ----- building --------------------------------------------------------------------------
 
     @classmethod
-    def from_state(cls, state: RunState, *, stop_reason: str | None, seed: int | None) -> Result:
-        """Derive a result from a run state."""
+    def from_state(
+        cls,
+        state: RunState,
+        *,
+        stop_reason: str | None,
+        seed: int | None,
+        seed_candidate: dict[str, str] | None = None,
+    ) -> Result:
+        """Derive a result from a run state (``seed_candidate``: the texts the run started
+        from, kept when the seed was never scored)."""
         ids = [c.id for c in state.candidates]
         fronts = state.instance_fronts()
         objective_scores = [state.objective_scores(i) for i in ids]
@@ -161,6 +195,7 @@ class Result:
             metric_calls_test=state.metric_calls["test"],
             objective_weights=weights.weights if weights is not None else None,
             weighted_scores=[state.rank_score(i) for i in ids] if weights is not None else None,
+            seed_candidate=dict(seed_candidate) if seed_candidate is not None else None,
         )
 
     # ----- serialisation ---------------------------------------------------------------------
@@ -169,7 +204,7 @@ class Result:
         """A JSON-safe dict with a ``schema_version`` (sets become sorted lists).
 
         ``objective_weights`` and ``weighted_scores`` are optional keys, present only for a
-        run with objective weights.
+        run with objective weights; ``seed_candidate`` is ``null`` when it is not known.
         """
         data: dict[str, Any] = {
             "schema_version": RESULT_SCHEMA_VERSION,
@@ -200,6 +235,7 @@ class Result:
             "lm_usage": jsonable(self.lm_usage),
             "test_scores": {str(k): v for k, v in self.test_scores.items()},
             "metric_calls_test": self.metric_calls_test,
+            "seed_candidate": self.seed_candidate,
         }
         if self.weighted_scores is not None:
             data["objective_weights"] = self.objective_weights
@@ -250,11 +286,17 @@ class Result:
             weighted_scores=[float(s) for s in data["weighted_scores"]]
             if data.get("weighted_scores") is not None
             else None,
+            seed_candidate=dict(data["seed_candidate"])
+            if data.get("seed_candidate") is not None
+            else None,
         )
 
     def to_json(self, **kwargs: Any) -> str:
-        """:meth:`to_dict` as a JSON string (``kwargs`` go to :func:`json.dumps`)."""
-        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+        """:meth:`to_dict` as a standard JSON string (``kwargs`` go to :func:`json.dumps`;
+        ``allow_nan`` is always false: a result holds only finite numbers, and JSON has no
+        ``NaN`` or ``Infinity``)."""
+        options: dict[str, Any] = {"ensure_ascii": False, **kwargs, "allow_nan": False}
+        return json.dumps(self.to_dict(), **options)
 
     @classmethod
     def from_json(cls, text: str) -> Result:
@@ -284,10 +326,16 @@ class Result:
 
     def summary_lines(self) -> list[str]:
         """A few human-readable lines: scores, budget, front, stop reason."""
-        improvement = self.best_score - self.seed_score
+        best, seed = self.best_score, self.seed_score
+        if best is None or seed is None:
+            headline = "no candidate was scored: the run stopped before the seed's validation"
+        else:
+            headline = (
+                f"best candidate {self.best_idx}: val {best:.4f} "
+                f"(seed {seed:.4f}, {best - seed:+.4f})"
+            )
         return [
-            f"best candidate {self.best_idx}: val {self.best_score:.4f} "
-            f"(seed {self.seed_score:.4f}, {improvement:+.4f})",
+            headline,
             f"{self.num_candidates} candidates, Pareto front {self.pareto_front}, "
             f"{self.num_iterations} iterations",
             f"metric calls {self.total_metric_calls} (train {self.metric_calls_train}, "
@@ -299,7 +347,7 @@ class Result:
         ]
 
     def _weighted_lines(self) -> list[str]:
-        if self.weighted_scores is None or self.objective_weights is None:
+        if self.weighted_scores is None or self.objective_weights is None or not self.candidates:
             return []
         weights = ", ".join(f"{name} x {w:g}" for name, w in self.objective_weights.items())
         best, seed = self.weighted_scores[self.best_idx], self.weighted_scores[0]
@@ -364,5 +412,5 @@ def _test_scores(state: RunState) -> dict[int, float]:
     for candidate in state.candidates:
         known = state.known_test_scores(candidate.content_hash)
         if known:
-            scores[candidate.id] = sum(known.values()) / len(known)
+            scores[candidate.id] = mean(known.values())
     return scores

@@ -22,26 +22,33 @@ from gepetto.records import (
     Record,
     ReflectionRecord,
 )
+from gepetto.totals import RunningMean, mean
 from gepetto.types import CandidateId, ExampleId
 
 __all__ = ["CandidateView", "LMUsageTotals", "RunState"]
 
 
-@dataclass(slots=True)
 class _Aggregate:
-    """Running sums and count of one candidate's validation scores (and weighted values)."""
+    """Running means of one candidate's validation scores (and weighted values); they never
+    overflow (:mod:`gepetto.totals`)."""
 
-    total: float = 0.0
-    count: int = 0
-    weighted_total: float = 0.0
+    __slots__ = ("scores", "weighted")
+
+    def __init__(self) -> None:
+        self.scores = RunningMean()
+        self.weighted = RunningMean()
+
+    @property
+    def count(self) -> int:
+        return self.scores.count
 
     @property
     def mean(self) -> float:
-        return self.total / self.count if self.count else 0.0
+        return self.scores.mean
 
     @property
     def weighted_mean(self) -> float:
-        return self.weighted_total / self.count if self.count else 0.0
+        return self.weighted.mean
 
 
 @dataclass(slots=True)
@@ -195,12 +202,11 @@ class RunState:
         content_hash = self.candidates[candidate_id].content_hash
         score = self._val_by_hash[content_hash][example_id]
         aggregate = self._aggregates[candidate_id]
-        aggregate.total += score
-        aggregate.count += 1
+        aggregate.scores.add(score)
         self._instance_front.offer(example_id, candidate_id, score)
         objectives = self._val_objectives_by_hash[content_hash].get(example_id, {})
         if self.objective_weights is not None:
-            aggregate.weighted_total += self.objective_weights.value(objectives)
+            aggregate.weighted.add(self.objective_weights.value(objectives))
         for objective, value in objectives.items():
             self._cartesian_front.offer((example_id, objective), candidate_id, value)
 
@@ -280,13 +286,11 @@ class RunState:
         per_example = self._val_objectives_by_hash.get(
             self.candidates[candidate_id].content_hash, {}
         )
-        totals: dict[str, float] = {}
-        counts: dict[str, int] = {}
+        values: dict[str, list[float]] = {}
         for objectives in per_example.values():
             for name, value in objectives.items():
-                totals[name] = totals.get(name, 0.0) + value
-                counts[name] = counts.get(name, 0) + 1
-        return {name: totals[name] / counts[name] for name in sorted(totals)}
+                values.setdefault(name, []).append(value)
+        return {name: mean(values[name]) for name in sorted(values)}
 
     def front_best_score(self, example_id: ExampleId) -> float:
         """The best validation score any pool member has on an example (-inf if none)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeAlias, TypeVar
@@ -20,6 +21,8 @@ __all__ = [
     "Split",
     "Trajectory",
     "candidate_hash",
+    "lone_surrogate",
+    "printable",
 ]
 
 Candidate: TypeAlias = dict[str, str]
@@ -32,6 +35,8 @@ ExampleId: TypeAlias = int
 """Index of an example in its dataset (train, validation or test)."""
 
 Split: TypeAlias = Literal["train", "val", "test"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Trajectory = TypeVar("Trajectory")
 RolloutOutput = TypeVar("RolloutOutput")
@@ -68,6 +73,31 @@ def candidate_hash(candidate: Mapping[str, str]) -> str:
     """
     payload = json.dumps(dict(sorted(candidate.items())), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:32]
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The position of the first lone surrogate in ``text`` (a code point that is not valid
+    Unicode text and cannot be encoded as UTF-8, such as ``"\\ud800"``), or ``None``.
+
+    Example:
+        >>> lone_surrogate("ok"), lone_surrogate("a\\ud800")
+        (None, 1)
+    """
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.start
+    return None
+
+
+def printable(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD, so it can be logged, journaled
+    and written as UTF-8 (exception messages are user data too)."""
+    if lone_surrogate(text) is None:
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def jsonable(value: Any) -> Any:

@@ -13,6 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gepetto.engine.option_checks import (
+    check_bool,
+    check_int,
+    check_number,
+    check_optional_int,
+    check_optional_number,
+)
 from gepetto.errors import ConfigError
 from gepetto.frontier import FRONTIER_TYPES, FrontierType
 from gepetto.objectives import ObjectiveWeights, resolve_objective_weights
@@ -29,6 +36,7 @@ from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sample
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+from gepetto.types import lone_surrogate, printable
 
 __all__ = [
     "DEFAULT_REFLECTION_HISTORY",
@@ -110,40 +118,39 @@ def build_config(
         raise ConfigError(
             f"unknown frontier_type {frontier_type!r}; use one of {list(FRONTIER_TYPES)}"
         )
-    if not isinstance(seed, int):
-        raise ConfigError(f"seed must be an int, got {type(seed).__name__}")
-    if not isinstance(parallel_proposals, int) or parallel_proposals < 1:
-        raise ConfigError(f"parallel_proposals must be an int >= 1, got {parallel_proposals!r}")
-    if recheck_margin is not None and (
-        not isinstance(recheck_margin, int | float) or recheck_margin < 0
+    # The checked values are plain ints and floats (a numpy integer becomes an int), so the
+    # recorded settings are plain JSON.
+    seed = check_int("seed", seed)
+    parallel_proposals = check_int("parallel_proposals", parallel_proposals, minimum=1)
+    recheck_margin = check_optional_number("recheck_margin", recheck_margin, minimum=0)
+    for name, flag in (
+        ("early_reject", early_reject),
+        ("skip_perfect_score", skip_perfect_score),
+        ("cache_evaluation", cache_evaluation),
+        ("use_merge", use_merge),
     ):
-        raise ConfigError(f"recheck_margin must be a number >= 0 or None, got {recheck_margin!r}")
-    if not isinstance(early_reject, bool):
-        raise ConfigError(f"early_reject must be True or False, got {early_reject!r}")
-    if not isinstance(rejected_memory, int) or rejected_memory < 0:
-        raise ConfigError(f"rejected_memory must be an int >= 0, got {rejected_memory!r}")
-    if (
-        not isinstance(reflection_history, int)
-        or isinstance(reflection_history, bool)
-        or reflection_history < 0
-    ):
-        raise ConfigError(
-            "reflection_history must be an int >= 0 (how many earlier failing examples of the "
-            f"parent to add to its reflection; 0 = off), got {reflection_history!r}"
-        )
-    if not isinstance(max_merge_invocations, int) or max_merge_invocations < 0:
-        raise ConfigError(
-            f"max_merge_invocations must be an int >= 0, got {max_merge_invocations!r}"
-        )
-    if not isinstance(merge_val_overlap_floor, int) or merge_val_overlap_floor < 1:
-        raise ConfigError(
-            f"merge_val_overlap_floor must be an int >= 1, got {merge_val_overlap_floor!r}"
-        )
+        check_bool(name, flag)
+    perfect_score = check_number(
+        "perfect_score", perfect_score, meaning="the score of a solved example"
+    )
+    reflection_minibatch_size = check_optional_int(
+        "reflection_minibatch_size", reflection_minibatch_size, minimum=1
+    )
+    rejected_memory = check_int("rejected_memory", rejected_memory, minimum=0)
+    reflection_history = check_int(
+        "reflection_history",
+        reflection_history,
+        minimum=0,
+        meaning="how many earlier failing examples of the parent to add to its reflection; 0 = off",
+    )
+    max_merge_invocations = check_int("max_merge_invocations", max_merge_invocations, minimum=0)
+    merge_val_overlap_floor = check_int(
+        "merge_val_overlap_floor", merge_val_overlap_floor, minimum=1
+    )
     weights = resolve_objective_weights(objective_weights)
     stop_conditions = resolve_stop_conditions(stop_callbacks)
     if max_metric_calls is not None:
-        if not isinstance(max_metric_calls, int) or isinstance(max_metric_calls, bool):
-            raise ConfigError(f"max_metric_calls must be an int, got {max_metric_calls!r}")
+        max_metric_calls = check_int("max_metric_calls", max_metric_calls)
         if max_metric_calls < valset_size:
             raise ConfigError(
                 f"max_metric_calls={max_metric_calls} is smaller than the validation set "
@@ -152,7 +159,8 @@ def build_config(
             )
         stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
     if max_cost_usd is not None:
-        stop_conditions.append(MaxCost(float(max_cost_usd)))
+        max_cost_usd = check_number("max_cost_usd", max_cost_usd, above=0)
+        stop_conditions.append(MaxCost(max_cost_usd))
     if not stop_conditions:
         raise ConfigError(
             "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
@@ -222,7 +230,8 @@ def check_datasets(
     """Check the seed candidate and datasets; default the valset to the trainset.
 
     Raises:
-        ConfigError: empty seed, non-string texts, empty or non-sequence datasets.
+        ConfigError: empty seed, non-string texts, texts that are not valid Unicode (lone
+            surrogates), empty or non-sequence datasets.
     """
     if not isinstance(seed_candidate, Mapping) or not seed_candidate:
         raise ConfigError(
@@ -234,6 +243,13 @@ def check_datasets(
             raise ConfigError(
                 f"seed_candidate entries must be str -> str; {name!r} maps to {type(text).__name__}"
             )
+        for what, value in (("name", name), ("text", text)):
+            if (position := lone_surrogate(value)) is not None:
+                raise ConfigError(
+                    f"seed_candidate {what} {printable(name)!r} holds a lone surrogate at "
+                    f"position {position} ({value[position]!r}): not valid Unicode text; "
+                    "decode the text properly (or drop the character)"
+                )
     train = _as_list(trainset, "trainset")
     val = train if valset is None else _as_list(valset, "valset")
     return dict(seed_candidate), train, val

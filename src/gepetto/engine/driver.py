@@ -22,12 +22,13 @@ from typing import Any
 from gepetto.adapter import AdapterRunner, ReflectiveDataset, call_maybe_async, check_proposed_texts
 from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task, current_task
-from gepetto.errors import AdapterContractError
+from gepetto.errors import AdapterContractError, GepettoError
 from gepetto.evaluation import Evaluator, ScoredBatch
 from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.errors import is_fatal
 from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer
 from gepetto.result import Result
+from gepetto.types import printable
 
 __all__ = ["Driver", "ProposalFunction"]
 
@@ -80,6 +81,12 @@ class Driver:
         listeners = self._attach_lm_listeners()
         try:
             await self._loop()
+        except GepettoError as error:
+            # Stopped by an error (an adapter contract violation mid-run, ...): the run's
+            # records are complete and flushed, and the error carries what was paid for.
+            self.optimizer.abort(f"stopped by {type(error).__name__}: {printable(str(error))}")
+            error.result = self.optimizer.result()
+            raise
         finally:
             for client, listener in listeners:
                 client.remove_listener(listener)
@@ -159,7 +166,13 @@ class Driver:
     async def _perform(self, task: Task) -> ScoredBatch | ProposalOutcome:
         current_task.set(task)  # this asyncio task's own context: its LM calls are attributed
         if isinstance(task, EvaluateTask):
-            return await self.evaluator.evaluate(task.candidate, task.examples, task.capture_traces)
+
+            def retry_budget(calls: int) -> int:
+                return self.optimizer.reserve_retries(task.id, calls)
+
+            return await self.evaluator.evaluate(
+                task.candidate, task.examples, task.capture_traces, retry_budget
+            )
         return await self._reflect(task)
 
     async def _reflect(self, task: ReflectTask) -> ProposalOutcome:

@@ -12,9 +12,11 @@ examples the evaluation policy asks for.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Generator, Mapping
 from typing import Any
 
+from gepetto.engine.budget import Reservation
 from gepetto.engine.flowbase import FlowBase, TaskGenerator
 from gepetto.engine.inflight import AwaitEvaluations, PendingExample, Wait
 from gepetto.engine.scored import (
@@ -26,12 +28,15 @@ from gepetto.engine.scored import (
     scores_from_record,
 )
 from gepetto.engine.tasks import EvaluateTask, Task
+from gepetto.errors import BudgetExhausted
 from gepetto.evaluation import ScoredBatch
 from gepetto.events import EvaluationFinished, EvaluationStarted
 from gepetto.records import EvaluationPurpose, EvaluationRecord
 from gepetto.types import Split
 
 __all__ = ["EvaluationSteps"]
+
+logger = logging.getLogger("gepetto")
 
 
 class EvaluationSteps(FlowBase):
@@ -88,11 +93,12 @@ class EvaluationSteps(FlowBase):
         missing = tuple(i for i in example_ids if i not in shared and i not in known)
         scored: ScoredBatch | None = None
         task_id: int | None = None
-        reservation = None
+        reservation: Reservation | None = None
         if missing:
             # The held-out test set is scored after the search, outside its metric-call budget.
             reservation = self._budget.reserve(len(missing), split) if split != "test" else None
             task_id = self._task_id()
+            self._retry_reservations[task_id] = [] if reservation is not None else None
             claimed = self._in_flight.claim(content_hash, split, missing) if sharing else {}
             try:
                 data = {"train": self.trainset, "val": self.valset, "test": self.testset}[split]
@@ -115,8 +121,7 @@ class EvaluationSteps(FlowBase):
                 )
                 scored = as_scored(reply, len(missing), traces)
             except BaseException:
-                if reservation is not None:
-                    self._budget.cancel(reservation)
+                self._release(task_id, reservation, used=False)
                 raise
             finally:
                 if claimed:  # the waiters get the outcome (failed examples stay failed)
@@ -125,9 +130,70 @@ class EvaluationSteps(FlowBase):
         if scored is not None and traces and split == "train" and self.config.cache_evaluation:
             self._cache_scored(content_hash, missing, scored)
         self._record_evaluation(content_hash, split, purpose, iteration, result, scored, task_id)
-        if reservation is not None:
-            self._budget.settle(reservation)
+        self._release(task_id, reservation, used=True)
+        if scored is not None:
+            self._watch_adapter(scored, content_hash, split, missing, purpose)
         return result
+
+    def _release(self, task_id: int | None, reservation: Reservation | None, *, used: bool) -> None:
+        """Settle (the evaluation is recorded: ``used``) or cancel the calls reserved for an
+        evaluation task, its retries included."""
+        held = [reservation] if reservation is not None else []
+        if task_id is not None:
+            held.extend(self._retry_reservations.pop(task_id, None) or ())
+        for calls in held:
+            if used:
+                self._budget.settle(calls)
+            else:
+                self._budget.cancel(calls)
+
+    def reserve_retries(self, task_id: int, calls: int) -> int:
+        """Reserve up to ``calls`` more metric calls for the outstanding evaluation
+        ``task_id``: a driver retries, one at a time, the examples of a batch that raised.
+
+        Returns how many were granted (0 when the budget is spent); the driver retries that
+        many examples and tells the evaluation with every example it handed to the adapter
+        counted (:attr:`ScoredBatch.calls`). The held-out test set is outside the budget: all
+        are granted. Raises ``KeyError`` for a task that is not an outstanding evaluation.
+        """
+        extras = self._retry_reservations[task_id]
+        if extras is None:
+            return calls
+        granted: list[Reservation] = []
+        try:
+            granted.append(self._budget.reserve(calls, "retry"))
+        except BudgetExhausted:  # then as many single calls as still fit
+            while len(granted) < calls:
+                try:
+                    granted.append(self._budget.reserve(1, "retry"))
+                except BudgetExhausted:
+                    break
+        extras.extend(granted)
+        return sum(reservation.calls for reservation in granted)
+
+    def _watch_adapter(
+        self,
+        scored: ScoredBatch,
+        content_hash: str,
+        split: Split,
+        example_ids: tuple[int, ...],
+        purpose: EvaluationPurpose,
+    ) -> None:
+        """Stop a run whose adapter raises on everything; warn about scores above perfect."""
+        self._adapter_health.check_perfect_score(
+            scored.batch.scores, example_ids, split, self.config.perfect_score
+        )
+        reason = self._adapter_health.observe(
+            scored,
+            split,
+            example_ids,
+            content_hash,
+            in_pool=self.state.id_of(content_hash) is not None,
+            seed_validation=purpose == "seed_validation",
+        )
+        if reason is not None:
+            logger.error("stopping the run: %s", reason)
+            self.request_stop(reason)
 
     def _known_results(
         self, content_hash: str, split: Split, example_ids: tuple[int, ...], traces: bool
@@ -225,7 +291,8 @@ class EvaluationSteps(FlowBase):
             example_ids=example_ids,
             scores=tuple(result.scores),
             objective_scores=result.objectives,
-            metric_calls=len(result.missing),
+            # Every example handed to the adapter: a batch attempt that raised, its retries.
+            metric_calls=scored.metric_calls if scored is not None else 0,
             failures=len(failed_ids),
             failed_examples=failed_ids,
             # Kept for a resumed run, so only when there is a journal to resume from.

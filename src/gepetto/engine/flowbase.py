@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Generator
 from typing import Any
 
-from gepetto.engine.budget import LocalBudget, SharedBudget
+from gepetto.engine.adapter_health import AdapterHealth
+from gepetto.engine.budget import LocalBudget, Reservation, SharedBudget
 from gepetto.engine.config import OptimizerConfig
 from gepetto.engine.inflight import InFlightEvaluations, Wait
 from gepetto.engine.replay import JournalReplay
@@ -49,6 +50,10 @@ class FlowBase:
     _seed_texts: dict[str, str]
     _seed_admitted: bool
     _budget: LocalBudget | SharedBudget
+    _retry_reservations: dict[int, list[Reservation] | None]
+    """Per outstanding evaluation task, the calls reserved for retries (``None``: outside
+    the budget, the test set)."""
+    _adapter_health: AdapterHealth
     worker: str | None
     _train_cache: dict[tuple[str, int], KnownResult]
     _hashes_in_flight: set[str]

@@ -26,6 +26,7 @@ state they share.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from gepetto.engine.flowbase import TaskGenerator
@@ -35,10 +36,13 @@ from gepetto.engine.scored import ScoredExamples
 from gepetto.engine.tasks import ReflectTask
 from gepetto.errors import BudgetExhausted
 from gepetto.events import CandidateRejected, IterationStarted, ReflectionStarted
-from gepetto.records import CandidateRecord, IterationRecord, ReflectionRecord
+from gepetto.records import CandidateRecord, EvaluationRecord, IterationRecord, ReflectionRecord
+from gepetto.totals import total
 from gepetto.types import candidate_hash
 
 __all__ = ["REFLECTION_ERROR_LIMIT", "STALL_LIMIT", "IterationFlows", "TaskGenerator"]
+
+logger = logging.getLogger("gepetto")
 
 STALL_LIMIT = 50
 """Iterations in a row that evaluate nothing new before the run stops.
@@ -56,6 +60,11 @@ class IterationFlows(ChildJudging, ReflectionSteps):
         texts = self._seed_texts
         content_hash = candidate_hash(texts)
         yield from self._validate(texts, content_hash, -1, "seed_validation")
+        evaluations = (r for r in self.state.records if isinstance(r, EvaluationRecord))
+        unusable = self._adapter_health.seed_verdict(evaluations, content_hash)
+        if unusable is not None:
+            logger.error("stopping the run: %s", unusable)
+            self.request_stop(unusable)
         self._admit(
             CandidateRecord(
                 id=0,
@@ -130,7 +139,7 @@ class IterationFlows(ChildJudging, ReflectionSteps):
         parent_eval = yield from self._evaluate(
             parent.texts, parent.content_hash, "train", batch_ids, iteration, "parent_minibatch"
         )
-        parent_sum = sum(parent_eval.scores)
+        parent_sum = total(parent_eval.scores)
         if self.config.skip_perfect_score and all(
             s >= self.config.perfect_score for s in parent_eval.scores
         ):
@@ -190,7 +199,7 @@ class IterationFlows(ChildJudging, ReflectionSteps):
         parent_eval: ScoredExamples,
         reflection: ReflectionRecord,
     ) -> TaskGenerator:
-        parent_sum = sum(parent_eval.scores)
+        parent_sum = total(parent_eval.scores)
         new_texts = dict(reflection.proposed)
         if not new_texts:
             failures = reflection.failures

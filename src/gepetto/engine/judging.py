@@ -27,6 +27,7 @@ from gepetto.engine.tasks import Task
 from gepetto.errors import BudgetExhausted
 from gepetto.events import CandidateAccepted
 from gepetto.records import CandidateRecord, Outcome
+from gepetto.totals import total
 from gepetto.types import candidate_hash
 
 __all__ = ["ChildJudging"]
@@ -91,7 +92,7 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
         which the decision reason states."""
         child = {**parent.texts, **new_texts}
         child_hash = candidate_hash(child)
-        parent_sum = sum(parent_eval.scores)
+        parent_sum = total(parent_eval.scores)
         if self._decided_before_scoring(iteration, parent, child_hash, parent_sum):
             return
         self._hashes_in_flight.add(child_hash)
@@ -111,7 +112,7 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
                     child_hash=child_hash,
                 )
                 return
-            child_sum = sum(child_eval.scores)
+            child_sum = total(child_eval.scores)
 
             def decide(outcome: Outcome, why: str, child_id: int | None = None) -> None:
                 self._decide(
@@ -258,11 +259,11 @@ class ChildJudging(EvaluationSteps, FlowOutcomes):
             first = yield from self._evaluate(
                 child, child_hash, "train", missed, iteration, "child_minibatch"
             )
-        bound = (sum(first.scores) if first is not None else 0.0) + perfect * len(solved)
+        bound = total([*(first.scores if first is not None else ()), perfect * len(solved)])
         # Asked again: the part just scored may show a score above perfect_score, and then
         # no bound holds.
         rules_out = self._early_rejection_rule()
-        reason = rules_out(sum(parent_eval.scores), bound) if rules_out is not None else None
+        reason = rules_out(total(parent_eval.scores), bound) if rules_out is not None else None
         if reason is not None:
             return (
                 f"{reason}; stopped after the {len(missed)} minibatch examples the parent did "

@@ -15,6 +15,7 @@ from gepetto.errors import BudgetExhausted
 from gepetto.events import IterationStarted
 from gepetto.records import CandidateRecord, IterationRecord
 from gepetto.strategies.merge import find_merge, merge_subsample, merge_texts
+from gepetto.totals import total
 from gepetto.types import candidate_hash
 
 __all__ = ["MERGE_SAMPLE_PER_GROUP", "MergeFlows"]
@@ -107,8 +108,8 @@ class MergeFlows(IterationFlows):
         merged = yield from self._evaluate(
             texts, content_hash, "val", sample, iteration, "merge_subsample"
         )
-        merged_sum = sum(merged.scores)
-        best_parent = max(sum(scores_i[i] for i in sample), sum(scores_j[i] for i in sample))
+        merged_sum = total(merged.scores)
+        best_parent = max(total(scores_i[i] for i in sample), total(scores_j[i] for i in sample))
         if merged_sum < best_parent:
             self._decide(
                 iteration,

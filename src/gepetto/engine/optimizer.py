@@ -42,12 +42,15 @@ of the flows.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gepetto.engine.adapter_health import AdapterHealth
+from gepetto.engine.budget import Reservation
 from gepetto.engine.config import OptimizerConfig, build_config, check_datasets, check_testset
 from gepetto.engine.flows import (
     REFLECTION_ERROR_LIMIT,
@@ -57,6 +60,7 @@ from gepetto.engine.flows import (
 from gepetto.engine.inflight import InFlightEvaluations, Wait
 from gepetto.engine.journal import Journal
 from gepetto.engine.merging import MergeFlows
+from gepetto.engine.option_checks import check_bool, check_number, check_observers
 from gepetto.engine.resuming import Resuming
 from gepetto.engine.scored import KnownResult
 from gepetto.engine.tasks import Task
@@ -69,8 +73,30 @@ from gepetto.result import Result
 from gepetto.state import RunState
 from gepetto.stopping import RunStatus
 from gepetto.storage.base import JournalStorage
+from gepetto.types import printable
 
 __all__ = ["Optimizer"]
+
+logger = logging.getLogger("gepetto")
+
+
+def _event_bus(callbacks: object) -> EventBus:
+    """A bus with the observers of ``callbacks=`` subscribed.
+
+    Raises:
+        ConfigError: ``callbacks`` is not a list, or holds something that is no observer.
+    """
+    bus = EventBus()
+    for observer in check_observers(callbacks):
+        try:
+            if isinstance(observer, Inline):
+                bus.subscribe(observer.observer)
+            else:  # on the bus's dispatcher thread: a slow observer never slows the run
+                bus.subscribe(observer, background=True)
+        except TypeError as error:
+            bus.close()  # the dispatcher thread of the observers subscribed before
+            raise ConfigError(f"callbacks: {error}") from None
+    return bus
 
 
 class _Flow:
@@ -134,6 +160,8 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         **options: Any,
     ) -> None:
         seed, self.trainset, self.valset = check_datasets(seed_candidate, trainset, valset)
+        check_bool("fork", fork)
+        lease_ttl = check_number("lease_ttl", lease_ttl, above=0)
         self.testset = check_testset(testset)
         if test_candidates not in ("best", "front"):
             raise ConfigError(f"test_candidates must be 'best' or 'front', got {test_candidates!r}")
@@ -144,12 +172,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         self.state = RunState(
             len(self.valset), self.config.frontier_type, self.config.objective_weights
         )
-        self.bus = EventBus()
-        for observer in callbacks or ():
-            if isinstance(observer, Inline):
-                self.bus.subscribe(observer.observer)
-            else:  # on the bus's dispatcher thread: a slow observer never slows the run
-                self.bus.subscribe(observer, background=True)
+        self.bus = _event_bus(callbacks)
         self._seed_texts = seed
         self._clock = clock
         self._started_at: float | None = None
@@ -164,6 +187,8 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         self._next_task_id = 0
         self._next_iteration = 0
         self._train_cache: dict[tuple[str, int], KnownResult] = {}
+        self._retry_reservations: dict[int, list[Reservation] | None] = {}
+        self._adapter_health = AdapterHealth({"train": len(self.trainset), "val": len(self.valset)})
         self._hashes_in_flight: set[str] = set()
         self._stalled_iterations = 0
         self._reflection_errors = 0
@@ -222,7 +247,8 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         Args:
             task_id: ``task.id``.
             result: for an :class:`EvaluateTask`, an :class:`EvaluationBatch` (or
-                :class:`ScoredBatch`) aligned with ``task.examples``; for a
+                :class:`ScoredBatch`, whose ``calls`` counts every example handed to the
+                adapter, retries included) aligned with ``task.examples``; for a
                 :class:`ReflectTask`, a :class:`ProposalOutcome` or a dict of new texts.
 
         Raises:
@@ -259,6 +285,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         for flow in flows.values():
             flow.generator.close()
         self._active = 0
+        self._retry_reservations.clear()
         self._budget.reset()
         self._flush()
         self._finish()
@@ -284,6 +311,8 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
 
         Returns whether a test flow was started (at most once per run)."""
         if not self.testset or self._test_started or not self._seed_admitted:
+            return False
+        if self._adapter_health.broken:  # it would only raise again, outside the budget
             return False
         self._test_started = True
         ids = {0, self.state.best_id}
@@ -378,7 +407,12 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         """The run's result so far (complete once :attr:`is_finished`; in a shared run, the
         other workers' records up to now are included)."""
         self.sync()
-        return Result.from_state(self.state, stop_reason=self._stop_reason, seed=self.config.seed)
+        return Result.from_state(
+            self.state,
+            stop_reason=self._stop_reason,
+            seed=self.config.seed,
+            seed_candidate=self._seed_texts,
+        )
 
     # ----- flow management -----------------------------------------------------------------
 
@@ -445,7 +479,15 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             return f"the reflection LM failed {REFLECTION_ERROR_LIMIT} times in a row"
         status = self.status()
         for condition in self.config.stop_conditions:
-            reason = condition.check(status)
+            try:
+                reason = condition.check(status)
+            except Exception as error:  # a user's condition must not crash the run
+                logger.error("stop condition %r raised; stopping the run", condition, exc_info=True)
+                return (
+                    f"the stop condition {condition!r} raised {type(error).__name__}: "
+                    f"{printable(str(error))}; fix it, then run again (with a run_dir, the run "
+                    "resumes where it stopped)"
+                )
             if reason is not None:
                 return reason
         return None

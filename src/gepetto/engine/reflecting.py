@@ -19,7 +19,7 @@ from gepetto.errors import GepettoError
 from gepetto.events import ReflectionFinished
 from gepetto.proposers.reflective import ProposalOutcome
 from gepetto.records import CandidateRecord, ReflectionRecord
-from gepetto.types import EvaluationBatch
+from gepetto.types import EvaluationBatch, lone_surrogate, printable
 
 __all__ = ["REFLECTION_ERROR_LIMIT", "ReflectionSteps"]
 
@@ -106,17 +106,25 @@ class ReflectionSteps(FlowBase):
                 "a ReflectTask must be told a ProposalOutcome or a dict, "
                 f"got {type(outcome).__name__}"
             )
-        failures = dict(outcome.failures)
+        # Reasons may quote a reply or an exception: kept printable (valid UTF-8).
+        failures = {printable(str(k)): printable(str(v)) for k, v in outcome.failures.items()}
 
         def usable(proposed: Mapping[str, Any], failures: dict[str, str]) -> dict[str, str]:
             texts: dict[str, str] = {}
             for name, text in proposed.items():
                 if name not in components:
-                    failures[name] = f"not a component being updated ({list(components)})"
+                    failures[printable(str(name))] = (
+                        f"not a component being updated ({list(components)})"
+                    )
                 elif not isinstance(text, str) or not text.strip():
                     failures[name] = "empty text"
                 elif text == parent.texts[name]:
                     failures[name] = "unchanged text"
+                elif (position := lone_surrogate(text)) is not None:
+                    failures[name] = (
+                        f"the text holds a lone surrogate at position {position} "
+                        f"({text[position]!r}): not valid Unicode, it cannot be stored or sent"
+                    )
                 else:
                     texts[name] = text
             return texts
@@ -129,7 +137,7 @@ class ReflectionSteps(FlowBase):
                 alternatives.append(option)
         if alternatives and not texts:
             texts = alternatives[0]
-        flags = {name: why for name, why in outcome.flags.items() if name in texts}
+        flags = {name: printable(why) for name, why in outcome.flags.items() if name in texts}
         record = ReflectionRecord(
             iteration,
             parent.id,

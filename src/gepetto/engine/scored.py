@@ -19,6 +19,7 @@ from gepetto.evaluation import ScoredBatch
 from gepetto.objectives import ObjectiveWeights
 from gepetto.records import EvaluationRecord
 from gepetto.strategies.acceptance import AcceptanceCriterion
+from gepetto.totals import total
 
 __all__ = [
     "KnownResult",
@@ -57,6 +58,11 @@ def as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
         # Built by gepetto's Evaluator, which already checked the adapter's result.
         if len(reply.failed) != size or len(reply.batch.scores) != size:
             raise ConfigError("a ScoredBatch must have one score and one flag per example")
+        if reply.calls is not None and reply.calls < size:
+            raise ConfigError(
+                f"a ScoredBatch's calls ({reply.calls}) counts every example handed to the "
+                f"adapter, at least one per example ({size})"
+            )
         return reply
     batch = check_evaluation_batch(reply, size, traces, "the evaluation result told")
     return ScoredBatch(batch, (False,) * size)
@@ -102,7 +108,7 @@ def compared(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> li
 
 def minibatch_value(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> float:
     """The sum acceptance compares for one minibatch evaluation (best-of-n ranks by it)."""
-    return sum(compared(weights, evaluation))
+    return total(compared(weights, evaluation))
 
 
 def judge_minibatch(
@@ -126,7 +132,7 @@ def judge_minibatch(
     accepted, reason = acceptance.accept(parent_values, child_values)
     if weights is not None:
         reason = f"weighted objectives: {reason}"
-    return accepted, reason, sum(child_values) - sum(parent_values)
+    return accepted, reason, total(child_values) - total(parent_values)
 
 
 def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:

@@ -26,7 +26,10 @@ __all__ = ["EvaluateTask", "ReflectTask", "Task", "current_task"]
 class EvaluateTask:
     """Evaluate ``candidate`` on ``examples`` (the examples ``example_ids`` of ``split``).
 
-    The metric calls for these examples are already reserved from the budget.
+    The metric calls for these examples are already reserved from the budget. A driver that
+    retries the examples of a batch that raised one at a time asks
+    :meth:`~gepetto.engine.optimizer.Optimizer.reserve_retries` first, and tells a
+    :class:`~gepetto.evaluation.ScoredBatch` whose ``calls`` counts every example handed.
     """
 
     id: int

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
+from gepetto.totals import total
 
 __all__ = [
     "AcceptanceCriterion",
@@ -46,7 +47,7 @@ class StrictImprovement:
     def accept(
         self, parent_scores: Sequence[float], child_scores: Sequence[float]
     ) -> tuple[bool, str]:
-        parent, child = sum(parent_scores), sum(child_scores)
+        parent, child = total(parent_scores), total(child_scores)
         if child > parent:
             return True, f"minibatch sum improved {parent:.4g} -> {child:.4g}"
         return False, f"minibatch sum did not improve ({parent:.4g} -> {child:.4g})"
@@ -63,7 +64,7 @@ class ImprovementOrEqual:
     def accept(
         self, parent_scores: Sequence[float], child_scores: Sequence[float]
     ) -> tuple[bool, str]:
-        parent, child = sum(parent_scores), sum(child_scores)
+        parent, child = total(parent_scores), total(child_scores)
         if child >= parent:
             return True, f"minibatch sum {parent:.4g} -> {child:.4g} (not worse)"
         return False, f"minibatch sum got worse ({parent:.4g} -> {child:.4g})"

@@ -24,6 +24,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
+from gepetto.totals import total
 
 __all__ = [
     "AdmissionPolicy",
@@ -130,7 +131,7 @@ def keeps_up_with_best(state: RunState, scores: Mapping[int, float]) -> bool:
     examples."""
     best = state.val_scores(state.best_id)
     shared = [example for example in scores if example in best]
-    return sum(scores[e] for e in shared) >= sum(best[e] for e in shared)
+    return total(scores[e] for e in shared) >= total(best[e] for e in shared)
 
 
 def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> EvaluationPolicy:
