@@ -1,4 +1,4 @@
-"""Shared fixtures: telemetry off, no network, small toy datasets."""
+"""Shared fixtures: no test may skip under `make test`, small toy datasets."""
 
 from __future__ import annotations
 
@@ -6,14 +6,6 @@ import os
 from typing import Any
 
 import pytest
-
-for _name, _value in {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "WANDB_MODE": "offline",
-    "HF_HUB_OFFLINE": "1",
-    "ANONYMIZED_TELEMETRY": "False",
-}.items():
-    os.environ.setdefault(_name, _value)
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
 

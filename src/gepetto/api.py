@@ -515,7 +515,7 @@ def optimize(
         ...     {"instructions": "Answer."},
         ...     trainset=[{"needs": "please"}] * 3,
         ...     adapter=KeywordAdapter(),
-        ...     reflection_lm=ScriptedLM(["```\\nAnswer. Say please.\\n```"]),
+        ...     reflection_lm=ScriptedLM(["```\\nAnswer, please\\n```"]),
         ...     max_metric_calls=20,
         ... )
         >>> result.best_score
