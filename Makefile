@@ -7,7 +7,7 @@ export WANDB_MODE := offline
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup setup-llm test test-fast lint format demo quickstart bench clean
+.PHONY: setup setup-llm test test-fast lint format hooks demo quickstart bench clean
 
 setup: $(VENV)/.installed
 
@@ -37,6 +37,10 @@ lint: setup
 	$(VENV)/bin/ruff format --check src tests bench examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# Git hooks: ruff, mypy and the import layers on every commit.
+hooks: setup
+	$(VENV)/bin/pre-commit install
 
 format: setup
 	$(VENV)/bin/ruff format src tests bench examples

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import gepetto
-from _docs import provenance, replace_section
+from _harness import provenance, replace_section
 from gepetto.records import record_from_dict
 from gepetto.storage import SQLiteStorage
 from overhead import SEED_TEXT, TRAIN_SIZE, MutatingLM, SyncAdapter, make_examples
