@@ -41,8 +41,12 @@ def refused(run_dir: Any) -> str:
 
 
 @pytest.mark.parametrize("value", [3, 2.5, b"runs/a", ["runs"], object()])
-def test_a_run_dir_that_is_not_a_path_is_refused(value: Any) -> None:
+def test_a_run_dir_that_is_not_a_path_is_refused(
+    value: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert "must be a str or pathlib.Path" in refused(value)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_empty_run_dir_is_refused_and_the_current_folder_untouched(
@@ -68,7 +72,10 @@ def test_a_run_dir_under_a_file_is_refused(tmp_path: Path) -> None:
     assert f"{str(path)!r} is a file, not a folder" in message
 
 
-def test_a_run_dir_holding_a_nul_is_refused() -> None:
+def test_a_run_dir_holding_a_nul_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert "NUL" in refused("runs/a\0b")
 
 
