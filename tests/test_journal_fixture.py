@@ -5,10 +5,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from tests.fixtures.make_journal_v1 import run_fixture_workload
+import pytest
+from tests.fixtures.make_journal_v1 import WORDS, run_fixture_workload
 
+import gepetto
+from gepetto.errors import ConfigError
 from gepetto.records import record_from_dict
 from gepetto.storage import SQLiteStorage
+from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, keyword_dataset
 
 FIXTURE = Path(__file__).parent / "fixtures" / "journal_v1.sqlite"
 
@@ -32,3 +36,25 @@ def test_format_1_run_resumes_and_extends(tmp_path: Path) -> None:
     assert result.num_candidates > 3
     assert result.total_metric_calls > 36
     assert result.best_score == 1.0
+
+
+def test_a_format_1_run_resumed_with_a_setting_it_predates_is_refused(tmp_path: Path) -> None:
+    shutil.copy(FIXTURE, tmp_path / "journal.sqlite")
+    adapter = KeywordAdapter()
+    with pytest.raises(ConfigError) as caught:
+        gepetto.optimize(
+            {"instructions": "Answer."},
+            keyword_dataset(WORDS, copies=2),
+            keyword_dataset(WORDS),
+            adapter=adapter,
+            reflection_lm=FeedbackFollowingLM(),
+            max_metric_calls=120,
+            run_dir=tmp_path,
+            display_progress_bar=False,
+            reflection_samples=2,
+            use_merge=True,
+        )
+    message = str(caught.value)
+    assert "reflection_samples: not in the journal (so the default 1), 2 now" in message
+    assert "use_merge: not in the journal (so the default False), True now" in message
+    assert adapter.evaluate_calls == 0

@@ -221,16 +221,18 @@ def test_a_bad_value_is_refused_before_any_call(bad: object) -> None:
     assert lm.calls == 0 and adapter.evaluate_calls == 0
 
 
-def test_a_run_may_be_resumed_with_another_history() -> None:
-    # Like the reflection LM and its prompt, the history only changes what later reflections
-    # are shown; the journaled decisions stay valid, so it is not part of the fingerprint.
+def test_a_run_resumed_with_another_history_is_refused_naming_it() -> None:
+    # The history changes what later reflections are shown, hence which children the run
+    # makes: like every reflection option it is checked on resume (fork=True starts anew).
     storage = MemoryStorage()
     first = drive(new_optimizer(storage), stop_after=3)
-    resumed_opt = new_optimizer(storage, reflection_history=2)
-    run = drive(resumed_opt, run=first)
-    later = [task for iteration, task in run.reflections.items() if iteration >= 1]
-    assert any(len(task.examples) > 3 for task in later)
+    with pytest.raises(ConfigError, match=r"reflection_history: 3 in the journal, 2 now"):
+        new_optimizer(storage, reflection_history=2)
+    resumed_opt = new_optimizer(storage)
+    drive(resumed_opt, run=first)
     assert resumed_opt.result().total_metric_calls <= 31
+    forked = new_optimizer(storage, reflection_history=2, fork=True)
+    assert forked.run_id == "default-fork-1"
 
 
 def straight_and_resumed(crash_at: int, **options: Any) -> tuple[Optimizer, Run, Optimizer, Run]:

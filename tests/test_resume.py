@@ -161,3 +161,94 @@ def test_journal_survives_reopening_and_sampler_is_replayed(tmp_path: Path) -> N
     drive(reference, KeywordAdapter())
     assert summary(final.result()) == summary(reference.result())
     storage.close()
+
+
+def test_a_refused_resume_names_each_setting_with_its_old_and_new_value() -> None:
+    storage = MemoryStorage()
+    adapter = KeywordAdapter()
+    drive(new_optimizer(storage), adapter, stop_after=3)
+    paid = adapter.evaluate_calls
+    with pytest.raises(ConfigError) as caught:
+        new_optimizer(storage, seed=1, candidate_selection_strategy="current_best", budget=300)
+    message = str(caught.value)
+    assert "different settings (" in message
+    assert "candidate_selection_strategy: 'pareto' in the journal, 'current_best' now" in message
+    assert "seed: 0 in the journal, 1 now" in message
+    assert "max_metric_calls" not in message  # a resume may change the budget
+    assert adapter.evaluate_calls == paid
+
+
+def run_with_options(run_dir: Path, adapter: KeywordAdapter, **options: Any) -> gepetto.Result:
+    return gepetto.optimize(
+        SEED,
+        TRAIN,
+        VAL,
+        adapter=adapter,
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=60,
+        run_dir=run_dir,
+        display_progress_bar=False,
+        **options,
+    )
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        ("reflection_samples", 2, "reflection_samples: 1 in the journal, 2 now"),
+        ("reflection_edit", "append", "reflection_edit: 'rewrite' in the journal, 'append' now"),
+        ("reflection_retries", 0, "reflection_retries: 1 in the journal, 0 now"),
+        ("proposal_guards", "reject", "proposal_guards: 'flag' in the journal, 'reject' now"),
+        ("drop_wrong_examples", True, "drop_wrong_examples: False in the journal, True now"),
+        (
+            "reflection_prompt_template",
+            "Improve: <curr_param>\n<side_info>",
+            "reflection_prompt_template: None in the journal, 'Improve: <curr_param>",
+        ),
+        ("reflection_history", 0, "reflection_history: 3 in the journal, 0 now"),
+    ],
+)
+def test_resuming_with_other_reflection_options_is_refused(
+    tmp_path: Path, option: str, value: Any, shown: str
+) -> None:
+    adapter = KeywordAdapter()
+    run_with_options(tmp_path, adapter)
+    paid = adapter.evaluate_calls
+    with pytest.raises(ConfigError, match="different settings") as caught:
+        run_with_options(tmp_path, adapter, **{option: value})
+    assert shown in str(caught.value)
+    assert adapter.evaluate_calls == paid
+    # Started with that option, the run resumes with it (and only with it).
+    run_with_options(tmp_path / "other", adapter, **{option: value})
+    paid = adapter.evaluate_calls
+    run_with_options(tmp_path / "other", adapter, **{option: value})
+    assert adapter.evaluate_calls == paid
+    with pytest.raises(ConfigError, match=f"{option}: "):
+        run_with_options(tmp_path / "other", adapter)
+
+
+def test_every_optimize_option_is_checked_on_resume_or_listed_as_changeable() -> None:
+    import inspect
+
+    from gepetto.api import _proposer_settings
+    from gepetto.engine.config import build_config
+    from gepetto.engine.settings import DEFAULTS, INPUTS, RESUMABLE
+
+    parameters = inspect.signature(gepetto.aoptimize).parameters
+    assert set(parameters) == INPUTS | set(RESUMABLE) | set(DEFAULTS)
+    assert not (INPUTS & set(RESUMABLE)) and not (set(RESUMABLE) & set(DEFAULTS))
+    # What a run with every default records is DEFAULTS: a journal that predates a setting
+    # ran with its default.
+    default = {name: p.default for name, p in parameters.items()}
+    config_options = inspect.signature(build_config).parameters
+    options = {name: default[name] for name in config_options if name != "valset_size"}
+    options["max_metric_calls"] = 10  # a run needs a stop condition (not fingerprinted)
+    recorded = build_config(valset_size=1, **options).description
+    recorded.update(
+        _proposer_settings(
+            **{name: default[name] for name in inspect.signature(_proposer_settings).parameters}
+        )
+    )
+    recorded.setdefault("objective_weights", None)  # recorded only when set
+    fingerprinted = {name: value for name, value in recorded.items() if name not in RESUMABLE}
+    assert fingerprinted == DEFAULTS

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gepetto.adapter import AdapterRunner, ProposesNewTexts, UsesLMClients
-from gepetto.engine.config import DEFAULT_REFLECTION_HISTORY
+from gepetto.engine.config import DEFAULT_REFLECTION_HISTORY, check_datasets
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.option_checks import check_bool, check_int, check_observers
@@ -34,6 +34,7 @@ from gepetto.proposers.reflective import (
 from gepetto.result import Result
 from gepetto.stopping import RunStatus, StopCondition
 from gepetto.storage import JournalStorage, open_storage
+from gepetto.storage.rundir import prepare_run_dir
 from gepetto.strategies import (
     AcceptanceCriterion,
     BatchSampler,
@@ -115,84 +116,123 @@ async def aoptimize(
         check_bool(name, flag)
     if display_progress_bar is not None:
         check_bool("display_progress_bar", display_progress_bar)
-    if run_dir is not None and not isinstance(run_dir, str | os.PathLike):
-        raise ConfigError(
-            f"run_dir must be a folder path (a str or pathlib.Path), got {type(run_dir).__name__}"
-        )
     if reflection_lm_kwargs is not None and not isinstance(reflection_lm_kwargs, Mapping):
         raise ConfigError(
             "reflection_lm_kwargs must be a dict of client options such as "
             f'{{"temperature": 0.7}}, got {type(reflection_lm_kwargs).__name__}'
         )
+    # Checked before the run is opened, so a refused call leaves nothing in run_dir.
+    seed_texts, _, _ = check_datasets(seed_candidate, trainset, valset)
+    templates = resolve_templates(reflection_prompt_template, tuple(seed_texts), edit_mode)
+    _check_adapter_source(adapter, task_lm)
+    run_dir = prepare_run_dir(run_dir)
     journal_storage = open_storage(storage, run_dir)
-    optimizer = Optimizer(
-        seed_candidate,
-        trainset,
-        valset,
-        callbacks=_observers(callbacks, display_progress_bar, run_dir),
-        max_metric_calls=max_metric_calls,
-        max_cost_usd=max_cost_usd,
-        stop_callbacks=stop_callbacks,
-        candidate_selection_strategy=candidate_selection_strategy,
-        frontier_type=frontier_type,
-        skip_perfect_score=skip_perfect_score,
-        batch_sampler=batch_sampler,
-        reflection_minibatch_size=reflection_minibatch_size,
-        perfect_score=perfect_score,
-        module_selector=module_selector,
-        acceptance_criterion=acceptance_criterion,
-        objective_weights=objective_weights,
-        val_evaluation_policy=val_evaluation_policy,
-        cache_evaluation=cache_evaluation,
-        parallel_proposals=parallel_proposals,
-        rejected_memory=rejected_memory,
-        reflection_history=reflection_history,
-        recheck_margin=recheck_margin,
-        early_reject=early_reject,
-        use_merge=use_merge,
-        max_merge_invocations=max_merge_invocations,
-        merge_val_overlap_floor=merge_val_overlap_floor,
-        seed=seed,
-        run_dir=run_dir,
-        storage=journal_storage,
-        run_id=run_id,
-        fork=fork,
-        adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
-        worker=_worker_name(worker),
-        testset=testset,
-        test_candidates=test_candidates,
-    )
-    templates = resolve_templates(reflection_prompt_template, optimizer.components, edit_mode)
-    # Everything is validated; only now start local model servers or open clients.
-    with _RunResources(run_dir, max_concurrency + parallel_proposals + 1) as resources:
-        adapter = resources.adapter(adapter, task_lm, evaluator)
-        runner = AdapterRunner(adapter, resources.executor)
-        proposer = None
-        if custom_candidate_proposer is None and not runner.proposes_texts:
-            lm = resources.reflection_lm(reflection_lm, dict(reflection_lm_kwargs or {}))
-            proposer = ReflectiveProposer(
-                as_async_lm(lm, executor=resources.executor),
-                templates,
-                retries=reflection_retries,
-                guards=guard_mode,
-                samples=reflection_samples,
-                edit=edit_mode,
+    optimizer: Optimizer | None = None
+    try:
+        optimizer = Optimizer(
+            seed_candidate,
+            trainset,
+            valset,
+            callbacks=_observers(callbacks, display_progress_bar, run_dir),
+            max_metric_calls=max_metric_calls,
+            max_cost_usd=max_cost_usd,
+            stop_callbacks=stop_callbacks,
+            candidate_selection_strategy=candidate_selection_strategy,
+            frontier_type=frontier_type,
+            skip_perfect_score=skip_perfect_score,
+            batch_sampler=batch_sampler,
+            reflection_minibatch_size=reflection_minibatch_size,
+            perfect_score=perfect_score,
+            module_selector=module_selector,
+            acceptance_criterion=acceptance_criterion,
+            objective_weights=objective_weights,
+            val_evaluation_policy=val_evaluation_policy,
+            cache_evaluation=cache_evaluation,
+            parallel_proposals=parallel_proposals,
+            rejected_memory=rejected_memory,
+            reflection_history=reflection_history,
+            recheck_margin=recheck_margin,
+            early_reject=early_reject,
+            use_merge=use_merge,
+            max_merge_invocations=max_merge_invocations,
+            merge_val_overlap_floor=merge_val_overlap_floor,
+            seed=seed,
+            run_dir=run_dir,
+            storage=journal_storage,
+            run_id=run_id,
+            fork=fork,
+            adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
+            worker=_worker_name(worker),
+            testset=testset,
+            test_candidates=test_candidates,
+            proposer_settings=_proposer_settings(
+                reflection_prompt_template=reflection_prompt_template,
+                reflection_retries=reflection_retries,
+                proposal_guards=proposal_guards,
+                reflection_samples=reflection_samples,
+                reflection_edit=reflection_edit,
                 drop_wrong_examples=drop_wrong_examples,
-            )
-        driver = Driver(
-            optimizer,
-            runner,
-            proposer=proposer,
-            custom_proposer=custom_candidate_proposer,
-            max_concurrency=max_concurrency,
-            metered_lms=resources.metered,
+            ),
         )
-        try:
-            return await driver.run(handle_signals=handle_signals)
-        finally:
-            await resources.aclose()
-            if journal_storage is not None and storage is None:
-                journal_storage.close()  # opened here for run_dir; a user's storage stays open
+        # Everything is validated; only now start local model servers or open clients.
+        with _RunResources(run_dir, max_concurrency + parallel_proposals + 1) as resources:
+            adapter = resources.adapter(adapter, task_lm, evaluator)
+            runner = AdapterRunner(adapter, resources.executor)
+            proposer = None
+            if custom_candidate_proposer is None and not runner.proposes_texts:
+                lm = resources.reflection_lm(reflection_lm, dict(reflection_lm_kwargs or {}))
+                proposer = ReflectiveProposer(
+                    as_async_lm(lm, executor=resources.executor),
+                    templates,
+                    retries=reflection_retries,
+                    guards=guard_mode,
+                    samples=reflection_samples,
+                    edit=edit_mode,
+                    drop_wrong_examples=drop_wrong_examples,
+                )
+            driver = Driver(
+                optimizer,
+                runner,
+                proposer=proposer,
+                custom_proposer=custom_candidate_proposer,
+                max_concurrency=max_concurrency,
+                metered_lms=resources.metered,
+            )
+            try:
+                return await driver.run(handle_signals=handle_signals)
+            finally:
+                await resources.aclose()
+    finally:
+        if optimizer is not None:
+            optimizer.release()  # however the run ended, another process may resume it now
+        if journal_storage is not None and not isinstance(storage, JournalStorage):
+            journal_storage.close()  # opened here (run_dir or URL); a user's storage stays open
+
+
+def _proposer_settings(
+    *,
+    reflection_prompt_template: str | Mapping[str, str] | None,
+    reflection_retries: int,
+    proposal_guards: str,
+    reflection_samples: int,
+    reflection_edit: str,
+    drop_wrong_examples: bool,
+) -> dict[str, Any]:
+    """The reflective proposer's settings, as the journal records them (checked on resume,
+    like the engine's: :mod:`gepetto.engine.settings`)."""
+    template: Any = reflection_prompt_template
+    if isinstance(template, Mapping):
+        template = dict(template)
+    elif template is not None and not isinstance(template, str):
+        template = repr(template)  # refused by resolve_templates right after
+    return {
+        "reflection_prompt_template": template,
+        "reflection_retries": reflection_retries,
+        "proposal_guards": proposal_guards,
+        "reflection_samples": reflection_samples,
+        "reflection_edit": reflection_edit,
+        "drop_wrong_examples": drop_wrong_examples,
+    }
 
 
 def _worker_name(worker: str | bool | None) -> str | None:
@@ -214,6 +254,16 @@ def _adapter_fingerprint(adapter: object, task_lm: object) -> str:
         return str(describe())
     kind = type(adapter)
     return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _check_adapter_source(adapter: object, task_lm: object) -> None:
+    if adapter is not None and task_lm is not None:
+        raise ConfigError("pass either adapter= or task_lm=, not both")
+    if adapter is None and task_lm is None:
+        raise ConfigError(
+            "pass adapter= (your system, gepa's adapter protocol) or task_lm= (a model "
+            "string or callable for the built-in single-turn DefaultAdapter)"
+        )
 
 
 def _check_proposal_source(
@@ -238,7 +288,14 @@ def _observers(
 ) -> list[object]:
     observers: list[object] = [LogObserver(), *check_observers(callbacks)]
     if run_dir is not None:
-        observers.append(JsonLinesEventLog(os.path.join(run_dir, "events.jsonl")))
+        path = os.path.join(run_dir, "events.jsonl")
+        try:
+            observers.append(JsonLinesEventLog(path))
+        except OSError as error:
+            raise ConfigError(
+                f"run_dir={os.fspath(run_dir)!r}: cannot write its event log {path} "
+                f"({error.strerror or error}); move away what is there, or pass another run_dir"
+            ) from error
     if progress_wanted(display_progress_bar):
         if not rich_available():
             raise ConfigError(
@@ -273,14 +330,8 @@ class _RunResources:
 
     def adapter(self, adapter: object | None, task_lm: object | None, evaluator: Any) -> object:
         """The user's adapter, or a :class:`DefaultAdapter` around ``task_lm``."""
-        if adapter is not None and task_lm is not None:
-            raise ConfigError("pass either adapter= or task_lm=, not both")
+        _check_adapter_source(adapter, task_lm)
         if adapter is None:
-            if task_lm is None:
-                raise ConfigError(
-                    "pass adapter= (your system, gepa's adapter protocol) or task_lm= (a model "
-                    "string or callable for the built-in single-turn DefaultAdapter)"
-                )
             from gepetto.adapters.default import DefaultAdapter
 
             # A task model made from a string answers deterministically (temperature 0), so
@@ -488,7 +539,14 @@ def optimize(
               resumes the run where it stopped (after Ctrl-C, a crash or ``kill -9``) without
               paying again for what finished; a larger budget extends it. LM replies of
               deterministic requests are cached there too. ``touch RUN_DIR/gepetto.stop``
-              stops the run gracefully.
+              stops the run gracefully. The run is locked while it runs: a second process
+              on it is refused (``RunInUse``) unless every process passes ``worker=True``. A
+              resume may change only the budget, stop conditions, parallelism, reflection
+              model and observers (:data:`gepetto.engine.settings.RESUMABLE`); any other
+              difference is refused, naming each setting with its old and new value.
+              Examples are fingerprinted canonically; one holding a value without a stable
+              form (an object whose ``repr`` is its address, a lambda) needs an ``id`` (a
+              dict key or attribute, str or int). See docs/storage.md.
             - ``storage`` / ``run_id`` / ``fork``: another journal backend (a URL such as
               ``"postgresql://..."``, or an object), the run's name in it, and whether to start
               a new run beside a stored one whose inputs differ (instead of refusing).

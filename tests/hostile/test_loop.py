@@ -317,7 +317,7 @@ def test_a_huge_reply_is_evaluated_like_any_other(tmp_path: Path) -> None:
         ({"stop_callbacks": 3600}, "stop condition 3600 must have check(status)"),
         ({"custom_candidate_proposer": "mine"}, "custom_candidate_proposer must be callable"),
         ({"reflection_lm_kwargs": "temperature=0"}, "reflection_lm_kwargs must be a dict"),
-        ({"run_dir": 7}, "run_dir must be a folder path"),
+        ({"run_dir": 7}, "run_dir must be a str or pathlib.Path"),
         ({"seed_candidate": {"instructions": "Hi \udc80"}}, "holds a lone surrogate"),
     ],
 )

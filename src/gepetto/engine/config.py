@@ -31,6 +31,7 @@ from gepetto.stopping import (
     StopFile,
     resolve_stop_conditions,
 )
+from gepetto.storage.rundir import check_run_dir
 from gepetto.strategies.acceptance import AcceptanceCriterion, resolve_acceptance
 from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sampler
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
@@ -166,7 +167,7 @@ def build_config(
             "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
             "(for example gepetto.Timeout(3600))"
         )
-    resolved_dir = Path(run_dir) if run_dir is not None else None
+    resolved_dir = check_run_dir(run_dir)
     if resolved_dir is not None:
         stop_conditions.append(StopFile(resolved_dir / STOP_FILE_NAME))
     return OptimizerConfig(

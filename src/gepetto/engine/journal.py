@@ -5,60 +5,59 @@
 The optimizer flushes before it hands out any task and after every result it is told, so no
 work is started on a record that is not durable.
 
-Opening a journal checks the run's *fingerprints* (hashes of the seed candidate, the
-datasets, the adapter and the algorithm settings): resuming with different inputs is
-refused with a message that says what differs, unless ``fork=True`` starts a new run in the
-same storage. Budgets and stop conditions are not fingerprinted, so a resumed run can be
-given more.
+Opening a journal checks the run's *fingerprints* (canonical hashes of the seed candidate,
+the datasets and the adapter, :mod:`gepetto.engine.fingerprints`) and compares its recorded
+settings one by one (:mod:`gepetto.engine.settings`, which also lists the settings a resume
+may change): resuming with other inputs or settings is refused with a message that names
+each difference, unless ``fork=True`` starts a new run beside it in the same storage.
+
+A storage that can lock runs (:class:`~gepetto.storage.base.RunLocking`, SQLite) is locked
+for the run from :meth:`Journal.open` to :meth:`Journal.release`: a second process on the
+same run is refused before it pays for anything, unless every process is a worker of a
+shared run.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gepetto.engine.fingerprints import (
+    dataset_fingerprint,
+    fingerprint,
+    legacy_fingerprint,
+)
+from gepetto.engine.settings import changed_settings
 from gepetto.errors import ConfigError
 from gepetto.records import Record, record_from_dict, record_to_dict
 from gepetto.storage.base import (
     JOURNAL_SCHEMA_VERSION,
+    HeldRun,
     JournalStorage,
     RunExists,
     RunHeader,
+    RunInUse,
+    RunLocking,
     StorageError,
 )
 
 __all__ = ["Journal", "fingerprint"]
 
-_NOT_FINGERPRINTED = {
-    "max_metric_calls",
-    "max_cost_usd",
-    "parallel_proposals",
-    "reflection_history",
-    "early_reject",
-}
-"""Settings a resumed run may change: the budget, the proposals in flight, what later
-reflections are shown (like the reflection LM and its prompt, which are not settings here),
-and whether a child's minibatch evaluation stops early (it changes no decision)."""
 
-_ADDED_LATER = {
-    "use_merge": False,
-    "max_merge_invocations": 5,
-    "merge_val_overlap_floor": 5,
-    "rejected_memory": 0,
-    "recheck_margin": None,
-    "objective_weights": None,
-}
-"""Settings added after journal format 1, fingerprinted only when they differ from their
-default, so runs journaled before they existed keep resuming."""
+def _input_fingerprints(inputs: Mapping[str, Any], adapter: str | None) -> dict[str, str]:
+    """The fingerprint of each input (datasets example by example, see
+    :func:`~gepetto.engine.fingerprints.dataset_fingerprint`) and the adapter's.
 
-
-def fingerprint(value: Any) -> str:
-    """A short sha256 of a JSON rendering of ``value`` (``repr`` for non-JSON objects)."""
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+    Raises:
+        ConfigError: a value without a stable form, named (``trainset[3]['meta']``).
+    """
+    prints = {"seed_candidate": fingerprint(inputs["seed_candidate"], "seed_candidate")}
+    for name in ("trainset", "valset", "testset"):
+        if name in inputs:
+            prints[name] = dataset_fingerprint(inputs[name], name)
+    prints["adapter"] = adapter or "unknown"
+    return prints
 
 
 class Journal:
@@ -74,6 +73,8 @@ class Journal:
         self.run_id = run_id
         self._pending: list[dict[str, Any]] = []
         self._own_seqs: set[int] = set()
+        self._hold: HeldRun | None = None
+        self._unwritten: RunHeader | None = None
         self.synced_seq = 0
         """The last sequence number read from the storage."""
 
@@ -86,71 +87,143 @@ class Journal:
         settings: Mapping[str, Any],
         adapter: str | None,
         fork: bool = False,
+        testset: Sequence[Any] = (),
+        shared: bool = False,
     ) -> list[Record]:
         """Create the run, or check it is the same run and return its records.
 
+        The run is locked first when the storage can lock runs (``shared`` for a worker of
+        a shared run), and stays locked until :meth:`release`. A new run that is not shared
+        is stored with its first records (:meth:`flush`), so a run refused before it starts
+        leaves nothing in the storage; a shared run is stored at once (its workers need it).
+
+        With ``fork``, a stored run, or one that another process holds, gets a new run beside
+        it (``run_id-fork-1``, ...).
+
         Raises:
-            ConfigError: the stored run has other inputs and ``fork`` is false.
-            StorageError: the journal was written by a newer gepetto.
+            ConfigError: an input has no stable fingerprint (before anything is stored), or
+                the stored run has other inputs or settings and ``fork`` is false.
+            RunInUse: another process runs it (see :class:`~gepetto.storage.base.RunLocking`).
+            StorageError: the journal was written by a newer gepetto, or is damaged.
         """
         if self.storage is None:
             return []
-        prints = {
-            "seed_candidate": fingerprint(dict(seed_candidate)),
-            "trainset": fingerprint(list(trainset)),
-            "valset": fingerprint(list(valset)),
-            "adapter": adapter or "unknown",
-            "settings": fingerprint(
-                {
-                    k: v
-                    for k, v in settings.items()
-                    if k not in _NOT_FINGERPRINTED
-                    and not (k in _ADDED_LATER and v == _ADDED_LATER[k])
-                }
-            ),
-        }
-        header = self.storage.header(self.run_id)
-        if header is not None and fork:
-            self.run_id = self._free_fork_id()
-            header = None
-        if header is None:
+        inputs = {"seed_candidate": dict(seed_candidate), "trainset": list(trainset)}
+        inputs["valset"] = inputs["trainset"] if valset is trainset else list(valset)
+        if testset:
+            inputs["testset"] = list(testset)
+        prints = _input_fingerprints(inputs, adapter)
+        self._lock(shared, fork)
+        try:
+            return self._open_run(prints, inputs, settings, shared)
+        except BaseException:
+            self.release()
+            raise
+
+    def _lock(self, shared: bool, fork: bool) -> None:
+        """Hold the run (a storage that cannot lock runs: nothing to do); with ``fork``,
+        move to a new run beside a stored one or one that another process holds."""
+        if self.storage is None:
+            return
+        base, taken = self.run_id, set[str]()
+        if fork and self.storage.header(self.run_id) is not None:
+            self.run_id = self._free_fork_id(base, taken)
+        while isinstance(self.storage, RunLocking):
             try:
-                self.storage.create(
-                    RunHeader(
-                        self.run_id, JOURNAL_SCHEMA_VERSION, prints, dict(settings), time.time()
-                    )
-                )
+                self._hold = self.storage.lock_run(self.run_id, shared=shared)
+                return
+            except RunInUse:
+                if not fork:
+                    raise
+                taken.add(self.run_id)
+                self.run_id = self._free_fork_id(base, taken)
+
+    def _open_run(
+        self,
+        prints: Mapping[str, str],
+        inputs: Mapping[str, Any],
+        settings: Mapping[str, Any],
+        shared: bool,
+    ) -> list[Record]:
+        if self.storage is None:
+            raise RuntimeError("a journal without storage has no run to open")
+        header = self.storage.header(self.run_id)
+        if header is None:
+            new = RunHeader(
+                self.run_id, JOURNAL_SCHEMA_VERSION, prints, dict(settings), time.time()
+            )
+            if not shared:  # created with the first records: a run that fails to start
+                self._unwritten = new  # (a refused argument) leaves nothing behind
+                return []
+            try:
+                self.storage.create(new)
                 return []
             except RunExists:  # another worker created it at the same moment
                 header = self.storage.header(self.run_id)
                 if header is None:
                     raise
-        self._check(header, prints)
+        self._check(header, prints, inputs, settings)
         stored = self.storage.read(self.run_id)
         self.synced_seq = stored[-1][0] if stored else 0
-        return [record_from_dict(data) for _, data in stored]
+        return [self._record(seq, data) for seq, data in stored]
 
-    def _check(self, header: RunHeader, prints: Mapping[str, str]) -> None:
+    def _record(self, seq: int, data: Mapping[str, Any]) -> Record:
+        try:
+            return record_from_dict(data)
+        except (ValueError, TypeError, KeyError) as error:
+            raise StorageError(
+                f"record {seq} of run {self.run_id!r} cannot be read back ({type(error).__name__}:"
+                f" {error}): the journal is damaged or was written by a newer gepetto. Restore "
+                "it from a backup, or move it away to start the run over"
+            ) from None
+
+    def _check(
+        self,
+        header: RunHeader,
+        prints: Mapping[str, str],
+        inputs: Mapping[str, Any],
+        settings: Mapping[str, Any],
+    ) -> None:
         if header.schema_version > JOURNAL_SCHEMA_VERSION:
             raise StorageError(
                 f"run {self.run_id!r} was written by a newer gepetto (journal version "
                 f"{header.schema_version}); upgrade gepetto to resume it"
             )
-        differing = sorted(k for k, v in prints.items() if header.fingerprints.get(k) != v)
-        if differing:
-            raise ConfigError(
-                f"run {self.run_id!r} in this storage was started with a different "
-                f"{', '.join(differing)}; resume it with the same inputs, pass fork=True to "
-                "start a new run beside it, or use another run_dir / run_id"
-            )
+        differing = []
+        for key in sorted(set(prints) | set(header.fingerprints)):
+            stored = header.fingerprints.get(key)
+            if key == "settings" or stored == prints.get(key):
+                continue  # "settings": an old journal's hash; settings are compared one by one
+            if key in inputs and stored is not None and stored == legacy_fingerprint(inputs[key]):
+                continue  # journaled before canonical fingerprints, with the same data
+            differing.append(key if stored is not None else f"{key} (the journal records none)")
+        changes = changed_settings(header.config, settings)
+        if not differing and not changes:
+            return
+        parts = [f"a different {', '.join(differing)}"] if differing else []
+        if changes:
+            parts.append(f"different settings ({'; '.join(changes)})")
+        raise ConfigError(
+            f"run {self.run_id!r} in this storage was started with {' and '.join(parts)}; "
+            "resume it with the same inputs and settings (a resume may change the budget, "
+            "stop conditions, parallelism, reflection model and observers), pass fork=True to "
+            "start a new run beside it, or use another run_dir / run_id"
+        )
 
-    def _free_fork_id(self) -> str:
+    def _free_fork_id(self, base: str, taken: set[str]) -> str:
+        """The first ``base-fork-N`` with no stored run, not in ``taken``."""
         if self.storage is None:
             raise RuntimeError("a journal without storage has no runs to fork")
         number = 1
-        while self.storage.header(f"{self.run_id}-fork-{number}") is not None:
+        while (name := f"{base}-fork-{number}") in taken or self.storage.header(name) is not None:
             number += 1
-        return f"{self.run_id}-fork-{number}"
+        return name
+
+    def release(self) -> None:
+        """Release the run's lock, if it holds one (again is harmless)."""
+        hold, self._hold = self._hold, None
+        if hold is not None:
+            hold.release()
 
     def add(self, record: Record) -> None:
         """Buffer a record until the next :meth:`flush`."""
@@ -160,10 +233,25 @@ class Journal:
     def flush(self) -> None:
         """Write the buffered records in one transaction."""
         if self._pending and self.storage is not None:
+            if self._unwritten is not None:
+                self._create(self._unwritten)
             seqs = self.storage.append(self.run_id, self._pending)
             self._pending = []  # only once written: a failed append keeps them for a retry
             if isinstance(seqs, list):
                 self._own_seqs.update(seqs)
+
+    def _create(self, header: RunHeader) -> None:
+        if self.storage is None:
+            raise RuntimeError("a journal without storage has no run to create")
+        try:
+            self.storage.create(header)
+        except RunExists:
+            raise StorageError(
+                f"run {self.run_id!r} was created by another process while this one started "
+                "it; two processes on one run would both spend its whole budget. Pass "
+                "worker=True to every process to share one run, or use another run_id"
+            ) from None
+        self._unwritten = None
 
     def read_others(self) -> list[Record]:
         """Records other workers appended since the last read (a shared run), in order."""
@@ -175,5 +263,5 @@ class Journal:
             if seq in self._own_seqs:
                 self._own_seqs.discard(seq)
             else:
-                records.append(record_from_dict(data))
+                records.append(self._record(seq, data))
         return records

@@ -131,6 +131,9 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             unfinished iterations; a dead worker's reserved calls return to the budget after
             ``lease_ttl`` seconds without a heartbeat.
         adapter_fingerprint: identifies the adapter's configuration (checked on resume).
+        proposer_settings: settings of the proposer the driver uses (``reflection_samples``,
+            ``reflection_edit``, ...; see :mod:`gepetto.engine.settings`): recorded with the
+            run's own and checked on resume like them.
         testset: held-out examples, never used for selection: once the search stops, the
             seed and the best candidate (``test_candidates="front"``: every non-dominated
             candidate too) are scored on them, outside the metric-call budget.
@@ -138,7 +141,10 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             (``max_metric_calls``, ``candidate_selection_strategy``, ``frontier_type``, ...).
 
     Raises:
-        ConfigError: for any invalid argument, before anything runs.
+        ConfigError: for any invalid argument, before anything runs; for a stored run with
+            other inputs or settings (without ``fork``).
+        StorageError: the storage holds a damaged journal; ``RunInUse`` (a subclass): another
+            process runs the same run (see :class:`~gepetto.storage.base.RunLocking`).
     """
 
     def __init__(
@@ -157,6 +163,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         lease_ttl: float = 60.0,
         testset: Sequence[Any] | None = None,
         test_candidates: str = "best",
+        proposer_settings: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
         seed, self.trainset, self.valset = check_datasets(seed_candidate, trainset, valset)
@@ -168,6 +175,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         self._test_candidates = test_candidates
         self._test_started = False
         self.config: OptimizerConfig = build_config(valset_size=len(self.valset), **options)
+        self.config.description.update(proposer_settings or {})
         self.components: tuple[str, ...] = tuple(seed)
         self.state = RunState(
             len(self.valset), self.config.frontier_type, self.config.objective_weights
@@ -198,8 +206,22 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         self._tried_merge_hashes: set[str] = set()
         self._stop_reason: str | None = None
         self._finished_event_sent = False
+        self.worker = worker
+        self._lease_ttl = lease_ttl
+        self._seed_claim: float | None = None
         self._journal = Journal(storage, run_id)
         self._journaling = storage is not None
+        self._open_run(storage, seed, adapter_fingerprint, fork)
+
+    def _open_run(
+        self,
+        storage: JournalStorage | None,
+        seed: Mapping[str, str],
+        adapter_fingerprint: str | None,
+        fork: bool,
+    ) -> None:
+        """Open (and lock) the run in its journal, then rebuild its state from the records."""
+        self._check_worker(storage)
         records = self._journal.open(
             seed_candidate=seed,
             trainset=self.trainset,
@@ -207,12 +229,15 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             settings=self.config.description,
             adapter=adapter_fingerprint,
             fork=fork,
+            testset=self.testset,
+            shared=self.worker is not None,
         )
-        self.worker = worker
-        self._budget = self._make_budget(storage, run_id, worker, lease_ttl)
-        self._lease_ttl = lease_ttl
-        self._seed_claim: float | None = None
-        self._replay = self._restore(records)
+        try:  # the run is locked from here: a refused resume must free it
+            self._budget = self._make_budget(storage, self.run_id, self.worker, self._lease_ttl)
+            self._replay = self._restore(records)
+        except BaseException:
+            self._journal.release()
+            raise
 
     @property
     def run_id(self) -> str:
@@ -399,6 +424,12 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             cost_usd=state.cost_usd,
         )
 
+    def release(self) -> None:
+        """Release the run's lock in its storage without finishing (it is released when the
+        run finishes, too), so that another process may resume the run. The optimizer is
+        not to be driven further afterwards."""
+        self._journal.release()
+
     def flush(self) -> None:
         """Write buffered records to the storage now (the optimizer also does it itself)."""
         self._flush()
@@ -524,6 +555,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             return
         self._finished_event_sent = True
         self._flush()
+        self._journal.release()  # the run is over: another process may resume it now
         state = self.state
         self.bus.emit(
             RunFinished(

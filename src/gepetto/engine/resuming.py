@@ -13,6 +13,7 @@ from gepetto.engine.flowbase import FlowBase
 from gepetto.engine.replay import JournalReplay, replay_journal
 from gepetto.errors import ConfigError
 from gepetto.records import EvaluationRecord, Record
+from gepetto.storage.base import StorageError
 
 __all__ = ["Resuming"]
 
@@ -27,7 +28,15 @@ class Resuming(FlowBase):
 
     def _restore(self, records: list[Record]) -> JournalReplay:
         """Rebuild the state from journaled records (nothing to do for a new run)."""
-        replay = replay_journal(records, self.state)
+        try:
+            replay = replay_journal(records, self.state)
+        except (ValueError, KeyError, IndexError) as error:
+            raise StorageError(
+                f"the journal of run {self.run_id!r} cannot be replayed ({error}): its records "
+                "contradict each other, as when two processes ran the run at once before "
+                "gepetto refused that. Move the journal away to start over, or pass fork=True "
+                "to start a new run beside it"
+            ) from error
         self.resumed_records = len(records)
         self._seed_admitted = bool(self.state.candidates)
         self._next_iteration = replay.next_iteration

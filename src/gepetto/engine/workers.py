@@ -34,11 +34,10 @@ class WorkerCoordination(FlowBase):
     _stop_reason: str | None
     _next_iteration: int
 
-    def _make_budget(
-        self, storage: JournalStorage | None, run_id: str, worker: str | None, ttl: float
-    ) -> LocalBudget | SharedBudget:
-        if worker is None:
-            return LocalBudget(self.config.max_metric_calls, lambda: self.state.total_metric_calls)
+    def _check_worker(self, storage: JournalStorage | None) -> None:
+        """Refuse ``worker=`` without what a shared run needs (before the run is opened)."""
+        if self.worker is None:
+            return
         if not isinstance(storage, SharedRunStorage):
             raise ConfigError(
                 "worker= needs a storage that can share a run between processes "
@@ -46,9 +45,16 @@ class WorkerCoordination(FlowBase):
             )
         if self.config.max_metric_calls is None:
             raise ConfigError("a run shared by several workers needs max_metric_calls")
-        return SharedBudget(
-            storage, self._journal.run_id, worker, self.config.max_metric_calls, ttl
-        )
+
+    def _make_budget(
+        self, storage: JournalStorage | None, run_id: str, worker: str | None, ttl: float
+    ) -> LocalBudget | SharedBudget:
+        if worker is None:
+            return LocalBudget(self.config.max_metric_calls, lambda: self.state.total_metric_calls)
+        self._check_worker(storage)
+        if not isinstance(storage, SharedRunStorage) or self.config.max_metric_calls is None:
+            raise RuntimeError("_check_worker let an unusable worker setup through")
+        return SharedBudget(storage, run_id, worker, self.config.max_metric_calls, ttl)
 
     def _try_seed(self) -> None:
         """In a shared run one worker validates the seed; the others wait for it (and take

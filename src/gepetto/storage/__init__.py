@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from gepetto.errors import ConfigError
 from gepetto.storage.base import (
@@ -17,9 +16,11 @@ from gepetto.storage.base import (
     JournalStorage,
     RunExists,
     RunHeader,
+    RunInUse,
     StorageError,
 )
 from gepetto.storage.memory import MemoryStorage
+from gepetto.storage.rundir import prepare_run_dir
 from gepetto.storage.sqlite import SQLiteStorage
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "MemoryStorage",
     "RunExists",
     "RunHeader",
+    "RunInUse",
     "SQLiteStorage",
     "StorageError",
     "open_storage",
@@ -51,10 +53,13 @@ def open_storage(
         The backend, or ``None`` when nothing is to be kept.
 
     Raises:
-        ConfigError: for an unknown URL scheme.
+        ConfigError: for an unknown URL scheme or a bad ``run_dir``
+            (:func:`~gepetto.storage.rundir.prepare_run_dir`).
+        StorageError: the journal file cannot be used (empty, damaged, a folder, ...).
     """
     if storage is None:
-        return SQLiteStorage(Path(run_dir) / JOURNAL_FILE_NAME) if run_dir is not None else None
+        folder = prepare_run_dir(run_dir)
+        return SQLiteStorage(folder / JOURNAL_FILE_NAME) if folder is not None else None
     if not isinstance(storage, str):
         if not isinstance(storage, JournalStorage):
             raise ConfigError(
@@ -62,7 +67,12 @@ def open_storage(
             )
         return storage
     if storage.startswith("sqlite:///"):
-        return SQLiteStorage(storage.removeprefix("sqlite:///"))
+        path = storage.removeprefix("sqlite:///")
+        if not path.strip():
+            raise ConfigError(
+                f"storage={storage!r} names no file; use 'sqlite:///path/file.sqlite'"
+            )
+        return SQLiteStorage(path)
     if storage.startswith(("postgresql://", "postgres://")):
         from gepetto.storage.postgres import PostgresStorage
 

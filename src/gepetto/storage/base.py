@@ -14,7 +14,15 @@ protocol is small on purpose; every backend passes the same contract suite
 
 Backends that can host a run shared by several worker processes also implement
 :class:`SharedRunStorage` (global candidate ids, iteration numbers, and a budget shared
-through leases that expire when a worker stops sending heartbeats).
+through leases that expire when a worker stops sending heartbeats). Backends that can keep a
+second process off a run it must not share implement :class:`RunLocking`.
+
+Errors::
+
+    StorageError     the backend failed, or holds data this gepetto cannot read (an empty,
+    │                damaged or foreign file; the message names it and says what to do)
+    ├── RunExists    ``create`` for a run id that already has a header
+    └── RunInUse     the run is being run by another process (see :class:`RunLocking`)
 """
 
 from __future__ import annotations
@@ -28,9 +36,12 @@ from gepetto.errors import GepettoError
 
 __all__ = [
     "JOURNAL_SCHEMA_VERSION",
+    "HeldRun",
     "JournalStorage",
     "RunExists",
     "RunHeader",
+    "RunInUse",
+    "RunLocking",
     "SharedRunStorage",
     "StorageError",
     "decode_record",
@@ -47,6 +58,14 @@ class StorageError(GepettoError):
 
 class RunExists(StorageError):
     """``create`` was called for a run id that already has a header."""
+
+
+class RunInUse(StorageError):
+    """The run is held by another process (or another storage object of this process).
+
+    The message names the run and the journal, and says what to do: wait for the other
+    process, use another ``run_dir`` / ``run_id``, or share the run with ``worker=True``.
+    """
 
 
 @dataclass(frozen=True)
@@ -73,15 +92,26 @@ class RunHeader:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> RunHeader:
-        data = json.loads(text)
-        return cls(
-            run_id=data["run_id"],
-            schema_version=int(data["schema_version"]),
-            fingerprints=dict(data.get("fingerprints", {})),
-            config=dict(data.get("config", {})),
-            created_at=float(data.get("created_at", 0.0)),
-        )
+    def from_json(cls, text: str, where: str = "a run header") -> RunHeader:
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            StorageError: the text is not a header (damaged); the message names ``where``.
+        """
+        try:
+            data = json.loads(text)
+            return cls(
+                run_id=str(data["run_id"]),
+                schema_version=int(data["schema_version"]),
+                fingerprints=dict(data.get("fingerprints", {})),
+                config=dict(data.get("config", {})),
+                created_at=float(data.get("created_at", 0.0)),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as error:
+            raise StorageError(
+                f"{where} is damaged ({type(error).__name__}: {error}). Restore the journal "
+                "from a backup, or move it away to start the run over"
+            ) from None
 
 
 @runtime_checkable
@@ -139,14 +169,54 @@ class SharedRunStorage(JournalStorage, Protocol):
     def metric_calls_used(self, run_id: str) -> int: ...
 
 
+class HeldRun(Protocol):
+    """A hold on a run, from :meth:`RunLocking.lock_run`."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class RunLocking(Protocol):
+    """A storage that can keep a second process off a run for as long as one uses it.
+
+    ``lock_run(run_id, shared=False)`` holds the run exclusively; ``shared=True`` holds it
+    with the other workers of a shared run (any number of shared holds, never beside an
+    exclusive one). A conflicting hold raises :class:`RunInUse` at once (no waiting). A
+    hold ends with ``release()``, with ``close()`` of the storage, or when the process dies
+    (whatever the cause). Holds taken through the same storage object do not exclude each
+    other when they are of the same kind.
+    """
+
+    def lock_run(self, run_id: str, *, shared: bool = False) -> HeldRun: ...
+
+
 def encode_record(record: Mapping[str, Any]) -> str:
     """Compact JSON of a record (non-JSON values are written as their ``repr``)."""
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=repr)
 
 
-def decode_record(text: str | bytes) -> dict[str, Any]:
-    """Inverse of :func:`encode_record`."""
-    data = json.loads(text)
+def decode_record(text: str | bytes, where: str = "a journal record") -> dict[str, Any]:
+    """Inverse of :func:`encode_record`.
+
+    Args:
+        text: the stored text.
+        where: what the text is, for the message (``"record 12 of run 'default' in
+            /runs/a/journal.sqlite"``).
+
+    Raises:
+        StorageError: the text is not a JSON object (a damaged record); the message names
+            ``where`` and says what to do.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise StorageError(
+            f"{where} is damaged (not JSON: {error}). Restore the journal from a backup, or "
+            "move it away to start the run over"
+        ) from None
     if not isinstance(data, dict):
-        raise StorageError(f"a journal record must be a JSON object, got {type(data).__name__}")
+        raise StorageError(
+            f"{where} is damaged (a JSON {type(data).__name__}, not an object). Restore the "
+            "journal from a backup, or move it away to start the run over"
+        )
     return data

@@ -195,7 +195,9 @@ class PostgresStorage:
         with self._tx() as cur:
             cur.execute("SELECT header FROM runs WHERE run_id = %s", (run_id,))
             row = cur.fetchone()
-        return RunHeader.from_json(row[0]) if row else None
+        if row is None:
+            return None
+        return RunHeader.from_json(row[0], f"the header of run {run_id!r} in {self._where}")
 
     def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append records in one transaction; returns their sequence numbers, increasing."""
@@ -244,7 +246,10 @@ class PostgresStorage:
                 (run_id, after),
             )
             rows = cur.fetchall()
-        return [(int(seq), decode_record(body)) for seq, body in rows]
+        return [
+            (int(seq), decode_record(body, f"record {seq} of run {run_id!r} in {self._where}"))
+            for seq, body in rows
+        ]
 
     def admit_candidate(self, run_id: str, record: Mapping[str, Any]) -> tuple[int, int | None]:
         """Give a new candidate the run's next id and append it; see ``SharedRunStorage``."""

@@ -17,6 +17,13 @@ updated by ``append``, so reading them is O(1); budget leases live in ``leases``
 Store versions (``PRAGMA user_version``): 1 had only ``runs(run_id, header)`` and
 ``records``; 2 adds the counters, ``candidates`` (content hash -> id) and ``leases``. A
 version-1 file is migrated in place when it is opened (counters rebuilt from its records).
+
+A new file is created whole (:mod:`gepetto.storage.sqlite_file`), so an empty file, a
+folder, a damaged file, another program's database or a file without the tables of its
+version is refused with a :class:`~gepetto.storage.base.StorageError` that names the file
+and says what to do; so is a record that cannot be read back (naming its sequence number).
+A run is kept from a second process by a lock file per run (:meth:`SQLiteStorage.lock_run`,
+:mod:`gepetto.storage.runlock`).
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from gepetto.storage.memory import (
     encode_records,
     record_effects,
 )
+from gepetto.storage.runlock import FileRunLocks, RunLock
+from gepetto.storage.sqlite_file import describe_sqlite_error, prepare_journal_file
 
 __all__ = ["SQLiteStorage"]
 
@@ -70,6 +79,13 @@ _MIGRATION_V2 = (
     "CREATE INDEX leases_by_run ON leases (run_id, expires_at)",
 )
 _STORE_VERSION = 2
+_TABLES = {
+    "runs": {"run_id", "header", "next_candidate", "next_iteration", "metric_calls_used"},
+    "records": {"seq", "run_id", "body"},
+    "candidates": {"run_id", "content_hash", "id"},
+    "leases": {"id", "run_id", "worker", "calls", "expires_at"},
+}
+"""The tables of store version 2 and the columns this module uses."""
 
 
 class SQLiteStorage:
@@ -87,7 +103,9 @@ class SQLiteStorage:
             sharing the file compare their clocks' readings).
 
     Raises:
-        StorageError: if the file is not a gepetto journal this version can read.
+        StorageError: if the path cannot hold a journal (a folder, an unwritable folder) or
+            the file is not a gepetto journal this version can read (empty, damaged,
+            another program's database, a newer store version).
     """
 
     def __init__(
@@ -98,19 +116,30 @@ class SQLiteStorage:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._lock = threading.Lock()
+        self._run_locks = FileRunLocks(self.path)
+        self._in_memory = os.fspath(path) == ":memory:"  # one connection's own database
+        if not self._in_memory:
+            prepare_journal_file(self.path, _write_new_schema)
         try:
             self._db = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30.0
             )
+        except sqlite3.Error as error:
+            raise StorageError(describe_sqlite_error(self.path, error)) from error
+        try:
             self._set_wal_mode()
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        except sqlite3.DatabaseError as error:
-            raise StorageError(f"{self.path} is not a readable gepetto journal: {error}") from error
-        if self._user_version() != _STORE_VERSION:
-            self._upgrade()
+            if self._user_version() != _STORE_VERSION:
+                self._upgrade()
+            self._check_tables()
+        except sqlite3.Error as error:
+            self._db.close()
+            raise StorageError(describe_sqlite_error(self.path, error)) from error
+        except BaseException:
+            self._db.close()
+            raise
 
     def _set_wal_mode(self, attempts: int = 100) -> None:
         """Switch to WAL. Changing the journal mode ignores SQLite's busy timeout, so two
@@ -127,8 +156,8 @@ class SQLiteStorage:
     def _user_version(self) -> int:
         try:
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
-        except sqlite3.DatabaseError as error:
-            raise StorageError(f"{self.path} is not a readable gepetto journal: {error}") from error
+        except sqlite3.Error as error:
+            raise StorageError(describe_sqlite_error(self.path, error)) from error
         if version > _STORE_VERSION:
             raise StorageError(
                 f"{self.path} was written by a newer gepetto (store version {version}); "
@@ -141,6 +170,13 @@ class SQLiteStorage:
         with self._write() as db:
             version = self._user_version()  # again: another process may have done it
             if version == 0:
+                foreign = set(self._columns()) - {*_TABLES, "sqlite_sequence"}
+                if foreign:
+                    raise StorageError(
+                        f"{self.path} is a SQLite database of another program (tables "
+                        f"{', '.join(sorted(foreign))}), not a gepetto journal: pass another "
+                        "run_dir (or storage path), or move the file away"
+                    )
                 for statement in _SCHEMA_V1:
                     db.execute(statement)
                 version = 1
@@ -154,10 +190,41 @@ class SQLiteStorage:
         """Rebuild the counters and candidate ids of every run from its records."""
         run_ids = [row[0] for row in self._db.execute("SELECT run_id FROM runs").fetchall()]
         for run_id in run_ids:
-            bodies = self._db.execute(
-                "SELECT body FROM records WHERE run_id = ? ORDER BY seq", (run_id,)
+            rows = self._db.execute(
+                "SELECT seq, body FROM records WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
-            self._count(run_id, [decode_record(body) for (body,) in bodies])
+            self._count(run_id, [self._decode(run_id, seq, body) for seq, body in rows])
+
+    def _columns(self) -> dict[str, set[str]]:
+        """The file's tables and their columns."""
+        tables = [
+            row[0]
+            for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        return {
+            table: {row[1] for row in self._db.execute(f'PRAGMA table_info("{table}")')}
+            for table in tables
+        }
+
+    def _check_tables(self) -> None:
+        """Refuse a file whose store version is ours but whose tables are not."""
+        columns = self._columns()
+        missing = [
+            f"{table}({', '.join(sorted(wanted - columns.get(table, set())))})"
+            if table in columns
+            else table
+            for table, wanted in _TABLES.items()
+            if not wanted <= columns.get(table, set())
+        ]
+        if missing:
+            raise StorageError(
+                f"{self.path} claims to be a gepetto journal but lacks {', '.join(missing)}: it "
+                "is damaged or was written by another program. Restore it from a backup, or "
+                "move it away to start the run over"
+            )
+
+    def _decode(self, run_id: str, seq: int, body: str | bytes) -> dict[str, Any]:
+        return decode_record(body, f"record {seq} of run {run_id!r} in {self.path}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -172,7 +239,7 @@ class SQLiteStorage:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
                 if isinstance(error, sqlite3.Error):
-                    raise StorageError(f"{self.path}: {error}") from error
+                    raise StorageError(describe_sqlite_error(self.path, error)) from error
                 raise
 
     def _read_one(self, query: str, params: Sequence[Any]) -> Any:
@@ -180,7 +247,7 @@ class SQLiteStorage:
             try:
                 return self._db.execute(query, params).fetchone()
             except sqlite3.Error as error:
-                raise StorageError(f"{self.path}: {error}") from error
+                raise StorageError(describe_sqlite_error(self.path, error)) from error
 
     def _require_run(self, run_id: str) -> tuple[int, int, int]:
         """``(next_candidate, next_iteration, metric_calls_used)``, inside a transaction."""
@@ -205,7 +272,9 @@ class SQLiteStorage:
     def header(self, run_id: str) -> RunHeader | None:
         """The run's header, or ``None`` for an unknown run."""
         row = self._read_one("SELECT header FROM runs WHERE run_id = ?", (run_id,))
-        return RunHeader.from_json(row[0]) if row else None
+        if row is None:
+            return None
+        return RunHeader.from_json(row[0], f"the header of run {run_id!r} in {self.path}")
 
     def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append records in one transaction; returns their sequence numbers, increasing."""
@@ -249,8 +318,8 @@ class SQLiteStorage:
                     (run_id, after),
                 ).fetchall()
             except sqlite3.Error as error:
-                raise StorageError(f"{self.path}: {error}") from error
-        return [(int(seq), decode_record(body)) for seq, body in rows]
+                raise StorageError(describe_sqlite_error(self.path, error)) from error
+        return [(int(seq), self._decode(run_id, seq, body)) for seq, body in rows]
 
     def admit_candidate(self, run_id: str, record: Mapping[str, Any]) -> tuple[int, int | None]:
         """Give a new candidate the run's next id and append it; see ``SharedRunStorage``."""
@@ -319,7 +388,35 @@ class SQLiteStorage:
             raise StorageError(f"run {run_id!r} does not exist in {self.path}; create it first")
         return int(row[0])
 
+    def lock_run(self, run_id: str, *, shared: bool = False) -> RunLock:
+        """Keep other processes off ``run_id`` until the hold is released or this storage is
+        closed (or the process dies); see :class:`~gepetto.storage.base.RunLocking`.
+
+        Raises:
+            RunInUse: another process holds the run (exclusively, or ``shared`` when this
+                hold is exclusive), or another storage object of this process does.
+            StorageError: the journal or its folder is read-only.
+        """
+        if self._in_memory:
+            return RunLock(None, run_id)  # no other process can see it
+        if not os.access(self.path, os.W_OK):
+            raise StorageError(
+                f"{self.path} is read-only: make the file and its folder writable, or copy "
+                "the run folder to a writable place and resume it there"
+            )
+        return self._run_locks.acquire(run_id, shared=shared)
+
     def close(self) -> None:
-        """Close the connection (again is harmless)."""
+        """Close the connection and release the runs held (again is harmless)."""
         with self._lock:
+            self._run_locks.close()
             self._db.close()
+
+
+def _write_new_schema(db: sqlite3.Connection) -> None:
+    """The schema of a new journal file, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    for statement in (*_SCHEMA_V1, *_MIGRATION_V2):
+        db.execute(statement)
+    db.execute(f"PRAGMA user_version={_STORE_VERSION}")
+    db.execute("COMMIT")
