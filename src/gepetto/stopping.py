@@ -5,6 +5,10 @@ A stop condition is any object with ``check(status) -> reason or None`` (or a pl
 when any of them says so. Conditions are checked before each new proposal starts, so the
 proposals in flight always finish and are recorded.
 
+Every run also has two conditions of its own, checked before the configured ones:
+:class:`StallLimit` (iterations in a row that evaluated nothing new) and
+:class:`ReflectionErrorLimit` (reflections in a row whose LM calls all failed).
+
 The metric-call budget is also enforced *before* every evaluation (calls are reserved before
 they are dispatched), so :class:`MaxMetricCalls` is never exceeded, even with concurrency.
 
@@ -26,13 +30,17 @@ from typing import Protocol, runtime_checkable
 from gepetto.errors import ConfigError
 
 __all__ = [
+    "REFLECTION_ERROR_LIMIT",
+    "STALL_LIMIT",
     "AnyOf",
     "MaxCandidates",
     "MaxCost",
     "MaxMetricCalls",
     "NoImprovement",
+    "ReflectionErrorLimit",
     "RunStatus",
     "ScoreThreshold",
+    "StallLimit",
     "StopCondition",
     "StopFile",
     "Timeout",
@@ -51,6 +59,22 @@ class RunStatus:
     best_score: float = -math.inf
     pool_size: int = 1
     cost_usd: float = 0.0
+    stalled_iterations: int = 0
+    """Iterations in a row that evaluated nothing new."""
+    reflection_errors: int = 0
+    """Reflections in a row whose LM calls all failed."""
+    last_reflection_error: str | None = None
+    """The last of those failures (``None`` when not known, as after a resume)."""
+
+
+STALL_LIMIT = 50
+"""Iterations in a row that evaluate nothing new before the run stops.
+
+With evaluation caching, an iteration whose parent minibatch is cached and whose reflection
+gives nothing usable costs no metric call, so the budget alone would never end such a run."""
+
+REFLECTION_ERROR_LIMIT = 5
+"""Reflection steps in a row whose LM calls all raised before the run stops."""
 
 
 @runtime_checkable
@@ -193,6 +217,37 @@ class StopFile(_Composable):
             path.unlink(missing_ok=True)
             return f"stop file {os.fspath(self.path)} found"
         return None
+
+
+@dataclass(frozen=True)
+class StallLimit(_Composable):
+    """Stop after ``iterations`` iterations in a row that evaluated nothing new (parents
+    perfect on their minibatches, or no usable proposal from reflection)."""
+
+    iterations: int = STALL_LIMIT
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.stalled_iterations >= self.iterations:
+            return (
+                f"stalled: {self.iterations} iterations in a row evaluated nothing new (parents "
+                "perfect on their minibatches, or no usable proposal from reflection)"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class ReflectionErrorLimit(_Composable):
+    """Stop after ``failures`` reflection steps in a row whose LM calls all failed."""
+
+    failures: int = REFLECTION_ERROR_LIMIT
+
+    def check(self, status: RunStatus) -> str | None:
+        if status.reflection_errors < self.failures:
+            return None
+        reason = f"the reflection LM failed {self.failures} times in a row"
+        if status.last_reflection_error is not None:
+            reason += f"; last error: {status.last_reflection_error}"
+        return reason
 
 
 @dataclass(frozen=True)

@@ -1,228 +1,234 @@
-"""The GEPA iteration, written as generators that yield tasks and receive their results.
+"""Flows: the units of work the optimizer schedules, behind one small protocol.
 
-:class:`IterationFlows` is mixed into :class:`~gepetto.engine.optimizer.Optimizer`. A *flow*
-is the seed's validation or one iteration: select a parent, sample a minibatch, evaluate the
-parent with traces, reflect, evaluate the child on the same minibatch, accept or reject, and
-validate an accepted child. Each step that needs work yields an
-:class:`~gepetto.engine.tasks.EvaluateTask` or :class:`~gepetto.engine.tasks.ReflectTask`
-and continues with the result the driver tells back; every outcome becomes a record.
+A :class:`Flow` takes the run's :class:`~gepetto.engine.context.RunContext` and returns a
+generator that yields tasks (:class:`~gepetto.engine.tasks.EvaluateTask`,
+:class:`~gepetto.engine.tasks.ReflectTask`) and receives their results; with several
+proposals in flight it may also yield a :class:`~gepetto.engine.inflight.Wait` that the
+optimizer keeps to itself. Every outcome becomes a record. The flows:
 
-With several proposals in flight, a flow may also yield a
-:class:`~gepetto.engine.inflight.Wait`: the optimizer parks it until the wait is over (an
-evaluation another flow has in flight, the verdict on a sibling being validated), and a
-proposal whose parent left the Pareto front meanwhile ends as stale (see ``_stale`` in
-:mod:`gepetto.engine.judging`).
-
-When a run is resumed, the records of the interrupted iterations are in ``self._replay``:
-a step whose result is there takes it instead of yielding a task, so nothing that finished
-is paid for again.
-
-The steps are mixins of their own, which :class:`IterationFlows` combines: evaluating
-(:mod:`gepetto.engine.evaluating`), reflecting (:mod:`gepetto.engine.reflecting`), judging a
-child (:mod:`gepetto.engine.judging`), and the decision and admission every flow ends with
-(:mod:`gepetto.engine.outcomes`); :mod:`gepetto.engine.flowbase` declares the optimizer's
-state they share.
+- :class:`SeedValidation`: validate the seed candidate and admit it (the run's first flow);
+- :class:`~gepetto.engine.proposal.ReflectionProposal`: one GEPA iteration (its own module);
+- :class:`MergeProposal`: GEPA's merge, due after a reflection child is accepted;
+- :class:`TestScoring`: once the search is over, score candidates on the held-out test set.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
-from gepetto.engine.flowbase import TaskGenerator
-from gepetto.engine.judging import ChildJudging
-from gepetto.engine.reflecting import REFLECTION_ERROR_LIMIT, ReflectionSteps
-from gepetto.engine.scored import ScoredExamples
-from gepetto.engine.tasks import ReflectTask
+from gepetto.engine.context import RunContext, TaskGenerator
+from gepetto.engine.steps import admission, admit, decide, evaluate, validate
 from gepetto.errors import BudgetExhausted
-from gepetto.events import CandidateRejected, IterationStarted, ReflectionStarted
-from gepetto.records import CandidateRecord, EvaluationRecord, IterationRecord, ReflectionRecord
+from gepetto.events import IterationStarted
+from gepetto.records import CandidateRecord, EvaluationRecord, IterationRecord, Outcome
+from gepetto.strategies.merge import MergePlan, find_merge, merge_subsample, merge_texts
 from gepetto.totals import total
 from gepetto.types import candidate_hash
 
-__all__ = ["REFLECTION_ERROR_LIMIT", "STALL_LIMIT", "IterationFlows", "TaskGenerator"]
+__all__ = ["MERGE_SAMPLE_PER_GROUP", "Flow", "MergeProposal", "SeedValidation", "TestScoring"]
 
 logger = logging.getLogger("gepetto")
 
-STALL_LIMIT = 50
-"""Iterations in a row that evaluate nothing new before the run stops.
-
-With evaluation caching, an iteration whose parent minibatch is cached and whose reflection
-gives nothing usable costs no metric call, so the budget alone would never end such a run."""
+MERGE_SAMPLE_PER_GROUP = 5
+"""Validation examples per group (first parent wins, second wins, tie) to judge a merge."""
 
 
-class IterationFlows(ChildJudging, ReflectionSteps):
-    """The seed flow and the iteration flow (a mixin: the state lives in the Optimizer)."""
+class Flow(Protocol):
+    """A unit of work of the run: the seed's validation, one proposal, the test scoring."""
 
-    # ----- the seed and the proposals ------------------------------------------------------
+    def run(self, ctx: RunContext) -> TaskGenerator:
+        """The flow's generator: yields tasks (or waits), receives their results."""
+        ...
 
-    def _seed_flow(self) -> TaskGenerator:
-        texts = self._seed_texts
+
+class SeedValidation:
+    """Validate the seed candidate and admit it to the pool as candidate 0."""
+
+    def run(self, ctx: RunContext) -> TaskGenerator:
+        texts = ctx.seed_texts
         content_hash = candidate_hash(texts)
-        yield from self._validate(texts, content_hash, -1, "seed_validation")
-        evaluations = (r for r in self.state.records if isinstance(r, EvaluationRecord))
-        unusable = self._adapter_health.seed_verdict(evaluations, content_hash)
+        yield from validate(ctx, texts, content_hash, -1, "seed_validation")
+        evaluations = (r for r in ctx.state.records if isinstance(r, EvaluationRecord))
+        unusable = ctx.adapter_health.seed_verdict(evaluations, content_hash)
         if unusable is not None:
             logger.error("stopping the run: %s", unusable)
-            self.request_stop(unusable)
-        self._admit(
+            ctx.request_stop(unusable)
+        admit(
+            ctx,
             CandidateRecord(
                 id=0,
                 texts=texts,
                 parents=(),
                 origin="seed",
                 iteration=-1,
-                metric_calls_at_discovery=self.state.total_metric_calls,
+                metric_calls_at_discovery=ctx.state.total_metric_calls,
                 content_hash=content_hash,
-            )
+            ),
         )
-        self._seed_admitted = True
+        ctx.seed_admitted = True
 
-    def _test_flow(self, candidate_ids: Sequence[int]) -> TaskGenerator:
-        """Score candidates on the held-out test set, once the search is over."""
-        every_example = tuple(range(len(self.testset)))
-        for candidate_id in candidate_ids:
-            candidate = self.state.candidates[candidate_id]
-            yield from self._evaluate(
-                candidate.texts, candidate.content_hash, "test", every_example, -2, "test"
+
+class TestScoring:
+    """Score candidates on the held-out test set, once the search is over (outside the
+    metric-call budget)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, candidate_ids: Sequence[int]) -> None:
+        self.candidate_ids = tuple(candidate_ids)
+
+    def run(self, ctx: RunContext) -> TaskGenerator:
+        every_example = tuple(range(len(ctx.testset)))
+        for candidate_id in self.candidate_ids:
+            candidate = ctx.state.candidates[candidate_id]
+            yield from evaluate(
+                ctx, candidate.texts, candidate.content_hash, "test", every_example, -2, "test"
             )
 
-    def _proposal_flow(
-        self, iteration: int, started: IterationRecord | None = None
-    ) -> TaskGenerator:
-        """One GEPA iteration: select, evaluate, reflect, evaluate the child, decide.
 
-        ``started`` redoes an iteration a resumed journal shows in flight, with its parent and
-        minibatch; what it had finished is taken from the journal, not done again.
-        """
-        state = self.state
-        spent_before = state.total_metric_calls
-        if started is not None:  # what it paid before the interruption is its own spending
-            spent_before -= self._replay.spent_unfinished.pop(started.iteration, 0)
-        if started is None:
-            parent_id = self.config.candidate_selector.select(state, self.rng(iteration, "parent"))
-            batch_ids = tuple(
-                self.config.batch_sampler.next_batch(
-                    len(self.trainset), self.rng(iteration, "minibatch")
-                )
+class MergeProposal:
+    """GEPA's merge proposer, as a flow.
+
+    Two non-dominated candidates that each changed different components of a common
+    ancestor (no better than either) are combined component by component
+    (:mod:`gepetto.strategies.merge` plans it). The merged candidate is scored on a
+    stratified validation subsample (examples where each parent wins, and ties); it is kept
+    if it matches the better parent there, then validated fully. Tried triplets and merged
+    texts are remembered (and journaled with the iteration) so no merge is built twice.
+
+    Args:
+        iteration: the iteration's number.
+        started: the journaled start of a merge a resumed run redoes.
+    """
+
+    def __init__(self, iteration: int, started: IterationRecord | None = None) -> None:
+        self.iteration = iteration
+        self.started = started
+
+    def run(self, ctx: RunContext) -> TaskGenerator:
+        state, iteration = ctx.state, self.iteration
+        if self.started is None:
+            plan = self._plan(ctx)
+            parents: tuple[int, ...] = plan.parents if plan is not None else ()
+            ancestor = plan.ancestor if plan is not None else None
+            first_id = parents[0] if parents else state.best_id
+            ctx.record(
+                IterationRecord(iteration, first_id, (), ctx.worker, "merge", parents, ancestor)
             )
-            self._record(IterationRecord(iteration, parent_id, batch_ids, self.worker))
         else:
-            parent_id, batch_ids = started.parent_id, started.minibatch
-        parent = state.candidates[parent_id]
-        self.bus.emit(IterationStarted(iteration, parent_id, batch_ids))
-        if self.config.parallel_proposals > 1 and parent_id in state.selection_weights()[0]:
-            self._chosen_on_front.add(iteration)  # see _stale
+            parents, ancestor = self.started.merge_parents, self.started.merge_ancestor
+        if len(parents) != 2 or ancestor is None:
+            decide(ctx, iteration, state.best_id, "skipped", "no pair of candidates to merge")
+            return
+        ctx.bus.emit(IterationStarted(iteration, parents[0], ()))
+        first, second = (state.candidates[i] for i in parents)
+        ctx.tried_merges.add((parents[0], parents[1], ancestor))
+        better = min((first, second), key=lambda c: (-state.val_score(c.id), c.id))
+        texts, _ = merge_texts(
+            first.texts,
+            second.texts,
+            state.candidates[ancestor].texts,
+            (first.id, second.id, ancestor),
+            better.id,
+        )
+        content_hash = candidate_hash(texts)
+        ctx.tried_merge_hashes.add(content_hash)
         try:
-            yield from self._propose(iteration, parent, batch_ids)
+            yield from self._judge(ctx, first, second, texts, content_hash)
         except BudgetExhausted as exhausted:
-            # No decision is recorded: the iteration stays unfinished in the journal, so a run
-            # resumed with a larger budget redoes it exactly (taking what it already paid for).
-            self.request_stop(str(exhausted))
-            self.bus.emit(
-                CandidateRejected(iteration, parent_id, "interrupted", str(exhausted), None, None)
-            )
-            return
-        finally:
-            self._chosen_on_front.discard(iteration)
-        spent = state.total_metric_calls - spent_before
-        self._stalled_iterations = 0 if spent else self._stalled_iterations + 1
-        if self._stalled_iterations >= STALL_LIMIT:
-            self.request_stop(
-                f"stalled: {STALL_LIMIT} iterations in a row evaluated nothing new (parents "
-                "perfect on their minibatches, or no usable proposal from reflection)"
-            )
+            ctx.request_stop(str(exhausted))
 
-    def _propose(
-        self, iteration: int, parent: CandidateRecord, batch_ids: tuple[int, ...]
-    ) -> TaskGenerator:
-        parent_eval = yield from self._evaluate(
-            parent.texts, parent.content_hash, "train", batch_ids, iteration, "parent_minibatch"
+    def _plan(self, ctx: RunContext) -> MergePlan | None:
+        state = ctx.state
+        return find_merge(
+            [c.texts for c in state.candidates],
+            [c.parents for c in state.candidates],
+            [state.val_score(c.id) for c in state.candidates],
+            state.selection_weights()[0],
+            ctx.tried_merges,
+            {c.content_hash for c in state.candidates} | ctx.tried_merge_hashes,
+            ctx.rng(self.iteration, "merge"),
         )
-        parent_sum = total(parent_eval.scores)
-        if self.config.skip_perfect_score and all(
-            s >= self.config.perfect_score for s in parent_eval.scores
-        ):
-            self._decide(
-                iteration,
-                parent.id,
-                "skipped",
-                "parent is perfect on the minibatch",
-                parent_score=parent_sum,
-            )
-            return
-        usable = [i for i, failed in enumerate(parent_eval.failed) if not failed]
-        if not usable:
-            self._decide(
-                iteration,
-                parent.id,
-                "failed",
-                "every minibatch example failed to evaluate",
-                parent_score=parent_sum,
-            )
-            return
-        stale = self._stale(iteration, parent)
-        if stale is not None:
-            self._decide(iteration, parent.id, "skipped", stale, parent_score=parent_sum)
-            return
-        components = tuple(
-            self.config.component_selector.select(self.state, parent.id, self.components)
-        )
-        journaled = self._replay.reflections.pop(iteration, None)
-        if journaled is not None:
-            return (
-                yield from self._after_reflection(
-                    iteration, parent, batch_ids, parent_eval, journaled
-                )
-            )
-        examples, eval_batch = self._reflection_inputs(parent, batch_ids, parent_eval, usable)
-        task_id = self._task_id()
-        self.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
-        outcome = yield ReflectTask(
-            id=task_id,
-            iteration=iteration,
-            parent_id=parent.id,
-            candidate=dict(parent.texts),
-            components=components,
-            examples=examples,
-            eval_batch=eval_batch,
-            rejected=self._rejected_memory(components),
-        )
-        reflection = self._record_reflection(iteration, parent, components, outcome, task_id)
-        yield from self._after_reflection(iteration, parent, batch_ids, parent_eval, reflection)
 
-    def _after_reflection(
+    def _judge(
         self,
-        iteration: int,
-        parent: CandidateRecord,
-        batch_ids: tuple[int, ...],
-        parent_eval: ScoredExamples,
-        reflection: ReflectionRecord,
+        ctx: RunContext,
+        first: CandidateRecord,
+        second: CandidateRecord,
+        texts: dict[str, str],
+        content_hash: str,
     ) -> TaskGenerator:
-        parent_sum = total(parent_eval.scores)
-        new_texts = dict(reflection.proposed)
-        if not new_texts:
-            failures = reflection.failures
-            reason = "; ".join(f"{c}: {why}" for c, why in failures.items()) or "no new text"
-            self._decide(
-                iteration,
-                parent.id,
-                "failed",
-                f"no usable proposal ({reason})",
-                parent_score=parent_sum,
-            )
+        """Score the merge on the subsample; validate and admit it if it matches the better
+        parent there."""
+        state, iteration = ctx.state, self.iteration
+        scores_i, scores_j = state.val_scores(first.id), state.val_scores(second.id)
+        overlap = scores_i.keys() & scores_j.keys()
+        if len(overlap) < ctx.config.merge_val_overlap_floor:
+            reason = f"the parents share only {len(overlap)} validation scores"
+            decide(ctx, iteration, first.id, "skipped", reason)
             return
-        child_eval: ScoredExamples | str | None = None
-        if len(reflection.alternatives) > 1:
-            new_texts, child_eval = yield from self._best_alternative(
-                iteration, parent, reflection.alternatives, batch_ids, parent_eval
+        rng = ctx.rng(iteration, "merge_sample")
+        sample = tuple(merge_subsample(scores_i, scores_j, MERGE_SAMPLE_PER_GROUP, rng))
+        merged = yield from evaluate(
+            ctx, texts, content_hash, "val", sample, iteration, "merge_subsample"
+        )
+        merged_sum = total(merged.scores)
+        best_parent = max(total(scores_i[i] for i in sample), total(scores_j[i] for i in sample))
+        if merged_sum < best_parent:
+            reason = (
+                f"merge of {first.id} and {second.id} scored {merged_sum:.4g} on the "
+                f"subsample, below the better parent's {best_parent:.4g}"
             )
-        yield from self._judge_child(
-            iteration,
-            parent,
-            new_texts,
-            batch_ids,
-            parent_eval,
-            child_eval,
-            picked_from=len(reflection.alternatives),
+            self._decide(ctx, first, "rejected", reason, best_parent, merged_sum, content_hash)
+            return
+        yield from validate(ctx, texts, content_hash, iteration, "validation")
+        admitted, why = admission(ctx, content_hash)
+        if not admitted:
+            self._decide(ctx, first, "rejected", why, best_parent, merged_sum, content_hash)
+            return
+        child_id = admit(
+            ctx,
+            CandidateRecord(
+                id=len(state.candidates),
+                texts=texts,
+                parents=(first.id, second.id),
+                origin="merge",
+                iteration=iteration,
+                metric_calls_at_discovery=state.total_metric_calls,
+                content_hash=content_hash,
+                components_updated=tuple(sorted(k for k in texts if texts[k] != first.texts[k])),
+                component_cursor=max(first.component_cursor, second.component_cursor),
+            ),
+        )
+        reason = (
+            f"merge of {first.id} and {second.id} matched the better parent on the "
+            f"subsample ({merged_sum:.4g} >= {best_parent:.4g})"
+        )
+        self._decide(
+            ctx, first, "accepted", reason, best_parent, merged_sum, content_hash, child_id
+        )
+
+    def _decide(
+        self,
+        ctx: RunContext,
+        first: CandidateRecord,
+        outcome: Outcome,
+        reason: str,
+        best_parent: float,
+        merged_sum: float,
+        content_hash: str,
+        child_id: int | None = None,
+    ) -> None:
+        decide(
+            ctx,
+            self.iteration,
+            first.id,
+            outcome,
+            reason,
+            parent_score=best_parent,
+            child_score=merged_sum,
+            child_hash=content_hash,
+            child_id=child_id,
         )

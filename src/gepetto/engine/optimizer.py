@@ -32,12 +32,14 @@ With several proposals in flight, two rules keep them from paying for one anothe
   waits for the verdict on a sibling being validated). The sequential algorithm would no
   longer choose that parent.
 
-The :class:`Optimizer` is assembled from mixins that share its state
-(:mod:`gepetto.engine.flowbase`): the flows and their steps (:mod:`gepetto.engine.flows`,
-:mod:`gepetto.engine.merging`), resuming from the journal (:mod:`gepetto.engine.resuming`),
+The :class:`Optimizer` composes the run: a :class:`~gepetto.engine.context.RunContext`
+(state, settings, caches, counters) passed to small flow objects
+(:mod:`gepetto.engine.flows`; the GEPA iteration itself is
+:class:`~gepetto.engine.proposal.ReflectionProposal`), whose shared steps are in
+:mod:`gepetto.engine.steps`; resuming from the journal (:func:`gepetto.engine.replay.restore`);
 and the budget, numbering and worker coordination of a shared run
-(:mod:`gepetto.engine.workers`). This module holds the ask/tell surface and the scheduling
-of the flows.
+(:class:`~gepetto.engine.workers.WorkerCoordination`). This module holds the ask/tell
+surface, the scheduling of the flows and the stop conditions.
 """
 
 from __future__ import annotations
@@ -45,32 +47,26 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gepetto.engine.adapter_health import AdapterHealth
-from gepetto.engine.budget import Reservation
-from gepetto.engine.config import OptimizerConfig, build_config, check_datasets, check_testset
-from gepetto.engine.flows import (
-    REFLECTION_ERROR_LIMIT,
-    STALL_LIMIT,
-    TaskGenerator,
-)
-from gepetto.engine.inflight import InFlightEvaluations, Wait
+from gepetto.engine.config import build_config, check_datasets, check_testset
+from gepetto.engine.context import RunContext, TaskGenerator
+from gepetto.engine.flows import Flow, MergeProposal, SeedValidation, TestScoring
+from gepetto.engine.inflight import Wait
 from gepetto.engine.journal import Journal
-from gepetto.engine.merging import MergeFlows
 from gepetto.engine.option_checks import check_bool, check_number, check_observers
-from gepetto.engine.resuming import Resuming
-from gepetto.engine.scored import KnownResult
+from gepetto.engine.proposal import ReflectionProposal
+from gepetto.engine.replay import restore
+from gepetto.engine.steps import reserve_retries
 from gepetto.engine.tasks import Task
 from gepetto.engine.workers import WorkerCoordination
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
 from gepetto.lm.client import LMCallRecord as ClientCallRecord
-from gepetto.records import LMCallRecord, Record
+from gepetto.records import LMCallRecord
 from gepetto.result import Result
-from gepetto.state import RunState
 from gepetto.stopping import RunStatus
 from gepetto.storage.base import JournalStorage
 from gepetto.types import printable
@@ -99,8 +95,8 @@ def _event_bus(callbacks: object) -> EventBus:
     return bus
 
 
-class _Flow:
-    """The seed validation or one proposal in flight (a generator of tasks)."""
+class _Running:
+    """A flow in flight: its generator."""
 
     __slots__ = ("generator",)
 
@@ -108,7 +104,7 @@ class _Flow:
         self.generator = generator
 
 
-class Optimizer(MergeFlows, Resuming, WorkerCoordination):
+class Optimizer:
     """GEPA's reflective evolution, as an ask/tell state machine.
 
     Args:
@@ -166,83 +162,73 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         proposer_settings: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> None:
-        seed, self.trainset, self.valset = check_datasets(seed_candidate, trainset, valset)
+        seed, checked_train, checked_val = check_datasets(seed_candidate, trainset, valset)
         check_bool("fork", fork)
         lease_ttl = check_number("lease_ttl", lease_ttl, above=0)
-        self.testset = check_testset(testset)
+        checked_test = check_testset(testset)
         if test_candidates not in ("best", "front"):
             raise ConfigError(f"test_candidates must be 'best' or 'front', got {test_candidates!r}")
+        config = build_config(valset_size=len(checked_val), **options)
+        config.description.update(proposer_settings or {})
+        ctx = RunContext(
+            config,
+            seed,
+            checked_train,
+            checked_val,
+            checked_test,
+            _event_bus(callbacks),
+            Journal(storage, run_id),
+            journaling=storage is not None,
+            worker=worker,
+        )
+        self._ctx = ctx
+        self.config = config
+        self.state = ctx.state
+        self.bus = ctx.bus
+        self.trainset, self.valset, self.testset = ctx.trainset, ctx.valset, ctx.testset
+        self.components = ctx.components
+        self.worker = worker
         self._test_candidates = test_candidates
         self._test_started = False
-        self.config: OptimizerConfig = build_config(valset_size=len(self.valset), **options)
-        self.config.description.update(proposer_settings or {})
-        self.components: tuple[str, ...] = tuple(seed)
-        self.state = RunState(
-            len(self.valset), self.config.frontier_type, self.config.objective_weights
-        )
-        self.bus = _event_bus(callbacks)
-        self._seed_texts = seed
         self._clock = clock
         self._started_at: float | None = None
         self._ready: deque[Task] = deque()
-        self._waiting: dict[int, _Flow] = {}
-        self._parked: list[tuple[_Flow, Wait]] = []
-        self._in_flight = InFlightEvaluations()
-        self._validating: Counter[int] = Counter()
-        self._chosen_on_front: set[int] = set()
+        self._waiting: dict[int, _Running] = {}
+        self._parked: list[tuple[_Running, Wait]] = []
         self._active = 0
-        self._seed_admitted = False
-        self._next_task_id = 0
-        self._next_iteration = 0
-        self._train_cache: dict[tuple[str, int], KnownResult] = {}
-        self._retry_reservations: dict[int, list[Reservation] | None] = {}
-        self._adapter_health = AdapterHealth({"train": len(self.trainset), "val": len(self.valset)})
-        self._hashes_in_flight: set[str] = set()
-        self._stalled_iterations = 0
-        self._reflection_errors = 0
-        self._merges_due = 0
-        self._merge_attempts = 0
-        self._tried_merges: set[tuple[int, int, int]] = set()
-        self._tried_merge_hashes: set[str] = set()
-        self._stop_reason: str | None = None
         self._finished_event_sent = False
-        self.worker = worker
-        self._lease_ttl = lease_ttl
-        self._seed_claim: float | None = None
-        self._journal = Journal(storage, run_id)
-        self._journaling = storage is not None
-        self._open_run(storage, seed, adapter_fingerprint, fork)
+        self._workers = ctx.workers = WorkerCoordination(ctx, storage, clock, lease_ttl)
+        self._open_run(adapter_fingerprint, fork)
 
-    def _open_run(
-        self,
-        storage: JournalStorage | None,
-        seed: Mapping[str, str],
-        adapter_fingerprint: str | None,
-        fork: bool,
-    ) -> None:
+    def _open_run(self, adapter_fingerprint: str | None, fork: bool) -> None:
         """Open (and lock) the run in its journal, then rebuild its state from the records."""
-        self._check_worker(storage)
-        records = self._journal.open(
-            seed_candidate=seed,
-            trainset=self.trainset,
-            valset=self.valset,
+        ctx = self._ctx
+        records = ctx.journal.open(
+            seed_candidate=ctx.seed_texts,
+            trainset=ctx.trainset,
+            valset=ctx.valset,
             settings=self.config.description,
             adapter=adapter_fingerprint,
             fork=fork,
-            testset=self.testset,
+            testset=ctx.testset,
             shared=self.worker is not None,
         )
         try:  # the run is locked from here: a refused resume must free it
-            self._budget = self._make_budget(storage, self.run_id, self.worker, self._lease_ttl)
-            self._replay = self._restore(records)
+            ctx.budget = self._workers.make_budget()
+            restore(ctx, records)
         except BaseException:
-            self._journal.release()
+            ctx.journal.release()
             raise
 
     @property
     def run_id(self) -> str:
         """The run's name in its storage (a fork gets a new one)."""
-        return self._journal.run_id
+        return self._ctx.run_id
+
+    @property
+    def resumed_records(self) -> int:
+        """How many journaled records the run was resumed from (0 for a new run)."""
+        return self._ctx.resumed_records
 
     # ----- driving -------------------------------------------------------------------------
 
@@ -259,7 +245,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         if not self._ready:
             self._start_flows()
         finished = not self._ready and self.is_finished  # may start the test flow
-        self._flush()  # nothing is started on records that are not durable
+        self._ctx.flush()  # nothing is started on records that are not durable
         if self._ready:
             return self._ready.popleft()
         if finished:
@@ -280,39 +266,37 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             KeyError: if no task with this id is outstanding.
             AdapterContractError: if an evaluation result has the wrong shape.
         """
-        flow = self._waiting.pop(task_id, None)
-        if flow is None:
+        running = self._waiting.pop(task_id, None)
+        if running is None:
             raise KeyError(f"no outstanding task with id {task_id}")
-        self._advance(flow, result)
+        self._advance(running, result)
         if self._parked:
             self._wake_parked()
-        self._flush()
+        self._ctx.flush()
         if self.is_finished:
             self._finish()
 
     def request_stop(self, reason: str) -> None:
         """Start no new proposal; the ones in flight finish and are recorded."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
+        self._ctx.request_stop(reason)
 
     def abort(self, reason: str) -> None:
         """Stop now: drop the tasks in flight (their reserved calls are released)."""
-        self._stop_reason = (
-            reason if self._stop_reason is None else f"{self._stop_reason}; {reason}"
-        )
+        ctx = self._ctx
+        ctx.stop_reason = reason if ctx.stop_reason is None else f"{ctx.stop_reason}; {reason}"
         self._test_started = True  # stopping now: no test evaluation either
-        flows = {id(flow): flow for flow in self._waiting.values()}
-        flows.update((id(flow), flow) for flow, _ in self._parked)
+        running = {id(flow): flow for flow in self._waiting.values()}
+        running.update((id(flow), flow) for flow, _ in self._parked)
         self._waiting.clear()
         self._parked.clear()
         self._ready.clear()
-        self._in_flight.clear()
-        for flow in flows.values():
+        ctx.in_flight.clear()
+        for flow in running.values():
             flow.generator.close()
         self._active = 0
-        self._retry_reservations.clear()
-        self._budget.reset()
-        self._flush()
+        ctx.retry_reservations.clear()
+        ctx.budget.reset()
+        ctx.flush()
         self._finish()
 
     @property
@@ -322,39 +306,47 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         When nothing is in flight, the stop conditions are checked here, so a driver loop
         ``while not opt.is_finished: task = opt.ask() ...`` never sees a spurious ``None``.
         """
+        ctx = self._ctx
         idle = self._active == 0 and not self._ready
-        if idle and self._stop_reason is None and self._seed_admitted:
+        if idle and ctx.stop_reason is None and ctx.seed_admitted:
             reason = self._check_stop_conditions()
             if reason is not None:
-                self.request_stop(reason)
-        if self._stop_reason is not None and idle and self._start_test_flow():
+                ctx.request_stop(reason)
+        if ctx.stop_reason is not None and idle and self._start_test_flow():
             return False
-        return self._stop_reason is not None and idle
-
-    def _start_test_flow(self) -> bool:
-        """Once the search is over, score the chosen candidates on the held-out test set.
-
-        Returns whether a test flow was started (at most once per run)."""
-        if not self.testset or self._test_started or not self._seed_admitted:
-            return False
-        if self._adapter_health.broken:  # it would only raise again, outside the budget
-            return False
-        self._test_started = True
-        ids = {0, self.state.best_id}
-        if self._test_candidates == "front":
-            ids.update(self.state.selection_weights()[0])
-        self._launch(self._test_flow(sorted(ids)))
-        return bool(self._ready) or self._active > 0
+        return ctx.stop_reason is not None and idle
 
     @property
     def stop_reason(self) -> str | None:
         """Why the run stopped (or is stopping); ``None`` while it runs."""
-        return self._stop_reason
+        return self._ctx.stop_reason
 
     @property
     def has_outstanding_tasks(self) -> bool:
         """Whether tasks were handed out and not told yet."""
         return bool(self._waiting)
+
+    @property
+    def waiting_for_others(self) -> bool:
+        """A shared run's worker with nothing to do until another worker admits the seed."""
+        ctx = self._ctx
+        return (
+            ctx.worker is not None
+            and not ctx.seed_admitted
+            and self._active == 0
+            and ctx.stop_reason is None
+        )
+
+    def reserve_retries(self, task_id: int, calls: int) -> int:
+        """Reserve up to ``calls`` more metric calls for the outstanding evaluation
+        ``task_id``: a driver retries, one at a time, the examples of a batch that raised.
+
+        Returns how many were granted (0 when the budget is spent); the driver retries that
+        many examples and tells the evaluation with every example it handed to the adapter
+        counted (:attr:`ScoredBatch.calls`). The held-out test set is outside the budget: all
+        are granted. Raises ``KeyError`` for a task that is not an outstanding evaluation.
+        """
+        return reserve_retries(self._ctx, task_id, calls)
 
     def record_lm_call(self, role: str, call: ClientCallRecord, task: Task | None = None) -> None:
         """Account for one LM call made for the run (the driver forwards its clients' calls).
@@ -365,7 +357,7 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             task: the task the call was made for, when known.
         """
         usage = call.usage
-        self._record(
+        self._ctx.record(
             LMCallRecord(
                 role=role,
                 provider=call.provider,
@@ -407,14 +399,14 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         proposals in parallel do not disturb each other, and a resumed run can redo an
         iteration exactly without storing generator states.
         """
-        return random.Random(f"{self.config.seed}/{iteration}/{stream}")
+        return self._ctx.rng(iteration, stream)
 
     def status(self) -> RunStatus:
         """A snapshot for stop conditions and progress displays."""
         state = self.state
         elapsed = 0.0 if self._started_at is None else self._clock() - self._started_at
         best = state.rank_score(state.best_id) if state.candidates else float("-inf")
-        return RunStatus(
+        return self._ctx.streaks_status(
             metric_calls_used=state.total_metric_calls,
             elapsed_seconds=elapsed,
             iterations=state.iterations_finished,
@@ -428,11 +420,19 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         """Release the run's lock in its storage without finishing (it is released when the
         run finishes, too), so that another process may resume the run. The optimizer is
         not to be driven further afterwards."""
-        self._journal.release()
+        self._ctx.journal.release()
 
     def flush(self) -> None:
         """Write buffered records to the storage now (the optimizer also does it itself)."""
-        self._flush()
+        self._ctx.flush()
+
+    def sync(self) -> None:
+        """Apply the records other workers appended since the last sync (shared runs)."""
+        self._workers.sync()
+
+    def heartbeat(self) -> None:
+        """Keep this worker's budget leases alive (the driver calls it periodically)."""
+        self._workers.heartbeat()
 
     def result(self) -> Result:
         """The run's result so far (complete once :attr:`is_finished`; in a shared run, the
@@ -440,12 +440,12 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         self.sync()
         return Result.from_state(
             self.state,
-            stop_reason=self._stop_reason,
+            stop_reason=self._ctx.stop_reason,
             seed=self.config.seed,
-            seed_candidate=self._seed_texts,
+            seed_candidate=self._ctx.seed_texts,
         )
 
-    # ----- flow management -----------------------------------------------------------------
+    # ----- scheduling the flows ------------------------------------------------------------
 
     def _start(self) -> None:
         self._started_at = self._clock()
@@ -460,56 +460,62 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
                 resumed_records=self.resumed_records,
             )
         )
-        if not self._seed_admitted:
+        if not self._ctx.seed_admitted:
             if self.worker is None:
-                self._launch(self._seed_flow())
+                self._launch(SeedValidation())
             else:
                 self._try_seed()
 
+    def _try_seed(self) -> None:
+        """A shared run's worker validates the seed when it is its turn."""
+        if self._workers.may_seed(busy=self._active > 0):
+            self._launch(SeedValidation())
+
     def _start_flows(self) -> None:
+        ctx = self._ctx
         while (
-            self._seed_admitted
-            and self._stop_reason is None
+            ctx.seed_admitted
+            and ctx.stop_reason is None
             and self._active < self.config.parallel_proposals
             and not self._ready
         ):
             reason = self._check_stop_conditions()
             if reason is not None:
-                self.request_stop(reason)
+                ctx.request_stop(reason)
                 return
-            if self._replay.unfinished:  # a resumed run first redoes what was in flight
-                started = self._replay.unfinished.pop(0)
-                redo = self._merge_flow if started.operation == "merge" else self._proposal_flow
-                self._launch(redo(started.iteration, started))
-                continue
-            self.sync()
-            number = self._new_iteration_number()
-            if self._merge_is_due():  # GEPA tries a merge after a reflection child is accepted
-                self._merges_due -= 1
-                self._merge_attempts += 1
-                self._launch(self._merge_flow(number))
-            else:
-                self._launch(self._proposal_flow(number))
+            self._launch(self._next_proposal())
+
+    def _next_proposal(self) -> Flow:
+        """A resumed run first redoes what was in flight; GEPA tries a merge after a
+        reflection child is accepted; otherwise a new reflective proposal."""
+        ctx = self._ctx
+        if ctx.replay.unfinished:
+            started = ctx.replay.unfinished.pop(0)
+            if started.operation == "merge":
+                return MergeProposal(started.iteration, started)
+            return ReflectionProposal(started.iteration, started)
+        self.sync()
+        number = self._workers.new_iteration_number()
+        if self._merge_is_due():
+            ctx.merges_due -= 1
+            ctx.merge_attempts += 1
+            return MergeProposal(number)
+        return ReflectionProposal(number)
 
     def _merge_is_due(self) -> bool:
-        config = self.config
+        config, ctx = self.config, self._ctx
         return (
             config.use_merge
-            and self._merges_due > 0
-            and self._merge_attempts < config.max_merge_invocations
+            and ctx.merges_due > 0
+            and ctx.merge_attempts < config.max_merge_invocations
             and len(self.state.candidates) >= 3
         )
 
     def _check_stop_conditions(self) -> str | None:
-        if self._stalled_iterations >= STALL_LIMIT:
-            return (
-                f"stalled: {STALL_LIMIT} iterations in a row evaluated nothing new (parents "
-                "perfect on their minibatches, or no usable proposal from reflection)"
-            )
-        if self._reflection_errors >= REFLECTION_ERROR_LIMIT:
-            return f"the reflection LM failed {REFLECTION_ERROR_LIMIT} times in a row"
+        """The first reason to stop: the run's own limits (stalled iterations, failing
+        reflections), then the configured stop conditions."""
         status = self.status()
-        for condition in self.config.stop_conditions:
+        for condition in (*self._ctx.streak_limits, *self.config.stop_conditions):
             try:
                 reason = condition.check(status)
             except Exception as error:  # a user's condition must not crash the run
@@ -523,43 +529,60 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
                 return reason
         return None
 
-    def _launch(self, generator: TaskGenerator) -> None:
-        self._active += 1
-        self._advance(_Flow(generator), None)
+    def _start_test_flow(self) -> bool:
+        """Once the search is over, score the chosen candidates on the held-out test set.
 
-    def _advance(self, flow: _Flow, value: Any) -> None:
+        Returns whether a test flow was started (at most once per run)."""
+        ctx = self._ctx
+        if not self.testset or self._test_started or not ctx.seed_admitted:
+            return False
+        if ctx.adapter_health.broken:  # it would only raise again, outside the budget
+            return False
+        self._test_started = True
+        ids = {0, self.state.best_id}
+        if self._test_candidates == "front":
+            ids.update(self.state.selection_weights()[0])
+        self._launch(TestScoring(sorted(ids)))
+        return bool(self._ready) or self._active > 0
+
+    def _launch(self, flow: Flow) -> None:
+        self._active += 1
+        self._advance(_Running(flow.run(self._ctx)), None)
+
+    def _advance(self, running: _Running, value: Any) -> None:
         while True:
             try:
-                task = flow.generator.send(value)
+                task = running.generator.send(value)
             except StopIteration:
                 self._active -= 1
                 return
             if not isinstance(task, Wait):
                 break
             if not task.ready:  # e.g. another flow is evaluating what this one needs
-                self._parked.append((flow, task))
+                self._parked.append((running, task))
                 return
             value = None
-        self._waiting[task.id] = flow
+        self._waiting[task.id] = running
         self._ready.append(task)
 
     def _wake_parked(self) -> None:
         """Resume the flows whose waits are over (in the order they started waiting)."""
         while ready := [entry for entry in self._parked if entry[1].ready]:
             self._parked = [entry for entry in self._parked if not entry[1].ready]
-            for flow, _ in ready:
-                self._advance(flow, None)
+            for running, _ in ready:
+                self._advance(running, None)
 
     def _finish(self) -> None:
         if self._finished_event_sent:
             return
         self._finished_event_sent = True
-        self._flush()
-        self._journal.release()  # the run is over: another process may resume it now
+        ctx = self._ctx
+        ctx.flush()
+        ctx.journal.release()  # the run is over: another process may resume it now
         state = self.state
         self.bus.emit(
             RunFinished(
-                stop_reason=self._stop_reason or "finished",
+                stop_reason=ctx.stop_reason or "finished",
                 best_id=state.best_id,
                 best_score=state.val_score(state.best_id) if state.candidates else 0.0,
                 metric_calls_used=state.total_metric_calls,
@@ -572,16 +595,3 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
             )
         )
         self.bus.close()  # every observer has seen the run end before results are returned
-
-    def _record(self, record: Record) -> None:
-        """Append a record to the state and to the journal's buffer."""
-        self.state.append(record)
-        self._journal.add(record)
-
-    def _flush(self) -> None:
-        self._journal.flush()
-        self._budget.after_flush()
-
-    def _task_id(self) -> int:
-        self._next_task_id += 1
-        return self._next_task_id

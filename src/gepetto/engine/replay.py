@@ -5,13 +5,21 @@
 had started but not ended (they are redone, with the same parent and minibatch), and the
 results those iterations had already obtained (evaluations and reflections), which the redo
 takes instead of paying for them again.
+
+:func:`restore` does it for a run's :class:`~gepetto.engine.context.RunContext` (the
+optimizer calls it once the journal is open): it carries the counters that stop a run or
+schedule merges across the resume, keeps the iterations left unfinished for the flows to
+redo, checks that the batch sampler gives the journaled minibatches again, and refills the
+evaluation cache from the traced evaluations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from gepetto.errors import ConfigError
 from gepetto.records import (
     DecisionRecord,
     EvaluationRecord,
@@ -20,8 +28,12 @@ from gepetto.records import (
     ReflectionRecord,
 )
 from gepetto.state import RunState
+from gepetto.storage.base import StorageError
 
-__all__ = ["EvaluationKey", "JournalReplay", "replay_journal"]
+if TYPE_CHECKING:
+    from gepetto.engine.context import RunContext
+
+__all__ = ["EvaluationKey", "JournalReplay", "replay_journal", "restore"]
 
 EvaluationKey = tuple[int, str, str, tuple[int, ...]]
 """A journaled evaluation's iteration, purpose, candidate hash and example ids."""
@@ -135,3 +147,72 @@ def _all_lm_failed(record: ReflectionRecord) -> bool:
         and bool(reasons)
         and all(reason.startswith("reflection LM failed") for reason in reasons)
     )
+
+
+def restore(ctx: RunContext, records: list[Record]) -> None:
+    """Rebuild a run's state from its journaled records (nothing to do for a new run).
+
+    Raises:
+        StorageError: the records contradict each other.
+        ConfigError: the batch sampler does not give the journaled minibatches again.
+    """
+    try:
+        replay = replay_journal(records, ctx.state)
+    except (ValueError, KeyError, IndexError) as error:
+        raise StorageError(
+            f"the journal of run {ctx.run_id!r} cannot be replayed ({error}): its records "
+            "contradict each other, as when two processes ran the run at once before "
+            "gepetto refused that. Move the journal away to start over, or pass fork=True "
+            "to start a new run beside it"
+        ) from error
+    ctx.resumed_records = len(records)
+    ctx.seed_admitted = bool(ctx.state.candidates)
+    ctx.workers.next_iteration = replay.next_iteration
+    # Streaks that stop a run continue across a resume (a stalled run stays stalled).
+    ctx.stalled_iterations = replay.stalled_tail
+    ctx.reflection_errors = replay.failing_reflections_tail
+    ctx.merge_attempts = replay.merge_attempts
+    ctx.merges_due = max(0, replay.accepted_reflections - replay.merge_attempts)
+    ctx.tried_merges = set(replay.tried_merges)
+    if ctx.worker is not None:  # redo and replay only this worker's own iterations
+        replay.unfinished = [r for r in replay.unfinished if r.worker == ctx.worker]
+        replay.started = [r for r in replay.started if r.worker == ctx.worker]
+    _check_minibatches(ctx, replay.started)
+    if ctx.config.cache_evaluation:
+        for record in records:
+            if isinstance(record, EvaluationRecord) and record.trajectories is not None:
+                _cache_traced(ctx, record)
+    ctx.replay = replay
+
+
+def _check_minibatches(ctx: RunContext, started: list[IterationRecord]) -> None:
+    """Put the minibatch sampler where it was, checking it gives the journaled batches."""
+    for iteration in started:
+        if iteration.operation != "reflection":
+            continue  # merges sample no minibatch
+        batch = tuple(
+            ctx.config.batch_sampler.next_batch(
+                len(ctx.trainset), ctx.rng(iteration.iteration, "minibatch")
+            )
+        )
+        if batch != iteration.minibatch:
+            raise ConfigError(
+                f"cannot resume: the batch sampler gave {batch} for iteration "
+                f"{iteration.iteration}, the journal says {iteration.minibatch}; a sampler "
+                "must be deterministic for a given rng"
+            )
+
+
+def _cache_traced(ctx: RunContext, record: EvaluationRecord) -> None:
+    failed = set(record.failed_examples)
+    outputs = record.outputs or [None] * len(record.example_ids)
+    trajectories = record.trajectories or []
+    objectives = record.objective_scores
+    for position, example_id in enumerate(record.example_ids):
+        if example_id not in failed:
+            ctx.train_cache[(record.candidate_hash, example_id)] = (
+                outputs[position],
+                record.scores[position],
+                trajectories[position],
+                objectives[position] if objectives is not None else None,
+            )

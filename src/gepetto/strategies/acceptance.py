@@ -27,6 +27,7 @@ from gepetto.totals import total
 __all__ = [
     "AcceptanceCriterion",
     "ImprovementOrEqual",
+    "RulesOutEarly",
     "StrictImprovement",
     "resolve_acceptance",
 ]
@@ -39,6 +40,17 @@ class AcceptanceCriterion(Protocol):
     def accept(
         self, parent_scores: Sequence[float], child_scores: Sequence[float]
     ) -> tuple[bool, str]: ...
+
+
+@runtime_checkable
+class RulesOutEarly(Protocol):
+    """The optional capability of a criterion that can reject a child from a bound on its
+    minibatch sum, before the child is scored in full (``early_reject``)."""
+
+    def rules_out(self, parent_sum: float, child_bound: float) -> str | None:
+        """Why a child whose minibatch sum is at most ``child_bound`` cannot be accepted,
+        or ``None`` if it still could be."""
+        ...
 
 
 class StrictImprovement:

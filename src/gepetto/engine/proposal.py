@@ -1,0 +1,535 @@
+"""One GEPA iteration: the reflective proposal, from parent selection to admission.
+
+:class:`ReflectionProposal` is a flow (:class:`~gepetto.engine.flows.Flow`): its
+:meth:`~ReflectionProposal.run` takes the :class:`~gepetto.engine.context.RunContext` and
+returns a generator that yields tasks and receives their results. Read top to bottom:
+
+1. ``run``: select a parent (candidate selector) and a minibatch (batch sampler), record
+   the iteration; count a stalled iteration (nothing new evaluated).
+2. ``_propose``: evaluate the parent on the minibatch with traces; skip a perfect parent;
+   select the components and yield a :class:`~gepetto.engine.tasks.ReflectTask` with what
+   the reflection sees (the parent's run, its earlier failures, rejected proposals).
+3. ``_after_reflection``: the usable proposed texts (with best-of-n, the best proposal on
+   the minibatch: ``_best_alternative``).
+4. ``_judge_child``: reject a duplicate, evaluate the child on the same minibatch
+   (``_bounded_evaluation``: with ``early_reject``, no further than it takes to know it
+   cannot be accepted), apply the acceptance criterion (a narrow win is rechecked on a
+   second minibatch: ``_verdict``).
+5. ``_validate_and_admit``: validate an accepted child (evaluation policy) and admit it
+   to the pool; then a merge is due.
+
+Every iteration ends with one decision (:func:`~gepetto.engine.steps.decide`). The shared
+steps (evaluate, validate, decide, admit) are in :mod:`gepetto.engine.steps`; the
+reflection's inputs and record in :mod:`gepetto.engine.reflection`.
+
+With several proposals in flight, a proposal whose parent was on the Pareto front when it
+was chosen, and has been dominated since, ends as stale before its next paid step
+(``_stale``); before validation it first waits for the verdict on a sibling being validated
+(``_stale_before_validation``). When a run is resumed, ``started`` is the journaled
+iteration to redo: what it had finished is taken from the journal (``ctx.replay``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
+
+from gepetto.engine.context import RunContext, TaskGenerator
+from gepetto.engine.inflight import AwaitCondition, Wait
+from gepetto.engine.reflection import record_reflection, reflection_inputs, rejected_memory
+from gepetto.engine.scored import ScoredExamples, combined, judge_minibatch, minibatch_value
+from gepetto.engine.steps import admission, admit, decide, evaluate, validate
+from gepetto.engine.tasks import ReflectTask, Task
+from gepetto.errors import BudgetExhausted
+from gepetto.events import (
+    CandidateAccepted,
+    CandidateRejected,
+    IterationStarted,
+    ReflectionStarted,
+)
+from gepetto.records import CandidateRecord, IterationRecord, Outcome, ReflectionRecord
+from gepetto.strategies.acceptance import RulesOutEarly
+from gepetto.totals import total
+from gepetto.types import candidate_hash
+
+__all__ = ["ReflectionProposal"]
+
+Verdict = Generator[Task | Wait, Any, tuple[bool, str]]
+
+
+class ReflectionProposal:
+    """One iteration of GEPA's reflective evolution (a flow).
+
+    Args:
+        iteration: the iteration's number.
+        started: the journaled start of an iteration a resumed run redoes (its parent and
+            minibatch), or ``None`` for a new one.
+    """
+
+    def __init__(self, iteration: int, started: IterationRecord | None = None) -> None:
+        self.iteration = iteration
+        self.started = started
+
+    def run(self, ctx: RunContext) -> TaskGenerator:
+        """Select a parent and a minibatch, propose, decide; count a stalled iteration."""
+        iteration, state = self.iteration, ctx.state
+        spent_before = state.total_metric_calls
+        if self.started is None:
+            parent_id = ctx.config.candidate_selector.select(state, ctx.rng(iteration, "parent"))
+            sampler = ctx.config.batch_sampler
+            batch_ids = tuple(
+                sampler.next_batch(len(ctx.trainset), ctx.rng(iteration, "minibatch"))
+            )
+            ctx.record(IterationRecord(iteration, parent_id, batch_ids, ctx.worker))
+        else:  # what it paid before the interruption is its own spending
+            spent_before -= ctx.replay.spent_unfinished.pop(iteration, 0)
+            parent_id, batch_ids = self.started.parent_id, self.started.minibatch
+        ctx.bus.emit(IterationStarted(iteration, parent_id, batch_ids))
+        if ctx.config.parallel_proposals > 1 and parent_id in state.selection_weights()[0]:
+            ctx.chosen_on_front.add(iteration)  # see _stale
+        try:
+            yield from self._propose(ctx, state.candidates[parent_id], batch_ids)
+        except BudgetExhausted as exhausted:
+            # No decision is recorded: the iteration stays unfinished in the journal, so a run
+            # resumed with a larger budget redoes it exactly (taking what it already paid for).
+            ctx.request_stop(str(exhausted))
+            ctx.bus.emit(
+                CandidateRejected(iteration, parent_id, "interrupted", str(exhausted), None, None)
+            )
+            return
+        finally:
+            ctx.chosen_on_front.discard(iteration)
+        spent = state.total_metric_calls - spent_before
+        ctx.stalled_iterations = 0 if spent else ctx.stalled_iterations + 1
+        ctx.check_streaks()
+
+    def _propose(
+        self, ctx: RunContext, parent: CandidateRecord, batch_ids: tuple[int, ...]
+    ) -> TaskGenerator:
+        """Evaluate the parent on the minibatch, then reflect on what went wrong."""
+        iteration, config = self.iteration, ctx.config
+        parent_eval = yield from evaluate(
+            ctx,
+            parent.texts,
+            parent.content_hash,
+            "train",
+            batch_ids,
+            iteration,
+            "parent_minibatch",
+        )
+        parent_sum = total(parent_eval.scores)
+        usable = [i for i, failed in enumerate(parent_eval.failed) if not failed]
+        if config.skip_perfect_score and all(s >= config.perfect_score for s in parent_eval.scores):
+            why: tuple[Outcome, str] | None = ("skipped", "parent is perfect on the minibatch")
+        elif not usable:
+            why = ("failed", "every minibatch example failed to evaluate")
+        else:
+            stale = self._stale(ctx, parent)
+            why = ("skipped", stale) if stale is not None else None
+        if why is not None:
+            decide(ctx, iteration, parent.id, *why, parent_score=parent_sum)
+            return
+        components = tuple(config.component_selector.select(ctx.state, parent.id, ctx.components))
+        reflection = ctx.replay.reflections.pop(iteration, None)
+        if reflection is None:
+            examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
+            task_id = ctx.task_id()
+            ctx.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
+            outcome = yield ReflectTask(
+                id=task_id,
+                iteration=iteration,
+                parent_id=parent.id,
+                candidate=dict(parent.texts),
+                components=components,
+                examples=examples,
+                eval_batch=eval_batch,
+                rejected=rejected_memory(ctx, components),
+            )
+            reflection = record_reflection(ctx, iteration, parent, components, outcome, task_id)
+            ctx.check_streaks()
+        yield from self._after_reflection(ctx, parent, batch_ids, parent_eval, reflection)
+
+    def _after_reflection(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+        reflection: ReflectionRecord,
+    ) -> TaskGenerator:
+        """Judge the proposed texts (with best-of-n, the best of the proposals)."""
+        new_texts = dict(reflection.proposed)
+        if not new_texts:
+            failures = reflection.failures
+            reason = "; ".join(f"{c}: {why}" for c, why in failures.items()) or "no new text"
+            decide(
+                ctx,
+                self.iteration,
+                parent.id,
+                "failed",
+                f"no usable proposal ({reason})",
+                parent_score=total(parent_eval.scores),
+            )
+            return
+        child_eval: ScoredExamples | str | None = None
+        if len(reflection.alternatives) > 1:
+            new_texts, child_eval = yield from self._best_alternative(
+                ctx, parent, reflection.alternatives, batch_ids, parent_eval
+            )
+        yield from self._judge_child(
+            ctx, parent, new_texts, batch_ids, parent_eval, child_eval, len(reflection.alternatives)
+        )
+
+    def _best_alternative(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        alternatives: Sequence[Mapping[str, str]],
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+    ) -> Generator[Task | Wait, Any, tuple[dict[str, str], ScoredExamples | str | None]]:
+        """Best-of-n: score each proposal on the parent's minibatch, keep the best.
+
+        Proposals that duplicate a candidate or a proposal in flight are not scored (the
+        judge rejects them); ties go to the earlier proposal. With early rejection a proposal
+        that cannot be accepted is scored no further than it takes to know (see
+        :meth:`_bounded_evaluation`) and is not chosen. Returns the chosen texts and their
+        minibatch evaluation; when no proposal was scored in full, the first proposal that
+        was scored at all and why it cannot be accepted, or ``None`` when none was (all
+        duplicates).
+        """
+        best: tuple[float, dict[str, str], ScoredExamples] | None = None
+        ruled_out: tuple[dict[str, str], str] | None = None
+        for option in alternatives:
+            child = {**parent.texts, **option}
+            child_hash = candidate_hash(child)
+            if ctx.state.id_of(child_hash) is not None or child_hash in ctx.hashes_in_flight:
+                continue
+            evaluation = yield from self._bounded_evaluation(
+                ctx, child, child_hash, batch_ids, parent_eval
+            )
+            if isinstance(evaluation, str):
+                ruled_out = ruled_out or (dict(option), evaluation)
+                continue
+            value = minibatch_value(ctx.config.objective_weights, evaluation)
+            if best is None or value > best[0]:
+                best = (value, dict(option), evaluation)
+        if best is not None:
+            return best[1], best[2]
+        if ruled_out is not None:
+            return ruled_out
+        return dict(alternatives[0]), None
+
+    def _judge_child(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        new_texts: dict[str, str],
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+        child_eval: ScoredExamples | str | None,
+        picked_from: int,
+    ) -> TaskGenerator:
+        """Score the child on the parent's minibatch (unless ``child_eval`` already is, or
+        says why it cannot be accepted), decide, and validate and admit it when accepted.
+        ``picked_from`` > 1 says the child is the best of that many proposals (best-of-n),
+        which the decision reason states."""
+        child = {**parent.texts, **new_texts}
+        child_hash = candidate_hash(child)
+        parent_sum = total(parent_eval.scores)
+        if self._decided_before_scoring(ctx, parent, child_hash, parent_sum):
+            return
+        best_of = f"best of {picked_from} proposals; " if picked_from > 1 else ""
+        ctx.hashes_in_flight.add(child_hash)
+        try:
+            if child_eval is None:
+                child_eval = yield from self._bounded_evaluation(
+                    ctx, child, child_hash, batch_ids, parent_eval
+                )
+            if isinstance(child_eval, str):  # rejected early: no score for a part
+                decide(
+                    ctx,
+                    self.iteration,
+                    parent.id,
+                    "rejected",
+                    best_of + child_eval,
+                    parent_score=parent_sum,
+                    child_hash=child_hash,
+                )
+                return
+            accepted, reason = yield from self._verdict(
+                ctx, parent, child, child_hash, batch_ids, parent_eval, child_eval
+            )
+            child_sum = total(child_eval.scores)
+            decision = _Decision(ctx, self.iteration, parent.id, parent_sum, child_sum, child_hash)
+            if not accepted:
+                decision("rejected", best_of + reason)
+                return
+            stale = yield from self._stale_before_validation(ctx, parent)
+            if stale is not None:
+                decision("skipped", stale)
+                return
+            ctx.bus.emit(
+                CandidateAccepted(
+                    self.iteration, parent.id, child_hash, parent_sum, child_sum, best_of + reason
+                )
+            )
+            yield from self._validate_and_admit(
+                ctx, parent, child, child_hash, tuple(sorted(new_texts)), decision, best_of + reason
+            )
+        finally:
+            ctx.hashes_in_flight.discard(child_hash)
+
+    def _validate_and_admit(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        child: dict[str, str],
+        child_hash: str,
+        updated: tuple[str, ...],
+        decision: _Decision,
+        reason: str,
+    ) -> TaskGenerator:
+        """Validate a child accepted on the minibatch; admit it to the pool if the
+        evaluation policy lets it."""
+        iteration, state = self.iteration, ctx.state
+        ctx.validating[parent.id] += 1
+        try:
+            yield from validate(ctx, child, child_hash, iteration, "validation")
+        except BudgetExhausted as exhausted:
+            raise BudgetExhausted(
+                f"accepted on the minibatch, not validated: {exhausted}"
+            ) from None
+        finally:
+            ctx.validating[parent.id] -= 1
+        admitted, why = admission(ctx, child_hash)
+        if not admitted:
+            decision("rejected", why)
+            return
+        child_id = admit(
+            ctx,
+            CandidateRecord(
+                id=len(state.candidates),
+                texts=child,
+                parents=(parent.id,),
+                origin="reflection",
+                iteration=iteration,
+                metric_calls_at_discovery=state.total_metric_calls,
+                content_hash=child_hash,
+                components_updated=updated,
+                component_cursor=parent.component_cursor + state.reflections_on(parent.id),
+            ),
+        )
+        if state.candidates[child_id].iteration != iteration:
+            decision(
+                "rejected",
+                f"duplicate of candidate {child_id}, admitted meanwhile by another worker",
+            )
+            return
+        decision("accepted", reason, child_id)
+        ctx.merges_due += 1  # GEPA tries a merge after each accepted reflection child
+
+    def _decided_before_scoring(
+        self, ctx: RunContext, parent: CandidateRecord, child_hash: str, parent_sum: float
+    ) -> bool:
+        """Decide on a child that needs no scoring, and say whether it was decided: one this
+        iteration admitted before the run was resumed, a duplicate of a candidate or of a
+        proposal in flight, or one whose parent went stale."""
+        iteration = self.iteration
+        duplicate = ctx.state.id_of(child_hash)
+        outcome: Outcome
+        child_id = None
+        if duplicate is not None and ctx.state.candidates[duplicate].iteration == iteration:
+            # Admitted by this very iteration before a crash: only its decision is missing.
+            outcome, reason = "accepted", "admitted before the run was resumed"
+            child_id = duplicate
+        elif duplicate is not None or child_hash in ctx.hashes_in_flight:
+            where = f"candidate {duplicate}" if duplicate is not None else "a proposal in flight"
+            outcome, reason = "rejected", f"duplicate of {where}"
+        else:
+            stale = self._stale(ctx, parent)
+            if stale is None:
+                return False
+            outcome, reason = "skipped", stale
+        decide(
+            ctx,
+            iteration,
+            parent.id,
+            outcome,
+            reason,
+            parent_score=parent_sum,
+            child_hash=child_hash,
+            child_id=child_id,
+        )
+        return True
+
+    def _bounded_evaluation(
+        self,
+        ctx: RunContext,
+        child: Mapping[str, str],
+        child_hash: str,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+    ) -> Generator[Task | Wait, Any, ScoredExamples | str]:
+        """The child's evaluation on the parent's minibatch, or why it cannot be accepted,
+        found before that evaluation was complete.
+
+        With ``early_reject`` (and the conditions of :func:`_early_rejection_rule`), the
+        child is scored first on the examples its parent did not solve. Its sum can then be
+        at most that part's sum plus ``perfect_score`` for each other example; when the
+        acceptance criterion rules that out, the other examples are not evaluated and the
+        reason (with the bound) is returned: its decision records no child score, as a
+        part's sum would read as the whole's. Otherwise they are, and the result is the
+        evaluation the whole minibatch would have given.
+        """
+        iteration, perfect = self.iteration, ctx.config.perfect_score
+        missed = tuple(
+            example_id
+            for example_id, score, failed in zip(
+                batch_ids, parent_eval.scores, parent_eval.failed, strict=True
+            )
+            if failed or score < perfect
+        )
+        solved = tuple(example_id for example_id in batch_ids if example_id not in missed)
+        if _early_rejection_rule(ctx) is None or not solved:
+            return (
+                yield from evaluate(
+                    ctx, child, child_hash, "train", batch_ids, iteration, "child_minibatch"
+                )
+            )
+        first: ScoredExamples | None = None
+        if missed:
+            first = yield from evaluate(
+                ctx, child, child_hash, "train", missed, iteration, "child_minibatch"
+            )
+        bound = total([*(first.scores if first is not None else ()), perfect * len(solved)])
+        # Asked again: the part just scored may show a score above perfect_score, and then
+        # no bound holds.
+        rules_out = _early_rejection_rule(ctx)
+        reason = rules_out(total(parent_eval.scores), bound) if rules_out is not None else None
+        if reason is not None:
+            return (
+                f"{reason}; stopped after the {len(missed)} minibatch examples the parent did "
+                f"not solve, {len(solved)} not evaluated"
+            )
+        rest = yield from evaluate(
+            ctx, child, child_hash, "train", solved, iteration, "child_minibatch"
+        )
+        return combined(batch_ids, [rest] if first is None else [first, rest])
+
+    def _verdict(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        child: Mapping[str, str],
+        child_hash: str,
+        batch_ids: tuple[int, ...],
+        parent_eval: ScoredExamples,
+        child_eval: ScoredExamples,
+    ) -> Verdict:
+        """The acceptance criterion on the minibatch. A narrow win (``recheck_margin``) is
+        checked again on a second minibatch (noise-aware acceptance): the child must also
+        pass the criterion on both minibatches together."""
+        config = ctx.config
+        accepted, reason, gain = judge_minibatch(
+            config.acceptance, config.objective_weights, [parent_eval], [child_eval]
+        )
+        margin = config.recheck_margin
+        if not accepted or margin is None or gain > margin:
+            return accepted, reason
+        others = [i for i in range(len(ctx.trainset)) if i not in batch_ids]
+        size = min(len(batch_ids), len(others))
+        if size == 0:
+            return True, "no other training examples to recheck on"
+        iteration = self.iteration
+        second = tuple(sorted(ctx.rng(iteration, "recheck").sample(others, size)))
+        parent_more = yield from evaluate(
+            ctx, parent.texts, parent.content_hash, "train", second, iteration, "recheck_parent"
+        )
+        child_more = yield from evaluate(
+            ctx, child, child_hash, "train", second, iteration, "recheck_child"
+        )
+        accepted, reason, _ = judge_minibatch(
+            config.acceptance,
+            config.objective_weights,
+            [parent_eval, parent_more],
+            [child_eval, child_more],
+        )
+        return accepted, f"rechecked on a second minibatch: {reason}"
+
+    def _stale_before_validation(
+        self, ctx: RunContext, parent: CandidateRecord
+    ) -> Generator[Wait, Any, str | None]:
+        """:meth:`_stale`, after the verdict on any sibling (a child of the same parent) being
+        validated now: that sibling may be about to push the parent off the front, and the
+        validation is the dearest step of a proposal."""
+        if self.iteration not in ctx.chosen_on_front:
+            return None
+        validating = ctx.validating
+        while validating[parent.id]:
+            yield AwaitCondition(lambda: not validating[parent.id])
+        return self._stale(ctx, parent)
+
+    def _stale(self, ctx: RunContext, parent: CandidateRecord) -> str | None:
+        """Why a proposal in flight should end now, or ``None``: its parent was on the Pareto
+        front when it was chosen and has been dominated since, by a candidate admitted while
+        the proposal was in flight. The sequential algorithm would not choose that parent
+        any more, so its next paid step (reflection, child evaluation, validation) is not
+        worth paying for. (With one proposal in flight nothing is admitted meanwhile.)"""
+        if self.iteration not in ctx.chosen_on_front:
+            return None
+        front = ctx.state.selection_weights()[0]
+        if parent.id in front:
+            return None
+        return (
+            f"stale: parent {parent.id} left the Pareto front while the proposal was in flight "
+            f"(front now {sorted(front)})"
+        )
+
+
+class _Decision:
+    """The decision on a scored child: the iteration, parent and scores are known."""
+
+    __slots__ = ("child_hash", "child_score", "ctx", "iteration", "parent_id", "parent_score")
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        iteration: int,
+        parent_id: int,
+        parent_score: float,
+        child_score: float,
+        child_hash: str,
+    ) -> None:
+        self.ctx, self.iteration, self.parent_id = ctx, iteration, parent_id
+        self.parent_score, self.child_score, self.child_hash = parent_score, child_score, child_hash
+
+    def __call__(self, outcome: Outcome, reason: str, child_id: int | None = None) -> None:
+        decide(
+            self.ctx,
+            self.iteration,
+            self.parent_id,
+            outcome,
+            reason,
+            parent_score=self.parent_score,
+            child_score=self.child_score,
+            child_hash=self.child_hash,
+            child_id=child_id,
+        )
+
+
+def _early_rejection_rule(ctx: RunContext) -> Callable[[float, float], str | None] | None:
+    """The acceptance criterion's ``rules_out``, when a child may be rejected early.
+
+    Not with ``early_reject=False``, a criterion without ``rules_out``
+    (:class:`~gepetto.strategies.acceptance.RulesOutEarly`), objective weights (acceptance
+    then compares weighted objectives, not scores bounded by ``perfect_score``), or once the
+    run has seen a score above ``perfect_score`` (the bound would not hold).
+    """
+    config = ctx.config
+    if not config.early_reject or config.objective_weights is not None:
+        return None
+    if ctx.state.max_search_score > config.perfect_score:
+        return None
+    acceptance = config.acceptance
+    return acceptance.rules_out if isinstance(acceptance, RulesOutEarly) else None
