@@ -38,7 +38,7 @@ The :class:`Optimizer` composes the run: a :class:`~gepetto.engine.context.RunCo
 :class:`~gepetto.engine.proposal.ReflectionProposal`), whose shared steps are in
 :mod:`gepetto.engine.steps`; resuming from the journal (:func:`gepetto.engine.replay.restore`);
 and the budget, numbering and worker coordination of a shared run
-(:class:`~gepetto.engine.workers.WorkerCoordination`). This module holds the ask/tell
+(:class:`~gepetto.engine.context.WorkerCoordination`). This module holds the ask/tell
 surface, the scheduling of the flows and the stop conditions.
 """
 
@@ -52,7 +52,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gepetto.engine.config import build_config, check_datasets, check_testset
-from gepetto.engine.context import RunContext, TaskGenerator
+from gepetto.engine.context import RunContext, TaskGenerator, WorkerCoordination
 from gepetto.engine.flows import Flow, MergeProposal, SeedValidation, TestScoring
 from gepetto.engine.inflight import Wait
 from gepetto.engine.journal import Journal
@@ -61,7 +61,6 @@ from gepetto.engine.proposal import ReflectionProposal
 from gepetto.engine.replay import restore
 from gepetto.engine.steps import reserve_retries
 from gepetto.engine.tasks import Task
-from gepetto.engine.workers import WorkerCoordination
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
 from gepetto.lm.client import LMCallRecord as ClientCallRecord

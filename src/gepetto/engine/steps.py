@@ -82,28 +82,12 @@ def evaluate(
     )
     if journaled is not None:
         return scores_from_record(journaled)
-    # Examples another flow is evaluating now are waited for, not paid twice (sharing
-    # evaluations in flight is caching them early: not where the cache is off; and with
-    # one proposal in flight there is nobody to share with). The wait comes before this
-    # flow dispatches its own examples, so what a driver tells is recorded at once (a
-    # crash loses no told result) and no flow waits while others wait for it.
     sharing = ctx.config.parallel_proposals > 1 and (
         split != "train" or ctx.config.cache_evaluation
     )
-    shared: dict[int, PendingExample] = {}
-    while True:
-        known = _known_results(ctx, content_hash, split, example_ids, traces)
-        if not sharing:
-            break
-        pending = ctx.in_flight.find(
-            content_hash, split, (i for i in example_ids if i not in known and i not in shared)
-        )
-        if not pending:
-            break
-        shared.update(pending)
-        waiting = AwaitEvaluations(tuple(pending.values()))
-        if not waiting.ready:
-            yield waiting
+    known, shared = yield from _known_or_in_flight(
+        ctx, content_hash, split, example_ids, traces, sharing
+    )
     missing = tuple(i for i in example_ids if i not in shared and i not in known)
     scored: ScoredBatch | None = None
     task_id: int | None = None
@@ -113,6 +97,7 @@ def evaluate(
         reservation = ctx.budget.reserve(len(missing), split) if split != "test" else None
         task_id = ctx.task_id()
         ctx.retry_reservations[task_id] = [] if reservation is not None else None
+        data = ctx.data(split)
         task = EvaluateTask(
             id=task_id,
             iteration=iteration,
@@ -121,7 +106,7 @@ def evaluate(
             candidate_hash=content_hash,
             split=split,
             example_ids=missing,
-            examples=[ctx.data(split)[i] for i in missing],
+            examples=[data[i] for i in missing],
             capture_traces=traces,
         )
         scored = yield from _dispatch(ctx, task, reservation, sharing)
@@ -133,6 +118,39 @@ def evaluate(
     if scored is not None:
         _watch_adapter(ctx, scored, content_hash, split, missing, purpose)
     return result
+
+
+def _known_or_in_flight(
+    ctx: RunContext,
+    content_hash: str,
+    split: Split,
+    example_ids: tuple[int, ...],
+    traces: bool,
+    sharing: bool,
+) -> Generator[Wait, Any, tuple[dict[int, KnownResult], dict[int, PendingExample]]]:
+    """The results already known (cached), and, when ``sharing``, the evaluations another
+    flow has in flight, once they are done.
+
+    Examples another flow is evaluating now are waited for, not paid twice (sharing
+    evaluations in flight is caching them early: not where the cache is off; and with one
+    proposal in flight there is nobody to share with). The wait comes before this flow
+    dispatches its own examples, so what a driver tells is recorded at once (a crash loses
+    no told result) and no flow waits while others wait for it.
+    """
+    shared: dict[int, PendingExample] = {}
+    while True:
+        known = _known_results(ctx, content_hash, split, example_ids, traces)
+        if not sharing:
+            return known, shared
+        pending = ctx.in_flight.find(
+            content_hash, split, (i for i in example_ids if i not in known and i not in shared)
+        )
+        if not pending:
+            return known, shared
+        shared.update(pending)
+        waiting = AwaitEvaluations(tuple(pending.values()))
+        if not waiting.ready:
+            yield waiting
 
 
 def _dispatch(
