@@ -15,12 +15,16 @@ from gepetto.frontier import non_dominated
 from gepetto.records import CandidateRecord, EvaluationRecord, ReflectionRecord
 from gepetto.state import RunState
 from gepetto.stopping import (
+    REFLECTION_ERROR_LIMIT,
+    STALL_LIMIT,
     AnyOf,
     MaxCandidates,
     MaxMetricCalls,
     NoImprovement,
+    ReflectionErrorLimit,
     RunStatus,
     ScoreThreshold,
+    StallLimit,
     StopFile,
     Timeout,
     resolve_stop_conditions,
@@ -409,6 +413,8 @@ def test_resolve_passes_objects_through_and_rejects_others(kind, instance):
         (NoImprovement(3), "iterations_since_improvement", 2, 3),
         (ScoreThreshold(0.9), "best_score", 0.89, 0.9),
         (MaxCandidates(4), "pool_size", 3, 4),
+        (StallLimit(), "stalled_iterations", STALL_LIMIT - 1, STALL_LIMIT),
+        (ReflectionErrorLimit(), "reflection_errors", REFLECTION_ERROR_LIMIT - 1, 5),
     ],
 )
 def test_conditions_fire_exactly_at_their_threshold(condition, field, below, at):
@@ -417,6 +423,19 @@ def test_conditions_fire_exactly_at_their_threshold(condition, field, below, at)
     reason = condition.check(RunStatus(**{field: at}))
     assert isinstance(reason, str)
     assert reason
+
+
+def test_the_run_limits_give_the_reasons_they_always_gave():
+    assert StallLimit().check(RunStatus(stalled_iterations=50)) == (
+        "stalled: 50 iterations in a row evaluated nothing new (parents perfect on their "
+        "minibatches, or no usable proposal from reflection)"
+    )
+    failing = RunStatus(reflection_errors=5)
+    assert ReflectionErrorLimit().check(failing) == "the reflection LM failed 5 times in a row"
+    with_error = RunStatus(reflection_errors=5, last_reflection_error="reflection LM failed: x")
+    assert ReflectionErrorLimit().check(with_error) == (
+        "the reflection LM failed 5 times in a row; last error: reflection LM failed: x"
+    )
 
 
 def test_or_composition():

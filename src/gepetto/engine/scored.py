@@ -1,4 +1,4 @@
-"""Evaluation results as the iteration flows use them, and their conversions.
+"""Evaluation results as the flows use them, and their conversions.
 
 :class:`ScoredExamples` is one finished evaluation aligned with its example ids (whether
 each example came from the cache or was evaluated now); the functions convert what a driver

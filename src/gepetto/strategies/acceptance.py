@@ -8,12 +8,20 @@ of objectives, and the recorded reason starts with "weighted objectives: ".
 - ``"strict_improvement"`` (default): the child's minibatch sum is higher than the parent's;
 - ``"improvement_or_equal"``: the child's sum is at least the parent's.
 
-A criterion may also have ``rules_out(parent_sum, child_bound) -> reason | None``: the reason
-the child cannot be accepted when its minibatch sum is at most ``child_bound``, or ``None``
-if it still could be. Both built-in criteria have it; with it, the optimizer stops scoring a
-child on its minibatch once it cannot be accepted any more (``early_reject``). Give it only
-to a criterion that depends on the two sums alone and accepts a higher child sum whenever it
-accepts a lower one.
+A criterion may also have ``rules_out(parent_sum, child_bound) -> reason | None`` (the
+optional capability :class:`RulesOutEarly`): the reason the child cannot be accepted when
+its minibatch sum is at most ``child_bound``, or ``None`` if it still could be. Both
+built-in criteria have it; with it, the optimizer stops scoring a child on its minibatch
+once it cannot be accepted any more (``early_reject``). Give it only to a criterion that
+depends on the two sums alone and accepts a higher child sum whenever it accepts a lower
+one.
+
+Example:
+    >>> isinstance(StrictImprovement(), RulesOutEarly)
+    True
+    >>> StrictImprovement().rules_out(2.0, 2.0)
+    'minibatch sum cannot improve (2 -> at most 2)'
+
 """
 
 from __future__ import annotations
