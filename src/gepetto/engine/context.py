@@ -43,6 +43,8 @@ from gepetto.records import CandidateRecord, EvaluationRecord, Record, record_to
 from gepetto.state import RunState
 from gepetto.stopping import ReflectionErrorLimit, RunStatus, StallLimit, StopCondition
 from gepetto.storage.base import JournalStorage, SharedRunStorage
+from gepetto.strategies.acceptance import RulesOutEarly
+from gepetto.strategies.evaluation_policy import AdmissionPolicy
 
 __all__ = ["RunContext", "TaskGenerator", "WorkerCoordination"]
 
@@ -97,7 +99,8 @@ class RunContext:
         self.replay = JournalReplay()
         """What a resumed run takes from its journal instead of doing again."""
         self.adapter_health = AdapterHealth({"train": len(trainset), "val": len(valset)})
-        self.train_cache: dict[tuple[str, int], KnownResult] = {}
+        self.train_cache: dict[str, dict[int, KnownResult]] = {}
+        """Train results with traces, by candidate hash and example id."""
         self.retry_reservations: dict[int, list[Reservation] | None] = {}
         """Per outstanding evaluation task, the calls reserved for retries (``None``: outside
         the budget, the test set)."""
@@ -118,6 +121,12 @@ class RunContext:
         self.tried_merges: set[tuple[int, int, int]] = set()
         self.tried_merge_hashes: set[str] = set()
         self.resumed_records = 0
+        # Optional capabilities of the strategies, found once (a protocol check is slow).
+        acceptance, policy = config.acceptance, config.evaluation_policy
+        self.rules_out = acceptance.rules_out if isinstance(acceptance, RulesOutEarly) else None
+        """The acceptance criterion's early rejection rule, if it has one."""
+        self.admission = policy if isinstance(policy, AdmissionPolicy) else None
+        """The evaluation policy, if it may refuse a validated child."""
         self.streak_limits: tuple[StopCondition, ...] = (StallLimit(), ReflectionErrorLimit())
         """The stop conditions every run has, checked before the configured ones."""
         self._next_task_id = 0
@@ -149,21 +158,16 @@ class RunContext:
     def check_streaks(self) -> None:
         """Stop at once when a streak (stalled iterations, failing reflections) reaches its
         limit: before a proposal still in flight can end the streak."""
-        status = self.streaks_status()
+        status = RunStatus(
+            stalled_iterations=self.stalled_iterations,
+            reflection_errors=self.reflection_errors,
+            last_reflection_error=self.last_reflection_error,
+        )
         for condition in self.streak_limits:
             reason = condition.check(status)
             if reason is not None:
                 self.request_stop(reason)
                 return
-
-    def streaks_status(self, **fields: Any) -> RunStatus:
-        """A status with the streak counters (and ``fields``)."""
-        return RunStatus(
-            stalled_iterations=self.stalled_iterations,
-            reflection_errors=self.reflection_errors,
-            last_reflection_error=self.last_reflection_error,
-            **fields,
-        )
 
     def flush(self) -> None:
         """Write the buffered records; free the budget leases of the written evaluations."""

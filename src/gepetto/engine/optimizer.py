@@ -405,7 +405,8 @@ class Optimizer:
         state = self.state
         elapsed = 0.0 if self._started_at is None else self._clock() - self._started_at
         best = state.rank_score(state.best_id) if state.candidates else float("-inf")
-        return self._ctx.streaks_status(
+        ctx = self._ctx
+        return RunStatus(
             metric_calls_used=state.total_metric_calls,
             elapsed_seconds=elapsed,
             iterations=state.iterations_finished,
@@ -413,6 +414,9 @@ class Optimizer:
             best_score=best,
             pool_size=len(state.candidates),
             cost_usd=state.cost_usd,
+            stalled_iterations=ctx.stalled_iterations,
+            reflection_errors=ctx.reflection_errors,
+            last_reflection_error=ctx.last_reflection_error,
         )
 
     def release(self) -> None:

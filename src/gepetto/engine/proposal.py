@@ -48,7 +48,6 @@ from gepetto.events import (
     ReflectionStarted,
 )
 from gepetto.records import CandidateRecord, IterationRecord, Outcome, ReflectionRecord
-from gepetto.strategies.acceptance import RulesOutEarly
 from gepetto.totals import total
 from gepetto.types import candidate_hash
 
@@ -531,5 +530,4 @@ def _early_rejection_rule(ctx: RunContext) -> Callable[[float, float], str | Non
         return None
     if ctx.state.max_search_score > config.perfect_score:
         return None
-    acceptance = config.acceptance
-    return acceptance.rules_out if isinstance(acceptance, RulesOutEarly) else None
+    return ctx.rules_out

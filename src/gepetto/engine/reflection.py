@@ -27,26 +27,31 @@ __all__ = ["earlier_failures", "record_reflection", "reflection_inputs", "reject
 
 
 def earlier_failures(
-    cache: Mapping[tuple[str, int], KnownResult],
-    content_hash: str,
+    cached: Mapping[int, KnownResult],
     exclude: Collection[int],
     perfect_score: float,
     limit: int,
 ) -> list[tuple[int, KnownResult]]:
-    """Up to ``limit`` cached train results of the candidate ``content_hash`` that failed.
+    """Up to ``limit`` of a candidate's cached train results (``cached``: by example id)
+    that failed.
 
     Contract: an entry qualifies when its example id is not in ``exclude`` (the current
     minibatch) and its score is below ``perfect_score``. The entries are ordered lowest score
     first, then lowest example id (deterministic for a given cache), and each example appears
     at most once. Returns ``(example_id, (output, score, trajectory, objectives))`` pairs;
     an empty list when ``limit`` is 0 or nothing qualifies.
+
+    Example:
+        >>> cached = {4: ("out", 0.0, "trace", None), 7: ("out", 1.0, "trace", None)}
+        >>> earlier_failures(cached, exclude={1, 2}, perfect_score=1.0, limit=3)
+        [(4, ('out', 0.0, 'trace', None))]
     """
     if limit <= 0:
         return []
     found = [
         (known[1], example_id, known)
-        for (candidate, example_id), known in cache.items()
-        if candidate == content_hash and example_id not in exclude and known[1] < perfect_score
+        for example_id, known in cached.items()
+        if example_id not in exclude and known[1] < perfect_score
     ]
     found.sort(key=lambda entry: (entry[0], entry[1]))
     return [(example_id, known) for _, example_id, known in found[:limit]]
@@ -76,8 +81,7 @@ def reflection_inputs(
     config = ctx.config
     if config.cache_evaluation:
         earlier = earlier_failures(
-            ctx.train_cache,
-            parent.content_hash,
+            ctx.train_cache.get(parent.content_hash, {}),
             frozenset(batch_ids),
             config.perfect_score,
             config.reflection_history,

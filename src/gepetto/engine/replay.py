@@ -208,9 +208,10 @@ def _cache_traced(ctx: RunContext, record: EvaluationRecord) -> None:
     outputs = record.outputs or [None] * len(record.example_ids)
     trajectories = record.trajectories or []
     objectives = record.objective_scores
+    cache = ctx.train_cache.setdefault(record.candidate_hash, {})
     for position, example_id in enumerate(record.example_ids):
         if example_id not in failed:
-            ctx.train_cache[(record.candidate_hash, example_id)] = (
+            cache[example_id] = (
                 outputs[position],
                 record.scores[position],
                 trajectories[position],

@@ -52,7 +52,6 @@ from gepetto.records import (
     EvaluationRecord,
     Outcome,
 )
-from gepetto.strategies.evaluation_policy import AdmissionPolicy
 from gepetto.types import Split
 
 __all__ = ["admission", "admit", "decide", "evaluate", "reserve_retries", "validate"]
@@ -249,8 +248,10 @@ def _known_results(
         return {i: (None, scores[i], None, None) for i in example_ids if i in scores}
     if not (ctx.config.cache_evaluation and traces):
         return {}
-    cache = ctx.train_cache
-    return {i: cache[(content_hash, i)] for i in example_ids if (content_hash, i) in cache}
+    cache = ctx.train_cache.get(content_hash)
+    if not cache:
+        return {}
+    return {i: cache[i] for i in example_ids if i in cache}
 
 
 def _combine(
@@ -299,10 +300,11 @@ def _cache_scored(
     ctx: RunContext, content_hash: str, example_ids: tuple[int, ...], scored: ScoredBatch
 ) -> None:
     objectives = scored.batch.objective_scores
+    cache = ctx.train_cache.setdefault(content_hash, {})
     for position, example_id in enumerate(example_ids):
         if not scored.failed[position]:
             trajectory = scored.batch.trajectories[position]  # type: ignore[index]
-            ctx.train_cache[(content_hash, example_id)] = (
+            cache[example_id] = (
                 scored.batch.outputs[position],
                 scored.batch.scores[position],
                 trajectory,
@@ -374,9 +376,8 @@ def validate(
 
 def admission(ctx: RunContext, content_hash: str) -> tuple[bool, str]:
     """Whether the evaluation policy lets a validated child join the pool."""
-    policy = ctx.config.evaluation_policy
-    if isinstance(policy, AdmissionPolicy):
-        return policy.admits(ctx.state, content_hash)
+    if ctx.admission is not None:
+        return ctx.admission.admits(ctx.state, content_hash)
     return True, ""
 
 
