@@ -104,7 +104,7 @@ class RunContext:
         self.retry_reservations: dict[int, list[Reservation] | None] = {}
         """Per outstanding evaluation task, the calls reserved for retries (``None``: outside
         the budget, the test set)."""
-        self.in_flight = InFlightEvaluations()
+        self.in_flight = InFlightEvaluations()  # evaluations dispatched, not yet told
         self.hashes_in_flight: set[str] = set()
         """The children being judged now (a proposal of the same texts is a duplicate)."""
         self.validating: Counter[int] = Counter()
@@ -121,12 +121,10 @@ class RunContext:
         self.tried_merges: set[tuple[int, int, int]] = set()
         self.tried_merge_hashes: set[str] = set()
         self.resumed_records = 0
-        # Optional capabilities of the strategies, found once (a protocol check is slow).
+        # The strategies' optional capabilities, found once (a protocol check is slow).
         acceptance, policy = config.acceptance, config.evaluation_policy
         self.rules_out = acceptance.rules_out if isinstance(acceptance, RulesOutEarly) else None
-        """The acceptance criterion's early rejection rule, if it has one."""
         self.admission = policy if isinstance(policy, AdmissionPolicy) else None
-        """The evaluation policy, if it may refuse a validated child."""
         self.streak_limits: tuple[StopCondition, ...] = (StallLimit(), ReflectionErrorLimit())
         """The stop conditions every run has, checked before the configured ones."""
         self._next_task_id = 0
