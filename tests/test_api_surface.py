@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import gepetto
 
 
@@ -30,3 +32,39 @@ def test_every_error_derives_from_the_root() -> None:
         value = getattr(gepetto, name)
         if isinstance(value, type) and issubclass(value, Exception):
             assert issubclass(value, gepetto.GepettoError), name
+
+
+def test_positional_arguments_follow_gepa() -> None:
+    gepa_order = [
+        "seed_candidate",
+        "trainset",
+        "valset",
+        "adapter",
+        "task_lm",
+        "evaluator",
+        "reflection_lm",
+    ]
+    for function in (gepetto.optimize, gepetto.aoptimize):
+        names = list(inspect.signature(function).parameters)
+        assert names[: len(gepa_order)] == gepa_order, function.__name__
+
+
+def test_an_evaluator_passed_by_position_scores_the_default_adapter() -> None:
+    from gepetto.adapters import exact_match_evaluator
+    from gepetto.testing import ScriptedLM
+
+    def task_lm(messages: list[dict[str, str]]) -> str:
+        return "yes" if "yes" in messages[0]["content"] else "no"
+
+    data = [{"input": "Say it.", "answer": "yes"}] * 2
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        data,
+        data,
+        None,
+        task_lm,
+        exact_match_evaluator(),
+        ScriptedLM(["```\nAlways answer yes\n```"]),
+        max_metric_calls=12,
+    )
+    assert result.best_score == 1.0

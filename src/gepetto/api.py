@@ -52,11 +52,11 @@ async def aoptimize(
     valset: Sequence[Any] | None = None,
     adapter: object | None = None,
     task_lm: object | None = None,
+    evaluator: Any = None,
     reflection_lm: object | None = None,
     *,
     testset: Sequence[Any] | None = None,
     test_candidates: str = "best",
-    evaluator: Any = None,
     reflection_lm_kwargs: Mapping[str, Any] | None = None,
     candidate_selection_strategy: str | CandidateSelector = "pareto",
     frontier_type: str = "instance",
@@ -405,6 +405,7 @@ def optimize(
     valset: Sequence[Any] | None = None,
     adapter: object | None = None,
     task_lm: object | None = None,
+    evaluator: Any = None,
     reflection_lm: object | None = None,
     **options: Any,
 ) -> Result:
@@ -419,6 +420,9 @@ def optimize(
             :class:`~gepetto.adapters.DefaultAdapter`: a model string (``"openai/gpt-4.1-mini"``,
             ``"local/qwen2.5-coder-0.5b"``, ...) or a callable ``messages -> str``; scored by
             ``evaluator`` (default: the answer must appear in the reply).
+        evaluator: scores the default adapter's replies (``gepetto.adapters``:
+            ``exact_match_evaluator()``, ``contains_answer_evaluator()``, or your own); the
+            sixth positional argument, as in gepa.
         reflection_lm: the model that proposes new texts: a model string, an LM client, or a
             callable ``prompt -> str`` (sync or async). ``reflection_lm_kwargs`` configure a
             client made from a string (``temperature``, ``max_tokens``, ...).
@@ -583,7 +587,9 @@ def optimize(
 
     def run() -> Result:
         return _run_to_completion(
-            aoptimize(seed_candidate, trainset, valset, adapter, task_lm, reflection_lm, **options)
+            aoptimize(
+                seed_candidate, trainset, valset, adapter, task_lm, evaluator, reflection_lm, **options
+            )
         )
 
     try:
