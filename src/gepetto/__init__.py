@@ -23,8 +23,6 @@ from gepetto.errors import (
     BudgetExhausted,
     ConfigError,
     GepettoError,
-    ReflectionError,
-    RunInterrupted,
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import Inline
@@ -66,9 +64,7 @@ __all__ = [
     "ProposalOutcome",
     "ProposesNewTexts",
     "ReflectTask",
-    "ReflectionError",
     "Result",
-    "RunInterrupted",
     "RunStatus",
     "ScoreThreshold",
     "ScoredBatch",

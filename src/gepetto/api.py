@@ -588,7 +588,14 @@ def optimize(
     def run() -> Result:
         return _run_to_completion(
             aoptimize(
-                seed_candidate, trainset, valset, adapter, task_lm, evaluator, reflection_lm, **options
+                seed_candidate,
+                trainset,
+                valset,
+                adapter,
+                task_lm,
+                evaluator,
+                reflection_lm,
+                **options,
             )
         )
 
