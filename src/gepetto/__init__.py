@@ -17,6 +17,13 @@ from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
 from gepetto.engine.optimizer import Optimizer
+from gepetto.engine.options import (
+    EngineConfig,
+    GEPAConfig,
+    GepettoOptions,
+    MergeConfig,
+    ReflectionConfig,
+)
 from gepetto.engine.tasks import EvaluateTask, ReflectTask
 from gepetto.errors import (
     AdapterContractError,
@@ -51,19 +58,24 @@ __all__ = [
     "BudgetExhausted",
     "Candidate",
     "ConfigError",
+    "EngineConfig",
     "EvaluateTask",
     "EvaluationBatch",
     "EvaluationFailure",
     "GEPAAdapter",
+    "GEPAConfig",
     "GepettoError",
+    "GepettoOptions",
     "Inline",
     "MaxCandidates",
     "MaxMetricCalls",
+    "MergeConfig",
     "NoImprovement",
     "Optimizer",
     "ProposalOutcome",
     "ProposesNewTexts",
     "ReflectTask",
+    "ReflectionConfig",
     "Result",
     "RunStatus",
     "ScoreThreshold",

@@ -47,7 +47,7 @@ import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from gepetto.engine.adapter_health import AdapterHealth
 from gepetto.engine.budget import Reservation
@@ -60,7 +60,8 @@ from gepetto.engine.flows import (
 from gepetto.engine.inflight import InFlightEvaluations, Wait
 from gepetto.engine.journal import Journal
 from gepetto.engine.merging import MergeFlows
-from gepetto.engine.option_checks import check_bool, check_number, check_observers
+from gepetto.engine.option_checks import check_number, check_observers
+from gepetto.engine.options import GEPAConfig, SettingOptions, resolve_worker_name
 from gepetto.engine.resuming import Resuming
 from gepetto.engine.scored import KnownResult
 from gepetto.engine.tasks import Task
@@ -121,24 +122,24 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         storage: where the journal goes (``None``: nowhere). A storage that already holds
             ``run_id`` resumes that run: its records are replayed, the iterations that were
             in flight are redone, and nothing that finished is done again.
-        run_id: the run's name in the storage.
-        fork: if the stored run has other inputs, start a new run beside it instead of
-            refusing.
-        worker: this process's name in a run shared by several worker processes (the
-            storage must be a :class:`~gepetto.storage.base.SharedRunStorage`): candidate ids,
-            iteration numbers and the budget are then allocated by the storage, and every
-            worker sees the others' candidates. A restarted worker (same name) redoes its own
-            unfinished iterations; a dead worker's reserved calls return to the budget after
-            ``lease_ttl`` seconds without a heartbeat.
+        (``config.engine``) run_id: the run's name in the storage; fork: if the stored run has
+            other inputs, start a new run beside it instead of refusing; worker: this
+            process's name in a run shared by several worker processes (the storage must be
+            a :class:`~gepetto.storage.base.SharedRunStorage`; ``True`` names it after the
+            host and process): candidate ids, iteration numbers and the budget are then
+            allocated by the storage, and every worker sees the others' candidates. A
+            restarted worker (same name) redoes its own unfinished iterations; a dead
+            worker's reserved calls return to the budget after ``lease_ttl`` seconds
+            without a heartbeat.
         adapter_fingerprint: identifies the adapter's configuration (checked on resume).
-        proposer_settings: settings of the proposer the driver uses (``reflection_samples``,
-            ``reflection_edit``, ...; see :mod:`gepetto.engine.settings`): recorded with the
-            run's own and checked on resume like them.
         testset: held-out examples, never used for selection: once the search stops, the
             seed and the best candidate (``test_candidates="front"``: every non-dominated
             candidate too) are scored on them, outside the metric-call budget.
-        **options: the strategy and stop arguments of :func:`gepetto.optimize`
-            (``max_metric_calls``, ``candidate_selection_strategy``, ``frontier_type``, ...).
+        config: the run's settings in groups (:class:`~gepetto.engine.options.GEPAConfig`);
+            ``run_id``, ``fork``, ``worker`` and ``test_candidates`` are read from
+            ``config.engine``; ``callbacks`` and ``storage`` given here take precedence.
+        **options: the same settings as flat keywords of :func:`gepetto.optimize`
+            (``max_metric_calls``, ``parallel_proposals``, ...), applied over ``config``.
 
     Raises:
         ConfigError: for any invalid argument, before anything runs; for a stored run with
@@ -153,29 +154,33 @@ class Optimizer(MergeFlows, Resuming, WorkerCoordination):
         trainset: Sequence[Any],
         valset: Sequence[Any] | None = None,
         *,
+        config: GEPAConfig | None = None,
         callbacks: Sequence[object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         storage: JournalStorage | None = None,
-        run_id: str = "default",
-        fork: bool = False,
         adapter_fingerprint: str | None = None,
-        worker: str | None = None,
         lease_ttl: float = 60.0,
         testset: Sequence[Any] | None = None,
-        test_candidates: str = "best",
-        proposer_settings: Mapping[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[SettingOptions],
     ) -> None:
         seed, self.trainset, self.valset = check_datasets(seed_candidate, trainset, valset)
-        check_bool("fork", fork)
+        settings = GEPAConfig.from_options(config, **options)
+        engine = settings.engine
         lease_ttl = check_number("lease_ttl", lease_ttl, above=0)
         self.testset = check_testset(testset)
-        if test_candidates not in ("best", "front"):
-            raise ConfigError(f"test_candidates must be 'best' or 'front', got {test_candidates!r}")
-        self._test_candidates = test_candidates
+        self._test_candidates = engine.test_candidates
         self._test_started = False
-        self.config: OptimizerConfig = build_config(valset_size=len(self.valset), **options)
-        self.config.description.update(proposer_settings or {})
+        self.config: OptimizerConfig = build_config(settings, valset_size=len(self.valset))
+        if storage is None and engine.storage is not None:
+            if not isinstance(engine.storage, JournalStorage):
+                raise ConfigError(
+                    f"storage={engine.storage!r}: the Optimizer needs an open storage object "
+                    "(gepetto.storage.open_storage(url) opens one; optimize() opens URLs itself)"
+                )
+            storage = engine.storage
+        run_id, fork, worker = engine.run_id, engine.fork, resolve_worker_name(engine.worker)
+        if callbacks is None:
+            callbacks = settings.callbacks
         self.components: tuple[str, ...] = tuple(seed)
         self.state = RunState(
             len(self.valset), self.config.frontier_type, self.config.objective_weights
