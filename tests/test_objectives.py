@@ -12,6 +12,7 @@ from tests.test_resume import drive
 import gepetto
 from gepetto import Optimizer, ScoreThreshold
 from gepetto.engine.config import build_config
+from gepetto.engine.options import GEPAConfig
 from gepetto.errors import ConfigError
 from gepetto.objectives import ObjectiveWeights
 from gepetto.records import CandidateRecord, EvaluationRecord
@@ -262,9 +263,15 @@ def test_examples_that_failed_on_the_seed_are_not_checked() -> None:
 
 
 def test_a_run_without_weights_records_the_settings_it_recorded_before() -> None:
-    assert "objective_weights" not in build_config(valset_size=1, max_metric_calls=5).description
-    described = build_config(valset_size=1, max_metric_calls=5, objective_weights={"b": 1, "a": 2})
-    assert described.description["objective_weights"] == {"a": 2.0, "b": 1.0}
+    def described(**options: Any) -> Mapping[str, Any]:
+        config = GEPAConfig.from_options(max_metric_calls=5, **options)
+        return build_config(config, valset_size=1).description
+
+    assert "objective_weights" not in described()
+    assert described(objective_weights={"b": 1, "a": 2})["objective_weights"] == {
+        "a": 2.0,
+        "b": 1.0,
+    }
 
 
 # ----- resume and results --------------------------------------------------------------------

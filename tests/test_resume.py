@@ -230,25 +230,20 @@ def test_resuming_with_other_reflection_options_is_refused(
 def test_every_optimize_option_is_checked_on_resume_or_listed_as_changeable() -> None:
     import inspect
 
-    from gepetto.api import _proposer_settings
-    from gepetto.engine.config import build_config
+    from gepetto.engine.options import GEPAConfig, describe, setting_fields
     from gepetto.engine.settings import DEFAULTS, INPUTS, RESUMABLE
 
     parameters = inspect.signature(gepetto.aoptimize).parameters
-    assert set(parameters) == INPUTS | set(RESUMABLE) | set(DEFAULTS)
+    keywords = {p for p in parameters if parameters[p].kind is not inspect.Parameter.VAR_KEYWORD}
+    keywords |= set(gepetto.GepettoOptions.__annotations__)
+    assert keywords - {"config"} == INPUTS | set(setting_fields()) | {"use_merge"}
     assert not (INPUTS & set(RESUMABLE)) and not (set(RESUMABLE) & set(DEFAULTS))
+    assert set(setting_fields()) | {"use_merge", "objective_weights"} == (
+        set(RESUMABLE) | set(DEFAULTS) | {"objective_weights"}
+    )
     # What a run with every default records is DEFAULTS: a journal that predates a setting
     # ran with its default.
-    default = {name: p.default for name, p in parameters.items()}
-    config_options = inspect.signature(build_config).parameters
-    options = {name: default[name] for name in config_options if name != "valset_size"}
-    options["max_metric_calls"] = 10  # a run needs a stop condition (not fingerprinted)
-    recorded = build_config(valset_size=1, **options).description
-    recorded.update(
-        _proposer_settings(
-            **{name: default[name] for name in inspect.signature(_proposer_settings).parameters}
-        )
-    )
+    recorded = dict(describe(GEPAConfig()))
     recorded.setdefault("objective_weights", None)  # recorded only when set
     fingerprinted = {name: value for name, value in recorded.items() if name not in RESUMABLE}
     assert fingerprinted == DEFAULTS

@@ -17,14 +17,19 @@ from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
 from gepetto.engine.optimizer import Optimizer
+from gepetto.engine.options import (
+    EngineConfig,
+    GEPAConfig,
+    GepettoOptions,
+    MergeConfig,
+    ReflectionConfig,
+)
 from gepetto.engine.tasks import EvaluateTask, ReflectTask
 from gepetto.errors import (
     AdapterContractError,
     BudgetExhausted,
     ConfigError,
     GepettoError,
-    ReflectionError,
-    RunInterrupted,
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import Inline
@@ -53,22 +58,25 @@ __all__ = [
     "BudgetExhausted",
     "Candidate",
     "ConfigError",
+    "EngineConfig",
     "EvaluateTask",
     "EvaluationBatch",
     "EvaluationFailure",
     "GEPAAdapter",
+    "GEPAConfig",
     "GepettoError",
+    "GepettoOptions",
     "Inline",
     "MaxCandidates",
     "MaxMetricCalls",
+    "MergeConfig",
     "NoImprovement",
     "Optimizer",
     "ProposalOutcome",
     "ProposesNewTexts",
     "ReflectTask",
-    "ReflectionError",
+    "ReflectionConfig",
     "Result",
-    "RunInterrupted",
     "RunStatus",
     "ScoreThreshold",
     "ScoredBatch",

@@ -1,14 +1,34 @@
-"""The exceptions gepetto raises.
+"""The exceptions gepetto raises: one tree, drawn here once.
 
 Every error derives from :class:`GepettoError`, so ``except gepetto.GepettoError`` catches
-anything the library raises on purpose::
+anything the library raises on purpose (a test walks every module to keep it so, and keeps
+this drawing complete)::
 
     GepettoError
-    ├── ConfigError            bad arguments; raised before any LM or adapter call is paid for
-    ├── AdapterContractError   the adapter broke the protocol (wrong lengths, non-numeric scores)
-    ├── ReflectionError        the reflection LM or proposer failed in a way that cannot be scored
-    ├── BudgetExhausted        internal signal: a reservation did not fit in the remaining budget
-    └── RunInterrupted         the run was stopped by a signal before it could finish cleanly
+    ├── ConfigError              bad arguments; raised before any LM or adapter call is paid
+    ├── AdapterContractError     the adapter broke the protocol (wrong lengths, bad scores)
+    ├── BudgetExhausted          internal signal: a reservation did not fit in the budget
+    ├── StorageError             gepetto.storage: the journal cannot be used
+    │   ├── RunExists            a run with this id was already created
+    │   └── RunInUse             another process holds the run (its lock)
+    ├── LMError                  gepetto.lm.errors: an LM call failed (model, status, ...)
+    │   ├── LMAuthError          401/403: the key is missing or wrong (never retried)
+    │   ├── LMQuotaError         the account has no credit left (never retried)
+    │   ├── LMBadRequestError    the request was refused as malformed (never retried)
+    │   ├── LMRateLimitError     429 (retried after ``retry_after``)
+    │   ├── LMServerError        5xx (retried)
+    │   ├── LMTimeoutError       no answer in time (retried)
+    │   ├── LMConnectionError    no connection (retried)
+    │   ├── LMResponseError      an answer that cannot be used
+    │   └── CircuitOpenError     too many failures in a row: the client stopped calling
+    └── LocalModelError          gepetto.lm: the local models and their server
+        ├── UnknownModelError    not a known local model name
+        ├── ModelNotInstalledError   the GGUF file is missing or corrupt
+        ├── HashMismatchError    a download does not match its pinned sha256
+        ├── DownloadError        pip could not fetch a pinned file
+        ├── BuildError           llama-server could not be built here
+        └── LocalServerError     llama-server did not start or died (SIGILL explained)
+            └── ServerNotFoundError   no llama-server binary was found
 
 Failures of a single example inside an adapter are *not* errors: they are scored 0 and the
 exception is kept in the trace, so one bad example never crashes a run.
@@ -30,8 +50,6 @@ __all__ = [
     "BudgetExhausted",
     "ConfigError",
     "GepettoError",
-    "ReflectionError",
-    "RunInterrupted",
 ]
 
 
@@ -66,17 +84,5 @@ class AdapterContractError(GepettoError):
     """
 
 
-class ReflectionError(GepettoError):
-    """The reflection step failed for a reason that is not the reply's content.
-
-    Garbage replies (no fenced block, empty text) are recorded as failed proposals and do not
-    raise; this error is for misconfiguration such as a reflection LM that is missing.
-    """
-
-
 class BudgetExhausted(GepettoError):
     """A budget reservation could not be made: the remaining metric calls are too few."""
-
-
-class RunInterrupted(GepettoError):
-    """The run was stopped by a second SIGINT/SIGTERM before it could finish cleanly."""

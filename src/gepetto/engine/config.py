@@ -1,32 +1,30 @@
-"""The validated configuration of a run, built from ``optimize()``-style keyword arguments.
+"""What the engine reads of a run's settings, resolved from the option groups.
 
-:func:`build_config` checks every argument and resolves strategy names into objects, raising
-:class:`~gepetto.errors.ConfigError` with a message that says what to change. Nothing here
-calls the adapter or an LM.
+The settings are declared once, in the option groups of :mod:`gepetto.engine.options`, which
+check themselves. :func:`build_config` resolves them into what the engine uses (strategy
+objects, stop conditions) and the journal's record of them; :func:`check_datasets` checks
+the seed candidate and the datasets. Nothing here calls the adapter or an LM.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gepetto.engine.option_checks import (
-    check_bool,
-    check_int,
-    check_number,
-    check_optional_int,
-    check_optional_number,
+from gepetto.engine.options import (
+    DEFAULT_REFLECTION_HISTORY,
+    GEPAConfig,
+    MergeConfig,
+    describe,
 )
 from gepetto.errors import ConfigError
-from gepetto.frontier import FRONTIER_TYPES, FrontierType
+from gepetto.frontier import FrontierType
 from gepetto.objectives import ObjectiveWeights, resolve_objective_weights
 from gepetto.stopping import (
     MaxCost,
     MaxMetricCalls,
-    RunStatus,
     StopCondition,
     StopFile,
     resolve_stop_conditions,
@@ -48,21 +46,19 @@ __all__ = [
 ]
 
 STOP_FILE_NAME = "gepetto.stop"
-DEFAULT_REFLECTION_HISTORY = 3
-"""Earlier failures of the parent added to each reflection (``reflection_history``); chosen
-by the local-model quality benchmark (docs/quality.md#reflection-history)."""
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class OptimizerConfig:
-    """Resolved, validated settings of one run (strategy objects, not names)."""
+    """Resolved, validated settings of one run (strategy objects, not names), as the engine
+    reads them; built from the option groups by :func:`build_config`."""
 
     candidate_selector: CandidateSelector
     batch_sampler: BatchSampler
     component_selector: ComponentSelector
     acceptance: AcceptanceCriterion
     evaluation_policy: EvaluationPolicy
-    stop_conditions: list[StopCondition]
+    stop_conditions: tuple[StopCondition, ...]
     frontier_type: FrontierType = "instance"
     objective_weights: ObjectiveWeights | None = None
     max_metric_calls: int | None = None
@@ -79,79 +75,25 @@ class OptimizerConfig:
     merge_val_overlap_floor: int = 5
     seed: int = 0
     run_dir: Path | None = None
-    description: dict[str, Any] = field(default_factory=dict)
+    description: Mapping[str, Any] = field(default_factory=dict)
 
 
-def build_config(
-    *,
-    valset_size: int,
-    max_metric_calls: int | None = None,
-    max_cost_usd: float | None = None,
-    stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
-    candidate_selection_strategy: str | CandidateSelector = "pareto",
-    frontier_type: str = "instance",
-    skip_perfect_score: bool = True,
-    batch_sampler: str | BatchSampler = "epoch_shuffled",
-    reflection_minibatch_size: int | None = None,
-    perfect_score: float = 1.0,
-    module_selector: str | ComponentSelector = "round_robin",
-    acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
-    objective_weights: Mapping[str, float] | None = None,
-    val_evaluation_policy: str | EvaluationPolicy | None = None,
-    cache_evaluation: bool = True,
-    parallel_proposals: int = 1,
-    rejected_memory: int = 0,
-    reflection_history: int = DEFAULT_REFLECTION_HISTORY,
-    recheck_margin: float | None = None,
-    early_reject: bool = True,
-    use_merge: bool = False,
-    max_merge_invocations: int = 5,
-    merge_val_overlap_floor: int = 5,
-    seed: int = 0,
-    run_dir: str | os.PathLike[str] | None = None,
-) -> OptimizerConfig:
-    """Validate the arguments and resolve strategy names.
+def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
+    """Resolve the option groups into what the engine reads: strategy objects, the stop
+    conditions, the journal's record of the settings.
+
+    The groups checked their own fields when they were built; this adds the checks that
+    need the run's data (the budget must cover the seed's validation) or several fields.
 
     Raises:
-        ConfigError: for any invalid argument, before anything is run.
+        ConfigError: the budget cannot pay for the seed's validation, or the run has no
+            stop condition.
     """
-    if frontier_type not in FRONTIER_TYPES:
-        raise ConfigError(
-            f"unknown frontier_type {frontier_type!r}; use one of {list(FRONTIER_TYPES)}"
-        )
-    # The checked values are plain ints and floats (a numpy integer becomes an int), so the
-    # recorded settings are plain JSON.
-    seed = check_int("seed", seed)
-    parallel_proposals = check_int("parallel_proposals", parallel_proposals, minimum=1)
-    recheck_margin = check_optional_number("recheck_margin", recheck_margin, minimum=0)
-    for name, flag in (
-        ("early_reject", early_reject),
-        ("skip_perfect_score", skip_perfect_score),
-        ("cache_evaluation", cache_evaluation),
-        ("use_merge", use_merge),
-    ):
-        check_bool(name, flag)
-    perfect_score = check_number(
-        "perfect_score", perfect_score, meaning="the score of a solved example"
-    )
-    reflection_minibatch_size = check_optional_int(
-        "reflection_minibatch_size", reflection_minibatch_size, minimum=1
-    )
-    rejected_memory = check_int("rejected_memory", rejected_memory, minimum=0)
-    reflection_history = check_int(
-        "reflection_history",
-        reflection_history,
-        minimum=0,
-        meaning="how many earlier failing examples of the parent to add to its reflection; 0 = off",
-    )
-    max_merge_invocations = check_int("max_merge_invocations", max_merge_invocations, minimum=0)
-    merge_val_overlap_floor = check_int(
-        "merge_val_overlap_floor", merge_val_overlap_floor, minimum=1
-    )
-    weights = resolve_objective_weights(objective_weights)
-    stop_conditions = resolve_stop_conditions(stop_callbacks)
+    engine, reflection = config.engine, config.reflection
+    merge = config.merge or MergeConfig()
+    stop_conditions = resolve_stop_conditions(config.stop_callbacks)
+    max_metric_calls = engine.max_metric_calls
     if max_metric_calls is not None:
-        max_metric_calls = check_int("max_metric_calls", max_metric_calls)
         if max_metric_calls < valset_size:
             raise ConfigError(
                 f"max_metric_calls={max_metric_calls} is smaller than the validation set "
@@ -159,70 +101,43 @@ def build_config(
                 "max_metric_calls or pass a smaller valset"
             )
         stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
-    if max_cost_usd is not None:
-        max_cost_usd = check_number("max_cost_usd", max_cost_usd, above=0)
-        stop_conditions.append(MaxCost(max_cost_usd))
+    if engine.max_cost_usd is not None:
+        stop_conditions.append(MaxCost(engine.max_cost_usd))
     if not stop_conditions:
         raise ConfigError(
             "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
             "(for example gepetto.Timeout(3600))"
         )
-    resolved_dir = check_run_dir(run_dir)
+    resolved_dir = check_run_dir(engine.run_dir)
     if resolved_dir is not None:
         stop_conditions.append(StopFile(resolved_dir / STOP_FILE_NAME))
     return OptimizerConfig(
-        candidate_selector=resolve_candidate_selector(candidate_selection_strategy),
-        batch_sampler=resolve_batch_sampler(batch_sampler, reflection_minibatch_size),
-        component_selector=resolve_component_selector(module_selector),
-        acceptance=resolve_acceptance(acceptance_criterion),
-        evaluation_policy=resolve_evaluation_policy(val_evaluation_policy),
-        stop_conditions=stop_conditions,
-        frontier_type=frontier_type,
-        objective_weights=weights,
+        candidate_selector=resolve_candidate_selector(engine.candidate_selection_strategy),
+        batch_sampler=resolve_batch_sampler(
+            reflection.batch_sampler, reflection.reflection_minibatch_size
+        ),
+        component_selector=resolve_component_selector(reflection.module_selector),
+        acceptance=resolve_acceptance(engine.acceptance_criterion),
+        evaluation_policy=resolve_evaluation_policy(engine.val_evaluation_policy),
+        stop_conditions=tuple(stop_conditions),
+        frontier_type=engine.frontier_type,  # type: ignore[arg-type]  # checked by the group
+        objective_weights=resolve_objective_weights(engine.objective_weights),
         max_metric_calls=max_metric_calls,
-        skip_perfect_score=bool(skip_perfect_score),
-        perfect_score=float(perfect_score),
-        cache_evaluation=bool(cache_evaluation),
-        parallel_proposals=parallel_proposals,
-        rejected_memory=rejected_memory,
-        reflection_history=reflection_history,
-        recheck_margin=None if recheck_margin is None else float(recheck_margin),
-        early_reject=early_reject,
-        use_merge=bool(use_merge),
-        max_merge_invocations=max_merge_invocations,
-        merge_val_overlap_floor=merge_val_overlap_floor,
-        seed=seed,
+        skip_perfect_score=reflection.skip_perfect_score,
+        perfect_score=float(reflection.perfect_score),
+        cache_evaluation=engine.cache_evaluation,
+        parallel_proposals=engine.parallel_proposals,
+        rejected_memory=engine.rejected_memory,
+        reflection_history=reflection.reflection_history,
+        recheck_margin=None if engine.recheck_margin is None else float(engine.recheck_margin),
+        early_reject=engine.early_reject,
+        use_merge=config.merge is not None,
+        max_merge_invocations=merge.max_merge_invocations,
+        merge_val_overlap_floor=merge.merge_val_overlap_floor,
+        seed=engine.seed,
         run_dir=resolved_dir,
-        description={
-            "candidate_selection_strategy": _describe(candidate_selection_strategy),
-            "frontier_type": frontier_type,
-            "batch_sampler": _describe(batch_sampler),
-            "reflection_minibatch_size": reflection_minibatch_size,
-            "module_selector": _describe(module_selector),
-            "acceptance_criterion": _describe(acceptance_criterion),
-            "val_evaluation_policy": _describe(val_evaluation_policy or "full_eval"),
-            "skip_perfect_score": skip_perfect_score,
-            "perfect_score": perfect_score,
-            "cache_evaluation": cache_evaluation,
-            "parallel_proposals": parallel_proposals,
-            "rejected_memory": rejected_memory,
-            "reflection_history": reflection_history,
-            "recheck_margin": recheck_margin,
-            "early_reject": early_reject,
-            "use_merge": bool(use_merge),
-            "max_merge_invocations": max_merge_invocations,
-            "merge_val_overlap_floor": merge_val_overlap_floor,
-            "max_metric_calls": max_metric_calls,
-            "max_cost_usd": max_cost_usd,
-            "seed": seed,
-            # Only when set, so runs without weights keep their recorded settings unchanged.
-            **({"objective_weights": weights.weights} if weights is not None else {}),
-        },
+        description=describe(config),
     )
-
-
-def _describe(value: object) -> str:
-    return value if isinstance(value, str) else type(value).__name__
 
 
 def check_datasets(

@@ -37,7 +37,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gepetto.errors import ConfigError
+from gepetto.errors import ConfigError, GepettoError
 
 __all__ = [
     "canonical",
@@ -58,7 +58,7 @@ _NO_FORM_TYPES = (
 )
 
 
-class _NoCanonicalForm(Exception):
+class _NoCanonicalForm(GepettoError):
     """A value at ``where`` has no canonical form, for the reason ``why``."""
 
     def __init__(self, where: str, why: str) -> None:

@@ -22,15 +22,10 @@ paper's sequential algorithm, and for a fixed ``seed`` and the same replies it i
 deterministic. Metric calls are reserved when a task is created, so the budget is never
 exceeded, whatever the concurrency.
 
-With several proposals in flight, two rules keep them from paying for one another's work:
-
-- an evaluation another proposal has in flight (same texts, example and split) is waited
-  for, not dispatched again (:mod:`gepetto.engine.inflight`);
-- a proposal whose parent was on the Pareto front when it was chosen, and has been dominated
-  since by a candidate admitted meanwhile, ends ("skipped", stale) before its next paid step:
-  before reflecting, before evaluating its child, and before validating it (where it first
-  waits for the verdict on a sibling being validated). The sequential algorithm would no
-  longer choose that parent.
+With several proposals in flight, an evaluation another proposal has in flight is waited
+for, not dispatched again (:mod:`gepetto.engine.inflight`), and a proposal whose parent left
+the Pareto front meanwhile ends as stale before its next paid step
+(:mod:`gepetto.engine.proposal`).
 
 The :class:`Optimizer` composes the run: a :class:`~gepetto.engine.context.RunContext`
 (state, settings, caches, counters) passed to small flow objects
@@ -49,14 +44,15 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from gepetto.engine.config import build_config, check_datasets, check_testset
 from gepetto.engine.context import RunContext, TaskGenerator, WorkerCoordination
 from gepetto.engine.flows import Flow, MergeProposal, SeedValidation, TestScoring
 from gepetto.engine.inflight import Wait
 from gepetto.engine.journal import Journal
-from gepetto.engine.option_checks import check_bool, check_number, check_observers
+from gepetto.engine.option_checks import check_number, check_observers
+from gepetto.engine.options import GEPAConfig, SettingOptions, resolve_worker_name
 from gepetto.engine.proposal import ReflectionProposal
 from gepetto.engine.replay import restore
 from gepetto.engine.steps import reserve_retries
@@ -116,24 +112,24 @@ class Optimizer:
         storage: where the journal goes (``None``: nowhere). A storage that already holds
             ``run_id`` resumes that run: its records are replayed, the iterations that were
             in flight are redone, and nothing that finished is done again.
-        run_id: the run's name in the storage.
-        fork: if the stored run has other inputs, start a new run beside it instead of
-            refusing.
-        worker: this process's name in a run shared by several worker processes (the
-            storage must be a :class:`~gepetto.storage.base.SharedRunStorage`): candidate ids,
-            iteration numbers and the budget are then allocated by the storage, and every
-            worker sees the others' candidates. A restarted worker (same name) redoes its own
-            unfinished iterations; a dead worker's reserved calls return to the budget after
-            ``lease_ttl`` seconds without a heartbeat.
+        (``config.engine``) run_id: the run's name in the storage; fork: if the stored run has
+            other inputs, start a new run beside it instead of refusing; worker: this
+            process's name in a run shared by several worker processes (the storage must be
+            a :class:`~gepetto.storage.base.SharedRunStorage`; ``True`` names it after the
+            host and process): candidate ids, iteration numbers and the budget are then
+            allocated by the storage, and every worker sees the others' candidates. A
+            restarted worker (same name) redoes its own unfinished iterations; a dead
+            worker's reserved calls return to the budget after ``lease_ttl`` seconds
+            without a heartbeat.
         adapter_fingerprint: identifies the adapter's configuration (checked on resume).
-        proposer_settings: settings of the proposer the driver uses (``reflection_samples``,
-            ``reflection_edit``, ...; see :mod:`gepetto.engine.settings`): recorded with the
-            run's own and checked on resume like them.
         testset: held-out examples, never used for selection: once the search stops, the
             seed and the best candidate (``test_candidates="front"``: every non-dominated
             candidate too) are scored on them, outside the metric-call budget.
-        **options: the strategy and stop arguments of :func:`gepetto.optimize`
-            (``max_metric_calls``, ``candidate_selection_strategy``, ``frontier_type``, ...).
+        config: the run's settings in groups (:class:`~gepetto.engine.options.GEPAConfig`);
+            ``run_id``, ``fork``, ``worker`` and ``test_candidates`` are read from
+            ``config.engine``; ``callbacks`` and ``storage`` given here take precedence.
+        **options: the same settings as flat keywords of :func:`gepetto.optimize`
+            (``max_metric_calls``, ``parallel_proposals``, ...), applied over ``config``.
 
     Raises:
         ConfigError: for any invalid argument, before anything runs; for a stored run with
@@ -148,46 +144,48 @@ class Optimizer:
         trainset: Sequence[Any],
         valset: Sequence[Any] | None = None,
         *,
+        config: GEPAConfig | None = None,
         callbacks: Sequence[object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         storage: JournalStorage | None = None,
-        run_id: str = "default",
-        fork: bool = False,
         adapter_fingerprint: str | None = None,
-        worker: str | None = None,
         lease_ttl: float = 60.0,
         testset: Sequence[Any] | None = None,
-        test_candidates: str = "best",
-        proposer_settings: Mapping[str, Any] | None = None,
-        **options: Any,
+        **options: Unpack[SettingOptions],
     ) -> None:
         seed, checked_train, checked_val = check_datasets(seed_candidate, trainset, valset)
-        check_bool("fork", fork)
+        settings = GEPAConfig.from_options(config, **options)
+        engine = settings.engine
         lease_ttl = check_number("lease_ttl", lease_ttl, above=0)
         checked_test = check_testset(testset)
-        if test_candidates not in ("best", "front"):
-            raise ConfigError(f"test_candidates must be 'best' or 'front', got {test_candidates!r}")
-        config = build_config(valset_size=len(checked_val), **options)
-        config.description.update(proposer_settings or {})
+        run_config = build_config(settings, valset_size=len(checked_val))
+        if storage is None and engine.storage is not None:
+            if not isinstance(engine.storage, JournalStorage):
+                raise ConfigError(
+                    f"storage={engine.storage!r}: the Optimizer needs an open storage object "
+                    "(gepetto.storage.open_storage(url) opens one; optimize() opens URLs itself)"
+                )
+            storage = engine.storage
+        run_id, fork, worker = engine.run_id, engine.fork, resolve_worker_name(engine.worker)
         ctx = RunContext(
-            config,
+            run_config,
             seed,
             checked_train,
             checked_val,
             checked_test,
-            _event_bus(callbacks),
+            _event_bus(settings.callbacks if callbacks is None else callbacks),
             Journal(storage, run_id),
             journaling=storage is not None,
             worker=worker,
         )
         self._ctx = ctx
-        self.config = config
+        self.config = run_config
         self.state = ctx.state
         self.bus = ctx.bus
         self.trainset, self.valset, self.testset = ctx.trainset, ctx.valset, ctx.testset
         self.components = ctx.components
         self.worker = worker
-        self._test_candidates = test_candidates
+        self._test_candidates = engine.test_candidates
         self._test_started = False
         self._clock = clock
         self._started_at: float | None = None

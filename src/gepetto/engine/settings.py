@@ -23,29 +23,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from gepetto.engine.options import GEPAConfig, describe, resumable_settings
+
 __all__ = ["DEFAULTS", "INPUTS", "RESUMABLE", "changed_settings"]
 
-RESUMABLE: Mapping[str, str] = {
-    "max_metric_calls": "the budget: a larger one extends the run",
-    "max_cost_usd": "a budget",
-    "stop_callbacks": "stop conditions",
-    "parallel_proposals": "how many proposals are in flight at once",
-    "max_concurrency": "how many adapter calls are in flight at once",
-    "early_reject": "changes no decision, only the metric calls a rejection costs",
-    "reflection_lm": "the reflection model (a model may be switched, e.g. after an outage)",
-    "reflection_lm_kwargs": "options of the reflection model's client",
-    "custom_candidate_proposer": "a function, like the reflection model",
-    "test_candidates": "which candidates are scored on the testset once the search stops",
-    "callbacks": "observers",
-    "display_progress_bar": "an observer",
-    "handle_signals": "how Ctrl-C is handled",
-    "run_dir": "where the run is kept",
-    "storage": "where the run is kept",
-    "run_id": "the run's name",
-    "fork": "whether to start a new run beside a different one",
-    "worker": "which process runs the run",
-}
-"""The keyword options of ``optimize`` a resumed run may change, each with the reason."""
+RESUMABLE: Mapping[str, str] = resumable_settings()
+"""The options of ``optimize`` a resumed run may change, each with the reason (declared on
+the fields of the option groups, :mod:`gepetto.engine.options`)."""
 
 INPUTS = frozenset(
     {"seed_candidate", "trainset", "valset", "testset", "adapter", "task_lm", "evaluator"}
@@ -54,30 +38,8 @@ INPUTS = frozenset(
 and ``evaluator``, is ``adapter.fingerprint()`` or its class)."""
 
 DEFAULTS: Mapping[str, Any] = {
-    "candidate_selection_strategy": "pareto",
-    "frontier_type": "instance",
-    "skip_perfect_score": True,
-    "batch_sampler": "epoch_shuffled",
-    "reflection_minibatch_size": None,
-    "perfect_score": 1.0,
-    "reflection_prompt_template": None,
-    "module_selector": "round_robin",
-    "use_merge": False,
-    "max_merge_invocations": 5,
-    "merge_val_overlap_floor": 5,
-    "cache_evaluation": True,
-    "seed": 0,
-    "val_evaluation_policy": "full_eval",
-    "acceptance_criterion": "strict_improvement",
-    "objective_weights": None,
-    "rejected_memory": 0,
-    "reflection_history": 3,
-    "recheck_margin": None,
-    "reflection_retries": 1,
-    "proposal_guards": "flag",
-    "reflection_samples": 1,
-    "reflection_edit": "rewrite",
-    "drop_wrong_examples": False,
+    "objective_weights": None,  # recorded only when set
+    **{name: value for name, value in describe(GEPAConfig()).items() if name not in RESUMABLE},
 }
 """Every setting a resume may not change, with the value the journal records for its default
 (``val_evaluation_policy=None`` is recorded as ``"full_eval"``)."""

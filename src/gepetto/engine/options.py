@@ -1,0 +1,507 @@
+"""The settings of a run, each written once: frozen, typed, self-checking option groups.
+
+The groups follow the ones gepa 0.1.4 chose for ``optimize_anything``:
+
+- :class:`EngineConfig`: how the search runs (budget, selection, validation, concurrency,
+  where the run is kept);
+- :class:`ReflectionConfig`: how new texts are proposed (the reflection model, minibatches,
+  the prompt, retries, guards, best-of-n);
+- :class:`MergeConfig`: GEPA's merge proposer (on when the group is given);
+- :class:`GEPAConfig`: the three groups, plus stop conditions and observers.
+
+Each field declares, once, its type, its default, its check (a group checks itself when it
+is built: a bad value is a :class:`~gepetto.errors.ConfigError` naming the option and what
+to pass) and whether a resumed run may change it (:func:`setting`'s ``resume`` reason).
+The journal's record of a run's settings (:func:`describe`), the resume check
+(:mod:`gepetto.engine.settings`) and the flat keywords of :func:`gepetto.optimize` all read
+these fields; tests keep the flat keywords and the fields the same.
+
+Example:
+    >>> config = GEPAConfig(engine=EngineConfig(max_metric_calls=200, parallel_proposals=2))
+    >>> config.engine.parallel_proposals
+    2
+    >>> EngineConfig(parallel_proposals=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gepetto.errors.ConfigError: parallel_proposals must be an int >= 1, got True (bool)...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from gepetto.engine.option_checks import (
+    check_bool,
+    check_int,
+    check_number,
+    check_observers,
+    check_optional_int,
+    check_optional_number,
+)
+from gepetto.errors import ConfigError
+from gepetto.frontier import FRONTIER_TYPES
+from gepetto.objectives import resolve_objective_weights
+from gepetto.proposers.guards import resolve_guard_mode
+from gepetto.proposers.reflective import resolve_edit_mode
+from gepetto.stopping import RunStatus, StopCondition, resolve_stop_conditions
+from gepetto.storage.base import JournalStorage
+from gepetto.storage.rundir import check_run_dir
+from gepetto.strategies.acceptance import AcceptanceCriterion, resolve_acceptance
+from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sampler
+from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
+from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
+from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+
+__all__ = [
+    "DEFAULT_REFLECTION_HISTORY",
+    "EngineConfig",
+    "GEPAConfig",
+    "GepettoOptions",
+    "MergeConfig",
+    "ReflectionConfig",
+    "SettingOptions",
+    "describe",
+    "resolve_worker_name",
+    "resumable_settings",
+    "setting",
+    "setting_fields",
+]
+
+DEFAULT_REFLECTION_HISTORY = 3
+"""Earlier failures of the parent added to each reflection (``reflection_history``); chosen
+by the local-model quality benchmark (docs/quality.md#reflection-history)."""
+
+StopCallbacks = StopCondition | Callable[[RunStatus], object] | Sequence[object] | None
+
+
+def setting(default: Any, *, resume: str | None = None, recorded: bool = True) -> Any:
+    """A field of an option group.
+
+    Args:
+        default: the value when the option is not given.
+        resume: why a resumed run may change this setting (``None``: it may not; the run
+            is then refused with the old and new values).
+        recorded: whether the journal records the value (:func:`describe`); settings that
+            are objects or places (a model client, a storage, observers) are not.
+    """
+    return field(default=default, metadata={"resume": resume, "recorded": recorded})
+
+
+def _describe_strategy(value: object) -> object:
+    return value if isinstance(value, str) else type(value).__name__
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineConfig:
+    """How the search runs: the budget, selection, validation, concurrency, the run store."""
+
+    max_metric_calls: int | None = setting(None, resume="the budget: a larger one extends it")
+    max_cost_usd: float | None = setting(None, resume="a budget")
+    candidate_selection_strategy: str | CandidateSelector = setting("pareto")
+    frontier_type: str = setting("instance")
+    val_evaluation_policy: str | EvaluationPolicy | None = setting(None)
+    acceptance_criterion: str | AcceptanceCriterion = setting("strict_improvement")
+    objective_weights: Mapping[str, float] | None = setting(None)
+    cache_evaluation: bool = setting(True)
+    seed: int = setting(0)
+    parallel_proposals: int = setting(1, resume="how many proposals are in flight at once")
+    max_concurrency: int = setting(
+        8, resume="how many adapter calls are in flight at once", recorded=False
+    )
+    early_reject: bool = setting(
+        True, resume="changes no decision, only the metric calls a rejection costs"
+    )
+    recheck_margin: float | None = setting(None)
+    rejected_memory: int = setting(0)
+    test_candidates: str = setting(
+        "best", resume="which candidates are scored on the testset", recorded=False
+    )
+    run_dir: str | os.PathLike[str] | None = setting(
+        None, resume="where the run is kept", recorded=False
+    )
+    storage: JournalStorage | str | None = setting(
+        None, resume="where the run is kept", recorded=False
+    )
+    run_id: str = setting("default", resume="the run's name", recorded=False)
+    fork: bool = setting(
+        False, resume="whether to start a new run beside a different one", recorded=False
+    )
+    worker: str | bool | None = setting(None, resume="which process runs the run", recorded=False)
+    display_progress_bar: bool | None = setting(None, resume="an observer", recorded=False)
+    handle_signals: bool | None = setting(None, resume="how Ctrl-C is handled", recorded=False)
+
+    def __post_init__(self) -> None:
+        _set = object.__setattr__
+        if self.max_metric_calls is not None:
+            _set(self, "max_metric_calls", check_int("max_metric_calls", self.max_metric_calls))
+        if self.max_cost_usd is not None:
+            _set(self, "max_cost_usd", check_number("max_cost_usd", self.max_cost_usd, above=0))
+        resolve_candidate_selector(self.candidate_selection_strategy)
+        if self.frontier_type not in FRONTIER_TYPES:
+            raise ConfigError(
+                f"unknown frontier_type {self.frontier_type!r}; use one of {list(FRONTIER_TYPES)}"
+            )
+        resolve_evaluation_policy(self.val_evaluation_policy)
+        resolve_acceptance(self.acceptance_criterion)
+        resolve_objective_weights(self.objective_weights)
+        check_bool("cache_evaluation", self.cache_evaluation)
+        _set(self, "seed", check_int("seed", self.seed))
+        _set(
+            self,
+            "parallel_proposals",
+            check_int("parallel_proposals", self.parallel_proposals, minimum=1),
+        )
+        _set(self, "max_concurrency", check_int("max_concurrency", self.max_concurrency, minimum=1))
+        check_bool("early_reject", self.early_reject)
+        _set(
+            self,
+            "recheck_margin",
+            check_optional_number("recheck_margin", self.recheck_margin, minimum=0),
+        )
+        _set(self, "rejected_memory", check_int("rejected_memory", self.rejected_memory, minimum=0))
+        if self.test_candidates not in ("best", "front"):
+            raise ConfigError(
+                f"test_candidates must be 'best' or 'front', got {self.test_candidates!r}"
+            )
+        check_run_dir(self.run_dir)
+        if not isinstance(self.run_id, str):
+            raise ConfigError(f"run_id must be a str, got {self.run_id!r}")
+        check_bool("fork", self.fork)
+        if self.worker is not None and not isinstance(self.worker, str | bool):
+            raise ConfigError(
+                f"worker must be True, False, None or a worker name, got {self.worker!r}"
+            )
+        for name in ("display_progress_bar", "handle_signals"):
+            if getattr(self, name) is not None:
+                check_bool(name, getattr(self, name))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReflectionConfig:
+    """How new texts are proposed: the reflection model, its minibatches and its prompt."""
+
+    reflection_lm: object | None = setting(
+        None, resume="the reflection model (e.g. switched after an outage)", recorded=False
+    )
+    reflection_lm_kwargs: Mapping[str, Any] | None = setting(
+        None, resume="options of the reflection model's client", recorded=False
+    )
+    custom_candidate_proposer: Callable[..., Any] | None = setting(
+        None, resume="a function, like the reflection model", recorded=False
+    )
+    skip_perfect_score: bool = setting(True)
+    perfect_score: float = setting(1.0)
+    batch_sampler: str | BatchSampler = setting("epoch_shuffled")
+    reflection_minibatch_size: int | None = setting(None)
+    module_selector: str | ComponentSelector = setting("round_robin")
+    reflection_prompt_template: str | Mapping[str, str] | None = setting(None)
+    reflection_history: int = setting(DEFAULT_REFLECTION_HISTORY)
+    reflection_retries: int = setting(1)
+    proposal_guards: str = setting("flag")
+    reflection_samples: int = setting(1)
+    reflection_edit: str = setting("rewrite")
+    drop_wrong_examples: bool = setting(False)
+
+    def __post_init__(self) -> None:
+        _set = object.__setattr__
+        if self.reflection_lm_kwargs is not None and not isinstance(
+            self.reflection_lm_kwargs, Mapping
+        ):
+            raise ConfigError(
+                "reflection_lm_kwargs must be a dict of client options such as "
+                f'{{"temperature": 0.7}}, got {type(self.reflection_lm_kwargs).__name__}'
+            )
+        if self.custom_candidate_proposer is not None and not callable(
+            self.custom_candidate_proposer
+        ):
+            raise ConfigError("custom_candidate_proposer must be callable")
+        check_bool("skip_perfect_score", self.skip_perfect_score)
+        _set(
+            self,
+            "perfect_score",
+            check_number(
+                "perfect_score", self.perfect_score, meaning="the score of a solved example"
+            ),
+        )
+        _set(
+            self,
+            "reflection_minibatch_size",
+            check_optional_int(
+                "reflection_minibatch_size", self.reflection_minibatch_size, minimum=1
+            ),
+        )
+        resolve_batch_sampler(self.batch_sampler, self.reflection_minibatch_size)
+        resolve_component_selector(self.module_selector)
+        _set(
+            self,
+            "reflection_history",
+            check_int(
+                "reflection_history",
+                self.reflection_history,
+                minimum=0,
+                meaning="how many earlier failing examples of the parent to add to its "
+                "reflection; 0 = off",
+            ),
+        )
+        _set(
+            self,
+            "reflection_retries",
+            check_int("reflection_retries", self.reflection_retries, minimum=0),
+        )
+        _set(
+            self,
+            "reflection_samples",
+            check_int("reflection_samples", self.reflection_samples, minimum=1),
+        )
+        check_bool("drop_wrong_examples", self.drop_wrong_examples)
+        resolve_guard_mode(self.proposal_guards)
+        resolve_edit_mode(self.reflection_edit)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MergeConfig:
+    """GEPA's merge proposer: on when :attr:`GEPAConfig.merge` is given."""
+
+    max_merge_invocations: int = setting(5)
+    merge_val_overlap_floor: int = setting(5)
+
+    def __post_init__(self) -> None:
+        _set = object.__setattr__
+        _set(
+            self,
+            "max_merge_invocations",
+            check_int("max_merge_invocations", self.max_merge_invocations, minimum=0),
+        )
+        _set(
+            self,
+            "merge_val_overlap_floor",
+            check_int("merge_val_overlap_floor", self.merge_val_overlap_floor, minimum=1),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GEPAConfig:
+    """All the settings of a run, in groups; ``merge=None`` runs without merges.
+
+    A plain dict is accepted for a group (``GEPAConfig(engine={"seed": 3})``), as in gepa.
+    """
+
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
+    merge: MergeConfig | None = None
+    stop_callbacks: StopCallbacks = setting(None, resume="stop conditions", recorded=False)
+    callbacks: Sequence[object] | None = setting(None, resume="observers", recorded=False)
+
+    def __post_init__(self) -> None:
+        for name, kind in (
+            ("engine", EngineConfig),
+            ("reflection", ReflectionConfig),
+            ("merge", MergeConfig),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, kind(**value))
+            elif not (isinstance(value, kind) or (name == "merge" and value is None)):
+                raise ConfigError(
+                    f"GEPAConfig.{name} must be a {kind.__name__} (or a dict of its fields), "
+                    f"got {type(value).__name__}"
+                )
+        resolve_stop_conditions(self.stop_callbacks)
+        check_observers(self.callbacks)
+
+    @classmethod
+    def from_options(cls, base: GEPAConfig | None = None, **options: Any) -> GEPAConfig:
+        """``base`` (default: all defaults) with the flat options of ``optimize`` applied.
+
+        Each option name is a field of one group (``use_merge=True`` turns the merge group
+        on, ``False`` off). An option set both here (to a value other than its default) and
+        to another value in ``base`` is refused: say it once.
+
+        Raises:
+            ConfigError: an unknown option name, a bad value, or an option set twice.
+        """
+        config = base or cls()
+        fields = setting_fields()
+        unknown = sorted(set(options) - set(fields) - {"use_merge"})
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {', '.join(unknown)}; the options are: "
+                f"{', '.join(sorted([*fields, 'use_merge']))}"
+            )
+        use_merge = options.pop("use_merge", False)
+        check_bool("use_merge", use_merge)
+        changes: dict[str, dict[str, Any]] = {}
+        for name, value in options.items():
+            group, default = fields[name]
+            owner = {"": config, "merge": config.merge or MergeConfig()}.get(group)
+            current = getattr(owner if owner is not None else getattr(config, group), name)
+            if _same(value, default) or _same(value, current):
+                continue
+            if not _same(current, default):
+                where = f"config.{group}.{name}" if group else f"config.{name}"
+                raise ConfigError(
+                    f"{name} is given twice: {value!r} as a keyword and {current!r} in "
+                    f"{where}; give it once"
+                )
+            changes.setdefault(group, {})[name] = value
+        merge_on = use_merge or config.merge is not None  # the merge group turns merges on
+        merge_changes = changes.pop("merge", {})
+        MergeConfig(**merge_changes)  # checked even when merges are off
+        merge = (
+            dataclasses.replace(config.merge or MergeConfig(), **merge_changes)
+            if merge_on
+            else None
+        )
+        return dataclasses.replace(
+            config,
+            engine=dataclasses.replace(config.engine, **changes.pop("engine", {})),
+            reflection=dataclasses.replace(config.reflection, **changes.pop("reflection", {})),
+            merge=merge,
+            **changes.pop("", {}),
+        )
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal values of the same type (``1`` is not ``True``, so it is checked, and refused)."""
+    if a is b:
+        return True
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # an object with a strange __eq__: compare identities only
+        return False
+
+
+_GROUPS = (("engine", EngineConfig), ("reflection", ReflectionConfig), ("merge", MergeConfig))
+
+
+def setting_fields() -> dict[str, tuple[str, Any]]:
+    """Every setting by name: ``(group, default)``; group ``""`` for :class:`GEPAConfig`'s own."""
+    found: dict[str, tuple[str, Any]] = {}
+    for group, kind in _GROUPS:
+        for item in dataclasses.fields(kind):
+            found[item.name] = (group, item.default)
+    for item in dataclasses.fields(GEPAConfig):
+        if item.metadata:
+            found[item.name] = ("", item.default)
+    return found
+
+
+def _metadata() -> dict[str, Mapping[str, Any]]:
+    found: dict[str, Mapping[str, Any]] = {}
+    for _, kind in _GROUPS:
+        found.update((item.name, item.metadata) for item in dataclasses.fields(kind))
+    found.update((f.name, f.metadata) for f in dataclasses.fields(GEPAConfig) if f.metadata)
+    return found
+
+
+def resumable_settings() -> dict[str, str]:
+    """The settings a resumed run may change, each with the reason."""
+    return {name: meta["resume"] for name, meta in _metadata().items() if meta["resume"]}
+
+
+def describe(config: GEPAConfig) -> dict[str, Any]:
+    """The run's settings as its journal records them (JSON values; strategy objects by
+    their class name); the resume check compares these."""
+    recorded = {name for name, meta in _metadata().items() if meta["recorded"]}
+    engine, reflection = config.engine, config.reflection
+    merge = config.merge or MergeConfig()
+    description: dict[str, Any] = {}
+    for name in sorted(recorded):
+        group, _ = setting_fields()[name]
+        owner = {"engine": engine, "reflection": reflection, "merge": merge}[group]
+        description[name] = getattr(owner, name)
+    for name in (
+        "candidate_selection_strategy",
+        "acceptance_criterion",
+        "batch_sampler",
+        "module_selector",
+    ):
+        description[name] = _describe_strategy(description[name])
+    description["val_evaluation_policy"] = _describe_strategy(
+        engine.val_evaluation_policy or "full_eval"
+    )
+    template: object = reflection.reflection_prompt_template
+    if isinstance(template, Mapping):
+        description["reflection_prompt_template"] = dict(template)
+    elif template is not None and not isinstance(template, str):  # refused later, by name
+        description["reflection_prompt_template"] = repr(template)
+    weights = resolve_objective_weights(engine.objective_weights)
+    # Only when set, so runs without weights keep their recorded settings unchanged.
+    if weights is None:
+        del description["objective_weights"]
+    else:
+        description["objective_weights"] = weights.weights
+    description["use_merge"] = config.merge is not None
+    return description
+
+
+def resolve_worker_name(worker: str | bool | None) -> str | None:
+    """The worker's name: ``True`` names it after its host and process id."""
+    if worker is True:
+        return f"{socket.gethostname()}-{os.getpid()}"
+    if worker is False or worker is None:
+        return None
+    return str(worker)
+
+
+class GepettoOptions(TypedDict, total=False):
+    """The flat keyword options of :func:`gepetto.optimize` that gepa does not have (each is
+    a field of one group; a test keeps the two the same)."""
+
+    max_cost_usd: float | None
+    objective_weights: Mapping[str, float] | None
+    max_concurrency: int
+    parallel_proposals: int
+    rejected_memory: int
+    reflection_history: int
+    recheck_margin: float | None
+    early_reject: bool
+    reflection_retries: int
+    proposal_guards: str
+    reflection_samples: int
+    reflection_edit: str
+    drop_wrong_examples: bool
+    test_candidates: str
+    run_id: str
+    fork: bool
+    worker: str | bool | None
+    handle_signals: bool | None
+
+
+class SettingOptions(GepettoOptions, total=False):
+    """Every setting as a flat keyword (the :class:`~gepetto.engine.optimizer.Optimizer`'s
+    ``**options``): gepa's settings and :class:`GepettoOptions`; ``callbacks`` and
+    ``storage`` are the Optimizer's own arguments."""
+
+    max_metric_calls: int | None
+    stop_callbacks: StopCallbacks
+    candidate_selection_strategy: str | CandidateSelector
+    frontier_type: str
+    val_evaluation_policy: str | EvaluationPolicy | None
+    acceptance_criterion: str | AcceptanceCriterion
+    cache_evaluation: bool
+    seed: int
+    run_dir: str | os.PathLike[str] | None
+    display_progress_bar: bool | None
+    reflection_lm: object | None
+    reflection_lm_kwargs: Mapping[str, Any] | None
+    custom_candidate_proposer: Callable[..., Any] | None
+    skip_perfect_score: bool
+    perfect_score: float
+    batch_sampler: str | BatchSampler
+    reflection_minibatch_size: int | None
+    module_selector: str | ComponentSelector
+    reflection_prompt_template: str | Mapping[str, str] | None
+    use_merge: bool
+    max_merge_invocations: int
+    merge_val_overlap_floor: int
