@@ -15,6 +15,7 @@ from typing import Any
 
 from gepetto.errors import ConfigError
 from gepetto.frontier import FRONTIER_TYPES, FrontierType
+from gepetto.lm.spending import check_cost_limit
 from gepetto.objectives import ObjectiveWeights, resolve_objective_weights
 from gepetto.stopping import (
     MaxCost,
@@ -152,7 +153,7 @@ def build_config(
             )
         stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
     if max_cost_usd is not None:
-        stop_conditions.append(MaxCost(float(max_cost_usd)))
+        stop_conditions.append(MaxCost(check_cost_limit(max_cost_usd)))
     if not stop_conditions:
         raise ConfigError(
             "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
