@@ -25,6 +25,7 @@ from gepetto.engine.options import GEPAConfig, GepettoOptions, setting_fields
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
+from gepetto.lm.spending import CostCap
 from gepetto.observe.log import JsonLinesEventLog, LogObserver
 from gepetto.progress import RichProgress, progress_wanted, rich_available
 from gepetto.proposers.guards import resolve_guard_mode
@@ -117,35 +118,42 @@ async def aoptimize(
             adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
             testset=testset,
         )
+        # Every call of the run's gepetto clients reserves its worst-case cost in one cap; a
+        # resumed run starts from what its journal says was spent.
+        cost_cap = (
+            None
+            if engine.max_cost_usd is None
+            else CostCap(engine.max_cost_usd, spent_usd=max(0.0, optimizer.state.cost_usd))
+        )
         # Everything is validated; only now start local model servers or open clients.
         workers = engine.max_concurrency + engine.parallel_proposals + 1
-        with _RunResources(run_directory, workers) as resources:
-            adapter = resources.adapter(adapter, task_lm, evaluator)
-            runner = AdapterRunner(adapter, resources.executor)
-            proposer = None
-            custom = reflection.custom_candidate_proposer
-            if custom is None and not runner.proposes_texts:
-                lm = resources.reflection_lm(
-                    reflection.reflection_lm, dict(reflection.reflection_lm_kwargs or {})
-                )
-                proposer = ReflectiveProposer(
-                    as_async_lm(lm, executor=resources.executor),
-                    templates,
-                    retries=reflection.reflection_retries,
-                    guards=resolve_guard_mode(reflection.proposal_guards),
-                    samples=reflection.reflection_samples,
-                    edit=resolve_edit_mode(reflection.reflection_edit),
-                    drop_wrong_examples=reflection.drop_wrong_examples,
-                )
-            driver = Driver(
-                optimizer,
-                runner,
-                proposer=proposer,
-                custom_proposer=custom,
-                max_concurrency=engine.max_concurrency,
-                metered_lms=resources.metered,
-            )
+        with _RunResources(run_directory, workers, cost_cap) as resources:
             try:
+                adapter = resources.adapter(adapter, task_lm, evaluator)
+                runner = AdapterRunner(adapter, resources.executor)
+                proposer = None
+                custom = reflection.custom_candidate_proposer
+                if custom is None and not runner.proposes_texts:
+                    lm = resources.reflection_lm(
+                        reflection.reflection_lm, dict(reflection.reflection_lm_kwargs or {})
+                    )
+                    proposer = ReflectiveProposer(
+                        as_async_lm(lm, executor=resources.executor),
+                        templates,
+                        retries=reflection.reflection_retries,
+                        guards=resolve_guard_mode(reflection.proposal_guards),
+                        samples=reflection.reflection_samples,
+                        edit=resolve_edit_mode(reflection.reflection_edit),
+                        drop_wrong_examples=reflection.drop_wrong_examples,
+                    )
+                driver = Driver(
+                    optimizer,
+                    runner,
+                    proposer=proposer,
+                    custom_proposer=custom,
+                    max_concurrency=engine.max_concurrency,
+                    metered_lms=resources.metered,
+                )
                 return await driver.run(handle_signals=bool(engine.handle_signals))
             finally:
                 await resources.aclose()
@@ -222,9 +230,12 @@ def _observers(
 
 class _RunResources:
     """What one run opens and must close: the thread pool, clients made from model strings
-    (a local model server with them), and the LM response cache in ``run_dir``."""
+    (a local model server with them), the LM response cache in ``run_dir``, and the dollar
+    cap given to every metered client."""
 
-    def __init__(self, run_dir: str | os.PathLike[str] | None, workers: int) -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike[str] | None, workers: int, cost_cap: CostCap | None
+    ) -> None:
         # One pool for every sync call of the run (adapter methods, a sync reflection LM):
         # sized so max_concurrency evaluations and every proposal's reflection run at once.
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gepetto")
@@ -233,6 +244,8 @@ class _RunResources:
         self._owned: list[LMClient] = []
         self._cache: Any = None
         self._cached_clients: list[LMClient] = []
+        self.cost_cap = cost_cap
+        self._capped_clients: list[LMClient] = []
 
     def __enter__(self) -> _RunResources:
         if self.run_dir is not None:
@@ -276,6 +289,10 @@ class _RunResources:
         return client
 
     def _meter(self, role: str, client: LMClient) -> None:
+        if self.cost_cap is not None and client.cost_cap is not self.cost_cap:
+            _check_cost_cap(role, client)
+            client.cost_cap = self.cost_cap
+            self._capped_clients.append(client)
         self.metered.append((role, client))
         if self.run_dir is not None and client.cache is None:
             if self._cache is None:
@@ -286,12 +303,37 @@ class _RunResources:
             self._cached_clients.append(client)
 
     async def aclose(self) -> None:
+        for client in self._owned:
+            await client.aclose()
+        # Detached last, with no await after: a stray coroutine of the run that still makes
+        # a call meanwhile is still capped (and refused once the cap was reached).
+        for client in self._capped_clients:
+            client.cost_cap = None
         for client in self._cached_clients:
             client.cache = None
         if self._cache is not None:
             self._cache.close()
-        for client in self._owned:
-            await client.aclose()
+
+
+def _check_cost_cap(role: str, client: LMClient) -> None:
+    """A client can join the run's dollar cap only if its calls can be priced up front.
+
+    Raises:
+        ConfigError: if it has a cap of its own, or no price for its model.
+    """
+    name = f"{client.provider}/{client.model}"
+    if client.cost_cap is not None:
+        raise ConfigError(
+            f"the {role} LM {name} already has a cost_cap; with max_cost_usd the run caps every "
+            "call itself: drop one of the two"
+        )
+    if client.prices is None or client.prices.cost(client.provider, client.model, 1, 1) is None:
+        raise ConfigError(
+            f"max_cost_usd needs the price of every LM of the run, and the {role} LM {name} has "
+            "none (is genai-prices installed? pip install 'gepetto[prices]'). Give its client "
+            f"prices=StaticPrices({{({client.provider!r}, {client.model!r}): (USD_PER_MILLION_IN, "
+            "USD_PER_MILLION_OUT)}), or leave max_cost_usd out"
+        )
 
 
 def _run_to_completion(coroutine: Coroutine[Any, Any, Result]) -> Result:
@@ -380,8 +422,12 @@ Args:
           once the search stops, the seed and the best candidate (``"front"``: the whole
           non-dominated front too) are scored on them, outside the budget
           (``result.test_scores``, ``result.best_test_score``).
-        - ``max_cost_usd``: stop starting proposals once the run's LM calls (task and
-          reflection, through gepetto's clients) cost this much.
+        - ``max_cost_usd``: a dollar cap the run's LM calls (task and reflection,
+          through gepetto's clients) never exceed: each call reserves its worst-case
+          cost (prompt bound + ``max_tokens``, else 4096 output tokens, at the model's
+          prices) before it is sent; a call that does not fit is not sent and the run
+          stops cleanly. Every metered model needs a known price (else ``ConfigError``);
+          see docs/lm.md.
         - ``stop_callbacks``: stop conditions (:class:`gepetto.Timeout`,
           :class:`gepetto.NoImprovement`, :class:`gepetto.ScoreThreshold`,
           :class:`gepetto.MaxCandidates`, ... or functions ``status -> bool``).

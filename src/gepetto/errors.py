@@ -20,6 +20,7 @@ this drawing complete)::
     │   ├── LMTimeoutError       no answer in time (retried)
     │   ├── LMConnectionError    no connection (retried)
     │   ├── LMResponseError      an answer that cannot be used
+    │   ├── CostCapReached       max_cost_usd has no room for the call (it was not sent)
     │   └── CircuitOpenError     too many failures in a row: the client stopped calling
     └── LocalModelError          gepetto.lm: the local models and their server
         ├── UnknownModelError    not a known local model name

@@ -185,15 +185,26 @@ class MaxCandidates(_Composable):
 @dataclass(frozen=True)
 class MaxCost(_Composable):
     """Start no new proposal once the LM calls of the run (task *and* reflection) cost
-    ``usd`` dollars or more. Calls already in flight still finish, so the final cost can pass
-    the limit by their cost. Calls whose price is unknown are not counted (see the Result's
-    ``lm_usage`` for how many there were)."""
+    ``usd`` dollars or more.
+
+    This condition only looks between proposals. What keeps ``optimize(max_cost_usd=...)``
+    under the limit is the run's :class:`~gepetto.lm.spending.CostCap`: each call through a
+    gepetto client reserves its worst-case cost before it is sent, and a call that does not
+    fit is not sent (the run stops cleanly). Calls the run cannot see (an adapter's own
+    clients that it does not list in ``lm_clients()``) are not counted."""
 
     usd: float
 
     def __post_init__(self) -> None:
-        if self.usd <= 0:
-            raise ConfigError(f"max_cost_usd must be > 0, got {self.usd}")
+        if (
+            isinstance(self.usd, bool)
+            or not isinstance(self.usd, int | float)
+            or not math.isfinite(self.usd)
+            or self.usd <= 0
+        ):
+            raise ConfigError(
+                f"max_cost_usd must be a finite number of dollars > 0, got {self.usd!r}"
+            )
 
     def check(self, status: RunStatus) -> str | None:
         if status.cost_usd >= self.usd:

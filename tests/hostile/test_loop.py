@@ -307,7 +307,7 @@ def test_a_huge_reply_is_evaluated_like_any_other(tmp_path: Path) -> None:
         ({"parallel_proposals": 1.5}, "parallel_proposals must be an int >= 1, got 1.5"),
         ({"reflection_minibatch_size": True}, "reflection_minibatch_size must be an int"),
         ({"perfect_score": math.nan}, "perfect_score must be a finite number"),
-        ({"max_cost_usd": math.inf}, "max_cost_usd must be a finite number > 0"),
+        ({"max_cost_usd": math.inf}, "number of dollars > 0"),
         ({"frontier_type": ["instance"]}, "unknown frontier_type ['instance']"),
         ({"reflection_edit": None}, "reflection_edit must be 'rewrite'"),
         ({"trainset": {"a": 1}}, "trainset must be a list of examples, got dict"),

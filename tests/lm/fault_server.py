@@ -228,6 +228,7 @@ def fault_server() -> Iterator[FaultServer]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # idle keep-alive connections must not block stop()
+    request_queue_size = 128  # a burst of concurrent clients must not be reset (default: 5)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet when a client resets its connection; report anything else."""

@@ -72,7 +72,8 @@ def make_client(
     options.setdefault("api_key", SECRET)
     options.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0.01))
     options.setdefault("timeout", 5.0)
-    client = AnthropicClient(MODEL, base_url=server.url, **options)
+    options.setdefault("base_url", server.url)
+    client = AnthropicClient(MODEL, **options)
     if records is not None:
         client.add_listener(records.append)
     return client
@@ -286,10 +287,12 @@ def test_auth_error_fails_at_once_naming_the_env_var_not_the_key(
     server: FaultServer, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)  # the key may go there
     server.play(status(code, message=f"invalid x-api-key {SECRET}"))
     records: list[LMCallRecord] = []
-    error = fail(make_client(server, records, api_key=None), LMAuthError)
+    error = fail(make_client(server, records, api_key=None, base_url=None), LMAuthError)
     assert len(server.requests) == 1
+    assert SECRET in sent_key(server)
     assert "ANTHROPIC_API_KEY" in str(error)
     assert repr(MODEL) in str(error)
     assert SECRET not in str(error)

@@ -35,11 +35,11 @@ from gepetto.lm.openai_client import (
     OpenAIClient,
     accepted_arguments,
     retry_after_seconds,
-    safe_url,
     sdk_arguments,
     status_error,
 )
 from gepetto.lm.reliability import CircuitBreaker, RetryPolicy
+from gepetto.redaction import redact_url
 
 from .fault_server import (
     Behaviour,
@@ -79,7 +79,8 @@ def make_client(
     options.setdefault("api_key", SECRET)
     options.setdefault("retry", RetryPolicy(max_attempts=3, base_delay=0.01))
     options.setdefault("timeout", 5.0)
-    client = OpenAIClient(MODEL, base_url=server.openai_base_url, **options)
+    options.setdefault("base_url", server.openai_base_url)
+    client = OpenAIClient(MODEL, **options)
     if records is not None:
         client.add_listener(records.append)
     return client
@@ -187,9 +188,13 @@ def test_null_content_missing_usage_and_model_fall_back(server: FaultServer) -> 
             }
         )
     )
-    completion = complete(make_client(server))
+    client = make_client(server, max_tokens=50)
+    completion = complete(client)
     assert completion.text == ""
-    assert (completion.usage.input_tokens, completion.usage.output_tokens) == (0, 0)
+    # No usage: counted at the call's upper bound, never as a free call.
+    assert completion.missing_usage == ("input_tokens", "output_tokens")
+    assert completion.usage.input_tokens > len('"hello"')
+    assert completion.usage.output_tokens == 50
     assert completion.model == MODEL
     assert completion.finish_reason is None
 
@@ -357,11 +362,13 @@ def test_auth_error_fails_at_once_naming_the_env_var_not_the_key(
     server: FaultServer, monkeypatch: pytest.MonkeyPatch, code: int
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.setenv("OPENAI_BASE_URL", server.openai_base_url)  # the key may go there
     server.play(status(code, message=f"Incorrect API key provided: {SECRET}"))
     records: list[LMCallRecord] = []
-    client = make_client(server, records, api_key=None)
+    client = make_client(server, records, api_key=None, base_url=None)
     error = fail(client, LMAuthError)
     assert len(server.requests) == 1
+    assert server.requests[0].headers["authorization"] == f"Bearer {SECRET}"
     message = str(error)
     assert "OPENAI_API_KEY" in message
     assert repr(MODEL) in message
@@ -508,7 +515,7 @@ def test_status_error_mapping(code: int, error_class: type[LMError]) -> None:
         endpoint="https://api.example/v1",
         key_env="OPENAI_API_KEY",
         key_source="$OPENAI_API_KEY",
-        secret=SECRET,
+        secrets=(SECRET,),
     )
     assert type(error) is error_class
     assert (error.status, error.retry_after, error.model, error.provider) == (
@@ -520,9 +527,10 @@ def test_status_error_mapping(code: int, error_class: type[LMError]) -> None:
     assert SECRET not in str(error)
 
 
-def test_safe_url_strips_user_info() -> None:
-    assert safe_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
-    assert safe_url("https://u:p@host.example/v1") == "https://host.example/v1"
+def test_redact_url_hides_user_info_and_query() -> None:
+    assert redact_url("http://127.0.0.1:8080/v1") == "http://127.0.0.1:8080/v1"
+    assert redact_url("https://u:p@host.example/v1") == "https://***@host.example/v1"
+    assert redact_url("https://host.example/v1?key=sk-1&x=2") == "https://host.example/v1?***"
 
 
 # ----- the real local LLM ------------------------------------------------------------------

@@ -25,7 +25,7 @@ from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task, current_task
 from gepetto.errors import AdapterContractError, GepettoError
 from gepetto.evaluation import Evaluator, ScoredBatch
 from gepetto.lm.client import LMCallRecord, LMClient
-from gepetto.lm.errors import is_fatal
+from gepetto.lm.errors import CostCapReached, is_fatal
 from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer
 from gepetto.result import Result
 from gepetto.types import printable
@@ -147,8 +147,12 @@ class Driver:
                     error = future.exception()
                     if error is not None and is_fatal(error):
                         logger.error("stopping the run: %s", error)
-                        await self._cancel(running)
-                        optimizer.abort(f"stopped by an LM error: {error}")
+                        if isinstance(error, CostCapReached):
+                            await self._finish_paid_work(running)
+                            optimizer.abort(f"stopped by the cost cap: {error}")
+                        else:
+                            await self._cancel(running)
+                            optimizer.abort(f"stopped by an LM error: {error}")
                         return
                     optimizer.tell(task.id, future.result())
         except BaseException:
@@ -156,6 +160,23 @@ class Driver:
             raise
         finally:
             hard_stop.cancel()
+
+    async def _finish_paid_work(self, running: dict[asyncio.Task[Any], Task]) -> None:
+        """After the dollar cap refused a call: let the calls already sent come back (they
+        are paid for), and tell the tasks that completed, so nothing bought is lost.
+
+        The cap is closed by then, so no task starts a new call; the ones that needed one
+        fail with :class:`CostCapReached` and are dropped with the rest of the run's work in
+        flight by the abort that follows. Calls made outside the driver's tasks (an adapter's
+        stray coroutines, worker threads) are waited for through the cap itself.
+        """
+        await asyncio.gather(*running, return_exceptions=True)
+        for cap in {id(c.cost_cap): c.cost_cap for _, c in self.metered_lms if c.cost_cap}.values():
+            await cap.wait_idle()
+        for future in sorted(running, key=lambda f: running[f].id):
+            task = running.pop(future)
+            if not future.cancelled() and future.exception() is None:
+                self.optimizer.tell(task.id, future.result())
 
     @staticmethod
     async def _cancel(running: Mapping[asyncio.Task[Any], Task]) -> None:

@@ -46,6 +46,7 @@ from gepetto.engine.option_checks import (
 )
 from gepetto.errors import ConfigError
 from gepetto.frontier import FRONTIER_TYPES
+from gepetto.lm.spending import check_cost_limit
 from gepetto.objectives import resolve_objective_weights
 from gepetto.proposers.guards import resolve_guard_mode
 from gepetto.proposers.reflective import resolve_edit_mode
@@ -141,7 +142,7 @@ class EngineConfig:
         if self.max_metric_calls is not None:
             _set(self, "max_metric_calls", check_int("max_metric_calls", self.max_metric_calls))
         if self.max_cost_usd is not None:
-            _set(self, "max_cost_usd", check_number("max_cost_usd", self.max_cost_usd, above=0))
+            _set(self, "max_cost_usd", check_cost_limit(self.max_cost_usd))
         resolve_candidate_selector(self.candidate_selection_strategy)
         if self.frontier_type not in FRONTIER_TYPES:
             raise ConfigError(

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gepetto.errors import ConfigError
-from gepetto.lm.client import Completion, LMRequest, Usage
+from gepetto.lm.client import Completion, LMRequest
+from gepetto.lm.credentials import AUTH_PROFILES, resolve_credentials, untrusted_env_headers
 from gepetto.lm.errors import (
     LMError,
     LMResponseError,
@@ -32,12 +32,11 @@ from gepetto.lm.openai_client import (
     PerLoopClients,
     SDKBackedClient,
     accepted_arguments,
-    resolve_api_key,
-    safe_url,
+    read_usage,
     sdk_arguments,
-    token_count,
     translate_sdk_error,
 )
+from gepetto.redaction import protect_logs
 
 if TYPE_CHECKING:
     import anthropic
@@ -47,29 +46,32 @@ __all__ = ["DEFAULT_MAX_TOKENS", "AnthropicClient", "split_system"]
 DEFAULT_MAX_TOKENS = 1024
 """``max_tokens`` sent when the client and the call set none (the API requires one)."""
 
-_DEFAULT_BASE_URL = "https://api.anthropic.com"
-
 
 class AnthropicClient(SDKBackedClient):
     """Claude models through the official ``anthropic`` SDK (``AsyncAnthropic``).
 
     Args:
         model: the model name (``"claude-sonnet-4-5"``, ...).
-        api_key: the API key; default ``$ANTHROPIC_API_KEY``. With a custom ``base_url``
-            and no key, the placeholder ``"not-needed"`` is sent; with neither, the SDK's
-            other credential sources (``$ANTHROPIC_AUTH_TOKEN``, profiles) are used.
-        base_url: the API root (without ``/v1``); default ``$ANTHROPIC_BASE_URL``, then
-            Anthropic's.
+        api_key: the API key; default ``$ANTHROPIC_API_KEY``, then the SDK's other
+            credential sources (``$ANTHROPIC_AUTH_TOKEN``, profiles), all sent only to
+            ``api.anthropic.com`` or to the base URL of ``$ANTHROPIC_BASE_URL`` (see
+            :mod:`gepetto.lm.credentials`). Any other endpoint without a key gets the
+            placeholder ``"not-needed"``.
+        base_url: the API root (without ``/v1``), ``http(s)://`` only; default
+            ``$ANTHROPIC_BASE_URL``, then Anthropic's. A query string in it is sent with every
+            request but never shown.
         default_headers: extra HTTP headers sent with every request.
         **options: the :class:`~gepetto.lm.client.LMClient` options (sampling parameters,
-            timeout, retry, circuit breaker, rate limiter, cache, prices).
+            timeout, retry, circuit breaker, rate limiter, cache, prices, cost cap).
 
     Raises:
-        ConfigError: if the ``anthropic`` package is missing, or no credentials are found
-            for Anthropic's own API.
+        ConfigError: if the ``anthropic`` package is missing, the base URL is not http(s),
+            the key is blank or malformed, or no credentials are found for Anthropic's own
+            API. Raised here, before any request.
     """
 
     provider = "anthropic"
+    default_output_bound = DEFAULT_MAX_TOKENS
 
     def __init__(
         self,
@@ -82,25 +84,40 @@ class AnthropicClient(SDKBackedClient):
     ) -> None:
         super().__init__(model, **options)
         try:
-            from anthropic import AnthropicError, AsyncAnthropic
+            from anthropic import AnthropicError, AsyncAnthropic, Omit
         except ImportError as exc:
             raise ConfigError(
                 "AnthropicClient needs the anthropic package: pip install 'gepetto[anthropic]'"
             ) from exc
-        base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        self.base_url = (base_url or _DEFAULT_BASE_URL).rstrip("/")
-        placeholder_ok = bool(base_url) and not os.environ.get("ANTHROPIC_AUTH_TOKEN")
-        key, self._key_source = resolve_api_key(
-            api_key, "ANTHROPIC_API_KEY", custom_url=placeholder_ok
+        credentials = resolve_credentials(
+            AUTH_PROFILES["anthropic"],
+            provider="anthropic",
+            model=model,
+            api_key=api_key,
+            base_url=base_url,
+            sdk_credentials=True,
         )
-        self._secret = key
+        self._use_credentials(credentials)
+        key = credentials.key
+        headers: dict[str, Any] = {}
+        if not credentials.trusted:  # keep $ANTHROPIC_CUSTOM_HEADERS from other hosts
+
+            def own_auth() -> Mapping[str, str]:
+                # The credential headers this SDK version builds for the key (it has used
+                # both X-Api-Key and Authorization): kept, whatever the variable says.
+                probe = AsyncAnthropic(api_key=key, base_url=credentials.endpoint.url)
+                return dict(probe.auth_headers)
+
+            headers.update(untrusted_env_headers("ANTHROPIC_CUSTOM_HEADERS", Omit(), own_auth))
+        headers.update(default_headers or {})
         try:
             self._sdk = PerLoopClients(
                 functools.partial(
                     AsyncAnthropic,
                     api_key=key,
-                    base_url=self.base_url,
-                    default_headers=dict(default_headers) if default_headers else None,
+                    base_url=credentials.endpoint.url,
+                    default_headers=headers or None,
+                    default_query=dict(credentials.endpoint.query) or None,
                     max_retries=0,
                     timeout=self.timeout,
                 )
@@ -111,11 +128,15 @@ class AnthropicClient(SDKBackedClient):
         self._accepted = accepted_arguments(first.messages.create)
         if key is None and not (first.auth_token or getattr(first, "credentials", None)):
             raise ConfigError(
-                f"no API key for anthropic model {model!r}: set ANTHROPIC_API_KEY or pass "
-                "api_key=... (a custom base_url needs no key)"
+                f"no API key for anthropic model {model!r}: $ANTHROPIC_API_KEY is not set (nor "
+                "$ANTHROPIC_AUTH_TOKEN or a profile). Set ANTHROPIC_API_KEY (or pass "
+                "api_key=...) before starting the run"
             )
         if key is None:
             self._key_source = "the SDK's credentials ($ANTHROPIC_AUTH_TOKEN or a profile)"
+            if isinstance(first.auth_token, str):
+                self._secrets = (*self._secrets, first.auth_token)
+                protect_logs(self._secrets)
 
     async def _send(self, request: LMRequest) -> Completion:
         """One Messages API call; raises the :mod:`gepetto.lm.errors` class of any failure."""
@@ -130,7 +151,7 @@ class AnthropicClient(SDKBackedClient):
             raise self._translate(exc, request.model) from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LMResponseError(
-                f"the reply from {safe_url(self.base_url)} is not valid JSON",
+                f"the reply from {self.base_url} is not valid JSON",
                 model=request.model,
                 provider=self.provider,
             ) from exc
@@ -157,13 +178,13 @@ class AnthropicClient(SDKBackedClient):
         return translate_sdk_error(
             exc,
             anthropic,
-            endpoint=safe_url(self.base_url),
+            endpoint=self.base_url,
             timeout=self.timeout,
             provider=self.provider,
             model=model,
             key_env="ANTHROPIC_API_KEY",
             key_source=self._key_source,
-            secret=self._secret,
+            secrets=self._secrets,
             quota_exhausted="spend_limit" in str(getattr(exc, "error_code", None) or ""),
         )
 
@@ -172,7 +193,7 @@ class AnthropicClient(SDKBackedClient):
         content = getattr(response, "content", None)
         if not isinstance(content, list):
             raise LMResponseError(
-                f"the reply from {safe_url(self.base_url)} has no content",
+                f"the reply from {self.base_url} has no content",
                 model=request.model,
                 provider=self.provider,
             )
@@ -184,14 +205,15 @@ class AnthropicClient(SDKBackedClient):
         usage = getattr(response, "usage", None)
         stop_reason = getattr(response, "stop_reason", None)
         model = getattr(response, "model", None)
+        tokens, missing = read_usage(
+            getattr(usage, "input_tokens", None), getattr(usage, "output_tokens", None)
+        )
         return Completion(
             text=text,
             model=model if isinstance(model, str) and model else request.model,
-            usage=Usage(
-                token_count(getattr(usage, "input_tokens", 0)),
-                token_count(getattr(usage, "output_tokens", 0)),
-            ),
+            usage=tokens,
             finish_reason=stop_reason if isinstance(stop_reason, str) else None,
+            missing_usage=missing,
         )
 
 

@@ -3,9 +3,11 @@
 A provider client (OpenAI, Anthropic, ...) implements only :meth:`LMClient._send`: one
 attempt of one request, returning a :class:`Completion` or raising an
 :class:`~gepetto.lm.errors.LMError` subclass. :meth:`LMClient.acomplete` wraps it with, in
-order: the response cache (a hit costs nothing), the circuit breaker, the rate limiter,
-retries with backoff on retryable errors, token and dollar accounting, and a
-:class:`LMCallRecord` sent to every listener (the run turns these into events and totals).
+order: the response cache (a hit costs nothing), the dollar cap (the call's worst-case cost is
+reserved before it is sent and settled to its real cost after, see
+:mod:`gepetto.lm.spending`), the circuit breaker, the rate limiter, retries with backoff on
+retryable errors, token and dollar accounting, and a :class:`LMCallRecord` sent to every
+listener (the run turns these into events and totals).
 
 A client is an LM in the sense of :mod:`gepetto.lm.protocol`: ``await client(prompt)``
 returns the text.
@@ -23,9 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gepetto.errors import ConfigError
-from gepetto.lm.errors import LMError
+from gepetto.lm.errors import CostCapReached, LMError
 from gepetto.lm.protocol import Messages, Prompt
 from gepetto.lm.reliability import CircuitBreaker, RetryPolicy
+from gepetto.lm.spending import (
+    DEFAULT_RESERVED_OUTPUT_TOKENS,
+    CostCap,
+    TokenBounds,
+    output_token_bound,
+    prompt_token_bound,
+)
 
 __all__ = [
     "Completion",
@@ -53,13 +62,19 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Completion:
-    """One reply: the text and what it cost."""
+    """One reply: the text and what it cost.
+
+    ``missing_usage`` names the usage fields (``"input_tokens"``, ``"output_tokens"``) the
+    reply did not report in a usable form (missing, negative, absurd); the client counts
+    them at the call's upper bound (:class:`~gepetto.lm.spending.TokenBounds`).
+    """
 
     text: str
     model: str
     usage: Usage = field(default_factory=Usage)
     finish_reason: str | None = None
     cached: bool = False
+    missing_usage: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +176,16 @@ class LMClient:
         cache: a response cache, or ``None``. By default only deterministic requests
             (temperature 0) are cached; ``cache_all=True`` caches every request.
         prices: the price table for dollar costs, or ``None`` (cost unknown).
+        cost_cap: a :class:`~gepetto.lm.spending.CostCap` every call reserves its worst-case
+            cost in before it is sent (a run with ``max_cost_usd`` sets its own), or ``None``.
     """
 
     provider: str = "base"
     """The provider name reported in call records (a class default; instances may override)."""
+
+    default_output_bound: int = DEFAULT_RESERVED_OUTPUT_TOKENS
+    """Output tokens reserved for a call without ``max_tokens`` (a client that sends its own
+    default, as Anthropic's, reserves that)."""
 
     def __init__(
         self,
@@ -181,6 +202,7 @@ class LMClient:
         cache: ResponseCache | None = None,
         cache_all: bool = False,
         prices: PriceTable | None = None,
+        cost_cap: CostCap | None = None,
     ) -> None:
         if not model:
             raise ConfigError("model must be a non-empty model name")
@@ -200,6 +222,7 @@ class LMClient:
         self.cache = cache
         self.cache_all = cache_all
         self.prices = prices
+        self.cost_cap = cost_cap
         self._listeners: list[Callable[[LMCallRecord], None]] = []
         self._resources: list[Callable[[], object]] = []
 
@@ -218,6 +241,8 @@ class LMClient:
 
         Raises:
             LMError: after the retries, or at once for non-retryable errors.
+            CostCapReached: the call's worst-case cost does not fit in :attr:`cost_cap`
+                (nothing was sent).
         """
         request = LMRequest(
             self.model, tuple(to_messages(prompt)), {**self.params, **params}, self.extra_body
@@ -230,10 +255,34 @@ class LMClient:
                     LMCallRecord(self.provider, self.model, Usage(0, 0, 0.0), True, 0.0, 0, {})
                 )
                 return Completion(hit.text, hit.model, Usage(0, 0, 0.0), hit.finish_reason, True)
-        completion = await self._call_with_retries(request)
+        bounds = self.token_bounds(request)
+        cap = self.cost_cap
+        reservation = None
+        if cap is not None:
+            worst = self._worst_case_cost(bounds)
+            reservation = await cap.reserve(worst, provider=self.provider, model=self.model)
+        try:
+            completion = await self._call_with_retries(request, bounds)
+        except asyncio.CancelledError:
+            if reservation is not None:
+                reservation.settle(None)  # it may have been sent and billed: keep it charged
+            raise
+        except BaseException:
+            if reservation is not None:
+                reservation.release()  # a failed call reports no usage: nothing is charged
+            raise
+        if reservation is not None:
+            reservation.settle(completion.usage.cost_usd)
         if key is not None and self.cache is not None:
             self.cache.put(key, completion)
         return completion
+
+    def token_bounds(self, request: LMRequest) -> TokenBounds:
+        """The most tokens ``request`` can be billed for (see :mod:`gepetto.lm.spending`)."""
+        return TokenBounds(
+            prompt_token_bound(request.messages, request.params.get("system")),
+            output_token_bound(request.params, request.extra, self.default_output_bound),
+        )
 
     def add_listener(self, listener: Callable[[LMCallRecord], None]) -> None:
         """Call ``listener`` with an :class:`LMCallRecord` after every call."""
@@ -267,7 +316,23 @@ class LMClient:
     def _cacheable(self, request: LMRequest) -> bool:
         return self.cache_all or request.params.get("temperature") == 0
 
-    async def _call_with_retries(self, request: LMRequest) -> Completion:
+    def _worst_case_cost(self, bounds: TokenBounds) -> float:
+        """The dollar price of ``bounds``; :class:`CostCapReached` if it cannot be priced."""
+        cost = None
+        if self.prices is not None:
+            cost = self.prices.cost(
+                self.provider, self.model, bounds.input_tokens, bounds.output_tokens
+            )
+        if cost is None:
+            raise CostCapReached(
+                f"a dollar cap is set but the price of {self.provider}/{self.model} is unknown, "
+                "so the call's cost cannot be reserved: give the client prices=StaticPrices(...)",
+                provider=self.provider,
+                model=self.model,
+            )
+        return cost
+
+    async def _call_with_retries(self, request: LMRequest, bounds: TokenBounds) -> Completion:
         started = time.monotonic()
         faults: dict[str, int] = {}
         estimate = _estimate_tokens(request)
@@ -294,25 +359,46 @@ class LMClient:
                 await asyncio.sleep(wait)
                 continue
             self.circuit_breaker.record_success()
-            completion = self._priced(completion, estimate)
+            completion = self._priced(completion, estimate, bounds)
             self._notify(self._record(completion.usage, started, attempt + 1, faults, None))
             return completion
 
-    def _priced(self, completion: Completion, estimate: int) -> Completion:
-        """Correct the rate limiter's token count and fill in the dollar cost."""
+    def _priced(self, completion: Completion, estimate: int, bounds: TokenBounds) -> Completion:
+        """Count unusable usage fields at their bound, correct the rate limiter's token count
+        and fill in the dollar cost (at the reply's model's price, else the requested one's)."""
         usage = completion.usage
+        missing = completion.missing_usage
+        if missing:
+            logger.warning(
+                "the reply of %s/%s has no usable %s: counted at the call's upper bound "
+                "(%d input, %d output tokens)",
+                self.provider,
+                self.model,
+                " and ".join(missing),
+                bounds.input_tokens,
+                bounds.output_tokens,
+            )
+            usage = Usage(
+                bounds.input_tokens if "input_tokens" in missing else usage.input_tokens,
+                bounds.output_tokens if "output_tokens" in missing else usage.output_tokens,
+                None,
+            )
         if self.rate_limiter is not None:
             self.rate_limiter.record(estimate, usage.input_tokens + usage.output_tokens)
-        if usage.cost_usd is not None or self.prices is None:
-            return completion
-        cost = self.prices.cost(
-            self.provider, completion.model or self.model, usage.input_tokens, usage.output_tokens
-        )
+        cost = usage.cost_usd
+        if cost is None and self.prices is not None:
+            for model in dict.fromkeys((completion.model or self.model, self.model)):
+                cost = self.prices.cost(
+                    self.provider, model, usage.input_tokens, usage.output_tokens
+                )
+                if cost is not None:
+                    break
         return Completion(
             completion.text,
             completion.model,
             Usage(usage.input_tokens, usage.output_tokens, cost),
             completion.finish_reason,
+            missing_usage=missing,
         )
 
     def _record(
@@ -345,4 +431,4 @@ class LMClient:
 def _estimate_tokens(request: LMRequest) -> int:
     """A rough token estimate (4 characters per token) for rate limiting before the call."""
     characters = sum(len(str(m.get("content", ""))) for m in request.messages)
-    return characters // 4 + int(request.params.get("max_tokens", 256))
+    return characters // 4 + int(request.params.get("max_tokens") or 256)

@@ -12,9 +12,11 @@
         ├── LMTimeoutError          the request timed out (retried)
         ├── LMConnectionError       connection refused/reset/dropped (retried)
         ├── LMResponseError         a reply that cannot be parsed (retried)
-        └── CircuitOpenError        too many failures in a row: the run stops cleanly
+        ├── CircuitOpenError        too many failures in a row: the run stops cleanly
+        └── CostCapReached          the call's worst-case cost does not fit in max_cost_usd:
+                                    not sent; the run stops cleanly
 
-Messages never contain API keys.
+Messages never contain API keys, and show base URLs redacted (no user-info, no query).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gepetto.errors import GepettoError
 
 __all__ = [
     "CircuitOpenError",
+    "CostCapReached",
     "LMAuthError",
     "LMBadRequestError",
     "LMConnectionError",
@@ -128,6 +131,16 @@ class LMResponseError(LMError):
 
 class CircuitOpenError(LMError):
     """Too many consecutive failures: calls are refused so the run can stop cleanly."""
+
+    fatal = True
+
+
+class CostCapReached(LMError):
+    """The dollar cap (``max_cost_usd``) has no room for the call's worst-case cost.
+
+    The call was not sent. Fatal: the run stops cleanly once the calls already sent have
+    come back (they are paid for, so their results are kept).
+    """
 
     fatal = True
 

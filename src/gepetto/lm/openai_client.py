@@ -4,17 +4,19 @@
 (``pip install 'gepetto[openai]'``); the retries, cache, circuit breaker, rate limiting and
 accounting are :class:`~gepetto.lm.client.LMClient`'s, so the SDK's own retries are off.
 With ``base_url`` it also talks to OpenAI-compatible servers (a local llama-server, vLLM,
-Ollama, OpenRouter, ...); ``provider_name`` then names them in records and errors.
+Ollama, OpenRouter, ...); ``provider_name`` then names them in records and errors, and
+chooses which environment key may be used (see :mod:`gepetto.lm.credentials`: a key goes
+only to its own provider's host).
 
 Every SDK failure becomes one :mod:`gepetto.lm.errors` class (see :func:`status_error` for
-the HTTP statuses). Messages name the model, the endpoint and where the key came from, never
-the key itself.
+the HTTP statuses). Messages name the model, the endpoint (redacted: no user-info, no query
+string) and where the key came from, never the key itself.
 
 Sampling parameters the SDK method does not accept (server-specific ones such as
 llama.cpp's ``repeat_penalty``) are sent as JSON fields through ``extra_body``.
 
 The helpers below the client (:func:`status_error`, :func:`retry_after_seconds`,
-:func:`sdk_arguments`, :func:`resolve_api_key`, :func:`safe_url`, ...) are shared with
+:func:`sdk_arguments`, :func:`token_count`, ...) are shared with
 :mod:`gepetto.lm.anthropic_client`.
 """
 
@@ -26,17 +28,22 @@ import functools
 import inspect
 import json
 import math
-import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from gepetto.errors import ConfigError
 from gepetto.lm.client import Completion, LMClient, LMRequest, Usage
+from gepetto.lm.credentials import (
+    AUTH_PROFILES,
+    PLACEHOLDER_KEY,
+    Credentials,
+    resolve_credentials,
+    untrusted_env_headers,
+)
 from gepetto.lm.errors import (
     LMAuthError,
     LMBadRequestError,
@@ -48,6 +55,8 @@ from gepetto.lm.errors import (
     LMServerError,
     LMTimeoutError,
 )
+from gepetto.lm.spending import usage_count
+from gepetto.redaction import protect_logs, redact_text, redact_url
 
 if TYPE_CHECKING:
     import openai
@@ -57,27 +66,38 @@ __all__ = [
     "OpenAIClient",
     "PerLoopClients",
     "accepted_arguments",
-    "resolve_api_key",
     "retry_after_seconds",
-    "safe_url",
     "sdk_arguments",
     "status_error",
     "token_count",
 ]
 
-PLACEHOLDER_KEY = "not-needed"
-"""The key sent to a custom ``base_url`` when no key is configured (local servers need none)."""
-
-_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _DETAIL_CHARS = 300
 
 
 class SDKBackedClient(LMClient):
-    """What the clients built on an official SDK share: one SDK client per event loop
-    (``self._sdk``), closing it, and a ``repr`` without secrets."""
+    """What the clients built on an official SDK share: the endpoint and key
+    (:meth:`_use_credentials`), one SDK client per event loop (``self._sdk``), closing it,
+    and a ``repr`` without secrets."""
 
     base_url: str
+    """The base URL as it may be shown: redacted (no user-info, no query string)."""
     _sdk: PerLoopClients[Any]
+    _credentials: Credentials
+    _key_source: str
+    _secrets: tuple[str, ...]
+
+    def _use_credentials(self, credentials: Credentials) -> None:
+        """Keep the endpoint and key, and hide their secrets from every log line."""
+        self._credentials = credentials
+        self.base_url = credentials.endpoint.display
+        self._key_source = credentials.source
+        self._secrets = tuple(
+            s
+            for s in (credentials.key, *credentials.endpoint.secrets)
+            if s and s != PLACEHOLDER_KEY
+        )
+        protect_logs(self._secrets)
 
     async def aclose(self) -> None:
         """Close the SDK client of the running event loop and its connection pool.
@@ -93,7 +113,7 @@ class SDKBackedClient(LMClient):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(provider={self.provider!r}, model={self.model!r}, "
-            f"base_url={safe_url(self.base_url)!r})"
+            f"base_url={self.base_url!r})"
         )
 
 
@@ -102,19 +122,27 @@ class OpenAIClient(SDKBackedClient):
 
     Args:
         model: the model name, as the server knows it.
-        api_key: the API key; default ``$OPENAI_API_KEY``. With a custom ``base_url`` and no
-            key, the placeholder ``"not-needed"`` is sent.
-        base_url: the API root (``.../v1``); default ``$OPENAI_BASE_URL``, then OpenAI's.
-        organization: the OpenAI organization id (default ``$OPENAI_ORG_ID``).
+        api_key: the API key. Default: the provider's environment variable
+            (``$OPENAI_API_KEY`` for ``provider_name="openai"``, ``$OPENROUTER_API_KEY`` for
+            ``"openrouter"``, none for other names), sent only to the provider's official host
+            or to the base URL of ``$OPENAI_BASE_URL``. Any other endpoint without a key gets
+            the placeholder ``"not-needed"``.
+        base_url: the API root (``.../v1``), ``http(s)://`` only; default
+            ``$OPENAI_BASE_URL`` (for ``"openai"``), then the provider's official URL. A query
+            string in it is sent with every request but never shown.
+        organization: the OpenAI organization id (default ``$OPENAI_ORG_ID``, which, like
+            ``$OPENAI_PROJECT_ID`` and ``$OPENAI_CUSTOM_HEADERS``, only goes where
+            ``$OPENAI_API_KEY`` may go).
         default_headers: extra HTTP headers sent with every request.
         provider_name: the provider named in records, errors and cache keys (``"local"``,
             ``"openrouter"``, ...).
         **options: the :class:`~gepetto.lm.client.LMClient` options (sampling parameters,
-            timeout, retry, circuit breaker, rate limiter, cache, prices).
+            timeout, retry, circuit breaker, rate limiter, cache, prices, cost cap).
 
     Raises:
-        ConfigError: if the ``openai`` package is missing, or no key is configured for
-            OpenAI's own API.
+        ConfigError: if the ``openai`` package is missing, the base URL is not http(s), the
+            key is blank or malformed, or no key is configured for an official host (the
+            message names the variable to set). Raised here, before any request.
     """
 
     provider = "openai"
@@ -141,24 +169,23 @@ class OpenAIClient(SDKBackedClient):
             raise ConfigError("provider_name must be a non-empty name such as 'openai'")
         # ``provider`` is a ClassVar of LMClient; this instance reports its own name.
         self.provider = provider_name
-        base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
-        self.base_url = (base_url or _DEFAULT_BASE_URL).rstrip("/")
-        key, self._key_source = resolve_api_key(
-            api_key, "OPENAI_API_KEY", custom_url=bool(base_url)
+        credentials = resolve_credentials(
+            AUTH_PROFILES.get(provider_name),
+            provider=provider_name,
+            model=model,
+            api_key=api_key,
+            base_url=base_url,
         )
-        if key is None:
-            raise ConfigError(
-                f"no API key for {provider_name} model {model!r}: set OPENAI_API_KEY or pass "
-                "api_key=... (a custom base_url needs no key)"
-            )
-        self._secret = key
+        self._use_credentials(credentials)
+        key = credentials.key or PLACEHOLDER_KEY
         self._sdk = PerLoopClients(
             functools.partial(
                 AsyncOpenAI,
                 api_key=key,
-                base_url=self.base_url,
+                base_url=credentials.endpoint.url,
                 organization=organization,
-                default_headers=dict(default_headers) if default_headers else None,
+                default_headers=_openai_headers(credentials, key, organization, default_headers),
+                default_query=dict(credentials.endpoint.query) or None,
                 max_retries=0,
                 timeout=self.timeout,
             )
@@ -179,7 +206,7 @@ class OpenAIClient(SDKBackedClient):
             raise self._translate(exc, request.model) from exc
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise LMResponseError(
-                f"the reply from {safe_url(self.base_url)} is not valid JSON",
+                f"the reply from {self.base_url} is not valid JSON",
                 model=request.model,
                 provider=self.provider,
             ) from exc
@@ -192,13 +219,13 @@ class OpenAIClient(SDKBackedClient):
         return translate_sdk_error(
             exc,
             openai,
-            endpoint=safe_url(self.base_url),
+            endpoint=self.base_url,
             timeout=self.timeout,
             provider=self.provider,
             model=model,
-            key_env="OPENAI_API_KEY",
+            key_env=_key_env(self.provider),
             key_source=self._key_source,
-            secret=self._secret,
+            secrets=self._secrets,
             quota_exhausted=getattr(exc, "code", None) == "insufficient_quota",
         )
 
@@ -207,7 +234,7 @@ class OpenAIClient(SDKBackedClient):
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise LMResponseError(
-                f"the reply from {safe_url(self.base_url)} has no choices",
+                f"the reply from {self.base_url} has no choices",
                 model=request.model,
                 provider=self.provider,
             )
@@ -216,15 +243,45 @@ class OpenAIClient(SDKBackedClient):
         usage = getattr(response, "usage", None)
         finish_reason = getattr(choice, "finish_reason", None)
         model = getattr(response, "model", None)
+        tokens, missing = read_usage(
+            getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+        )
         return Completion(
             text=_message_text(content),
             model=model if isinstance(model, str) and model else request.model,
-            usage=Usage(
-                token_count(getattr(usage, "prompt_tokens", 0)),
-                token_count(getattr(usage, "completion_tokens", 0)),
-            ),
+            usage=tokens,
             finish_reason=finish_reason if isinstance(finish_reason, str) else None,
+            missing_usage=missing,
         )
+
+
+def _key_env(provider: str) -> str:
+    """The environment variable named in auth errors (the key a user would set)."""
+    profile = AUTH_PROFILES.get(provider)
+    return profile.key_env if profile is not None else "the api_key argument"
+
+
+def _openai_headers(
+    credentials: Credentials,
+    key: str,
+    organization: str | None,
+    default_headers: Mapping[str, str] | None,
+) -> dict[str, Any] | None:
+    """The SDK's ``default_headers``: the user's, and, for an endpoint the OpenAI
+    environment may not reach, overrides that drop what the SDK would read from it
+    (organization, project, ``$OPENAI_CUSTOM_HEADERS``)."""
+    headers: dict[str, Any] = {}
+    if not credentials.trusted:
+        import openai
+
+        omit = openai.Omit()
+        own = {"Authorization": f"Bearer {key}"}
+        headers.update(untrusted_env_headers("OPENAI_CUSTOM_HEADERS", omit, lambda: own))
+        if organization is None:
+            headers["OpenAI-Organization"] = omit
+        headers["OpenAI-Project"] = omit
+    headers.update(default_headers or {})
+    return headers or None
 
 
 # ----- shared with anthropic_client --------------------------------------------------------
@@ -285,11 +342,14 @@ def translate_sdk_error(
     model: str,
     key_env: str,
     key_source: str,
-    secret: str | None,
+    secrets: Sequence[str],
     quota_exhausted: bool,
 ) -> LMError:
     """The gepetto error for an exception of the ``openai`` or ``anthropic`` SDK (both name
-    their classes alike: ``APITimeoutError``, ``APIConnectionError``, ``APIStatusError``)."""
+    their classes alike: ``APITimeoutError``, ``APIConnectionError``, ``APIStatusError``).
+
+    ``endpoint`` is shown redacted; ``secrets`` are hidden in the server's text."""
+    endpoint = redact_url(endpoint)
     if isinstance(exc, sdk.APITimeoutError):  # a subclass of APIConnectionError: test it first
         return LMTimeoutError(
             f"no reply from {endpoint} within {timeout:g} s", model=model, provider=provider
@@ -311,24 +371,12 @@ def translate_sdk_error(
             endpoint=endpoint,
             key_env=key_env,
             key_source=key_source,
-            secret=secret,
+            secrets=secrets,
             quota_exhausted=quota_exhausted,
         )
     return LMResponseError(
         f"unreadable reply from {endpoint} ({type(exc).__name__})", model=model, provider=provider
     )
-
-
-def resolve_api_key(api_key: str | None, env: str, *, custom_url: bool) -> tuple[str | None, str]:
-    """The key to send and a description of where it came from (never the key)."""
-    if api_key:
-        return api_key, "the api_key argument"
-    from_env = os.environ.get(env)
-    if from_env:
-        return from_env, f"${env}"
-    if custom_url:
-        return PLACEHOLDER_KEY, f"no key (the placeholder {PLACEHOLDER_KEY!r} was sent)"
-    return None, "no key"
 
 
 def _message_text(content: object) -> str:
@@ -370,17 +418,18 @@ def sdk_arguments(
 
 def token_count(value: object) -> int:
     """A token count from a usage field (missing, ``None`` or garbage -> 0)."""
-    return value if isinstance(value, int) and value >= 0 else 0
+    return usage_count(value) or 0
 
 
-def safe_url(url: str) -> str:
-    """``url`` without its user-info part (``https://user:pass@host`` -> ``https://host``)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc))
+def read_usage(input_tokens: object, output_tokens: object) -> tuple[Usage, tuple[str, ...]]:
+    """The usage of a reply, and the names of the fields that were unusable (missing, not
+    integers, negative or absurd), which the client then counts at the call's bound."""
+    counts = {
+        "input_tokens": usage_count(input_tokens),
+        "output_tokens": usage_count(output_tokens),
+    }
+    missing = tuple(name for name, count in counts.items() if count is None)
+    return Usage(counts["input_tokens"] or 0, counts["output_tokens"] or 0), missing
 
 
 def retry_after_seconds(
@@ -418,15 +467,13 @@ def retry_after_seconds(
     return value if math.isfinite(value) and value >= 0 else None
 
 
-def _detail(body: object, secret: str | None) -> str:
-    """The server's error message (short, with the key redacted), or ``""``."""
+def _detail(body: object, secrets: Sequence[str]) -> str:
+    """The server's error message (short, with URLs and ``secrets`` redacted), or ``""``."""
     message: object = body
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         message = inner.get("message", inner) if isinstance(inner, Mapping) else inner
-    text = "" if message is None else str(message)
-    if secret:
-        text = text.replace(secret, "***")
+    text = redact_text("" if message is None else str(message), secrets)
     return text if len(text) <= _DETAIL_CHARS else text[: _DETAIL_CHARS - 3] + "..."
 
 
@@ -455,7 +502,7 @@ def status_error(
     endpoint: str,
     key_env: str,
     key_source: str,
-    secret: str | None,
+    secrets: Sequence[str] = (),
     quota_exhausted: bool = False,
 ) -> LMError:
     """The gepetto error for an HTTP error status of an LM API.
@@ -467,14 +514,17 @@ def status_error(
     :class:`LMTimeoutError`; 429 -> :class:`LMRateLimitError` with ``retry_after``; 409 and 5xx
     -> :class:`LMServerError` (retried, as the SDKs do); other 4xx ->
     :class:`LMBadRequestError`. ``retry_after`` is set from the headers on every class.
+    ``endpoint`` is shown redacted (:func:`~gepetto.redaction.redact_url`), and URLs and
+    ``secrets`` in the server's text are hidden.
     """
+    endpoint = redact_url(endpoint)
     context: dict[str, Any] = {
         "model": model,
         "provider": provider,
         "status": status,
         "retry_after": retry_after_seconds(headers),
     }
-    detail = _detail(body, secret)
+    detail = _detail(body, secrets)
     if status in (401, 402, 403) or (status == 429 and quota_exhausted):
         problem, advice = _FATAL_STATUSES[status]
         error_class = LMAuthError if status in (401, 403) else LMQuotaError

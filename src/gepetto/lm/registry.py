@@ -4,11 +4,16 @@
 ``openai/MODEL``       OpenAI (``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` for any
                        OpenAI-compatible server: vLLM, Ollama, llama-server, ...)
 ``anthropic/MODEL``    Anthropic Messages API (``ANTHROPIC_API_KEY``)
-``openrouter/MODEL``   OpenRouter through the OpenAI client (``OPENROUTER_API_KEY``)
+``openrouter/MODEL``   OpenRouter through the OpenAI client (``OPENROUTER_API_KEY`` only,
+                       never ``OPENAI_API_KEY``)
 ``local/MODEL``        a llama.cpp server that gepetto starts on 127.0.0.1 with a pinned,
                        sha256-checked GGUF model (``scripts/setup-local-llm``); stopped
-                       when the client is closed or at exit
+                       when the client is closed or at exit; needs no key
 =====================  ============================================================
+
+Each provider reads only its own key variable, and sends it only to its own host (see
+:mod:`gepetto.lm.credentials`); a missing key is a ``ConfigError`` naming the variable, raised
+here before anything is sent.
 
 Example:
     >>> client = resolve_lm("openai/gpt-4.1-mini", api_key="sk-test", temperature=0)
@@ -18,7 +23,7 @@ Example:
 
 from __future__ import annotations
 
-import os
+import difflib
 from typing import Any
 
 from gepetto.errors import ConfigError
@@ -27,7 +32,6 @@ from gepetto.lm.client import LMClient
 __all__ = ["PROVIDERS", "resolve_lm"]
 
 PROVIDERS = ("openai", "anthropic", "openrouter", "local")
-OPENROUTER_BASE_URL = "https://openrouter.ai/api/v1"
 
 
 def resolve_lm(spec: str, **options: Any) -> LMClient:
@@ -40,14 +44,11 @@ def resolve_lm(spec: str, **options: Any) -> LMClient:
             Dollar prices come from the ``genai-prices`` table unless ``prices=`` is given.
 
     Raises:
-        ConfigError: for an unknown provider or a missing optional package.
+        ConfigError: for a malformed model string, an unknown provider, a missing optional
+            package, a bad base URL, or a missing key (naming the variable to set); all
+            before any request.
     """
-    provider, _, model = spec.partition("/")
-    if not model or provider not in PROVIDERS:
-        raise ConfigError(
-            f"unknown model string {spec!r}; use 'provider/model' with provider one of "
-            f"{list(PROVIDERS)}, for example 'openai/gpt-4.1-mini' or 'local/qwen2.5-coder-0.5b'"
-        )
+    provider, model = _parse_spec(spec)
     if "prices" not in options:
         from gepetto.lm.pricing import GenaiPrices
 
@@ -58,13 +59,33 @@ def resolve_lm(spec: str, **options: Any) -> LMClient:
         return AnthropicClient(model, **options)
     from gepetto.lm.openai_client import OpenAIClient
 
-    if provider == "openrouter":
-        options.setdefault("base_url", OPENROUTER_BASE_URL)
-        options.setdefault("api_key", os.environ.get("OPENROUTER_API_KEY"))
-        return OpenAIClient(model, provider_name="openrouter", **options)
     if provider == "local":
         return _local_client(model, options)
-    return OpenAIClient(model, **options)
+    return OpenAIClient(model, provider_name=provider, **options)
+
+
+def _parse_spec(spec: object) -> tuple[str, str]:
+    """``(provider, model)`` of a model string; :class:`ConfigError` if it is malformed."""
+    example = "for example 'openai/gpt-4.1-mini' or 'local/qwen2.5-coder-0.5b'"
+    if not isinstance(spec, str):
+        raise ConfigError(
+            f"a model string must be a str 'provider/model', got {type(spec).__name__}; {example}"
+        )
+    provider, _, model = spec.partition("/")
+    if provider not in PROVIDERS:
+        close = difflib.get_close_matches(provider.strip().lower(), PROVIDERS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problem = f"{provider!r} is not a provider" if "/" in spec else "no provider"
+        raise ConfigError(
+            f"unknown model string {spec!r}: {problem}{hint}; use 'provider/model' with "
+            f"provider one of {list(PROVIDERS)}, {example}"
+        )
+    if not model or model != model.strip() or any(c.isspace() or ord(c) < 32 for c in model):
+        raise ConfigError(
+            f"model string {spec!r} has no model name, or one with spaces or control "
+            f"characters; {example}"
+        )
+    return provider, model
 
 
 def _local_client(model: str, options: dict[str, Any]) -> LMClient:

@@ -1,0 +1,112 @@
+"""The dollar cap holds in a real run: every call reserves its worst-case cost first.
+
+Regression: a run capped at $0.25 (OpenAI client against a local fake server) stopped at
+$0.36, because ``max_cost_usd`` was only checked between proposals while many calls were in
+flight. Now each call reserves its worst case (prompt bound + ``max_tokens`` at the model's
+prices) before it is sent and settles to its real cost after; a call that does not fit is
+not sent and the run stops cleanly. (This module uses only the public API that existed
+before the fix, so it runs, and fails, against the old code; the cap itself is tested in
+``test_spending.py``.)
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import gepetto
+from gepetto.adapters import DefaultAdapter
+from gepetto.errors import ConfigError
+from gepetto.lm.openai_client import OpenAIClient
+from gepetto.lm.pricing import StaticPrices
+from gepetto.lm.reliability import RetryPolicy
+from gepetto.testing import ScriptedLM
+
+from .fault_server import FaultServer, ok
+
+MODEL = "fault-model"
+PRICES = StaticPrices({("openai", MODEL): (100.0, 400.0)})  # USD per million tokens
+PROMPT_TOKENS, COMPLETION_TOKENS = 50, 20
+CALL_COST = (PROMPT_TOKENS * 100.0 + COMPLETION_TOKENS * 400.0) / 1e6  # $0.013 per reply
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_CUSTOM_HEADERS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    # Anything not for 127.0.0.1 goes to a closed local port, so even a regressed client
+    # could not reach a real provider from these tests.
+    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    replies = [ok("no", PROMPT_TOKENS, COMPLETION_TOKENS)] * 2000
+    with FaultServer(*replies) as fault_server:
+        yield fault_server
+
+
+def task_client(server: FaultServer, **options: Any) -> OpenAIClient:
+    """A priced client of ``server`` (``max_tokens`` 20, so a call's worst case is known)."""
+    options.setdefault("max_tokens", COMPLETION_TOKENS)
+    return OpenAIClient(
+        MODEL,
+        base_url=server.openai_base_url,
+        api_key="sk-test",
+        temperature=0,
+        prices=PRICES,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01),
+        **options,
+    )
+
+
+def distinct_proposals() -> ScriptedLM:
+    counter = itertools.count()
+    return ScriptedLM(lambda prompt: f"```\nAnswer variant {next(counter)}.\n```")
+
+
+def test_a_capped_run_with_calls_in_flight_never_passes_the_cap(server: FaultServer) -> None:
+    """The regression: many task calls in flight (3 proposals, 8 concurrent evaluations)."""
+    data = [{"input": f"question {i}", "answer": "yes"} for i in range(12)]
+    events: list[Any] = []
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        data,
+        data[:6],
+        adapter=DefaultAdapter(task_client(server)),
+        reflection_lm=distinct_proposals(),
+        max_cost_usd=0.25,
+        max_concurrency=8,
+        parallel_proposals=3,
+        callbacks=[events.append],
+        display_progress_bar=False,
+    )
+    assert result.total_cost_usd is not None
+    assert result.total_cost_usd <= 0.25
+    assert "max_cost_usd" in (result.stop_reason or "")
+    # Nothing lost: every reply the server sent is accounted for, at its real price.
+    assert result.lm_usage["task"]["calls"] == len(server.requests)
+    assert result.total_cost_usd == pytest.approx(len(server.requests) * CALL_COST)
+    assert result.total_cost_usd > 0.25 - 0.05  # the cap was used, not abandoned early
+    assert result.num_candidates >= 1
+    assert result.best_candidate["instructions"]
+
+
+def test_a_model_without_a_price_is_refused_up_front(server: FaultServer) -> None:
+    client = OpenAIClient("unpriced-model", base_url=server.openai_base_url, api_key="sk-test")
+    with pytest.raises(ConfigError, match="openai/unpriced-model") as caught:
+        gepetto.optimize(
+            {"instructions": "Answer."},
+            [{"input": "q", "answer": "a"}],
+            adapter=DefaultAdapter(client),
+            reflection_lm=distinct_proposals(),
+            max_cost_usd=1.0,
+            display_progress_bar=False,
+        )
+    assert "StaticPrices" in str(caught.value)
+    assert server.requests == []
