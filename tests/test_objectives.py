@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_resume import drive
 
 import gepetto
 from gepetto import Optimizer, ScoreThreshold
@@ -20,6 +19,7 @@ from gepetto.state import RunState
 from gepetto.storage import MemoryStorage, SQLiteStorage
 from gepetto.testing import FlakyAdapter, KeywordAdapter, ScriptedLM, keyword_dataset
 from gepetto.types import EvaluationBatch
+from tests.engine.test_resume import drive
 
 TRAIN = keyword_dataset(["please"], copies=3)  # one minibatch: the whole trainset
 VAL = keyword_dataset(["please"], copies=2)

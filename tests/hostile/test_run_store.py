@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.hostile.unprivileged import as_nobody, shared_folder
 
 import gepetto
 from gepetto import Optimizer
 from gepetto.errors import ConfigError, GepettoError
 from gepetto.storage import SQLiteStorage, StorageError
 from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, keyword_dataset
+from tests.hostile.unprivileged import as_nobody, shared_folder
 
 WORDS = [f"w{i}" for i in range(4)]
 TRAIN = keyword_dataset(WORDS, copies=2)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.lm.fault_server import FaultServer, raw, status
 
 import gepetto
 from gepetto.adapters import DefaultAdapter
@@ -31,6 +30,7 @@ from gepetto.lm.registry import resolve_lm
 from gepetto.lm.reliability import RetryPolicy
 from gepetto.lm.spending import CostCap
 from gepetto.testing import ScriptedLM
+from tests.lm.fault_server import FaultServer, raw, status
 
 SECRET = "sk-hostile-SECRET-4f7c1e"
 MODEL = "fault-model"

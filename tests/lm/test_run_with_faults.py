@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.lm.fault_server import FaultServer, drop, malformed, ok, slow, status
 
 import gepetto
 from gepetto.adapters import DefaultAdapter, exact_match_evaluator
@@ -19,6 +18,7 @@ from gepetto.events import LMCallFinished
 from gepetto.lm.openai_client import OpenAIClient
 from gepetto.lm.reliability import CircuitBreaker, RetryPolicy
 from gepetto.testing import ScriptedLM
+from tests.lm.fault_server import FaultServer, drop, malformed, ok, slow, status
 
 DATA = [{"input": f"question {i}", "answer": "ok"} for i in range(6)]
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from tests.storage.conftest import _admin_connection
 
 from gepetto.errors import ConfigError
 from gepetto.storage import MemoryStorage, RunHeader, SQLiteStorage, StorageError, open_storage
@@ -27,6 +26,7 @@ from gepetto.testing.storage_contract import (
     check_shared_run_across_processes,
     check_shared_run_contract,
 )
+from tests.storage.conftest import _admin_connection
 
 POSTGRES_URL = os.environ.get("GEPETTO_TEST_POSTGRES_URL")
 TestFunction = TypeVar("TestFunction", bound=Callable[..., None])

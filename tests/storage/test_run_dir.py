@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.hostile.unprivileged import as_nobody, shared_folder
 
 import gepetto
 from gepetto.errors import ConfigError
 from gepetto.testing import KeywordAdapter, ScriptedLM, keyword_dataset
+from tests.hostile.unprivileged import as_nobody, shared_folder
 
 TRAIN = keyword_dataset(["alpha", "beta", "gamma"])
 

@@ -6,15 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.fixtures.make_journal_v1 import WORDS, run_fixture_workload
 
 import gepetto
 from gepetto.errors import ConfigError
 from gepetto.records import record_from_dict
 from gepetto.storage import SQLiteStorage
 from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, keyword_dataset
+from tests.fixtures.make_journal_v1 import WORDS, run_fixture_workload
 
-FIXTURE = Path(__file__).parent / "fixtures" / "journal_v1.sqlite"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "journal_v1.sqlite"
 
 
 def test_format_1_records_load(tmp_path: Path) -> None:

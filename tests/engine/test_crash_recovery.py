@@ -48,7 +48,7 @@ RNG_SEED = int(os.environ.get("GEPETTO_CRASH_SEED", "20241128"))
 """Seed of the kill schedule (set the variable to explore other schedules)."""
 
 CHILD = r'''
-"""One gepetto.optimize run of tests/test_crash_recovery.py; it can be told to kill itself."""
+"""One gepetto.optimize run of tests/engine/test_crash_recovery.py; it may kill itself."""
 import hashlib
 import json
 import os
