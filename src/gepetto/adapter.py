@@ -35,6 +35,7 @@ from gepetto.types import EvaluationBatch, printable
 __all__ = [
     "AdapterRunner",
     "GEPAAdapter",
+    "HasFingerprint",
     "ProposesNewTexts",
     "ReflectiveDataset",
     "UsesLMClients",
@@ -78,6 +79,15 @@ class UsesLMClients(Protocol):
     (tokens, dollars, faults) under the role ``"task"``."""
 
     def lm_clients(self) -> Sequence[Any]: ...
+
+
+@runtime_checkable
+class HasFingerprint(Protocol):
+    """An adapter that says what identifies its configuration (a model, a prompt template):
+    a run is resumed only with an adapter of the same fingerprint. Without it, the
+    adapter's class stands for it."""
+
+    def fingerprint(self) -> str: ...
 
 
 async def call_maybe_async(

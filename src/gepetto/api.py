@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, Unpack
 
-from gepetto.adapter import AdapterRunner, ProposesNewTexts, UsesLMClients
+from gepetto.adapter import AdapterRunner, HasFingerprint, ProposesNewTexts, UsesLMClients
 from gepetto.engine.config import check_datasets
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
@@ -172,9 +172,8 @@ def _adapter_fingerprint(adapter: object, task_lm: object) -> str:
     if adapter is None:
         model = task_lm if isinstance(task_lm, str) else type(task_lm).__qualname__
         return f"DefaultAdapter(task_lm={model})"
-    describe = getattr(adapter, "fingerprint", None)
-    if callable(describe):
-        return str(describe())
+    if isinstance(adapter, HasFingerprint):
+        return str(adapter.fingerprint())
     kind = type(adapter)
     return f"{kind.__module__}.{kind.__qualname__}"
 
