@@ -33,6 +33,7 @@ from gepetto.errors import (
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import Inline
+from gepetto.optimize_anything import AnythingResult, SideInfo, aoptimize_anything, log
 from gepetto.proposers import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
@@ -51,10 +52,14 @@ from gepetto.stopping import (
 )
 from gepetto.types import Candidate, EvaluationBatch
 
+# ``gepetto.optimize_anything`` is the module, callable like gepa's function of that name.
+from gepetto import optimize_anything  # isort: skip
+
 __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
     "DEFAULT_REFLECTION_TEMPLATE",
     "AdapterContractError",
+    "AnythingResult",
     "BudgetExhausted",
     "Candidate",
     "ConfigError",
@@ -80,10 +85,14 @@ __all__ = [
     "RunStatus",
     "ScoreThreshold",
     "ScoredBatch",
+    "SideInfo",
     "StopCondition",
     "StopFile",
     "Timeout",
     "__version__",
     "aoptimize",
+    "aoptimize_anything",
+    "log",
     "optimize",
+    "optimize_anything",
 ]

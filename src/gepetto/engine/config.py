@@ -8,6 +8,7 @@ the seed candidate and the datasets. Nothing here calls the adapter or an LM.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,9 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         objective_weights=resolve_objective_weights(engine.objective_weights),
         max_metric_calls=max_metric_calls,
         skip_perfect_score=reflection.skip_perfect_score,
-        perfect_score=float(reflection.perfect_score),
+        perfect_score=(
+            math.inf if reflection.perfect_score is None else float(reflection.perfect_score)
+        ),
         cache_evaluation=engine.cache_evaluation,
         parallel_proposals=engine.parallel_proposals,
         rejected_memory=engine.rejected_memory,

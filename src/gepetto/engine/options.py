@@ -39,7 +39,6 @@ from typing import Any, TypedDict
 from gepetto.engine.option_checks import (
     check_bool,
     check_int,
-    check_number,
     check_observers,
     check_optional_int,
     check_optional_number,
@@ -81,7 +80,9 @@ by the local-model quality benchmark (docs/quality.md#reflection-history)."""
 StopCallbacks = StopCondition | Callable[[RunStatus], object] | Sequence[object] | None
 
 
-def setting(default: Any, *, resume: str | None = None, recorded: bool = True) -> Any:
+def setting(
+    default: Any, *, resume: str | None = None, recorded: bool = True, only: str | None = None
+) -> Any:
     """A field of an option group.
 
     Args:
@@ -90,8 +91,12 @@ def setting(default: Any, *, resume: str | None = None, recorded: bool = True) -
             is then refused with the old and new values).
         recorded: whether the journal records the value (:func:`describe`); settings that
             are objects or places (a model client, a storage, observers) are not.
+        only: the one entry point that reads the setting (``"optimize_anything"``); such
+            a setting is not a keyword of :func:`gepetto.optimize` (:func:`setting_fields`
+            leaves it out) and is never recorded.
     """
-    return field(default=default, metadata={"resume": resume, "recorded": recorded})
+    metadata = {"resume": resume, "recorded": recorded and only is None, "only": only}
+    return field(default=default, metadata=metadata)
 
 
 def _describe_strategy(value: object) -> object:
@@ -136,9 +141,15 @@ class EngineConfig:
     worker: str | bool | None = setting(None, resume="which process runs the run", recorded=False)
     display_progress_bar: bool | None = setting(None, resume="an observer", recorded=False)
     handle_signals: bool | None = setting(None, resume="how Ctrl-C is handled", recorded=False)
+    capture_stdio: bool = setting(
+        False,
+        resume="what the evaluator prints is added to its side information",
+        only="optimize_anything",
+    )
 
     def __post_init__(self) -> None:
         _set = object.__setattr__
+        check_bool("capture_stdio", self.capture_stdio)
         if self.max_metric_calls is not None:
             _set(self, "max_metric_calls", check_int("max_metric_calls", self.max_metric_calls))
         if self.max_cost_usd is not None:
@@ -197,7 +208,7 @@ class ReflectionConfig:
         None, resume="a function, like the reflection model", recorded=False
     )
     skip_perfect_score: bool = setting(True)
-    perfect_score: float = setting(1.0)
+    perfect_score: float | None = setting(1.0)
     batch_sampler: str | BatchSampler = setting("epoch_shuffled")
     reflection_minibatch_size: int | None = setting(None)
     module_selector: str | ComponentSelector = setting("round_robin")
@@ -223,10 +234,11 @@ class ReflectionConfig:
         ):
             raise ConfigError("custom_candidate_proposer must be callable")
         check_bool("skip_perfect_score", self.skip_perfect_score)
+        # None: no score counts as solved (optimize_anything's default, as in gepa).
         _set(
             self,
             "perfect_score",
-            check_number(
+            check_optional_number(
                 "perfect_score", self.perfect_score, meaning="the score of a solved example"
             ),
         )
@@ -390,7 +402,8 @@ def setting_fields() -> dict[str, tuple[str, Any]]:
     found: dict[str, tuple[str, Any]] = {}
     for group, kind in _GROUPS:
         for item in dataclasses.fields(kind):
-            found[item.name] = (group, item.default)
+            if item.metadata.get("only") is None:
+                found[item.name] = (group, item.default)
     for item in dataclasses.fields(GEPAConfig):
         if item.metadata:
             found[item.name] = ("", item.default)
@@ -400,7 +413,11 @@ def setting_fields() -> dict[str, tuple[str, Any]]:
 def _metadata() -> dict[str, Mapping[str, Any]]:
     found: dict[str, Mapping[str, Any]] = {}
     for _, kind in _GROUPS:
-        found.update((item.name, item.metadata) for item in dataclasses.fields(kind))
+        found.update(
+            (item.name, item.metadata)
+            for item in dataclasses.fields(kind)
+            if item.metadata.get("only") is None
+        )
     found.update((f.name, f.metadata) for f in dataclasses.fields(GEPAConfig) if f.metadata)
     return found
 
@@ -498,7 +515,7 @@ class SettingOptions(GepettoOptions, total=False):
     reflection_lm_kwargs: Mapping[str, Any] | None
     custom_candidate_proposer: Callable[..., Any] | None
     skip_perfect_score: bool
-    perfect_score: float
+    perfect_score: float | None
     batch_sampler: str | BatchSampler
     reflection_minibatch_size: int | None
     module_selector: str | ComponentSelector

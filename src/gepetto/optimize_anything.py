@@ -1,0 +1,401 @@
+"""``optimize_anything``: improve any text artifact (code, a prompt, a config, an SVG) that
+an evaluator can score, with gepetto's engine (gepa 0.1.4's "primary public API").
+
+Three modes, as in gepa:
+
+- **single-task** (no ``dataset``): one artifact, scored by ``evaluator(candidate)``;
+- **multi-task** (``dataset``): ``evaluator(candidate, example=...)`` on each example; the
+  Pareto front is kept over the dataset;
+- **generalization** (``dataset`` and ``valset``): reflect on ``dataset``, select on
+  ``valset``.
+
+A ``str`` seed is wrapped as ``{"current_candidate": seed}``; the evaluator gets the plain
+string and :attr:`AnythingResult.best_candidate` gives a string back. With
+``seed_candidate=None`` the reflection model writes the first candidate from ``objective``
+(one reflection call). The evaluator contract and side information are described in
+:mod:`gepetto.adapters.anything`; :func:`log` adds text to the side information of the
+evaluation in progress.
+
+Like gepa, ``gepetto.optimize_anything`` names this module, and the module itself can be
+called: ``gepetto.optimize_anything(...)``, ``from gepetto.optimize_anything import
+optimize_anything`` and ``import gepetto.optimize_anything as oa; oa.log(...)`` all work.
+
+Example:
+    >>> from gepetto import EngineConfig, GEPAConfig, ReflectionConfig
+    >>> from gepetto.testing import ScriptedLM
+    >>> def evaluator(text):
+    ...     polite = "please" in text
+    ...     return float(polite), {"feedback": "ok" if polite else "say please"}
+    >>> result = optimize_anything(
+    ...     "Answer the question.",
+    ...     evaluator=evaluator,
+    ...     config=GEPAConfig(
+    ...         engine=EngineConfig(max_metric_calls=5),
+    ...         reflection=ReflectionConfig(
+    ...             reflection_lm=ScriptedLM(["```\\nAnswer the question, please.\\n```"])
+    ...         ),
+    ...     ),
+    ... )
+    >>> result.best_candidate
+    'Answer the question, please.'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import types
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from gepetto.adapters.anything import (
+    SINGLE_TASK,
+    STR_CANDIDATE_KEY,
+    AnythingAdapter,
+    OptimizationState,
+    SideInfo,
+)
+from gepetto.adapters.side_info import (
+    LogContext,
+    capturing_stdio,
+    get_log_context,
+    log,
+    set_log_context,
+)
+from gepetto.api import _synchronous, aoptimize
+from gepetto.engine.options import EngineConfig, GEPAConfig, MergeConfig, ReflectionConfig
+from gepetto.errors import ConfigError
+from gepetto.lm.client import LMClient
+from gepetto.lm.errors import LMResponseError
+from gepetto.lm.protocol import as_async_lm
+from gepetto.proposers.prompts import extract_new_text
+from gepetto.result import Result
+
+__all__ = [
+    "ANYTHING_REFLECTION_TEMPLATE",
+    "AnythingResult",
+    "EngineConfig",
+    "GEPAConfig",
+    "LogContext",
+    "MergeConfig",
+    "OptimizationState",
+    "ReflectionConfig",
+    "SideInfo",
+    "aoptimize_anything",
+    "get_log_context",
+    "log",
+    "optimize_anything",
+    "set_log_context",
+]
+
+ANYTHING_REFLECTION_TEMPLATE = """\
+Improve a text artifact using what its evaluation revealed.
+<context>
+Current version:
+```
+<curr_param>
+```
+
+How it did on each evaluation (higher scores are better; the rest is what the evaluator \
+reported):
+
+<side_info>
+
+Find what causes the low scores and the problems reported, then write an improved version \
+that fixes them and keeps everything that already works. Reply with the complete new \
+version between two lines of three backticks (```) and write nothing after the closing ```."""
+"""The reflection template of ``optimize_anything``; ``<context>`` is filled with the
+``objective`` and ``background`` (or removed)."""
+
+_SEED_PROMPT = """\
+Write the first version of a text artifact. It will be scored by an evaluator and then \
+improved step by step from the evaluation results, so aim for a correct, simple start.
+
+Goal:
+{objective}
+{extra}
+Reply with the complete artifact between two lines of three backticks (```) and write \
+nothing after the closing ```."""
+
+_SEED_FILE = "generated_seed.json"
+_DEFAULTS = {"frontier_type": "hybrid", "skip_perfect_score": False, "perfect_score": None}
+
+
+@dataclasses.dataclass(frozen=True)
+class AnythingResult(Result):
+    """gepetto's :class:`~gepetto.result.Result`, which gives the best candidate back as a
+    ``str`` when the seed was one (``candidates`` keep the wrapped dicts, as in gepa)."""
+
+    str_candidate_key: str | None = None
+
+    @property
+    def best_candidate(self) -> Any:  # str in str mode, else dict[str, str]
+        texts = Result.best_candidate.fget(self)  # type: ignore[attr-defined]
+        if self.str_candidate_key is not None and self.str_candidate_key in texts:
+            return texts[self.str_candidate_key]
+        return texts
+
+
+def _template(objective: str | None, background: str | None) -> str:
+    parts = []
+    if objective:
+        parts.append(f"\nGoal: {objective.strip()}\n")
+    if background:
+        parts.append(f"\nBackground:\n{background.strip()}\n")
+    return ANYTHING_REFLECTION_TEMPLATE.replace("<context>", "".join(parts))
+
+
+def _seed_prompt(objective: str, background: str | None, dataset: Sequence[Any] | None) -> str:
+    extra = ""
+    if background:
+        extra += f"\nBackground:\n{background.strip()}\n"
+    if dataset:
+        samples = "\n".join(f"- Example {i}: {e}" for i, e in enumerate(dataset[:3], start=1))
+        extra += f"\nSample inputs it will be evaluated on:\n{samples}\n"
+    return _SEED_PROMPT.format(objective=objective.strip(), extra=extra)
+
+
+async def _generate_seed(
+    lm: object, prompt: str, retries: int, run_dir: str | os.PathLike[str] | None
+) -> dict[str, str]:
+    """The first candidate, written by the reflection model (kept in ``run_dir``, so a
+    resumed run starts from the same one)."""
+    path = None if run_dir is None else os.path.join(run_dir, _SEED_FILE)
+    if path is not None and os.path.exists(path):
+        with open(path, encoding="utf-8") as file:
+            return {STR_CANDIDATE_KEY: json.load(file)["seed"]}
+    call = as_async_lm(lm)
+    problems: list[str] = []
+    for _ in range(retries + 1):
+        note = f"\n\n(Your previous reply could not be used: {problems[-1]}.)" if problems else ""
+        found = extract_new_text(str(await call(prompt + note)))
+        if found.text is not None:
+            if path is not None:
+                os.makedirs(os.fspath(run_dir), exist_ok=True)  # type: ignore[arg-type]
+                with open(path, "w", encoding="utf-8") as file:
+                    json.dump({"seed": found.text}, file)
+            return {STR_CANDIDATE_KEY: found.text}
+        problems.append(found.problem or "no text")
+    raise LMResponseError(
+        f"the reflection model wrote no usable seed candidate ({'; '.join(problems)}); "
+        "pass a seed_candidate, or a stronger reflection_lm"
+    )
+
+
+def _check_inputs(
+    seed_candidate: object,
+    evaluator: object,
+    batch_evaluator: object,
+    objective: object,
+    background: object,
+    config: object,
+) -> GEPAConfig:
+    if config is None:
+        config = GEPAConfig()
+    if not isinstance(config, GEPAConfig):
+        raise ConfigError(f"config must be a gepetto.GEPAConfig, got {type(config).__name__}")
+    for name, text in (("objective", objective), ("background", background)):
+        if text is not None and not isinstance(text, str):
+            raise ConfigError(f"{name} must be a str, got {type(text).__name__}")
+    if seed_candidate is None:
+        if not (isinstance(objective, str) and objective.strip()):
+            raise ConfigError(
+                "objective is required when seed_candidate is None: the reflection model "
+                "writes the first candidate from it"
+            )
+    elif not isinstance(seed_candidate, str | Mapping):
+        raise ConfigError(
+            "seed_candidate must be a str, a dict component name -> text, or None (the "
+            f"reflection model writes it), got {type(seed_candidate).__name__}"
+        )
+    if evaluator is None and batch_evaluator is None:
+        raise ConfigError("pass evaluator= (one candidate, one example), batch_evaluator=, or both")
+    for name, fn in (("evaluator", evaluator), ("batch_evaluator", batch_evaluator)):
+        if fn is not None and not callable(fn):
+            raise ConfigError(f"{name} must be callable, got {type(fn).__name__}")
+    if (
+        config.reflection.reflection_lm is None
+        and config.reflection.custom_candidate_proposer is None
+    ):
+        raise ConfigError(
+            "pass config=GEPAConfig(reflection=ReflectionConfig(reflection_lm=...)): a model "
+            "string such as 'openai/gpt-4.1' or a callable prompt -> str (gepa defaults to "
+            "'openai/gpt-5.1'; gepetto asks you to choose)"
+        )
+    if seed_candidate is None and config.reflection.reflection_lm is None:
+        raise ConfigError("seed_candidate=None needs config.reflection.reflection_lm")
+    template = config.reflection.reflection_prompt_template
+    if (objective or background) and template is not None:
+        raise ConfigError(
+            "objective/background shape the reflection prompt; they cannot be combined with "
+            "config.reflection.reflection_prompt_template: put them in your template instead"
+        )
+    if config.engine.capture_stdio and evaluator is None:
+        warnings.warn(
+            "capture_stdio=True captures only evaluator= calls, not batch_evaluator=",
+            UserWarning,
+            stacklevel=3,
+        )
+    return config
+
+
+def _with_defaults(
+    config: GEPAConfig,
+    *,
+    single_task: bool,
+    batch_only: bool,
+    template: str | Mapping[str, str] | None,
+) -> GEPAConfig:
+    """gepa's optimize_anything defaults, for the settings left at gepetto's defaults."""
+    engine_defaults, reflection_defaults = EngineConfig(), ReflectionConfig()
+    engine_changes: dict[str, Any] = {}
+    reflection_changes: dict[str, Any] = {"reflection_prompt_template": template}
+    for name, value in _DEFAULTS.items():
+        group, defaults, changes = (
+            (config.engine, engine_defaults, engine_changes)
+            if name == "frontier_type"
+            else (config.reflection, reflection_defaults, reflection_changes)
+        )
+        if getattr(group, name) == getattr(defaults, name):
+            changes[name] = value
+    if config.reflection.reflection_minibatch_size is None:
+        reflection_changes["reflection_minibatch_size"] = 1 if single_task else 3
+    if batch_only and config.engine.max_concurrency == engine_defaults.max_concurrency:
+        engine_changes["max_concurrency"] = 1  # one batch_evaluator call per batch, as gepa
+    return dataclasses.replace(
+        config,
+        engine=dataclasses.replace(config.engine, **engine_changes),
+        reflection=dataclasses.replace(config.reflection, **reflection_changes),
+    )
+
+
+async def aoptimize_anything(
+    seed_candidate: str | Mapping[str, str] | None = None,
+    *,
+    evaluator: Callable[..., Any] | None = None,
+    batch_evaluator: Callable[..., Any] | None = None,
+    dataset: Sequence[Any] | None = None,
+    valset: Sequence[Any] | None = None,
+    objective: str | None = None,
+    background: str | None = None,
+    config: GEPAConfig | None = None,
+    handle_signals: bool | None = None,
+) -> AnythingResult:
+    """The async form of :func:`optimize_anything` (same arguments)."""
+    settings = _check_inputs(
+        seed_candidate, evaluator, batch_evaluator, objective, background, config
+    )
+    single_task = dataset is None and valset is None
+    str_mode = seed_candidate is None or isinstance(seed_candidate, str)
+    trainset: Sequence[Any] = (
+        [SINGLE_TASK] if single_task else ([None] if dataset is None else dataset)
+    )
+    template = settings.reflection.reflection_prompt_template
+    if template is None:
+        template = _template(objective, background)
+    settings = _with_defaults(
+        settings,
+        single_task=single_task,
+        batch_only=evaluator is None,
+        template=template,
+    )
+    if handle_signals is not None:
+        settings = dataclasses.replace(
+            settings, engine=dataclasses.replace(settings.engine, handle_signals=handle_signals)
+        )
+    adapter = AnythingAdapter(
+        evaluator,
+        batch_evaluator,
+        str_mode=str_mode,
+        with_examples=not single_task,
+        capture_stdio=settings.engine.capture_stdio,
+    )
+    generated = seed_candidate is None
+    owned: LMClient | None = None
+    try:
+        if seed_candidate is None:
+            lm = settings.reflection.reflection_lm
+            if isinstance(lm, str):
+                from gepetto.lm.registry import resolve_lm
+
+                owned = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
+                settings = dataclasses.replace(
+                    settings,
+                    reflection=dataclasses.replace(settings.reflection, reflection_lm=owned),
+                )
+                lm = owned
+            seed: Mapping[str, str] = await _generate_seed(
+                lm,
+                _seed_prompt(objective or "", background, dataset),
+                settings.reflection.reflection_retries,
+                settings.engine.run_dir,
+            )
+        elif isinstance(seed_candidate, str):
+            seed = {STR_CANDIDATE_KEY: seed_candidate}
+        else:
+            seed = seed_candidate
+        if settings.engine.capture_stdio and evaluator is not None:
+            with capturing_stdio():
+                result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
+        else:
+            result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
+    finally:
+        if owned is not None:
+            await owned.aclose()
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(Result)}
+    if generated:
+        fields["num_reflection_calls"] += 1  # the call that wrote the seed
+    return AnythingResult(**fields, str_candidate_key=STR_CANDIDATE_KEY if str_mode else None)
+
+
+optimize_anything = _synchronous(aoptimize_anything)
+optimize_anything.__name__ = optimize_anything.__qualname__ = "optimize_anything"
+optimize_anything.__module__ = __name__
+optimize_anything.__doc__ = """\
+Search for a better text artifact: a str or dict of texts, scored by your evaluator.
+
+Args:
+    seed_candidate: the starting artifact: a ``str`` (the evaluator gets a ``str`` and
+        ``result.best_candidate`` is one), a dict component name -> text, or ``None``:
+        the reflection model writes the first candidate from ``objective`` (one
+        reflection call; kept in ``run_dir`` for a resume).
+    evaluator: ``evaluator(candidate, example=..., opt_state=...) -> score | (score,
+        side_info)`` (sync or ``async def``); ``example=`` only when a dataset is given,
+        ``opt_state=`` only if declared. An evaluator that raises scores 0 for that
+        example with ``side_info["error"]``; a wrong return value (a 3-tuple, a
+        non-number) is an :class:`~gepetto.errors.AdapterContractError`.
+    batch_evaluator: ``batch_evaluator(pairs[, opt_states=...])`` scoring a list of
+        ``(candidate, example)`` pairs at once; used for every evaluation when given.
+    dataset: examples (multi-task mode); ``None``: single-task mode.
+    valset: validation examples (generalization mode); default: ``dataset``.
+    objective: what the artifact should achieve, shown to the reflection model.
+    background: domain knowledge and constraints, shown to the reflection model.
+    config: :class:`~gepetto.engine.options.GEPAConfig` (engine, reflection, merge, stop
+        conditions, callbacks); ``config.reflection.reflection_lm`` is required. Settings
+        left at gepetto's defaults get optimize_anything's (gepa's): ``frontier_type
+        ="hybrid"``, ``skip_perfect_score=False``, ``perfect_score=None``, a
+        ``reflection_minibatch_size`` of 1 in single-task mode (else 3), and
+        ``max_concurrency=1`` with only a ``batch_evaluator``.
+    handle_signals: Ctrl-C stops the run cleanly (default: on outside an event loop).
+
+Returns:
+    An :class:`AnythingResult` (gepetto's Result; ``best_candidate`` is a ``str`` in str
+    mode).
+
+Raises:
+    ConfigError: bad arguments, before any evaluator or LM call.
+    AdapterContractError: the evaluator returned something the contract does not allow.
+"""
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable like gepa's function of the same name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return optimize_anything(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
