@@ -515,3 +515,18 @@ def test_the_docstring_examples_of_gepa_run_with_a_scripted_reflection_model() -
 
 def mentions_str(candidate: str, example: dict[str, str]) -> float:
     return float(example["word"] in candidate)
+
+
+def test_async_form_and_the_result_renders() -> None:
+    lm = ScriptedLM([fenced("b!")], repeat_last=True)
+
+    async def main() -> Any:
+        return await oa.aoptimize_anything(
+            "b", evaluator=lambda text: float("!" in text), config=config(lm, budget=4)
+        )
+
+    result = asyncio.run(main())
+    assert isinstance(result, gepetto.AnythingResult) and isinstance(result, gepetto.Result)
+    assert result.best_candidate == "b!"
+    assert result.to_dict()["candidates"][result.best_idx] == {"current_candidate": "b!"}
+    assert "best" in repr(result).lower()
