@@ -530,3 +530,21 @@ def test_async_form_and_the_result_renders() -> None:
     assert result.best_candidate == "b!"
     assert result.to_dict()["candidates"][result.best_idx] == {"current_candidate": "b!"}
     assert "best" in repr(result).lower()
+
+
+def test_gepa_engine_names_parallel_max_workers_and_best_example_evals_k() -> None:
+    seen: list[int] = []
+
+    def evaluate(text: str, example: int, opt_state: OptimizationState) -> float:
+        seen.append(len(opt_state.best_example_evals))
+        return float(len(text))
+
+    lm = ScriptedLM(lambda prompt: fenced(prompt.split("```\n")[1].split("\n```")[0] + "!"))
+    settings = GEPAConfig(
+        engine=EngineConfig(max_metric_calls=12, parallel=False, best_example_evals_k=1),
+        reflection=ReflectionConfig(reflection_lm=lm),
+    )
+    result = optimize_anything("go", evaluator=evaluate, dataset=[1, 2], config=settings)
+    assert max(seen) == 1 and result.total_metric_calls <= 12
+    with pytest.raises(ConfigError, match="max_workers"):
+        EngineConfig(max_workers=0)

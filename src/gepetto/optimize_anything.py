@@ -263,8 +263,12 @@ def _with_defaults(
             changes[name] = value
     if config.reflection.reflection_minibatch_size is None:
         reflection_changes["reflection_minibatch_size"] = 1 if single_task else 3
-    if batch_only and config.engine.max_concurrency == engine_defaults.max_concurrency:
-        engine_changes["max_concurrency"] = 1  # one batch_evaluator call per batch, as gepa
+    concurrency = config.engine.max_concurrency
+    if concurrency == engine_defaults.max_concurrency:  # gepa's names, when ours is not set
+        if not config.engine.parallel or batch_only:
+            engine_changes["max_concurrency"] = 1  # one batch_evaluator call per batch
+        elif config.engine.max_workers is not None:
+            engine_changes["max_concurrency"] = config.engine.max_workers
     return dataclasses.replace(
         config,
         engine=dataclasses.replace(config.engine, **engine_changes),
@@ -312,6 +316,7 @@ async def aoptimize_anything(
         str_mode=str_mode,
         with_examples=not single_task,
         capture_stdio=settings.engine.capture_stdio,
+        best_evals=settings.engine.best_example_evals_k,
     )
     generated = seed_candidate is None
     owned: LMClient | None = None
@@ -378,7 +383,8 @@ Args:
         left at gepetto's defaults get optimize_anything's (gepa's): ``frontier_type
         ="hybrid"``, ``skip_perfect_score=False``, ``perfect_score=None``, a
         ``reflection_minibatch_size`` of 1 in single-task mode (else 3), and
-        ``max_concurrency=1`` with only a ``batch_evaluator``.
+        ``max_concurrency=1`` with only a ``batch_evaluator``. gepa's ``EngineConfig``
+        names ``parallel=False`` and ``max_workers=N`` set ``max_concurrency`` (1, N).
     handle_signals: Ctrl-C stops the run cleanly (default: on outside an event loop).
 
 Returns:

@@ -78,7 +78,8 @@ class OptimizationState:
 
     Attributes:
         best_example_evals: the best earlier evaluations of the same example in this run
-            (at most 30), best first, each ``{"score": float, "side_info": dict}``.
+            (at most ``EngineConfig.best_example_evals_k``, 30), best first, each
+            ``{"score": float, "side_info": dict}``.
     """
 
     best_example_evals: list[dict[str, Any]] = field(default_factory=list)
@@ -118,6 +119,7 @@ class AnythingAdapter:
         str_mode: the candidate is shown to the evaluators as its one ``str`` text.
         with_examples: a dataset was given, so ``example=`` is passed.
         capture_stdio: add what the evaluator prints to its side information.
+        best_evals: how many earlier evaluations per example ``opt_state`` holds.
     """
 
     def __init__(
@@ -128,12 +130,14 @@ class AnythingAdapter:
         str_mode: bool,
         with_examples: bool,
         capture_stdio: bool = False,
+        best_evals: int = BEST_EXAMPLE_EVALS_K,
     ) -> None:
         self._evaluator = evaluator
         self._batch_evaluator = batch_evaluator
         self._str_mode = str_mode
         self._with_examples = with_examples
         self._capture_stdio = capture_stdio
+        self._best_evals_k = best_evals
         self._signature = _Signature.of(evaluator) if evaluator is not None else None
         self._batch_signature = _Signature.of(batch_evaluator) if batch_evaluator else None
         self._lock = threading.Lock()
@@ -278,7 +282,7 @@ class AnythingAdapter:
             entries = self._best.setdefault(key, [])
             entries.append({"score": score, "side_info": info})
             entries.sort(key=lambda entry: -float(entry["score"]))
-            del entries[BEST_EXAMPLE_EVALS_K:]
+            del entries[self._best_evals_k :]
 
     # ----- reflection ------------------------------------------------------------------------
 

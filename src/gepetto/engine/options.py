@@ -146,10 +146,26 @@ class EngineConfig:
         resume="what the evaluator prints is added to its side information",
         only="optimize_anything",
     )
+    parallel: bool = setting(
+        True, resume="gepa's name: False is max_concurrency=1", only="optimize_anything"
+    )
+    max_workers: int | None = setting(
+        None, resume="gepa's name for max_concurrency", only="optimize_anything"
+    )
+    best_example_evals_k: int = setting(
+        30, resume="how much history an evaluator's opt_state holds", only="optimize_anything"
+    )
 
     def __post_init__(self) -> None:
         _set = object.__setattr__
         check_bool("capture_stdio", self.capture_stdio)
+        check_bool("parallel", self.parallel)
+        _set(self, "max_workers", check_optional_int("max_workers", self.max_workers, minimum=1))
+        _set(
+            self,
+            "best_example_evals_k",
+            check_int("best_example_evals_k", self.best_example_evals_k, minimum=0),
+        )
         if self.max_metric_calls is not None:
             _set(self, "max_metric_calls", check_int("max_metric_calls", self.max_metric_calls))
         if self.max_cost_usd is not None:
