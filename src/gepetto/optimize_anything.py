@@ -55,6 +55,7 @@ from gepetto.adapters.anything import (
     SINGLE_TASK,
     STR_CANDIDATE_KEY,
     AnythingAdapter,
+    Evaluator,
     OptimizationState,
     SideInfo,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "ANYTHING_REFLECTION_TEMPLATE",
     "AnythingResult",
     "EngineConfig",
+    "Evaluator",
     "GEPAConfig",
     "LogContext",
     "MergeConfig",

@@ -36,7 +36,7 @@ import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 from gepetto.adapters.side_info import LogContext, active_context
 from gepetto.errors import AdapterContractError
@@ -46,6 +46,7 @@ __all__ = [
     "SINGLE_TASK",
     "STR_CANDIDATE_KEY",
     "AnythingAdapter",
+    "Evaluator",
     "OptimizationState",
     "SideInfo",
 ]
@@ -83,6 +84,14 @@ class OptimizationState:
     """
 
     best_example_evals: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Evaluator(Protocol):
+    """The shape of an ``evaluator`` (for type hints; any function of this shape works)."""
+
+    def __call__(
+        self, candidate: str | dict[str, str], example: object | None = None, **kwargs: Any
+    ) -> float | tuple[float, SideInfo | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
