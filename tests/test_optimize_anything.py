@@ -197,7 +197,10 @@ def test_seedless_with_a_dataset_shows_sample_inputs() -> None:
 
 
 def test_log_and_captured_stdio_reach_the_reflection_prompt() -> None:
+    encodings: list[object] = []
+
     def evaluate(text: str) -> float:
+        encodings.append(sys.stdout.encoding)
         oa.log("logged hint:", text.upper())
         print("printed line")
         print("warned line", file=sys.stderr)
@@ -211,6 +214,7 @@ def test_log_and_captured_stdio_reach_the_reflection_prompt() -> None:
         config=config(lm, budget=3, capture_stdio=True),
     )
     assert sys.stdout is real_stdout
+    assert all(isinstance(e, str) for e in encodings)
     prompt = lm.prompts[0]
     assert "logged hint: SEED TEXT" in prompt
     assert "printed line" in prompt and "warned line" in prompt

@@ -132,7 +132,21 @@ class _RoutedStream(io.TextIOBase):
         if self._target.get() is None:
             self.original.flush()
 
-    def __getattr__(self, name: str) -> Any:  # encoding, isatty, fileno, ...
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self.original, "encoding", None) or "utf-8")
+
+    @property
+    def errors(self) -> str | None:  # type: ignore[override]
+        return getattr(self.original, "errors", None)
+
+    def isatty(self) -> bool:
+        return bool(self.original.isatty())
+
+    def fileno(self) -> int:
+        return self.original.fileno()
+
+    def __getattr__(self, name: str) -> Any:  # buffer, mode, ...
         return getattr(self.original, name)
 
 
