@@ -552,3 +552,26 @@ def test_gepa_engine_names_parallel_max_workers_and_best_example_evals_k() -> No
     assert max(seen) == 1 and result.total_metric_calls <= 12
     with pytest.raises(ConfigError, match="max_workers"):
         EngineConfig(max_workers=0)
+
+
+def test_observers_get_the_run_events() -> None:
+    seen: list[str] = []
+
+    class Names:
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("on_"):
+                return lambda event: seen.append(event.name)
+            raise AttributeError(name)
+
+    lm = ScriptedLM([fenced("b!")], repeat_last=True)
+    optimize_anything(
+        "b",
+        evaluator=lambda text: float("!" in text),
+        config=GEPAConfig(
+            engine=EngineConfig(max_metric_calls=4),
+            reflection=ReflectionConfig(reflection_lm=lm),
+            callbacks=[Names()],
+        ),
+    )
+    assert seen[0] == "run_started" and seen[-1] == "run_finished"
+    assert "new_best_candidate" in seen
