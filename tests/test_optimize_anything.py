@@ -417,6 +417,25 @@ def test_bad_input_is_refused_before_any_call(kwargs: dict[str, Any], message: s
     assert evaluate.calls == 0
 
 
+@pytest.mark.parametrize(
+    ("dataset", "budget", "message"),
+    [([], 4, "dataset|trainset"), (None, None, "stop condition"), ("abc", 4, "dataset|trainset")],
+)
+def test_seedless_bad_input_is_refused_before_the_seed_is_written(
+    dataset: Any, budget: int | None, message: str
+) -> None:
+    lm = ScriptedLM([fenced("seed")])
+    with pytest.raises(ConfigError, match=message):
+        optimize_anything(
+            None,
+            evaluator=lambda t, example=None: 1.0,
+            dataset=dataset,
+            objective="x",
+            config=config(lm, budget=budget),
+        )
+    assert lm.calls == 0
+
+
 def test_capture_stdio_is_a_checked_engine_setting_not_an_optimize_keyword() -> None:
     with pytest.raises(ConfigError, match="capture_stdio"):
         EngineConfig(capture_stdio="yes")  # type: ignore[arg-type]

@@ -67,12 +67,14 @@ from gepetto.adapters.side_info import (
     set_log_context,
 )
 from gepetto.api import _synchronous, aoptimize
+from gepetto.engine.config import build_config, check_datasets
 from gepetto.engine.options import EngineConfig, GEPAConfig, MergeConfig, ReflectionConfig
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import LMResponseError
 from gepetto.lm.protocol import as_async_lm
 from gepetto.proposers.prompts import extract_new_text
+from gepetto.proposers.reflective import resolve_templates
 from gepetto.result import Result
 
 __all__ = [
@@ -321,6 +323,10 @@ async def aoptimize_anything(
         best_evals=settings.engine.best_example_evals_k,
     )
     generated = seed_candidate is None
+    if generated:  # what aoptimize checks, checked before the seed's reflection call is paid
+        _, _, checked_val = check_datasets({STR_CANDIDATE_KEY: ""}, trainset, valset)
+        build_config(settings, valset_size=len(checked_val))
+        resolve_templates(template, [STR_CANDIDATE_KEY], settings.reflection.reflection_edit)
     owned: LMClient | None = None
     try:
         if seed_candidate is None:
