@@ -13,6 +13,7 @@ Quick start::
     print(result.best_candidate)
 """
 
+from gepetto import utils as utils  # gepa.utils: the stoppers at gepa's path
 from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
@@ -50,6 +51,18 @@ from gepetto.stopping import (
     Timeout,
 )
 from gepetto.types import Candidate, EvaluationBatch
+from gepetto.utils.stop_condition import (
+    CompositeStopper,
+    FileStopper,
+    MaxCandidateProposalsStopper,
+    MaxMetricCallsStopper,
+    MaxTrackedCandidatesStopper,
+    NoImprovementStopper,
+    ScoreThresholdStopper,
+    SignalStopper,
+    StopperProtocol,
+    TimeoutStopCondition,
+)
 
 __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
@@ -57,20 +70,26 @@ __all__ = [
     "AdapterContractError",
     "BudgetExhausted",
     "Candidate",
+    "CompositeStopper",
     "ConfigError",
     "EngineConfig",
     "EvaluateTask",
     "EvaluationBatch",
     "EvaluationFailure",
+    "FileStopper",
     "GEPAAdapter",
     "GEPAConfig",
     "GepettoError",
     "GepettoOptions",
     "Inline",
+    "MaxCandidateProposalsStopper",
     "MaxCandidates",
     "MaxMetricCalls",
+    "MaxMetricCallsStopper",
+    "MaxTrackedCandidatesStopper",
     "MergeConfig",
     "NoImprovement",
+    "NoImprovementStopper",
     "Optimizer",
     "ProposalOutcome",
     "ProposesNewTexts",
@@ -79,10 +98,14 @@ __all__ = [
     "Result",
     "RunStatus",
     "ScoreThreshold",
+    "ScoreThresholdStopper",
     "ScoredBatch",
+    "SignalStopper",
     "StopCondition",
     "StopFile",
+    "StopperProtocol",
     "Timeout",
+    "TimeoutStopCondition",
     "__version__",
     "aoptimize",
     "optimize",
