@@ -191,7 +191,7 @@ class GEPACallbackBridge:
             try:
                 method(event)
             except Exception as error:  # gepa's: a failing callback never stops the run
-                logger.warning(f"Callback {callback} failed on {method_name}: {error}")
+                logger.warning("Callback %s failed on %s: %s", callback, method_name, error)
 
     # ----- gepetto events --------------------------------------------------------------------
 
