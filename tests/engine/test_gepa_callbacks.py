@@ -357,6 +357,11 @@ def test_values_follow_gepa(recorded: list[tuple[str, dict[str, Any]]]) -> None:
         for e in by_name["on_candidate_accepted"]
     )
     assert by_name["on_merge_rejected"][0]["reason"]
+    parent_ends = [e for e in by_name["on_evaluation_end"] if e["candidate_idx"] is not None]
+    assert parent_ends and all(
+        e["has_trajectories"] and len(e["outputs"]) == len(e["trajectories"]) == len(e["scores"])
+        for e in parent_ends
+    )
     budget = by_name["on_budget_updated"]
     assert all(e["metric_calls_remaining"] == 120 - e["metric_calls_used"] for e in budget)
     end = by_name["on_optimization_end"][0]

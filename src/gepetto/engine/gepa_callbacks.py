@@ -29,10 +29,11 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gepetto.engine.scored import KnownResult
 from gepetto.errors import GepettoError
 from gepetto.events import (
     CandidateAccepted,
@@ -153,6 +154,8 @@ class GEPACallbackBridge:
         seed: the run's random seed.
         run_dir: the run's folder (``on_state_saved``), if any.
         max_metric_calls: the budget ``metric_calls_remaining`` is counted from, if any.
+        train_cache: the run's traced train results, by candidate hash and example id
+            (read only), for the ``outputs`` and ``trajectories`` of minibatch evaluations.
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class GEPACallbackBridge:
         seed: int,
         run_dir: str | None,
         max_metric_calls: int | None,
+        train_cache: Mapping[str, Mapping[int, KnownResult]] | None = None,
     ) -> None:
         self.callbacks = [c.observer if isinstance(c, Inline) else c for c in callbacks]
         self._state = state
@@ -179,6 +183,9 @@ class GEPACallbackBridge:
         self._seed = seed
         self._run_dir = run_dir
         self._max_metric_calls = max_metric_calls
+        self._train_cache: Mapping[str, Mapping[int, KnownResult]] = (
+            {} if train_cache is None else train_cache
+        )
         self._loader = _ListLoader(trainset)
         self._iterations: dict[int, _Iteration] = {}
         self._front: set[int] = set()
@@ -462,8 +469,7 @@ class GEPACallbackBridge:
             },
         )
         record = self._evaluation_record(event)
-        outputs = record.outputs if record is not None else None
-        trajectories = record.trajectories if record is not None else None
+        outputs, trajectories = self._outputs(event, record)
         self._notify(
             "on_evaluation_end",
             {
@@ -472,8 +478,8 @@ class GEPACallbackBridge:
                 "scores": list(event.scores),
                 "has_trajectories": trajectories is not None,
                 "parent_ids": parent_ids,
-                "outputs": list(outputs) if outputs is not None else [],
-                "trajectories": list(trajectories) if trajectories is not None else None,
+                "outputs": outputs,
+                "trajectories": trajectories,
                 "objective_scores": (
                     [dict(o) for o in record.objective_scores]
                     if record is not None and record.objective_scores is not None
@@ -482,6 +488,21 @@ class GEPACallbackBridge:
                 "is_seed_candidate": is_seed,
             },
         )
+
+    def _outputs(
+        self, event: EvaluationFinished, record: EvaluationRecord | None
+    ) -> tuple[list[Any], list[Any] | None]:
+        """The adapter's outputs and trajectories: from the run's cache of traced train
+        evaluations, else from the journaled record, else none known."""
+        ids = event.example_ids
+        if event.split == "train":
+            known = self._train_cache.get(event.candidate_hash, {})
+            if all(i in known for i in ids):
+                return [known[i][0] for i in ids], [known[i][2] for i in ids]
+        if record is not None and record.outputs is not None:
+            trajectories = record.trajectories
+            return list(record.outputs), None if trajectories is None else list(trajectories)
+        return [], None
 
     def _evaluation_record(self, event: EvaluationFinished) -> EvaluationRecord | None:
         """The record the event announces (appended just before it)."""

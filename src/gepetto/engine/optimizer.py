@@ -233,6 +233,7 @@ class Optimizer:
             seed=config.seed,
             run_dir=None if config.run_dir is None else os.fspath(config.run_dir),
             max_metric_calls=min(budgets) if budgets else None,
+            train_cache=ctx.train_cache,
         )
 
     def _open_run(self, adapter_fingerprint: str | None, fork: bool) -> None:
