@@ -1,9 +1,10 @@
 """Stop conditions: when a run ends.
 
 A stop condition is any object with ``check(status) -> reason or None`` (or a plain function
-``status -> bool``, as gepa's ``stop_callbacks``). They compose with ``|``: the run stops
-when any of them says so. Conditions are checked before each new proposal starts, so the
-proposals in flight always finish and are recorded.
+``status -> bool``, as gepa's ``stop_callbacks``; during a run the status also answers gepa's
+``GEPAState`` names, see :mod:`gepetto.gepa_state`, so gepa's stoppers work unchanged).
+They compose with ``|``: the run stops when any of them says so. Conditions are checked
+before each new proposal starts, so the proposals in flight always finish and are recorded.
 
 Every run also has two conditions of its own, checked before the configured ones:
 :class:`StallLimit` (iterations in a row that evaluated nothing new) and

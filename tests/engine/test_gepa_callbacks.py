@@ -352,10 +352,13 @@ def test_values_follow_gepa(recorded: list[tuple[str, dict[str, Any]]]) -> None:
     merged = by_name["on_merge_attempted"][0]
     assert len(merged["parent_ids"]) == 2 and set(merged["merged_candidate"]) == set(SEED)
     accepted_merge = by_name["on_merge_accepted"][0]
-    assert any(
-        e["new_candidate_idx"] == accepted_merge["new_candidate_idx"]
-        for e in by_name["on_candidate_accepted"]
+    merge_idx = accepted_merge["new_candidate_idx"]
+    assert any(e["new_candidate_idx"] == merge_idx for e in by_name["on_candidate_accepted"])
+    validated = next(e for e in by_name["on_valset_evaluated"] if e["candidate_idx"] == merge_idx)
+    attempt = next(
+        e for e in by_name["on_merge_attempted"] if e["iteration"] == accepted_merge["iteration"]
     )
+    assert attempt["merged_candidate"] == validated["candidate"]
     assert by_name["on_merge_rejected"][0]["reason"]
     parent_ends = [e for e in by_name["on_evaluation_end"] if e["candidate_idx"] is not None]
     assert parent_ends and all(

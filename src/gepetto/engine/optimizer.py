@@ -117,6 +117,8 @@ class Optimizer:
         valset: examples for validation and the Pareto fronts (default: ``trainset``).
         callbacks: observers (objects with ``on_<event>`` methods, or functions); they get
             the events in order on a dispatcher thread, all of them before the run ends.
+            Objects with gepa's callback methods get gepa's dicts on the run's thread
+            (:mod:`gepetto.engine.gepa_callbacks`).
         clock: time source for timeouts (injected for tests).
         storage: where the journal goes (``None``: nowhere). A storage that already holds
             ``run_id`` resumes that run: its records are replayed, the iterations that were
