@@ -444,3 +444,24 @@ def test_gepetto_observers_are_told_apart_and_keep_their_events() -> None:
     )
     gepa_accepted = [e for name, e in gepa_style.events if name == "on_candidate_accepted"]
     assert gepa_accepted and all(not math.isnan(e["new_score"]) for e in gepa_accepted)
+
+
+def test_a_catch_all_observer_stays_a_gepetto_observer() -> None:
+    class CatchAll:
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("on_"):
+                return lambda event: None
+            raise AttributeError(name)
+
+    assert not is_gepa_callback(CatchAll())
+
+
+def test_parallel_proposals_pair_every_iteration_start_with_its_end() -> None:
+    callback = RecordingCallback()
+    run([callback], reflection_lm=FeedbackFollowingLM(1), parallel_proposals=2)
+    starts = [e["iteration"] for name, e in callback.events if name == "on_iteration_start"]
+    ends = [e["iteration"] for name, e in callback.events if name == "on_iteration_end"]
+    assert starts and sorted(starts) == sorted(ends) == sorted(set(starts))
+    for name, event in callback.events:
+        if "iteration" in event and name != "on_state_saved":
+            assert event["iteration"] in starts or event["iteration"] == 0, (name, event)
