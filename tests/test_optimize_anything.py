@@ -594,3 +594,24 @@ def test_observers_get_the_run_events() -> None:
     )
     assert seen[0] == "run_started" and seen[-1] == "run_finished"
     assert "new_best_candidate" in seen
+
+
+def test_gepa_stoppers_and_callbacks_work_in_config() -> None:
+    seen: list[str] = []
+
+    class GepaCallback:
+        def on_iteration_start(self, event: dict[str, Any]) -> None:
+            seen.append("iteration_start")
+
+    lm = ScriptedLM(lambda prompt: fenced(prompt.split("```\n")[1].split("\n```")[0] + "!"))
+    result = optimize_anything(
+        "go",
+        evaluator=lambda text: float(text.count("!")),
+        config=GEPAConfig(
+            reflection=ReflectionConfig(reflection_lm=lm),
+            stop_callbacks=[gepetto.MaxMetricCallsStopper(5)],
+            callbacks=[GepaCallback()],
+        ),
+    )
+    assert result.total_metric_calls <= 6 and "MaxMetricCallsStopper" in (result.stop_reason or "")
+    assert "iteration_start" in seen

@@ -13,6 +13,7 @@ Quick start::
     print(result.best_candidate)
 """
 
+from gepetto import utils as utils  # gepa.utils: the stoppers at gepa's path
 from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
@@ -51,6 +52,18 @@ from gepetto.stopping import (
     Timeout,
 )
 from gepetto.types import Candidate, EvaluationBatch
+from gepetto.utils.stop_condition import (
+    CompositeStopper,
+    FileStopper,
+    MaxCandidateProposalsStopper,
+    MaxMetricCallsStopper,
+    MaxTrackedCandidatesStopper,
+    NoImprovementStopper,
+    ScoreThresholdStopper,
+    SignalStopper,
+    StopperProtocol,
+    TimeoutStopCondition,
+)
 
 # ``gepetto.optimize_anything`` is the module, callable like gepa's function of that name.
 from gepetto import optimize_anything  # isort: skip
@@ -62,20 +75,26 @@ __all__ = [
     "AnythingResult",
     "BudgetExhausted",
     "Candidate",
+    "CompositeStopper",
     "ConfigError",
     "EngineConfig",
     "EvaluateTask",
     "EvaluationBatch",
     "EvaluationFailure",
+    "FileStopper",
     "GEPAAdapter",
     "GEPAConfig",
     "GepettoError",
     "GepettoOptions",
     "Inline",
+    "MaxCandidateProposalsStopper",
     "MaxCandidates",
     "MaxMetricCalls",
+    "MaxMetricCallsStopper",
+    "MaxTrackedCandidatesStopper",
     "MergeConfig",
     "NoImprovement",
+    "NoImprovementStopper",
     "Optimizer",
     "ProposalOutcome",
     "ProposesNewTexts",
@@ -84,11 +103,15 @@ __all__ = [
     "Result",
     "RunStatus",
     "ScoreThreshold",
+    "ScoreThresholdStopper",
     "ScoredBatch",
     "SideInfo",
+    "SignalStopper",
     "StopCondition",
     "StopFile",
+    "StopperProtocol",
     "Timeout",
+    "TimeoutStopCondition",
     "__version__",
     "aoptimize",
     "aoptimize_anything",

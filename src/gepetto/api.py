@@ -429,7 +429,10 @@ Args:
           see docs/lm.md.
         - ``stop_callbacks``: stop conditions (:class:`gepetto.Timeout`,
           :class:`gepetto.NoImprovement`, :class:`gepetto.ScoreThreshold`,
-          :class:`gepetto.MaxCandidates`, ... or functions ``status -> bool``).
+          :class:`gepetto.MaxCandidates`, ... or functions ``status -> bool``), or gepa's
+          stoppers (``gepetto.MaxMetricCallsStopper``, ... or your own ``state -> bool``):
+          the status also answers gepa's ``GEPAState`` names (``i``, ``total_num_evals``,
+          ...).
         - ``candidate_selection_strategy``: ``"pareto"`` (default), ``"current_best"``,
           ``"epsilon_greedy"``, ``"top_k_pareto"`` or an object.
         - ``frontier_type``: ``"instance"`` (default), ``"objective"``, ``"hybrid"``,
@@ -522,7 +525,9 @@ Args:
           evaluations (default true; set false for a stochastic system).
         - ``callbacks``: a list of observers of :mod:`gepetto.events`. They cannot break
           the run: whatever one raises (``SystemExit`` included) is logged once and the
-          others still get every event.
+          others still get every event. An object defining one of gepa's callback
+          methods that gepetto does not use (``on_iteration_start``, ...) gets gepa's 22
+          methods with gepa's dicts instead (docs/gepa-compatibility.md).
         - ``display_progress_bar``: default: when stderr is a terminal.
         - ``run_dir``: a folder for the run. Its journal (``journal.sqlite``) records
           everything as it happens: calling ``optimize`` again with the same ``run_dir``

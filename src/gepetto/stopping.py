@@ -1,9 +1,10 @@
 """Stop conditions: when a run ends.
 
 A stop condition is any object with ``check(status) -> reason or None`` (or a plain function
-``status -> bool``, as gepa's ``stop_callbacks``). They compose with ``|``: the run stops
-when any of them says so. Conditions are checked before each new proposal starts, so the
-proposals in flight always finish and are recorded.
+``status -> bool``, as gepa's ``stop_callbacks``; during a run the status also answers gepa's
+``GEPAState`` names, see :mod:`gepetto.gepa_state`, so gepa's stoppers work unchanged).
+They compose with ``|``: the run stops when any of them says so. Conditions are checked
+before each new proposal starts, so the proposals in flight always finish and are recorded.
 
 Every run also has two conditions of its own, checked before the configured ones:
 :class:`StallLimit` (iterations in a row that evaluated nothing new) and
@@ -23,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -263,12 +264,38 @@ class ReflectionErrorLimit(_Composable):
 
 @dataclass(frozen=True)
 class _CallableCondition(_Composable):
+    """A function ``status -> bool`` (gepetto's), or a gepa stopper ``state -> bool``.
+
+    gepa consults a stopper once per iteration, and a stateful one (counting calls) relies
+    on it; the engine may look twice between two iterations. With a run's status (which
+    answers gepa's ``i``), a second look at the same point of the run gives the first
+    answer without calling the function again.
+    """
+
     function: Callable[[RunStatus], object]
+    _last: list[tuple[object, bool]] = field(default_factory=list, compare=False, repr=False)
 
     def check(self, status: RunStatus) -> str | None:
-        if self.function(status):
+        moment = _moment(status)
+        if moment is not None and self._last and self._last[0][0] == moment:
+            stop = self._last[0][1]
+        else:
+            stop = bool(self.function(status))
+            self._last[:] = [(moment, stop)]
+        if stop:
             return f"stop callback {getattr(self.function, '__name__', self.function)!r} fired"
         return None
+
+
+def _moment(status: RunStatus) -> object:
+    """Where the run is (``None`` for a bare snapshot, which says nothing of it)."""
+    try:
+        index = getattr(status, "i", None)
+    except Exception:
+        return None
+    if index is None:
+        return None
+    return (index, status.iterations, status.metric_calls_used, status.pool_size)
 
 
 def resolve_stop_conditions(

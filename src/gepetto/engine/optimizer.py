@@ -40,6 +40,7 @@ surface, the scheduling of the flows and the stop conditions.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -49,6 +50,7 @@ from typing import Any, Unpack
 from gepetto.engine.config import build_config, check_datasets, check_testset
 from gepetto.engine.context import RunContext, TaskGenerator, WorkerCoordination
 from gepetto.engine.flows import Flow, MergeProposal, SeedValidation, TestScoring
+from gepetto.engine.gepa_callbacks import GEPACallbackBridge, is_gepa_callback
 from gepetto.engine.inflight import Wait
 from gepetto.engine.journal import Journal
 from gepetto.engine.option_checks import check_number, check_observers
@@ -59,26 +61,33 @@ from gepetto.engine.steps import reserve_retries
 from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
+from gepetto.gepa_state import GEPAStateView, GEPAStatus
 from gepetto.lm.client import LMCallRecord as ClientCallRecord
 from gepetto.records import LMCallRecord
 from gepetto.result import Result
 from gepetto.stopping import RunStatus
 from gepetto.storage.base import JournalStorage
 from gepetto.types import printable
+from gepetto.utils.stop_condition import MaxMetricCallsStopper
 
 __all__ = ["Optimizer"]
 
 logger = logging.getLogger("gepetto")
 
 
-def _event_bus(callbacks: object) -> EventBus:
-    """A bus with the observers of ``callbacks=`` subscribed.
+def _event_bus(callbacks: object) -> tuple[EventBus, list[object]]:
+    """A bus with gepetto's observers of ``callbacks=`` subscribed, and gepa's callback
+    objects (:func:`~gepetto.engine.gepa_callbacks.is_gepa_callback`), left for the bridge.
 
     Raises:
         ConfigError: ``callbacks`` is not a list, or holds something that is no observer.
     """
     bus = EventBus()
+    gepa_callbacks: list[object] = []
     for observer in check_observers(callbacks):
+        if is_gepa_callback(observer):
+            gepa_callbacks.append(observer)
+            continue
         try:
             if isinstance(observer, Inline):
                 bus.subscribe(observer.observer)
@@ -87,7 +96,7 @@ def _event_bus(callbacks: object) -> EventBus:
         except TypeError as error:
             bus.close()  # the dispatcher thread of the observers subscribed before
             raise ConfigError(f"callbacks: {error}") from None
-    return bus
+    return bus, gepa_callbacks
 
 
 class _Running:
@@ -108,6 +117,8 @@ class Optimizer:
         valset: examples for validation and the Pareto fronts (default: ``trainset``).
         callbacks: observers (objects with ``on_<event>`` methods, or functions); they get
             the events in order on a dispatcher thread, all of them before the run ends.
+            Objects with gepa's callback methods get gepa's dicts on the run's thread
+            (:mod:`gepetto.engine.gepa_callbacks`).
         clock: time source for timeouts (injected for tests).
         storage: where the journal goes (``None``: nowhere). A storage that already holds
             ``run_id`` resumes that run: its records are replayed, the iterations that were
@@ -167,13 +178,14 @@ class Optimizer:
                 )
             storage = engine.storage
         run_id, fork, worker = engine.run_id, engine.fork, resolve_worker_name(engine.worker)
+        bus, gepa_callbacks = _event_bus(settings.callbacks if callbacks is None else callbacks)
         ctx = RunContext(
             run_config,
             seed,
             checked_train,
             checked_val,
             checked_test,
-            _event_bus(settings.callbacks if callbacks is None else callbacks),
+            bus,
             Journal(storage, run_id),
             journaling=storage is not None,
             worker=worker,
@@ -181,6 +193,11 @@ class Optimizer:
         self._ctx = ctx
         self.config = run_config
         self.state = ctx.state
+        self.gepa_state = GEPAStateView(ctx.state)
+        """gepa's ``GEPAState`` names, read from :attr:`state` (for gepa's stoppers and
+        callbacks)."""
+        if gepa_callbacks:
+            bus.subscribe(self._gepa_bridge(gepa_callbacks))
         self.bus = ctx.bus
         self.trainset, self.valset, self.testset = ctx.trainset, ctx.valset, ctx.testset
         self.components = ctx.components
@@ -196,6 +213,30 @@ class Optimizer:
         self._finished_event_sent = False
         self._workers = ctx.workers = WorkerCoordination(ctx, storage, clock, lease_ttl)
         self._open_run(adapter_fingerprint, fork)
+
+    def _gepa_bridge(self, callbacks: list[object]) -> GEPACallbackBridge:
+        """gepa's callback objects get gepa's dicts, on the run's thread."""
+        ctx, config = self._ctx, self.config
+        budgets = [
+            condition.max_metric_calls
+            for condition in config.stop_conditions
+            if isinstance(condition, MaxMetricCallsStopper)
+        ]
+        if config.max_metric_calls is not None:
+            budgets.append(config.max_metric_calls)
+        return GEPACallbackBridge(
+            callbacks,
+            ctx.state,
+            self.gepa_state,
+            seed_candidate=ctx.seed_texts,
+            trainset=ctx.trainset,
+            valset=ctx.valset,
+            perfect_score=config.perfect_score,
+            seed=config.seed,
+            run_dir=None if config.run_dir is None else os.fspath(config.run_dir),
+            max_metric_calls=min(budgets) if budgets else None,
+            train_cache=ctx.train_cache,
+        )
 
     def _open_run(self, adapter_fingerprint: str | None, fork: bool) -> None:
         """Open (and lock) the run in its journal, then rebuild its state from the records."""
@@ -399,12 +440,14 @@ class Optimizer:
         return self._ctx.rng(iteration, stream)
 
     def status(self) -> RunStatus:
-        """A snapshot for stop conditions and progress displays."""
+        """A snapshot for stop conditions and progress displays; it also answers gepa's
+        ``GEPAState`` names (``i``, ``total_num_evals``, ...), read live when asked
+        (:class:`~gepetto.gepa_state.GEPAStatus`), so gepa's stoppers work too."""
         state = self.state
         elapsed = 0.0 if self._started_at is None else self._clock() - self._started_at
         best = state.rank_score(state.best_id) if state.candidates else float("-inf")
         ctx = self._ctx
-        return RunStatus(
+        return GEPAStatus(
             metric_calls_used=state.total_metric_calls,
             elapsed_seconds=elapsed,
             iterations=state.iterations_finished,
@@ -415,6 +458,7 @@ class Optimizer:
             stalled_iterations=ctx.stalled_iterations,
             reflection_errors=ctx.reflection_errors,
             last_reflection_error=ctx.last_reflection_error,
+            gepa_state=self.gepa_state,
         )
 
     def release(self) -> None:
