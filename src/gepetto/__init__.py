@@ -23,6 +23,7 @@ from gepetto.engine.options import (
     GepettoOptions,
     MergeConfig,
     ReflectionConfig,
+    TrackingConfig,
 )
 from gepetto.engine.tasks import EvaluateTask, ReflectTask
 from gepetto.errors import (
@@ -49,7 +50,7 @@ from gepetto.stopping import (
     StopFile,
     Timeout,
 )
-from gepetto.types import Candidate, EvaluationBatch
+from gepetto.types import Candidate, DataLoader, EvaluationBatch
 
 __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
@@ -58,6 +59,7 @@ __all__ = [
     "BudgetExhausted",
     "Candidate",
     "ConfigError",
+    "DataLoader",
     "EngineConfig",
     "EvaluateTask",
     "EvaluationBatch",
@@ -83,6 +85,7 @@ __all__ = [
     "StopCondition",
     "StopFile",
     "Timeout",
+    "TrackingConfig",
     "__version__",
     "aoptimize",
     "optimize",

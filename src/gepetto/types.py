@@ -8,15 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 __all__ = [
     "Candidate",
     "CandidateId",
+    "DataLoader",
     "EvaluationBatch",
     "ExampleId",
+    "LoadedExamples",
+    "LoggerProtocol",
     "RolloutOutput",
     "Split",
     "Trajectory",
@@ -24,6 +27,42 @@ __all__ = [
     "lone_surrogate",
     "printable",
 ]
+
+
+@runtime_checkable
+class LoggerProtocol(Protocol):
+    """gepa's logger: an object with ``log(message)`` (``optimize(logger=...)``)."""
+
+    def log(self, message: str) -> None: ...
+
+
+@runtime_checkable
+class DataLoader(Protocol):
+    """gepa's data loader (``gepa.core.data_loader.DataLoader``): examples by opaque ids.
+
+    gepetto reads it once, when the run starts: ``fetch(all_ids())`` in the order of
+    ``all_ids()``; each example keeps its loader id (see
+    :func:`gepetto.engine.fingerprints.example_id`).
+    """
+
+    def all_ids(self) -> Sequence[Any]: ...
+
+    def fetch(self, ids: Sequence[Any]) -> list[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+class LoadedExamples(list[Any]):
+    """The examples of a gepa :class:`DataLoader`, read once, with the loader's ids.
+
+    ``ids[i]`` is the loader id of example ``i``; the run's fingerprint of the dataset holds
+    the ids, and an example without a stable form is identified by its id.
+    """
+
+    def __init__(self, examples: Sequence[Any], ids: Sequence[Any]) -> None:
+        super().__init__(examples)
+        self.ids: tuple[Any, ...] = tuple(ids)
+
 
 Candidate: TypeAlias = dict[str, str]
 """A system under optimization: component name -> component text."""

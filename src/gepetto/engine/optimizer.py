@@ -444,6 +444,8 @@ class Optimizer:
             stop_reason=self._ctx.stop_reason,
             seed=self.config.seed,
             seed_candidate=self._ctx.seed_texts,
+            run_dir=None if self.config.run_dir is None else str(self.config.run_dir),
+            track_best_outputs=self.config.track_best_outputs,
         )
 
     # ----- scheduling the flows ------------------------------------------------------------
