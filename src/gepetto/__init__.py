@@ -28,6 +28,7 @@ from gepetto.engine.options import (
 from gepetto.engine.tasks import EvaluateTask, ReflectTask
 from gepetto.errors import (
     AdapterContractError,
+    AdapterFailed,
     BudgetExhausted,
     ConfigError,
     GepettoError,
@@ -56,6 +57,7 @@ __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
     "DEFAULT_REFLECTION_TEMPLATE",
     "AdapterContractError",
+    "AdapterFailed",
     "BudgetExhausted",
     "Candidate",
     "ConfigError",

@@ -22,7 +22,7 @@ from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.option_checks import check_observers
 from gepetto.engine.options import GEPAConfig, GepettoOptions, TrackingConfig, setting_fields
-from gepetto.errors import ConfigError
+from gepetto.errors import AdapterFailed, ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
 from gepetto.lm.spending import CostCap
@@ -189,7 +189,12 @@ async def aoptimize(
                     max_concurrency=engine.max_concurrency,
                     metered_lms=resources.metered,
                 )
-                return await driver.run(handle_signals=bool(engine.handle_signals))
+                result = await driver.run(handle_signals=bool(engine.handle_signals))
+                if engine.raise_on_exception and optimizer.adapter_failed:
+                    failed = AdapterFailed(result.stop_reason or "the adapter raised")
+                    failed.result = result
+                    raise failed
+                return result
             finally:
                 await resources.aclose()
     finally:

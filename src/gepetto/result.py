@@ -24,13 +24,16 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gepetto.frontier import non_dominated
 from gepetto.records import record_to_dict
 from gepetto.totals import mean
 from gepetto.types import jsonable
+from gepetto.visualization import candidate_tree_dot_from_data, candidate_tree_html_from_data
 
 if TYPE_CHECKING:
     from gepetto.state import RunState
@@ -166,6 +169,41 @@ class Result:
         while self.parents[chain[-1]]:
             chain.append(self.parents[chain[-1]][0])
         return chain[::-1]
+
+    # ----- the lineage tree ------------------------------------------------------------------
+
+    def candidate_tree_dot(self) -> str:
+        """The lineage tree as Graphviz DOT text (gepa's ``candidate_tree_dot``): a node per
+        candidate with its mean validation score, cyan for the best, orange for the rest of
+        the Pareto front; an edge from each parent to its child."""
+        return candidate_tree_dot_from_data(
+            self.candidates,
+            self.parents,
+            self.val_aggregate_scores,
+            self.pareto_front,
+            best_idx=self.best_idx,
+        )
+
+    def candidate_tree_html(self) -> str:
+        """The lineage tree as a self-contained HTML page (gepa's ``candidate_tree_html``):
+        an inline SVG drawing and a table of every candidate's texts; no script, no CDN."""
+        return candidate_tree_html_from_data(
+            self.candidates,
+            self.parents,
+            self.val_aggregate_scores,
+            self.pareto_front,
+            best_idx=self.best_idx,
+        )
+
+    def lineage_dot(self) -> str:
+        """Same as :meth:`candidate_tree_dot`."""
+        return self.candidate_tree_dot()
+
+    def write_lineage_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`candidate_tree_html` to ``path`` (UTF-8); return the path."""
+        target = Path(path)
+        target.write_text(self.candidate_tree_html(), encoding="utf-8")
+        return target
 
     # ----- building --------------------------------------------------------------------------
 

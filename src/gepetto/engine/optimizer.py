@@ -314,6 +314,12 @@ class Optimizer:
         return ctx.stop_reason is not None and idle
 
     @property
+    def adapter_failed(self) -> bool:
+        """Whether the run stopped because its adapter raised on everything (see
+        :mod:`gepetto.engine.adapter_health`)."""
+        return self._ctx.adapter_health.broken
+
+    @property
     def stop_reason(self) -> str | None:
         """Why the run stopped (or is stopping); ``None`` while it runs."""
         return self._ctx.stop_reason

@@ -58,14 +58,15 @@ def as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
         # Built by gepetto's Evaluator, which already checked the adapter's result.
         if len(reply.failed) != size or len(reply.batch.scores) != size:
             raise ConfigError("a ScoredBatch must have one score and one flag per example")
-        if reply.calls is not None and reply.calls < size:
+        if reply.calls is not None and reply.calls < 0:
             raise ConfigError(
-                f"a ScoredBatch's calls ({reply.calls}) counts every example handed to the "
-                f"adapter, at least one per example ({size})"
+                f"a ScoredBatch's calls ({reply.calls}) counts the metric calls the "
+                "evaluation cost: an int >= 0"
             )
         return reply
     batch = check_evaluation_batch(reply, size, traces, "the evaluation result told")
-    return ScoredBatch(batch, (False,) * size)
+    # gepa's num_metric_calls, when the batch sets it, is what the evaluation cost.
+    return ScoredBatch(batch, (False,) * size, calls=batch.num_metric_calls)
 
 
 def aligned_objectives(
