@@ -500,10 +500,33 @@ Args:
         (:class:`gepetto.GEPAConfig` of :class:`gepetto.EngineConfig`,
         :class:`gepetto.ReflectionConfig`, :class:`gepetto.MergeConfig`, stop conditions
         and callbacks). Every setting below is also a keyword of its own, applied over
-        ``config``; giving one both ways with different values is a ``ConfigError``. The
-        first 21 parameters are positional in gepa's order; the rest are keyword-only.
+        ``config``; giving one both ways with different values is a ``ConfigError``. gepa's
+        46 parameters are positional in gepa's order; gepetto's own are keyword-only.
+
+    ``trainset``, ``valset`` and ``testset`` also take a gepa ``DataLoader`` (``all_ids()``,
+    ``fetch(ids)``, ``__len__``), read once when the run starts, its ids kept in the run's
+    fingerprint.
 
     The other settings, all optional (each a field of one group):
+
+        - gepa's tracking keywords (:class:`gepetto.TrackingConfig`): ``logger`` (an object
+          with ``log(message)``, given gepetto's log lines), ``use_wandb`` /
+          ``wandb_api_key`` / ``wandb_init_kwargs`` / ``wandb_attach_existing`` and
+          ``use_mlflow`` / ``mlflow_tracking_uri`` / ``mlflow_experiment_name`` /
+          ``mlflow_attach_existing`` (attach the W&B / MLflow trackers; the API key is a
+          secret, never recorded), ``tracking_key_prefix`` (before every tracked name).
+        - ``max_reflection_cost``: a dollar cap on the reflection calls only, reserved before
+          each call like ``max_cost_usd`` (a priced gepetto client is needed; not with
+          ``max_cost_usd``).
+        - ``track_best_outputs``: keep the validation outputs of each example's front
+          (``result.best_outputs_valset``; default true).
+        - ``raise_on_exception``: default true: a run stopped because the adapter raised on
+          everything raises :class:`gepetto.AdapterFailed` (``error.result`` holds the
+          result); false returns the result with that stop reason. One failing example is
+          always scored 0.
+        - ``use_cloudpickle``: accepted, does nothing (gepetto never pickles run state).
+        - ``sampling_strategy`` / ``selection_strategy`` / ``reflection_strategy``: only
+          ``None``; gepa's objects raise ``ConfigError`` naming gepetto's equivalent.
 
         - ``max_metric_calls``: the budget (one example handed to the adapter's
           ``evaluate`` = one call, also when a batch that raised is retried one example

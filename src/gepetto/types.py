@@ -92,8 +92,12 @@ class EvaluationBatch(Generic[Trajectory, RolloutOutput]):
         trajectories: one trace per example when ``capture_traces=True`` was asked, for the
             adapter's own ``make_reflective_dataset``; otherwise ``None``.
         objective_scores: optionally, per example, a mapping objective name -> score.
-        num_metric_calls: accepted for compatibility with gepa; gepetto counts one metric call
-            per example scored and ignores this field.
+        num_metric_calls: optionally, the metric calls this evaluation cost (gepa's meaning:
+            a refiner that tried an example several times, a cache that made some free); the
+            budget then counts this instead of one call per example. The budget reserves one
+            call per example beforehand: a smaller count frees the rest, a larger one is
+            counted in full and can take the run past ``max_metric_calls`` by the excess,
+            after which nothing more is dispatched.
     """
 
     outputs: list[RolloutOutput]
