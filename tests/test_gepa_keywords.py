@@ -8,6 +8,7 @@ priced client against a local server (tests/lm/test_cost_cap.py).
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,6 @@ def test_use_cloudpickle_is_accepted_and_changes_nothing(tmp_path: Path) -> None
     [
         ("sampling_strategy", "parallel_proposals"),
         ("selection_strategy", "reflection_samples"),
-        ("reflection_strategy", "custom_candidate_proposer"),
     ],
 )
 def test_gepa_strategy_objects_are_refused_with_what_to_use(name: str, instead: str) -> None:
@@ -321,3 +321,41 @@ def test_a_loader_whose_fetch_loses_examples_is_refused() -> None:
             reflection_lm=FeedbackFollowingLM(),
             max_metric_calls=20,
         )
+
+
+class ConversationStrategy:
+    """gepa's ReflectionLM: reflect -> (proposal, next strategy); counts its turns."""
+
+    def __init__(self, turn: int = 0, seen: list[int] | None = None) -> None:
+        self.turn = turn
+        self.seen = seen if seen is not None else []
+
+    def reflect(self, candidate: dict[str, str], dataset: Any, components: list[str]) -> Any:
+        self.seen.append(self.turn)
+        word = WORDS[self.turn % len(WORDS)]
+        proposal = types.SimpleNamespace(
+            new_texts={c: f"{candidate[c]} {word}" for c in components}
+        )
+        return proposal, ConversationStrategy(self.turn + 1, self.seen)
+
+
+def test_reflection_strategy_proposes_and_is_replaced_by_the_one_it_returns() -> None:
+    strategy = ConversationStrategy()
+    result = gepetto.optimize(
+        SEED,
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_strategy=strategy,
+        max_metric_calls=60,
+        display_progress_bar=False,
+    )
+    assert strategy.seen == list(range(len(strategy.seen)))  # each turn by the next strategy
+    assert len(strategy.seen) >= 2
+    assert result.best_score == 1.0
+
+
+def test_reflection_strategy_conflicts_and_bad_values_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="give one of the two"):
+        run(reflection_strategy=ConversationStrategy(), custom_candidate_proposer=lambda *a: {})
+    with pytest.raises(ConfigError, match="reflect\\(candidate"):
+        run(reflection_strategy=object())

@@ -34,6 +34,7 @@ from gepetto.proposers.reflective import (
     resolve_edit_mode,
     resolve_templates,
 )
+from gepetto.proposers.strategy import ReflectsTexts, StrategyProposer
 from gepetto.result import Result
 from gepetto.stopping import RunStatus, StopCondition
 from gepetto.storage import JournalStorage, open_storage
@@ -111,7 +112,12 @@ async def aoptimize(
     flat = {name: value for name, value in locals().items() if name in _SETTING_KEYWORDS}
     settings = GEPAConfig.from_options(config, **flat, **options)
     engine, reflection = settings.engine, settings.reflection
-    _check_proposal_source(adapter, reflection.reflection_lm, reflection.custom_candidate_proposer)
+    _check_proposal_source(
+        adapter,
+        reflection.reflection_lm,
+        reflection.custom_candidate_proposer,
+        reflection.reflection_strategy,
+    )
     # A gepa DataLoader is read once, here (its ids kept for the run's fingerprint).
     train_examples: Sequence[Any] = load_examples(trainset, "trainset")
     val_examples: Sequence[Any] | None = load_examples(valset, "valset")
@@ -168,6 +174,8 @@ async def aoptimize(
                 runner = AdapterRunner(adapter, resources.executor)
                 proposer = None
                 custom = reflection.custom_candidate_proposer
+                if isinstance(reflection.reflection_strategy, ReflectsTexts):
+                    custom = StrategyProposer(reflection.reflection_strategy)
                 if custom is None and not runner.proposes_texts:
                     lm = resources.reflection_lm(
                         reflection.reflection_lm, dict(reflection.reflection_lm_kwargs or {})
@@ -229,11 +237,26 @@ def _check_adapter_source(adapter: object, task_lm: object) -> None:
 
 
 def _check_proposal_source(
-    adapter: object, reflection_lm: object, custom_candidate_proposer: object
+    adapter: object,
+    reflection_lm: object,
+    custom_candidate_proposer: object,
+    reflection_strategy: object = None,
 ) -> None:
     if custom_candidate_proposer is not None and not callable(custom_candidate_proposer):
         raise ConfigError("custom_candidate_proposer must be callable")
     proposes = isinstance(adapter, ProposesNewTexts)
+    if reflection_strategy is not None and (custom_candidate_proposer is not None or proposes):
+        raise ConfigError(
+            "reflection_strategy was given, but "
+            + (
+                "custom_candidate_proposer"
+                if custom_candidate_proposer
+                else "the adapter's propose_new_texts"
+            )
+            + " already makes the proposals; give one of the two"
+        )
+    if reflection_strategy is not None:
+        return  # the strategy proposes; a reflection_lm, if given, is not called
     if reflection_lm is None and custom_candidate_proposer is None and not proposes:
         raise ConfigError(
             "pass reflection_lm= (a model string such as 'openai/gpt-4.1' or a callable "
@@ -525,8 +548,11 @@ Args:
           result); false returns the result with that stop reason. One failing example is
           always scored 0.
         - ``use_cloudpickle``: accepted, does nothing (gepetto never pickles run state).
-        - ``sampling_strategy`` / ``selection_strategy`` / ``reflection_strategy``: only
-          ``None``; gepa's objects raise ``ConfigError`` naming gepetto's equivalent.
+        - ``reflection_strategy``: a gepa ``ReflectionLM`` (``reflect(candidate, dataset,
+          components) -> (proposal, next_strategy)``) proposes the texts instead of the
+          reflection LM (see :mod:`gepetto.proposers.strategy`).
+        - ``sampling_strategy`` / ``selection_strategy``: only ``None``; gepa's objects raise
+          ``ConfigError`` naming gepetto's equivalent.
 
         - ``max_metric_calls``: the budget (one example handed to the adapter's
           ``evaluate`` = one call, also when a batch that raised is retried one example

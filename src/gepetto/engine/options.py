@@ -50,6 +50,7 @@ from gepetto.lm.spending import check_cost_limit
 from gepetto.objectives import resolve_objective_weights
 from gepetto.proposers.guards import resolve_guard_mode
 from gepetto.proposers.reflective import resolve_edit_mode
+from gepetto.proposers.strategy import check_reflection_strategy
 from gepetto.stopping import RunStatus, StopCondition, resolve_stop_conditions
 from gepetto.storage.base import JournalStorage
 from gepetto.storage.rundir import check_run_dir
@@ -114,8 +115,6 @@ _GEPA_STRATEGY_INSTEAD = {
     "(n proposals from one parent, best-of-n)",
     "selection_strategy": "reflection_samples=n (the best improving proposal is kept) or "
     "parallel_proposals=n (every improving proposal is kept)",
-    "reflection_strategy": "custom_candidate_proposer=(candidate, reflective_dataset, "
-    "components) -> new texts",
 }
 
 
@@ -276,11 +275,13 @@ class ReflectionConfig:
     reflection_samples: int = setting(1)
     reflection_edit: str = setting("rewrite")
     drop_wrong_examples: bool = setting(False)
-    reflection_strategy: object | None = setting(None)
+    reflection_strategy: object | None = setting(
+        None, resume="a proposal function, like the reflection model", recorded=False
+    )
 
     def __post_init__(self) -> None:
         _set = object.__setattr__
-        refuse_gepa_strategy("reflection_strategy", self.reflection_strategy)
+        check_reflection_strategy(self.reflection_strategy)
         if self.reflection_lm_kwargs is not None and not isinstance(
             self.reflection_lm_kwargs, Mapping
         ):
