@@ -359,3 +359,34 @@ def test_reflection_strategy_conflicts_and_bad_values_are_config_errors() -> Non
         run(reflection_strategy=ConversationStrategy(), custom_candidate_proposer=lambda *a: {})
     with pytest.raises(ConfigError, match="reflect\\(candidate"):
         run(reflection_strategy=object())
+
+
+def test_best_outputs_keep_json_outputs_example_by_example() -> None:
+    class Mixed(KeywordAdapter):
+        """The output of 'alpha' is not JSON; 'beta' always raises."""
+
+        def evaluate(
+            self, batch: Any, candidate: dict[str, str], capture_traces: bool = False
+        ) -> Any:
+            if any(example["needs"] == "beta" for example in batch):
+                raise ValueError("beta cannot be scored")
+            result = super().evaluate(batch, candidate, capture_traces)
+            result.outputs = [
+                object() if example["needs"] == "alpha" else output
+                for example, output in zip(batch, result.outputs, strict=True)
+            ]
+            return result
+
+    result = gepetto.optimize(
+        SEED,
+        keyword_dataset(WORDS),
+        adapter=Mixed(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=30,
+        display_progress_bar=False,
+        raise_on_exception=False,
+    )
+    best = result.best_outputs_valset
+    assert best is not None
+    assert 0 not in best and 1 not in best  # alpha: not JSON; beta: raised
+    assert best[2] and best[3]

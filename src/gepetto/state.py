@@ -180,7 +180,7 @@ class RunState:
             if example_id in scores:
                 continue  # a score, once known, never changes
             scores[example_id] = score
-            if record.outputs is not None:
+            if record.outputs is not None and record.outputs[position] is not None:
                 outputs = self._val_outputs_by_hash.setdefault(record.candidate_hash, {})
                 outputs[example_id] = record.outputs[position]
             if record.objective_scores is not None:

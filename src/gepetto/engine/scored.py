@@ -28,6 +28,7 @@ __all__ = [
     "as_scored",
     "combined",
     "compared",
+    "jsonable_each",
     "jsonable_or_none",
     "judge_minibatch",
     "minibatch_value",
@@ -148,6 +149,18 @@ def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:
         return list(json.loads(json.dumps(list(values))))
     except (TypeError, ValueError):
         return None
+
+
+def jsonable_each(values: Sequence[Any], failed: Sequence[bool]) -> list[Any]:
+    """Each value that survives a JSON round trip unchanged in type, else ``None`` (also for
+    the examples that failed): validation outputs kept for ``best_outputs_valset``."""
+    kept: list[Any] = []
+    for value, failure in zip(values, failed, strict=True):
+        try:
+            kept.append(None if failure else json.loads(json.dumps(value)))
+        except (TypeError, ValueError):
+            kept.append(None)
+    return kept
 
 
 def scores_from_record(record: EvaluationRecord) -> ScoredExamples:

@@ -31,6 +31,7 @@ from gepetto.engine.scored import (
     ScoredExamples,
     aligned_objectives,
     as_scored,
+    jsonable_each,
     jsonable_or_none,
     scores_from_record,
 )
@@ -326,7 +327,9 @@ def _record_evaluation(
     # evaluating again), so only for train evaluations and only with a journal; validation
     # outputs with track_best_outputs (result.best_outputs_valset), when plain JSON.
     keep = split == "train" and ctx.journaling
-    keep_outputs = keep or (split == "val" and ctx.config.track_best_outputs)
+    outputs = jsonable_or_none(result.outputs) if keep else None
+    if split == "val" and ctx.config.track_best_outputs:
+        outputs = jsonable_each(result.outputs, result.failed)
     example_ids = result.example_ids
     failed_ids = tuple(i for i, failed in zip(example_ids, result.failed, strict=True) if failed)
     record = EvaluationRecord(
@@ -341,7 +344,7 @@ def _record_evaluation(
         metric_calls=scored.metric_calls if scored is not None else 0,
         failures=len(failed_ids),
         failed_examples=failed_ids,
-        outputs=jsonable_or_none(result.outputs) if keep_outputs else None,
+        outputs=outputs,
         trajectories=jsonable_or_none(result.trajectories) if keep else None,
     )
     ctx.record(record)
