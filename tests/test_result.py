@@ -6,11 +6,13 @@ import dataclasses
 import io
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import gepetto
+from gepetto.result import Result
 from gepetto.testing import FeedbackFollowingLM, KeywordAdapter, ScriptedLM, keyword_dataset
 
 
@@ -126,3 +128,118 @@ def test_to_json_never_writes_non_standard_numbers() -> None:
     broken = dataclasses.replace(gepetto.Result.example(), val_aggregate_scores=[0.25, math.inf])
     with pytest.raises(ValueError, match="not JSON compliant"):
         broken.to_json(allow_nan=True)  # the caller cannot ask for Infinity either
+
+
+# ----- gepa's GEPAResult fields and the lineage tree ----------------------------------------
+
+
+def _run(**options: Any) -> Result:
+    return gepetto.optimize(
+        {"instructions": "Answer."},
+        keyword_dataset(["alpha", "beta", "gamma", "delta"]),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=40,
+        display_progress_bar=False,
+        **options,
+    )
+
+
+def test_gepa_fields_are_filled_and_survive_json(tmp_path: Path) -> None:
+    result = _run(run_dir=tmp_path)
+    assert result.run_dir == str(tmp_path)
+    assert result.num_full_val_evals == result.num_candidates  # full_eval: every one
+    assert result.best_outputs_valset is not None
+    assert result.objective_pareto_front is None  # KeywordAdapter has no objectives
+    assert result.val_aggregate_subscores is None
+    again = Result.from_json(result.to_json())
+    assert again == result
+    assert again.best_outputs_valset == result.best_outputs_valset
+    assert isinstance(next(iter(again.best_outputs_valset.values()))[0], tuple)  # type: ignore[union-attr]
+
+
+def test_objective_pareto_front_is_the_best_mean_per_objective() -> None:
+    class TwoObjectives:
+        def evaluate(
+            self, batch: Any, candidate: dict[str, str], capture_traces: bool = False
+        ) -> Any:
+            text = candidate["instructions"]
+            scores = [1.0 if example["needs"] in text.split() else 0.0 for example in batch]
+            objectives = [{"hit": s, "short": 1.0 / len(text)} for s in scores]
+            return gepetto.EvaluationBatch(
+                [text] * len(batch),
+                scores,
+                [{"s": s} for s in scores] if capture_traces else None,
+                objectives,
+            )
+
+        def make_reflective_dataset(self, candidate: Any, eval_batch: Any, components: Any) -> Any:
+            return {c: [{"Feedback": "add the missing words"}] for c in components}
+
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        [{"needs": "alpha"}, {"needs": "beta"}],
+        adapter=TwoObjectives(),
+        reflection_lm=ScriptedLM(
+            ["```\nAnswer. alpha\n```", "```\nAnswer. alpha beta\n```"], repeat_last=True
+        ),
+        max_metric_calls=20,
+        display_progress_bar=False,
+    )
+    assert result.objective_scores is not None
+    front = result.objective_pareto_front
+    assert front is not None and set(front) == {"hit", "short"}
+    for name in front:
+        assert front[name] == max(scores[name] for scores in result.objective_scores)
+    assert result.val_aggregate_subscores == result.objective_scores
+    assert Result.from_json(result.to_json()).objective_pareto_front == front
+
+
+def test_a_result_written_before_these_fields_reads_with_defaults() -> None:
+    data = Result.example().to_dict()
+    for key in ("best_outputs_valset", "num_full_val_evals", "objective_pareto_front", "run_dir"):
+        del data[key]
+    old = Result.from_dict(data)
+    assert old.best_outputs_valset is None and old.run_dir is None
+    assert old.num_full_val_evals is None and old.objective_pareto_front is None
+
+
+def test_candidate_tree_dot_has_a_node_per_candidate_and_an_edge_per_parent() -> None:
+    result = Result.example()
+    assert result.candidate_tree_dot() == result.lineage_dot()
+    dot = result.candidate_tree_dot().splitlines()
+    assert dot[0] == "digraph G {" and dot[-1] == "}"
+    assert '    0 [label="0\\n(0.25)", fillcolor=lightgray, tooltip=" "];' in dot
+    assert '    1 [label="1\\n(0.75)", fillcolor=cyan, tooltip=" "];' in dot
+    assert "    0 -> 1;" in dot
+
+
+def test_lineage_html_is_self_contained(tmp_path: Path) -> None:
+    import html.parser
+
+    result = _run()
+    path = result.write_lineage_html(tmp_path / "tree.html")
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>")
+    for needle in ("http://", "https://", "<script", "<link"):
+        # The SVG namespace is an identifier, not a fetch.
+        assert needle not in page.replace('xmlns="http://www.w3.org/2000/svg"', ""), needle
+
+    class Collect(html.parser.HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ids: list[str] = []
+            self.lines = 0
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            found = dict(attrs)
+            if tag == "g" and found.get("class") == "node":
+                self.ids.append(str(found["id"]))
+            if tag == "line":
+                self.lines += 1
+
+    parser = Collect()
+    parser.feed(page)
+    assert parser.ids == [f"node-{i}" for i in range(result.num_candidates)]
+    assert parser.lines == sum(len(p) for p in result.parents)
+    assert result.best_candidate["instructions"] in page

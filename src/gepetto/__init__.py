@@ -24,10 +24,12 @@ from gepetto.engine.options import (
     GepettoOptions,
     MergeConfig,
     ReflectionConfig,
+    TrackingConfig,
 )
 from gepetto.engine.tasks import EvaluateTask, ReflectTask
 from gepetto.errors import (
     AdapterContractError,
+    AdapterFailed,
     BudgetExhausted,
     ConfigError,
     GepettoError,
@@ -51,7 +53,7 @@ from gepetto.stopping import (
     StopFile,
     Timeout,
 )
-from gepetto.types import Candidate, EvaluationBatch
+from gepetto.types import Candidate, DataLoader, EvaluationBatch
 from gepetto.utils.stop_condition import (
     CompositeStopper,
     FileStopper,
@@ -72,11 +74,13 @@ __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
     "DEFAULT_REFLECTION_TEMPLATE",
     "AdapterContractError",
+    "AdapterFailed",
     "AnythingResult",
     "BudgetExhausted",
     "Candidate",
     "CompositeStopper",
     "ConfigError",
+    "DataLoader",
     "EngineConfig",
     "EvaluateTask",
     "EvaluationBatch",
@@ -112,6 +116,7 @@ __all__ = [
     "StopperProtocol",
     "Timeout",
     "TimeoutStopCondition",
+    "TrackingConfig",
     "__version__",
     "aoptimize",
     "aoptimize_anything",

@@ -34,6 +34,7 @@ from gepetto.types import EvaluationBatch, printable
 
 __all__ = [
     "AdapterRunner",
+    "BatchEvaluates",
     "GEPAAdapter",
     "HasFingerprint",
     "ProposesNewTexts",
@@ -71,6 +72,16 @@ class ProposesNewTexts(Protocol):
         reflective_dataset: ReflectiveDataset,
         components_to_update: list[str],
     ) -> dict[str, str] | Awaitable[dict[str, str]]: ...
+
+
+@runtime_checkable
+class BatchEvaluates(Protocol):
+    """gepa's optional ``batch_evaluate``: several ``(candidate, batch)`` evaluations with
+    traces in one call, one ``EvaluationBatch`` per item, in order."""
+
+    def batch_evaluate(
+        self, items: list[tuple[dict[str, str], list[Any]]]
+    ) -> list[Any] | Awaitable[list[Any]]: ...
 
 
 @runtime_checkable
@@ -128,6 +139,9 @@ class AdapterRunner:
         self.adapter = adapter
         self.executor = executor
         self.proposes_texts = isinstance(adapter, ProposesNewTexts)
+        self.batch_evaluates = isinstance(adapter, BatchEvaluates) and callable(
+            adapter.batch_evaluate
+        )
         self.name = type(adapter).__name__
 
     async def evaluate(
@@ -139,6 +153,20 @@ class AdapterRunner:
             AdapterContractError: wrong type, wrong lengths, or non-numeric scores.
         """
         # Copies: an adapter that mutates its inputs cannot change the run's own lists.
+        if capture_traces and self.batch_evaluates:
+            # gepa evaluates with traces through batch_evaluate when the adapter has it.
+            adapter: Any = self.adapter
+            results = await call_maybe_async(
+                adapter.batch_evaluate, [(dict(candidate), list(batch))], executor=self.executor
+            )
+            if not isinstance(results, Sequence) or len(results) != 1:
+                raise AdapterContractError(
+                    f"{self.name}.batch_evaluate returned {_preview(results)} for 1 item; it "
+                    "must return a list of one EvaluationBatch per (candidate, batch) item"
+                )
+            return check_evaluation_batch(
+                results[0], len(batch), True, self.name, method="batch_evaluate"
+            )
         result = await call_maybe_async(
             self.adapter.evaluate,
             list(batch),
@@ -239,14 +267,21 @@ def _preview(value: object, limit: int = 60) -> str:
 
 
 def check_evaluation_batch(
-    result: object, batch_size: int, capture_traces: bool, adapter_name: str
+    result: object,
+    batch_size: int,
+    capture_traces: bool,
+    adapter_name: str,
+    *,
+    method: str = "evaluate",
 ) -> EvaluationBatch[Any, Any]:
     """Validate an adapter's ``EvaluationBatch`` (any object with the same fields works).
+
+    ``num_metric_calls``, when set, must be an int >= 0: it is what the evaluation cost.
 
     Raises:
         AdapterContractError: with a message naming the field and the expected length.
     """
-    where = f"{adapter_name}.evaluate"
+    where = f"{adapter_name}.{method}"
     outputs = getattr(result, "outputs", None)
     scores = getattr(result, "scores", None)
     if outputs is None or scores is None:
@@ -268,6 +303,16 @@ def check_evaluation_batch(
     if objective_scores is not None:
         _check_length(where, "objective_scores", objective_scores, batch_size)
     checked_scores = [_as_score(where, s) for s in scores]
+    num_metric_calls = getattr(result, "num_metric_calls", None)
+    if num_metric_calls is not None and (
+        isinstance(num_metric_calls, bool)
+        or not isinstance(num_metric_calls, int)
+        or num_metric_calls < 0
+    ):
+        raise AdapterContractError(
+            f"{where} returned num_metric_calls={_preview(num_metric_calls)}; it must be None "
+            "or an int >= 0 (the metric calls the evaluation cost)"
+        )
     return EvaluationBatch(
         outputs=list(outputs),
         scores=checked_scores,
@@ -277,6 +322,7 @@ def check_evaluation_batch(
         ]
         if objective_scores is not None
         else None,
+        num_metric_calls=num_metric_calls,
     )
 
 

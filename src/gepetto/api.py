@@ -17,16 +17,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ParamSpec, Unpack
 
 from gepetto.adapter import AdapterRunner, HasFingerprint, ProposesNewTexts, UsesLMClients
-from gepetto.engine.config import check_datasets
+from gepetto.engine.config import check_datasets, load_examples
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.option_checks import check_observers
-from gepetto.engine.options import GEPAConfig, GepettoOptions, setting_fields
-from gepetto.errors import ConfigError
+from gepetto.engine.options import GEPAConfig, GepettoOptions, TrackingConfig, setting_fields
+from gepetto.errors import AdapterFailed, ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
 from gepetto.lm.spending import CostCap
-from gepetto.observe.log import JsonLinesEventLog, LogObserver
+from gepetto.observe.log import JsonLinesEventLog, LogObserver, gepa_logger_observer
 from gepetto.progress import RichProgress, progress_wanted, rich_available
 from gepetto.proposers.guards import resolve_guard_mode
 from gepetto.proposers.reflective import (
@@ -34,6 +34,7 @@ from gepetto.proposers.reflective import (
     resolve_edit_mode,
     resolve_templates,
 )
+from gepetto.proposers.strategy import ReflectsTexts, StrategyProposer
 from gepetto.result import Result
 from gepetto.stopping import RunStatus, StopCondition
 from gepetto.storage import JournalStorage, open_storage
@@ -45,14 +46,15 @@ from gepetto.strategies import (
     ComponentSelector,
     EvaluationPolicy,
 )
+from gepetto.types import DataLoader, LoggerProtocol
 
 __all__ = ["aoptimize", "optimize"]
 
 
 async def aoptimize(
     seed_candidate: Mapping[str, str],
-    trainset: Sequence[Any],
-    valset: Sequence[Any] | None = None,
+    trainset: Sequence[Any] | DataLoader,
+    valset: Sequence[Any] | DataLoader | None = None,
     adapter: object | None = None,
     task_lm: object | None = None,
     evaluator: Any = None,
@@ -71,15 +73,32 @@ async def aoptimize(
     max_merge_invocations: int = 5,
     merge_val_overlap_floor: int = 5,
     max_metric_calls: int | None = None,
-    *,
+    max_reflection_cost: float | None = None,
     stop_callbacks: StopCondition | Callable[[RunStatus], object] | Sequence[object] | None = None,
+    logger: LoggerProtocol | None = None,
     run_dir: str | os.PathLike[str] | None = None,
     callbacks: Sequence[object] | None = None,
+    use_wandb: bool = False,
+    wandb_api_key: str | None = None,
+    wandb_init_kwargs: Mapping[str, Any] | None = None,
+    wandb_attach_existing: bool = False,
+    use_mlflow: bool = False,
+    mlflow_tracking_uri: str | None = None,
+    mlflow_experiment_name: str | None = None,
+    mlflow_attach_existing: bool = False,
+    tracking_key_prefix: str = "",
+    track_best_outputs: bool = True,
     display_progress_bar: bool | None = None,
+    use_cloudpickle: bool = False,
     cache_evaluation: bool = True,
     seed: int = 0,
+    raise_on_exception: bool = True,
     val_evaluation_policy: str | EvaluationPolicy | None = None,
     acceptance_criterion: str | AcceptanceCriterion = "strict_improvement",
+    sampling_strategy: object | None = None,
+    selection_strategy: object | None = None,
+    reflection_strategy: object | None = None,
+    *,
     storage: JournalStorage | str | None = None,
     testset: Sequence[Any] | None = None,
     config: GEPAConfig | None = None,
@@ -93,9 +112,17 @@ async def aoptimize(
     flat = {name: value for name, value in locals().items() if name in _SETTING_KEYWORDS}
     settings = GEPAConfig.from_options(config, **flat, **options)
     engine, reflection = settings.engine, settings.reflection
-    _check_proposal_source(adapter, reflection.reflection_lm, reflection.custom_candidate_proposer)
+    _check_proposal_source(
+        adapter,
+        reflection.reflection_lm,
+        reflection.custom_candidate_proposer,
+        reflection.reflection_strategy,
+    )
+    # A gepa DataLoader is read once, here (its ids kept for the run's fingerprint).
+    train_examples: Sequence[Any] = load_examples(trainset, "trainset")
+    val_examples: Sequence[Any] | None = load_examples(valset, "valset")
     # Checked before the run is opened, so a refused call leaves nothing in run_dir.
-    seed_texts, _, _ = check_datasets(seed_candidate, trainset, valset)
+    seed_texts, _, _ = check_datasets(seed_candidate, train_examples, val_examples)
     templates = resolve_templates(
         reflection.reflection_prompt_template,
         tuple(seed_texts),
@@ -108,12 +135,15 @@ async def aoptimize(
     try:
         optimizer = Optimizer(
             seed_candidate,
-            trainset,
-            valset,
+            train_examples,
+            val_examples,
             config=dataclasses.replace(
                 settings, engine=dataclasses.replace(engine, run_dir=run_directory, storage=None)
             ),
-            callbacks=_observers(settings.callbacks, engine.display_progress_bar, run_directory),
+            callbacks=[
+                *_observers(settings.callbacks, engine.display_progress_bar, run_directory),
+                *tracking_observers(settings.tracking, run_directory),
+            ],
             storage=journal_storage,
             adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
             testset=testset,
@@ -125,14 +155,27 @@ async def aoptimize(
             if engine.max_cost_usd is None
             else CostCap(engine.max_cost_usd, spent_usd=max(0.0, optimizer.state.cost_usd))
         )
+        # gepa's max_reflection_cost: the same hard cap, on the reflection clients only.
+        reflection_usage = optimizer.state.lm_usage.get("reflection")
+        reflection_cap = (
+            None
+            if engine.max_reflection_cost is None
+            else CostCap(
+                engine.max_reflection_cost,
+                spent_usd=reflection_usage.cost_usd if reflection_usage is not None else 0.0,
+                option="max_reflection_cost",
+            )
+        )
         # Everything is validated; only now start local model servers or open clients.
         workers = engine.max_concurrency + engine.parallel_proposals + 1
-        with _RunResources(run_directory, workers, cost_cap) as resources:
+        with _RunResources(run_directory, workers, cost_cap, reflection_cap) as resources:
             try:
                 adapter = resources.adapter(adapter, task_lm, evaluator)
                 runner = AdapterRunner(adapter, resources.executor)
                 proposer = None
                 custom = reflection.custom_candidate_proposer
+                if isinstance(reflection.reflection_strategy, ReflectsTexts):
+                    custom = StrategyProposer(reflection.reflection_strategy)
                 if custom is None and not runner.proposes_texts:
                     lm = resources.reflection_lm(
                         reflection.reflection_lm, dict(reflection.reflection_lm_kwargs or {})
@@ -154,7 +197,12 @@ async def aoptimize(
                     max_concurrency=engine.max_concurrency,
                     metered_lms=resources.metered,
                 )
-                return await driver.run(handle_signals=bool(engine.handle_signals))
+                result = await driver.run(handle_signals=bool(engine.handle_signals))
+                if engine.raise_on_exception and optimizer.adapter_failed:
+                    failed = AdapterFailed(result.stop_reason or "the adapter raised")
+                    failed.result = result
+                    raise failed
+                return result
             finally:
                 await resources.aclose()
     finally:
@@ -189,11 +237,26 @@ def _check_adapter_source(adapter: object, task_lm: object) -> None:
 
 
 def _check_proposal_source(
-    adapter: object, reflection_lm: object, custom_candidate_proposer: object
+    adapter: object,
+    reflection_lm: object,
+    custom_candidate_proposer: object,
+    reflection_strategy: object = None,
 ) -> None:
     if custom_candidate_proposer is not None and not callable(custom_candidate_proposer):
         raise ConfigError("custom_candidate_proposer must be callable")
     proposes = isinstance(adapter, ProposesNewTexts)
+    if reflection_strategy is not None and (custom_candidate_proposer is not None or proposes):
+        raise ConfigError(
+            "reflection_strategy was given, but "
+            + (
+                "custom_candidate_proposer"
+                if custom_candidate_proposer
+                else "the adapter's propose_new_texts"
+            )
+            + " already makes the proposals; give one of the two"
+        )
+    if reflection_strategy is not None:
+        return  # the strategy proposes; a reflection_lm, if given, is not called
     if reflection_lm is None and custom_candidate_proposer is None and not proposes:
         raise ConfigError(
             "pass reflection_lm= (a model string such as 'openai/gpt-4.1' or a callable "
@@ -227,13 +290,51 @@ def _observers(
     return observers
 
 
+def tracking_observers(
+    tracking: TrackingConfig, run_dir: str | os.PathLike[str] | None
+) -> list[object]:
+    """The observers gepa's tracking keywords ask for: ``logger`` gets gepetto's log lines,
+    ``use_wandb`` / ``use_mlflow`` attach :class:`~gepetto.observe.wandb.WandbTracker` /
+    :class:`~gepetto.observe.mlflow.MLflowTracker` configured from their options."""
+    observers: list[object] = []
+    if tracking.logger is not None:
+        observers.append(gepa_logger_observer(tracking.logger))  # type: ignore[arg-type]
+    if tracking.use_wandb:
+        from gepetto.observe.wandb import WandbTracker
+
+        observers.append(
+            WandbTracker(
+                attach_to_active_run=tracking.wandb_attach_existing,
+                init_kwargs=tracking.wandb_init_kwargs,
+                key_prefix=tracking.key_prefix,
+                api_key=tracking.wandb_api_key,
+            )
+        )
+    if tracking.use_mlflow:
+        from gepetto.observe.mlflow import MLflowTracker
+
+        observers.append(
+            MLflowTracker(
+                tracking_uri=tracking.mlflow_tracking_uri,
+                experiment_name=tracking.mlflow_experiment_name or "gepetto",
+                attach_to_active_run=tracking.mlflow_attach_existing,
+                key_prefix=tracking.key_prefix,
+            )
+        )
+    return observers
+
+
 class _RunResources:
     """What one run opens and must close: the thread pool, clients made from model strings
     (a local model server with them), the LM response cache in ``run_dir``, and the dollar
     cap given to every metered client."""
 
     def __init__(
-        self, run_dir: str | os.PathLike[str] | None, workers: int, cost_cap: CostCap | None
+        self,
+        run_dir: str | os.PathLike[str] | None,
+        workers: int,
+        cost_cap: CostCap | None,
+        reflection_cap: CostCap | None = None,
     ) -> None:
         # One pool for every sync call of the run (adapter methods, a sync reflection LM):
         # sized so max_concurrency evaluations and every proposal's reflection run at once.
@@ -244,6 +345,7 @@ class _RunResources:
         self._cache: Any = None
         self._cached_clients: list[LMClient] = []
         self.cost_cap = cost_cap
+        self.reflection_cap = reflection_cap
         self._capped_clients: list[LMClient] = []
 
     def __enter__(self) -> _RunResources:
@@ -273,9 +375,21 @@ class _RunResources:
         return adapter
 
     def reflection_lm(self, lm: object, options: dict[str, Any]) -> object:
-        """The reflection LM, made from a model string when one is given."""
+        """The reflection LM, made from a model string when one is given.
+
+        Raises:
+            ConfigError: with ``max_reflection_cost``, a reflection LM that is not a gepetto
+                client (a plain callable cannot be priced, so it could not be capped).
+        """
         if isinstance(lm, str):
             lm = self._client(lm, **options)
+        if self.reflection_cap is not None and not isinstance(lm, LMClient):
+            raise ConfigError(
+                "max_reflection_cost caps the reflection model's calls before they are sent, "
+                f"so it needs a gepetto client with known prices; the reflection_lm is a "
+                f"{type(lm).__name__}. Pass a model string (or an LM client), or leave "
+                "max_reflection_cost out"
+            )
         if isinstance(lm, LMClient):
             self._meter("reflection", lm)
         return lm
@@ -288,9 +402,13 @@ class _RunResources:
         return client
 
     def _meter(self, role: str, client: LMClient) -> None:
-        if self.cost_cap is not None and client.cost_cap is not self.cost_cap:
-            _check_cost_cap(role, client)
-            client.cost_cap = self.cost_cap
+        cap = self.reflection_cap if role == "reflection" else None
+        cap = cap or self.cost_cap
+        if cap is not None and client.cost_cap is not cap:
+            _check_cost_cap(
+                role, client, "max_cost_usd" if cap is self.cost_cap else "max_reflection_cost"
+            )
+            client.cost_cap = cap
             self._capped_clients.append(client)
         self.metered.append((role, client))
         if self.run_dir is not None and client.cache is None:
@@ -314,7 +432,7 @@ class _RunResources:
             self._cache.close()
 
 
-def _check_cost_cap(role: str, client: LMClient) -> None:
+def _check_cost_cap(role: str, client: LMClient, option: str = "max_cost_usd") -> None:
     """A client can join the run's dollar cap only if its calls can be priced up front.
 
     Raises:
@@ -323,15 +441,15 @@ def _check_cost_cap(role: str, client: LMClient) -> None:
     name = f"{client.provider}/{client.model}"
     if client.cost_cap is not None:
         raise ConfigError(
-            f"the {role} LM {name} already has a cost_cap; with max_cost_usd the run caps every "
+            f"the {role} LM {name} already has a cost_cap; with {option} the run caps every "
             "call itself: drop one of the two"
         )
     if client.prices is None or client.prices.cost(client.provider, client.model, 1, 1) is None:
         raise ConfigError(
-            f"max_cost_usd needs the price of every LM of the run, and the {role} LM {name} has "
+            f"{option} needs the price of every LM it caps, and the {role} LM {name} has "
             "none (is genai-prices installed? pip install 'gepetto[prices]'). Give its client "
             f"prices=StaticPrices({{({client.provider!r}, {client.model!r}): (USD_PER_MILLION_IN, "
-            "USD_PER_MILLION_OUT)}), or leave max_cost_usd out"
+            f"USD_PER_MILLION_OUT)}}), or leave {option} out"
         )
 
 
@@ -405,10 +523,36 @@ Args:
         (:class:`gepetto.GEPAConfig` of :class:`gepetto.EngineConfig`,
         :class:`gepetto.ReflectionConfig`, :class:`gepetto.MergeConfig`, stop conditions
         and callbacks). Every setting below is also a keyword of its own, applied over
-        ``config``; giving one both ways with different values is a ``ConfigError``. The
-        first 21 parameters are positional in gepa's order; the rest are keyword-only.
+        ``config``; giving one both ways with different values is a ``ConfigError``. gepa's
+        46 parameters are positional in gepa's order; gepetto's own are keyword-only.
+
+    ``trainset``, ``valset`` and ``testset`` also take a gepa ``DataLoader`` (``all_ids()``,
+    ``fetch(ids)``, ``__len__``), read once when the run starts, its ids kept in the run's
+    fingerprint.
 
     The other settings, all optional (each a field of one group):
+
+        - gepa's tracking keywords (:class:`gepetto.TrackingConfig`): ``logger`` (an object
+          with ``log(message)``, given gepetto's log lines), ``use_wandb`` /
+          ``wandb_api_key`` / ``wandb_init_kwargs`` / ``wandb_attach_existing`` and
+          ``use_mlflow`` / ``mlflow_tracking_uri`` / ``mlflow_experiment_name`` /
+          ``mlflow_attach_existing`` (attach the W&B / MLflow trackers; the API key is a
+          secret, never recorded), ``tracking_key_prefix`` (before every tracked name).
+        - ``max_reflection_cost``: a dollar cap on the reflection calls only, reserved before
+          each call like ``max_cost_usd`` (a priced gepetto client is needed; not with
+          ``max_cost_usd``).
+        - ``track_best_outputs``: keep the validation outputs of each example's front
+          (``result.best_outputs_valset``; default true).
+        - ``raise_on_exception``: default true: a run stopped because the adapter raised on
+          everything raises :class:`gepetto.AdapterFailed` (``error.result`` holds the
+          result); false returns the result with that stop reason. One failing example is
+          always scored 0.
+        - ``use_cloudpickle``: accepted, does nothing (gepetto never pickles run state).
+        - ``reflection_strategy``: a gepa ``ReflectionLM`` (``reflect(candidate, dataset,
+          components) -> (proposal, next_strategy)``) proposes the texts instead of the
+          reflection LM (see :mod:`gepetto.proposers.strategy`).
+        - ``sampling_strategy`` / ``selection_strategy``: only ``None``; gepa's objects raise
+          ``ConfigError`` naming gepetto's equivalent.
 
         - ``max_metric_calls``: the budget (one example handed to the adapter's
           ``evaluate`` = one call, also when a batch that raised is retried one example

@@ -7,6 +7,7 @@ this drawing complete)::
     GepettoError
     ├── ConfigError              bad arguments; raised before any LM or adapter call is paid
     ├── AdapterContractError     the adapter broke the protocol (wrong lengths, bad scores)
+    ├── AdapterFailed            optimize(raise_on_exception=True): the adapter raised on all
     ├── BudgetExhausted          internal signal: a reservation did not fit in the budget
     ├── StorageError             gepetto.storage: the journal cannot be used
     │   ├── RunExists            a run with this id was already created
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # for the annotation only: errors import nothing of gepetto a
 
 __all__ = [
     "AdapterContractError",
+    "AdapterFailed",
     "BudgetExhausted",
     "ConfigError",
     "GepettoError",
@@ -82,6 +84,20 @@ class AdapterContractError(GepettoError):
     ``make_reflective_dataset`` returned records that are not dicts. This is a bug in the
     adapter, not a per-example failure, so it stops the run with a message naming the method;
     ``error.result`` holds what the run had found and paid for until then.
+    """
+
+
+class AdapterFailed(GepettoError):
+    """The adapter raised on everything, and ``optimize(raise_on_exception=True)`` (gepa's
+    default) was asked to raise rather than return.
+
+    An example whose evaluation raised still scores 0 and the run goes on; this error is
+    raised only once the run was stopped because the adapter raised on every example of the
+    seed's validation, or on 10 distinct examples in a row (see
+    :mod:`gepetto.engine.adapter_health`). The message is the stop reason, which names the
+    adapter's last exception; ``error.result`` holds the run's result (with a ``run_dir``,
+    a later call resumes the run). With ``raise_on_exception=False`` the result is returned
+    instead, with that ``stop_reason``.
     """
 
 

@@ -6,6 +6,12 @@ chunk, all chunks running at once (sync adapters in worker threads); a semaphore
 every evaluation of the run caps the calls in flight. With ``max_concurrency=1`` the adapter
 sees the whole batch in one call, exactly as gepa calls it.
 
+An adapter's ``EvaluationBatch.num_metric_calls``, when set, is what that call counts
+(gepa's meaning); otherwise one call per example. The budget reserves one call per example
+before the evaluation; a smaller count frees the rest, a larger one is counted in full (the
+adapter already spent it) and may take the run past ``max_metric_calls`` by the difference,
+after which nothing more is dispatched.
+
 If a chunk raises, each of its examples is retried alone, so only the examples that really
 fail are scored 0 (with the exception in their trajectory and output). Every example handed
 to the adapter is a metric call, the failed attempt included: the retries are paid for from
@@ -118,7 +124,8 @@ class Evaluator:
         try:
             async with self._slots:
                 batch = await self.runner.evaluate(chunk, candidate, capture_traces)
-            return ScoredBatch(batch, (False,) * len(chunk))
+            # gepa's EvaluationBatch.num_metric_calls: what the adapter says the call cost.
+            return ScoredBatch(batch, (False,) * len(chunk), calls=batch.num_metric_calls)
         except AdapterContractError:
             raise
         except Exception as error:

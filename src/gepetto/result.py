@@ -24,13 +24,16 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gepetto.frontier import non_dominated
 from gepetto.records import record_to_dict
 from gepetto.totals import mean
 from gepetto.types import jsonable
+from gepetto.visualization import candidate_tree_dot_from_data, candidate_tree_html_from_data
 
 if TYPE_CHECKING:
     from gepetto.state import RunState
@@ -82,6 +85,23 @@ class Result:
     seed_candidate: dict[str, str] | None = None
     """The texts the run started from (``candidates[0]`` once the seed was scored); ``None``
     in results written before gepetto recorded it."""
+    best_outputs_valset: dict[int, list[tuple[int, Any]]] | None = None
+    """gepa's field: per validation example id, ``(candidate id, output)`` for each candidate
+    of that example's front (ties kept), with ``track_best_outputs`` (``None`` without it).
+    Only outputs that are plain JSON are kept (they are journaled, so a resume keeps them)."""
+    num_full_val_evals: int | None = None
+    """gepa's field: how many candidates were scored on the whole validation set (the seed
+    counts as one)."""
+    objective_pareto_front: dict[str, float] | None = None
+    """gepa's field: per objective, the best mean objective score of any candidate (``None``
+    when the adapter returns no ``objective_scores``)."""
+    run_dir: str | None = None
+    """The run's folder (``None`` for a run without one)."""
+
+    @property
+    def val_aggregate_subscores(self) -> list[dict[str, float]] | None:
+        """gepa's name for :attr:`objective_scores` (per candidate, mean objective scores)."""
+        return self.objective_scores
 
     # ----- convenience -----------------------------------------------------------------------
 
@@ -150,6 +170,41 @@ class Result:
             chain.append(self.parents[chain[-1]][0])
         return chain[::-1]
 
+    # ----- the lineage tree ------------------------------------------------------------------
+
+    def candidate_tree_dot(self) -> str:
+        """The lineage tree as Graphviz DOT text (gepa's ``candidate_tree_dot``): a node per
+        candidate with its mean validation score, cyan for the best, orange for the rest of
+        the Pareto front; an edge from each parent to its child."""
+        return candidate_tree_dot_from_data(
+            self.candidates,
+            self.parents,
+            self.val_aggregate_scores,
+            self.pareto_front,
+            best_idx=self.best_idx,
+        )
+
+    def candidate_tree_html(self) -> str:
+        """The lineage tree as a self-contained HTML page (gepa's ``candidate_tree_html``):
+        an inline SVG drawing and a table of every candidate's texts; no script, no CDN."""
+        return candidate_tree_html_from_data(
+            self.candidates,
+            self.parents,
+            self.val_aggregate_scores,
+            self.pareto_front,
+            best_idx=self.best_idx,
+        )
+
+    def lineage_dot(self) -> str:
+        """Same as :meth:`candidate_tree_dot`."""
+        return self.candidate_tree_dot()
+
+    def write_lineage_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`candidate_tree_html` to ``path`` (UTF-8); return the path."""
+        target = Path(path)
+        target.write_text(self.candidate_tree_html(), encoding="utf-8")
+        return target
+
     # ----- building --------------------------------------------------------------------------
 
     @classmethod
@@ -160,6 +215,8 @@ class Result:
         stop_reason: str | None,
         seed: int | None,
         seed_candidate: dict[str, str] | None = None,
+        run_dir: str | None = None,
+        track_best_outputs: bool = False,
     ) -> Result:
         """Derive a result from a run state (``seed_candidate``: the texts the run started
         from, kept when the seed was never scored)."""
@@ -196,6 +253,12 @@ class Result:
             objective_weights=weights.weights if weights is not None else None,
             weighted_scores=[state.rank_score(i) for i in ids] if weights is not None else None,
             seed_candidate=dict(seed_candidate) if seed_candidate is not None else None,
+            best_outputs_valset=state.best_outputs() if track_best_outputs else None,
+            num_full_val_evals=sum(
+                1 for i in ids if state.valset_size and state.val_coverage(i) >= state.valset_size
+            ),
+            objective_pareto_front=_best_by_objective(objective_scores) if has_objectives else None,
+            run_dir=run_dir,
         )
 
     # ----- serialisation ---------------------------------------------------------------------
@@ -236,6 +299,15 @@ class Result:
             "test_scores": {str(k): v for k, v in self.test_scores.items()},
             "metric_calls_test": self.metric_calls_test,
             "seed_candidate": self.seed_candidate,
+            "best_outputs_valset": {
+                str(k): [[i, output] for i, output in pairs]
+                for k, pairs in self.best_outputs_valset.items()
+            }
+            if self.best_outputs_valset is not None
+            else None,
+            "num_full_val_evals": self.num_full_val_evals,
+            "objective_pareto_front": self.objective_pareto_front,
+            "run_dir": self.run_dir,
         }
         if self.weighted_scores is not None:
             data["objective_weights"] = self.objective_weights
@@ -289,6 +361,15 @@ class Result:
             seed_candidate=dict(data["seed_candidate"])
             if data.get("seed_candidate") is not None
             else None,
+            best_outputs_valset={
+                int(k): [(int(i), output) for i, output in pairs]
+                for k, pairs in data["best_outputs_valset"].items()
+            }
+            if data.get("best_outputs_valset") is not None
+            else None,
+            num_full_val_evals=data.get("num_full_val_evals"),
+            objective_pareto_front=_floats_by_name(data.get("objective_pareto_front")),
+            run_dir=data.get("run_dir"),
         )
 
     def to_json(self, **kwargs: Any) -> str:
@@ -405,6 +486,14 @@ class Result:
 
 def _floats_by_name(data: dict[str, Any] | None) -> dict[str, float] | None:
     return {str(k): float(v) for k, v in data.items()} if data is not None else None
+
+
+def _best_by_objective(objective_scores: list[dict[str, float]]) -> dict[str, float]:
+    best: dict[str, float] = {}
+    for scores in objective_scores:
+        for name, value in scores.items():
+            best[name] = max(value, best.get(name, value))
+    return dict(sorted(best.items()))
 
 
 def _test_scores(state: RunState) -> dict[int, float]:

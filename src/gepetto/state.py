@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from gepetto.frontier import BestTable, FrontierType, selection_weights
 from gepetto.objectives import ObjectiveWeights
@@ -118,6 +119,7 @@ class RunState:
         self._val_by_hash: dict[str, dict[ExampleId, float]] = {}
         self._test_by_hash: dict[str, dict[ExampleId, float]] = {}
         self._val_objectives_by_hash: dict[str, dict[ExampleId, Mapping[str, float]]] = {}
+        self._val_outputs_by_hash: dict[str, dict[ExampleId, Any]] = {}
         self._aggregates: list[_Aggregate] = []
         self._instance_front = BestTable()
         self._cartesian_front = BestTable()
@@ -178,6 +180,9 @@ class RunState:
             if example_id in scores:
                 continue  # a score, once known, never changes
             scores[example_id] = score
+            if record.outputs is not None and record.outputs[position] is not None:
+                outputs = self._val_outputs_by_hash.setdefault(record.candidate_hash, {})
+                outputs[example_id] = record.outputs[position]
             if record.objective_scores is not None:
                 objectives[example_id] = record.objective_scores[position]
             if candidate_id is not None:
@@ -229,6 +234,21 @@ class RunState:
             self.best_changed_at_iteration = self.iterations_finished
 
     # ----- views -----------------------------------------------------------------------------
+
+    def best_outputs(self) -> dict[ExampleId, list[tuple[CandidateId, Any]]]:
+        """gepa's ``best_outputs_valset``: per validation example, ``(candidate id, output)``
+        for each candidate of its instance front whose output was kept (JSON outputs of
+        validation evaluations, with ``track_best_outputs``), in id order."""
+        best: dict[ExampleId, list[tuple[CandidateId, Any]]] = {}
+        for example_id, front in sorted(self.instance_fronts().items()):
+            pairs = []
+            for candidate_id in sorted(front):
+                outputs = self._val_outputs_by_hash.get(self.candidates[candidate_id].content_hash)
+                if outputs is not None and example_id in outputs:
+                    pairs.append((candidate_id, outputs[example_id]))
+            if pairs:
+                best[int(example_id)] = pairs  # type: ignore[call-overload]
+        return best
 
     @property
     def total_metric_calls(self) -> int:

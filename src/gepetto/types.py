@@ -8,15 +8,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeAlias, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 __all__ = [
     "Candidate",
     "CandidateId",
+    "DataLoader",
     "EvaluationBatch",
     "ExampleId",
+    "LoadedExamples",
+    "LoggerProtocol",
     "RolloutOutput",
     "Split",
     "Trajectory",
@@ -24,6 +27,42 @@ __all__ = [
     "lone_surrogate",
     "printable",
 ]
+
+
+@runtime_checkable
+class LoggerProtocol(Protocol):
+    """gepa's logger: an object with ``log(message)`` (``optimize(logger=...)``)."""
+
+    def log(self, message: str) -> None: ...
+
+
+@runtime_checkable
+class DataLoader(Protocol):
+    """gepa's data loader (``gepa.core.data_loader.DataLoader``): examples by opaque ids.
+
+    gepetto reads it once, when the run starts: ``fetch(all_ids())`` in the order of
+    ``all_ids()``; each example keeps its loader id (see
+    :func:`gepetto.engine.fingerprints.example_id`).
+    """
+
+    def all_ids(self) -> Sequence[Any]: ...
+
+    def fetch(self, ids: Sequence[Any]) -> list[Any]: ...
+
+    def __len__(self) -> int: ...
+
+
+class LoadedExamples(list[Any]):
+    """The examples of a gepa :class:`DataLoader`, read once, with the loader's ids.
+
+    ``ids[i]`` is the loader id of example ``i``; the run's fingerprint of the dataset holds
+    the ids, and an example without a stable form is identified by its id.
+    """
+
+    def __init__(self, examples: Sequence[Any], ids: Sequence[Any]) -> None:
+        super().__init__(examples)
+        self.ids: tuple[Any, ...] = tuple(ids)
+
 
 Candidate: TypeAlias = dict[str, str]
 """A system under optimization: component name -> component text."""
@@ -53,8 +92,12 @@ class EvaluationBatch(Generic[Trajectory, RolloutOutput]):
         trajectories: one trace per example when ``capture_traces=True`` was asked, for the
             adapter's own ``make_reflective_dataset``; otherwise ``None``.
         objective_scores: optionally, per example, a mapping objective name -> score.
-        num_metric_calls: accepted for compatibility with gepa; gepetto counts one metric call
-            per example scored and ignores this field.
+        num_metric_calls: optionally, the metric calls this evaluation cost (gepa's meaning:
+            a refiner that tried an example several times, a cache that made some free); the
+            budget then counts this instead of one call per example. The budget reserves one
+            call per example beforehand: a smaller count frees the rest, a larger one is
+            counted in full and can take the run past ``max_metric_calls`` by the excess,
+            after which nothing more is dispatched.
     """
 
     outputs: list[RolloutOutput]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import pytest
+
 import gepetto
 from gepetto.engine.adapter_health import ADAPTER_FAILURE_EXAMPLES
 from gepetto.testing import KeywordAdapter, ScriptedLM, keyword_dataset
@@ -40,7 +42,8 @@ def optimize(adapter: KeywordAdapter, lm: ScriptedLM, **options: Any) -> gepetto
         adapter=adapter,
         reflection_lm=lm,
         display_progress_bar=False,
-        **{"max_metric_calls": 300, **options},
+        # raise_on_exception=False: the result is returned with the stop reason.
+        **{"max_metric_calls": 300, "raise_on_exception": False, **options},
     )
 
 
@@ -99,3 +102,35 @@ def test_one_candidate_whose_texts_crash_the_adapter_does_not_stop_the_run() -> 
     assert result.decisions[0]["outcome"] == "rejected"  # its 3 examples raised: scored 0
     assert "adapter raised" not in (result.stop_reason or "")
     assert result.best_score == 1.0
+
+
+def test_raise_on_exception_raises_adapter_failed_with_the_result() -> None:
+    """gepa's default raise_on_exception=True: the broken adapter's run raises."""
+    adapter = BrokenAfter(healthy_calls=4)
+    lm = ScriptedLM(lambda prompt: f"```\nAnswer. w{len(prompt) % 6} x{len(prompt)}\n```")
+    with pytest.raises(gepetto.AdapterFailed, match="ConnectionError: database is down") as caught:
+        gepetto.optimize(
+            {"instructions": "Answer."},
+            keyword_dataset(WORDS),
+            adapter=adapter,
+            reflection_lm=lm,
+            max_metric_calls=300,
+            display_progress_bar=False,
+        )
+    result = caught.value.result
+    assert result is not None
+    assert result.total_metric_calls == adapter.handed < 100
+    assert "raised on every one of the last 6 train examples" in (result.stop_reason or "")
+
+
+def test_raise_on_exception_leaves_per_example_failures_scored_zero() -> None:
+    class OneBadExample(KeywordAdapter):
+        def evaluate(self, batch: Any, candidate: Any, capture_traces: bool = False) -> Any:
+            if any(example["needs"] == "w0" for example in batch):
+                raise ValueError("w0 cannot be scored")
+            return super().evaluate(batch, candidate, capture_traces)
+
+    lm = ScriptedLM(lambda prompt: f"```\nAnswer. w1 w2 x{len(prompt)}\n```")
+    result = optimize(OneBadExample(), lm, max_metric_calls=60, raise_on_exception=True)
+    assert "budget" in (result.stop_reason or "")
+    assert result.val_subscores[0][0] == 0.0

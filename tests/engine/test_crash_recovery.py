@@ -199,7 +199,9 @@ result = gepetto.optimize(
     max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[Inline(observe)],
     display_progress_bar=False,
 )
-print("RESULT", json.dumps(result.to_dict()), flush=True)
+data = result.to_dict()
+data.pop("run_dir")  # where the run is kept: each attempt compared has its own folder
+print("RESULT", json.dumps(data), flush=True)
 '''
 
 PENDING_EVENTS = [

@@ -93,7 +93,7 @@ def test_an_adapter_whose_every_call_raises_stops_after_the_seed_validation() ->
             raise PermissionError("403 Forbidden: the key has no access to this model")
 
     adapter, lm = Raising(), improving_lm()
-    result = optimize(adapter, lm, max_concurrency=2)
+    result = optimize(adapter, lm, max_concurrency=2, raise_on_exception=False)
     assert lm.calls == 0
     assert adapter.handed == result.total_metric_calls <= 2 * len(WORDS)
     assert "PermissionError: 403 Forbidden" in (result.stop_reason or "")

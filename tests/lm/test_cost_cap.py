@@ -110,3 +110,26 @@ def test_a_model_without_a_price_is_refused_up_front(server: FaultServer) -> Non
         )
     assert "StaticPrices" in str(caught.value)
     assert server.requests == []
+
+
+def test_max_reflection_cost_caps_only_the_reflection_calls(server: FaultServer) -> None:
+    """gepa's max_reflection_cost: the same hard cap, on the reflection client only."""
+    from gepetto.testing import KeywordAdapter, keyword_dataset
+
+    reflection = task_client(server)
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        keyword_dataset(["alpha", "beta", "gamma"]),
+        adapter=KeywordAdapter(),
+        reflection_lm=reflection,
+        max_reflection_cost=0.5,
+        display_progress_bar=False,
+    )
+    usage = result.lm_usage["reflection"]
+    assert usage["cost_usd"] <= 0.5
+    # A call reserves its worst case (a long reflection prompt: about $0.11) before it is
+    # sent, so the run stops once less than that is left.
+    assert usage["cost_usd"] > 0.5 - 0.15
+    assert usage["calls"] == len(server.requests)
+    assert "max_reflection_cost=$0.5 reached" in (result.stop_reason or "")
+    assert reflection.cost_cap is None  # detached once the run is over

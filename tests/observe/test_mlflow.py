@@ -256,3 +256,47 @@ def test_missing_mlflow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(ConfigError, match=r"pip install 'gepetto\[mlflow\]'"):
         MLflowTracker()
+
+
+def test_use_mlflow_keywords_attach_a_tracker(uri: str, tmp_path: Path) -> None:
+    result = gepetto.optimize(
+        {"instructions": "Answer."},
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=40,
+        display_progress_bar=False,
+        use_mlflow=True,
+        mlflow_tracking_uri=uri,
+        mlflow_experiment_name="from-keywords",
+        tracking_key_prefix="gepa/",
+    )
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("from-keywords")
+    assert experiment is not None
+    (stored,) = client.search_runs([experiment.experiment_id])
+    assert stored.info.status == "FINISHED"
+    assert stored.data.metrics["gepa/final_best_score"] == result.best_score
+    assert "best_score" not in stored.data.metrics
+
+
+def test_mlflow_attach_existing_logs_into_the_active_run(uri: str) -> None:
+    mlflow.set_tracking_uri(uri)
+    try:
+        with mlflow.start_run() as active:
+            gepetto.optimize(
+                {"instructions": "Answer."},
+                keyword_dataset(WORDS),
+                adapter=KeywordAdapter(),
+                reflection_lm=FeedbackFollowingLM(),
+                max_metric_calls=40,
+                display_progress_bar=False,
+                use_mlflow=True,
+                mlflow_tracking_uri=uri,
+                mlflow_attach_existing=True,
+                tracking_key_prefix="opt/",
+            )
+        stored = mlflow.MlflowClient(tracking_uri=uri).get_run(active.info.run_id)
+        assert "opt/final_best_score" in stored.data.metrics
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -479,3 +479,87 @@ def test_missing_wandb_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "wandb", None)  # makes ``import wandb`` fail
     with pytest.raises(ConfigError, match=r"pip install 'gepetto\[wandb\]'"):
         WandbTracker()
+
+
+# ----- gepa's flat keywords: use_wandb and its options ------------------------------------
+
+SECRET_KEY = "0123456789abcdef0123456789abcdef01234567"
+
+
+def test_use_wandb_keywords_attach_a_tracker_and_keep_the_key_secret(
+    tmp_path: Path,
+    offline_wandb: Sentinel,
+    no_network: list[Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import wandb
+
+    caplog.set_level("DEBUG")
+    run_dir = tmp_path / "run"
+    result = gepetto.optimize(
+        SEED,
+        keyword_dataset(WORDS),
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=60,
+        display_progress_bar=False,
+        run_dir=run_dir,
+        use_wandb=True,
+        wandb_api_key=SECRET_KEY,
+        wandb_init_kwargs={"name": "from-keywords", "dir": str(tmp_path)},
+        tracking_key_prefix="gepa/",
+    )
+    assert wandb.run is None  # the tracker finished the run it started
+    wandb.teardown()
+    (run_path,) = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    (log,) = run_path.glob("run-*.wandb")
+    records = read_records(log)
+    run_record = next(r.run for r in records if r.WhichOneof("record_type") == "run")
+    assert run_record.display_name == "from-keywords"
+    config = run_config(records)
+    assert config["gepa/seed"] == 0  # tracking_key_prefix prefixes every key
+    assert final_summary(records)["gepa/best_score"] == result.best_score
+    # The API key is a secret: not in the journal, the event log or any log line.
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert SECRET_KEY.encode() not in path.read_bytes(), path
+    assert SECRET_KEY not in caplog.text
+    assert SECRET_KEY not in repr(gepetto.TrackingConfig(wandb_api_key=SECRET_KEY))
+    assert no_network == []
+    assert offline_wandb.connections == []
+
+
+def test_wandb_api_key_goes_to_wandb_init_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = fake_wandb()
+    module.Settings = types.SimpleNamespace
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    active = FakeRun()
+    gepetto.optimize(
+        SEED,
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=30,
+        display_progress_bar=False,
+        use_wandb=True,
+        wandb_api_key=SECRET_KEY,
+        wandb_init_kwargs={"tags": ["t"]},
+    )
+    (kwargs,) = module.inits
+    assert kwargs["settings"].api_key == SECRET_KEY
+    assert kwargs["tags"] == ["t"]
+    # wandb_attach_existing: an active run is logged into, neither started nor finished.
+    module.run = active
+    gepetto.optimize(
+        SEED,
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=30,
+        display_progress_bar=False,
+        use_wandb=True,
+        wandb_attach_existing=True,
+    )
+    assert len(module.inits) == 1
+    assert active.logged and active.finished == 0

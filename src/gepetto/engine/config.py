@@ -36,7 +36,7 @@ from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sample
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
-from gepetto.types import lone_surrogate, printable
+from gepetto.types import DataLoader, LoadedExamples, lone_surrogate, printable
 
 __all__ = [
     "DEFAULT_REFLECTION_HISTORY",
@@ -44,6 +44,7 @@ __all__ = [
     "OptimizerConfig",
     "build_config",
     "check_datasets",
+    "load_examples",
 ]
 
 STOP_FILE_NAME = "gepetto.stop"
@@ -77,6 +78,7 @@ class OptimizerConfig:
     seed: int = 0
     run_dir: Path | None = None
     description: Mapping[str, Any] = field(default_factory=dict)
+    track_best_outputs: bool = True
 
 
 def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
@@ -104,7 +106,8 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
     if engine.max_cost_usd is not None:
         stop_conditions.append(MaxCost(engine.max_cost_usd))
-    if not stop_conditions:
+    # max_reflection_cost is a hard cap on the reflection clients: a refused call stops the run.
+    if not stop_conditions and engine.max_reflection_cost is None:
         raise ConfigError(
             "the run has no stop condition: pass max_metric_calls=N, or stop_callbacks=[...] "
             "(for example gepetto.Timeout(3600))"
@@ -140,6 +143,7 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         seed=engine.seed,
         run_dir=resolved_dir,
         description=describe(config),
+        track_best_outputs=engine.track_best_outputs,
     )
 
 
@@ -183,9 +187,39 @@ def check_testset(testset: object | None) -> list[Any]:
     return [] if testset is None else _as_list(testset, "testset")
 
 
+def load_examples(data: object, name: str) -> Any:
+    """A gepa :class:`~gepetto.types.DataLoader` read into :class:`~gepetto.types.LoadedExamples`
+    (``fetch(all_ids())``, in the loader's id order); anything else unchanged.
+
+    Raises:
+        ConfigError: the loader's ``fetch`` returned another number of examples than ids, or
+            ``all_ids()`` repeats an id.
+    """
+    if isinstance(data, Sequence) or not isinstance(data, DataLoader):  # lists: as they are
+        return data
+    ids = list(data.all_ids())
+    if len(set(map(repr, ids))) != len(ids):
+        raise ConfigError(f"{name}: the DataLoader's all_ids() repeats an id")
+    examples = list(data.fetch(ids))
+    if len(examples) != len(ids):
+        raise ConfigError(
+            f"{name}: the DataLoader's fetch() returned {len(examples)} examples for "
+            f"{len(ids)} ids; it must return one example per id, in order"
+        )
+    return LoadedExamples(examples, ids)
+
+
 def _as_list(data: object, name: str) -> list[Any]:
+    data = load_examples(data, name)
+    if isinstance(data, LoadedExamples):
+        if len(data) == 0:
+            raise ConfigError(f"{name} is empty; give at least one example")
+        return data
     if isinstance(data, str | bytes) or not isinstance(data, Sequence):
-        raise ConfigError(f"{name} must be a list of examples, got {type(data).__name__}")
+        raise ConfigError(
+            f"{name} must be a list of examples, got {type(data).__name__} (a gepa "
+            "DataLoader, with all_ids, fetch and __len__, is read into one)"
+        )
     if len(data) == 0:
         raise ConfigError(f"{name} is empty; give at least one example")
     return list(data)

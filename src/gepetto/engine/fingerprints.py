@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gepetto.errors import ConfigError, GepettoError
+from gepetto.types import LoadedExamples
 
 __all__ = [
     "canonical",
@@ -187,12 +188,24 @@ def dataset_fingerprint(examples: Sequence[Any], name: str) -> str:
         ConfigError: an example without an id holds a value without a canonical form; the
             message names it (``trainset[3]['meta']``) and says how to give examples ids.
     """
-    parts = []
+    parts: list[Any] = []
+    loader_ids = examples.ids if isinstance(examples, LoadedExamples) else None
+    if loader_ids is not None:
+        # A gepa DataLoader's ids name its examples: they are part of what the run read.
+        try:
+            parts.append({"__loader_ids__": _canonical(list(loader_ids), f"{name}.ids", set())})
+        except _NoCanonicalForm as error:
+            raise ConfigError(
+                f"{error.where}: the DataLoader's ids need a stable form for the run's "
+                f"fingerprint ({error.why}); use str or int ids"
+            ) from None
     for position, example in enumerate(examples):
         try:
             parts.append(_canonical(example, f"{name}[{position}]", set()))
         except _NoCanonicalForm as error:
             identity = example_id(example)
+            if identity is None and loader_ids is not None:
+                identity = _loader_id(loader_ids[position])
             if identity is None:
                 raise ConfigError(
                     f"{error.where} has no stable form for the run's fingerprint "
@@ -204,6 +217,15 @@ def dataset_fingerprint(examples: Sequence[Any], name: str) -> str:
                 ) from None
             parts.append({"__example_id__": identity})
     return _hash(_text(parts))
+
+
+def _loader_id(identity: Any) -> str | int | None:
+    if isinstance(identity, str) or (isinstance(identity, int) and not isinstance(identity, bool)):
+        return identity
+    try:
+        return _text(_canonical(identity, "id", set()))
+    except _NoCanonicalForm:
+        return None
 
 
 def legacy_fingerprint(value: Any) -> str | None:

@@ -41,8 +41,14 @@ from gepetto.storage.base import (
     RunLocking,
     StorageError,
 )
+from gepetto.types import LoadedExamples
 
 __all__ = ["Journal", "fingerprint"]
+
+
+def _examples(examples: Sequence[Any]) -> list[Any]:
+    """A dataset as a list; a gepa DataLoader's examples keep their ids."""
+    return examples if isinstance(examples, LoadedExamples) else list(examples)
 
 
 def _input_fingerprints(inputs: Mapping[str, Any], adapter: str | None) -> dict[str, str]:
@@ -108,10 +114,10 @@ class Journal:
         """
         if self.storage is None:
             return []
-        inputs = {"seed_candidate": dict(seed_candidate), "trainset": list(trainset)}
-        inputs["valset"] = inputs["trainset"] if valset is trainset else list(valset)
+        inputs = {"seed_candidate": dict(seed_candidate), "trainset": _examples(trainset)}
+        inputs["valset"] = inputs["trainset"] if valset is trainset else _examples(valset)
         if testset:
-            inputs["testset"] = list(testset)
+            inputs["testset"] = _examples(testset)
         prints = _input_fingerprints(inputs, adapter)
         self._lock(shared, fork)
         try:

@@ -355,6 +355,12 @@ class Optimizer:
         return ctx.stop_reason is not None and idle
 
     @property
+    def adapter_failed(self) -> bool:
+        """Whether the run stopped because its adapter raised on everything (see
+        :mod:`gepetto.engine.adapter_health`)."""
+        return self._ctx.adapter_health.broken
+
+    @property
     def stop_reason(self) -> str | None:
         """Why the run stopped (or is stopping); ``None`` while it runs."""
         return self._ctx.stop_reason
@@ -488,6 +494,8 @@ class Optimizer:
             stop_reason=self._ctx.stop_reason,
             seed=self.config.seed,
             seed_candidate=self._ctx.seed_texts,
+            run_dir=None if self.config.run_dir is None else str(self.config.run_dir),
+            track_best_outputs=self.config.track_best_outputs,
         )
 
     # ----- scheduling the flows ------------------------------------------------------------

@@ -49,6 +49,7 @@ from gepetto.lm.spending import check_cost_limit
 from gepetto.objectives import resolve_objective_weights
 from gepetto.proposers.guards import resolve_guard_mode
 from gepetto.proposers.reflective import resolve_edit_mode
+from gepetto.proposers.strategy import check_reflection_strategy
 from gepetto.stopping import RunStatus, StopCondition, resolve_stop_conditions
 from gepetto.storage.base import JournalStorage
 from gepetto.storage.rundir import check_run_dir
@@ -57,6 +58,7 @@ from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sample
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+from gepetto.types import LoggerProtocol
 
 __all__ = [
     "DEFAULT_REFLECTION_HISTORY",
@@ -66,7 +68,10 @@ __all__ = [
     "MergeConfig",
     "ReflectionConfig",
     "SettingOptions",
+    "TrackingConfig",
     "describe",
+    "field_names",
+    "refuse_gepa_strategy",
     "resolve_worker_name",
     "resumable_settings",
     "setting",
@@ -81,7 +86,13 @@ StopCallbacks = StopCondition | Callable[[RunStatus], object] | Sequence[object]
 
 
 def setting(
-    default: Any, *, resume: str | None = None, recorded: bool = True, only: str | None = None
+    default: Any,
+    *,
+    resume: str | None = None,
+    recorded: bool = True,
+    keyword: str | None = None,
+    secret: bool = False,
+    only: str | None = None,
 ) -> Any:
     """A field of an option group.
 
@@ -91,12 +102,44 @@ def setting(
             is then refused with the old and new values).
         recorded: whether the journal records the value (:func:`describe`); settings that
             are objects or places (a model client, a storage, observers) are not.
+        keyword: the flat keyword of ``optimize`` when it is not the field's name (gepa's
+            ``tracking_key_prefix`` is ``TrackingConfig.key_prefix``).
+        secret: never shown: left out of the group's ``repr`` (and never recorded).
         only: the one entry point that reads the setting (``"optimize_anything"``); such
             a setting is not a keyword of :func:`gepetto.optimize` (:func:`setting_fields`
             leaves it out) and is never recorded.
     """
-    metadata = {"resume": resume, "recorded": recorded and only is None, "only": only}
-    return field(default=default, metadata=metadata)
+    metadata = {
+        "resume": resume,
+        "recorded": recorded and not secret and only is None,
+        "keyword": keyword,
+        "only": only,
+    }
+    return field(default=default, metadata=metadata, repr=not secret)
+
+
+_GEPA_STRATEGY_INSTEAD = {
+    "sampling_strategy": "parallel_proposals=n (n parents in flight) or reflection_samples=n "
+    "(n proposals from one parent, best-of-n)",
+    "selection_strategy": "reflection_samples=n (the best improving proposal is kept) or "
+    "parallel_proposals=n (every improving proposal is kept)",
+}
+
+
+def refuse_gepa_strategy(name: str, value: object) -> None:
+    """gepa's proposal strategy objects work on gepa's mutable ``GEPAState``, which gepetto
+    does not have (its state is append-only records); only ``None`` (gepa's default) is
+    accepted.
+
+    Raises:
+        ConfigError: for any other value, naming what to use instead.
+    """
+    if value is not None:
+        raise ConfigError(
+            f"{name}={type(value).__name__}(...) is not supported: gepa's strategy objects "
+            f"read and change gepa's GEPAState, which gepetto does not have. Use "
+            f"{_GEPA_STRATEGY_INSTEAD[name]} instead (docs/gepa-compatibility.md)"
+        )
 
 
 def _describe_strategy(value: object) -> object:
@@ -109,6 +152,7 @@ class EngineConfig:
 
     max_metric_calls: int | None = setting(None, resume="the budget: a larger one extends it")
     max_cost_usd: float | None = setting(None, resume="a budget")
+    max_reflection_cost: float | None = setting(None, resume="a budget")
     candidate_selection_strategy: str | CandidateSelector = setting("pareto")
     frontier_type: str = setting("instance")
     val_evaluation_policy: str | EvaluationPolicy | None = setting(None)
@@ -155,6 +199,17 @@ class EngineConfig:
     best_example_evals_k: int = setting(
         30, resume="how much history an evaluator's opt_state holds", only="optimize_anything"
     )
+    track_best_outputs: bool = setting(
+        True, resume="which validation outputs are kept from now on", recorded=False
+    )
+    use_cloudpickle: bool = setting(
+        False, resume="accepted for gepa, changes nothing: no state is pickled", recorded=False
+    )
+    raise_on_exception: bool = setting(
+        True, resume="what happens to an adapter that fails on everything", recorded=False
+    )
+    sampling_strategy: object | None = setting(None)
+    selection_strategy: object | None = setting(None)
 
     def __post_init__(self) -> None:
         _set = object.__setattr__
@@ -170,6 +225,17 @@ class EngineConfig:
             _set(self, "max_metric_calls", check_int("max_metric_calls", self.max_metric_calls))
         if self.max_cost_usd is not None:
             _set(self, "max_cost_usd", check_cost_limit(self.max_cost_usd))
+        if self.max_reflection_cost is not None:
+            _set(
+                self,
+                "max_reflection_cost",
+                check_cost_limit(self.max_reflection_cost, "max_reflection_cost"),
+            )
+            if self.max_cost_usd is not None:
+                raise ConfigError(
+                    "max_reflection_cost and max_cost_usd are both given: max_cost_usd "
+                    "already caps the reflection calls (with every other LM call); give one"
+                )
         resolve_candidate_selector(self.candidate_selection_strategy)
         if self.frontier_type not in FRONTIER_TYPES:
             raise ConfigError(
@@ -208,6 +274,10 @@ class EngineConfig:
         for name in ("display_progress_bar", "handle_signals"):
             if getattr(self, name) is not None:
                 check_bool(name, getattr(self, name))
+        for name in ("track_best_outputs", "use_cloudpickle", "raise_on_exception"):
+            check_bool(name, getattr(self, name))
+        refuse_gepa_strategy("sampling_strategy", self.sampling_strategy)
+        refuse_gepa_strategy("selection_strategy", self.selection_strategy)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,9 +305,13 @@ class ReflectionConfig:
     reflection_samples: int = setting(1)
     reflection_edit: str = setting("rewrite")
     drop_wrong_examples: bool = setting(False)
+    reflection_strategy: object | None = setting(
+        None, resume="a proposal function, like the reflection model", recorded=False
+    )
 
     def __post_init__(self) -> None:
         _set = object.__setattr__
+        check_reflection_strategy(self.reflection_strategy)
         if self.reflection_lm_kwargs is not None and not isinstance(
             self.reflection_lm_kwargs, Mapping
         ):
@@ -315,6 +389,51 @@ class MergeConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TrackingConfig:
+    """Experiment tracking as gepa groups it: a logger, W&B and MLflow (each an observer).
+
+    ``wandb_api_key`` is a secret: never recorded, never shown in the group's ``repr``.
+    """
+
+    logger: object | None = setting(None, resume="an observer", recorded=False)
+    use_wandb: bool = setting(False, resume="an observer", recorded=False)
+    wandb_api_key: str | None = setting(None, resume="an observer", secret=True)
+    wandb_init_kwargs: Mapping[str, Any] | None = setting(
+        None, resume="an observer", recorded=False
+    )
+    wandb_attach_existing: bool = setting(False, resume="an observer", recorded=False)
+    use_mlflow: bool = setting(False, resume="an observer", recorded=False)
+    mlflow_tracking_uri: str | None = setting(None, resume="an observer", recorded=False)
+    mlflow_experiment_name: str | None = setting(None, resume="an observer", recorded=False)
+    mlflow_attach_existing: bool = setting(False, resume="an observer", recorded=False)
+    key_prefix: str = setting(
+        "", resume="an observer", recorded=False, keyword="tracking_key_prefix"
+    )
+
+    def __post_init__(self) -> None:
+        if self.logger is not None and not isinstance(self.logger, LoggerProtocol):
+            raise ConfigError(
+                "logger must be an object with a log(message: str) method (gepa's "
+                f"LoggerProtocol), got {type(self.logger).__name__}"
+            )
+        for name in ("use_wandb", "wandb_attach_existing", "use_mlflow", "mlflow_attach_existing"):
+            check_bool(name, getattr(self, name))
+        for name in ("wandb_api_key", "mlflow_tracking_uri", "mlflow_experiment_name"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a str or None, got {type(value).__name__}")
+        if self.wandb_init_kwargs is not None and not isinstance(self.wandb_init_kwargs, Mapping):
+            raise ConfigError(
+                "wandb_init_kwargs must be a dict of wandb.init keywords, got "
+                f"{type(self.wandb_init_kwargs).__name__}"
+            )
+        if not isinstance(self.key_prefix, str):
+            raise ConfigError(
+                f"tracking_key_prefix must be a str, got {type(self.key_prefix).__name__}"
+            )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class GEPAConfig:
     """All the settings of a run, in groups; ``merge=None`` runs without merges.
 
@@ -324,6 +443,7 @@ class GEPAConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
     merge: MergeConfig | None = None
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
     stop_callbacks: StopCallbacks = setting(None, resume="stop conditions", recorded=False)
     callbacks: Sequence[object] | None = setting(None, resume="observers", recorded=False)
 
@@ -332,6 +452,7 @@ class GEPAConfig:
             ("engine", EngineConfig),
             ("reflection", ReflectionConfig),
             ("merge", MergeConfig),
+            ("tracking", TrackingConfig),
         ):
             value = getattr(self, name)
             if isinstance(value, Mapping):
@@ -366,16 +487,20 @@ class GEPAConfig:
         use_merge = options.pop("use_merge", False)
         check_bool("use_merge", use_merge)
         changes: dict[str, dict[str, Any]] = {}
-        for name, value in options.items():
-            group, default = fields[name]
+        names = field_names()
+        for keyword, value in options.items():
+            group, default = fields[keyword]
+            name = names[keyword]
             owner = {"": config, "merge": config.merge or MergeConfig()}.get(group)
             current = getattr(owner if owner is not None else getattr(config, group), name)
             if _same(value, default) or _same(value, current):
                 continue
             if not _same(current, default):
                 where = f"config.{group}.{name}" if group else f"config.{name}"
+                secret = name == "wandb_api_key"
+                given, kept = ("(secret)", "(secret)") if secret else (repr(value), repr(current))
                 raise ConfigError(
-                    f"{name} is given twice: {value!r} as a keyword and {current!r} in "
+                    f"{keyword} is given twice: {given} as a keyword and {kept} in "
                     f"{where}; give it once"
                 )
             changes.setdefault(group, {})[name] = value
@@ -391,6 +516,7 @@ class GEPAConfig:
             config,
             engine=dataclasses.replace(config.engine, **changes.pop("engine", {})),
             reflection=dataclasses.replace(config.reflection, **changes.pop("reflection", {})),
+            tracking=dataclasses.replace(config.tracking, **changes.pop("tracking", {})),
             merge=merge,
             **changes.pop("", {}),
         )
@@ -410,27 +536,44 @@ def _same(a: object, b: object) -> bool:
         return False
 
 
-_GROUPS = (("engine", EngineConfig), ("reflection", ReflectionConfig), ("merge", MergeConfig))
+_GROUPS = (
+    ("engine", EngineConfig),
+    ("reflection", ReflectionConfig),
+    ("merge", MergeConfig),
+    ("tracking", TrackingConfig),
+)
+
+
+def _keyword(item: dataclasses.Field[Any]) -> str:
+    return str(item.metadata.get("keyword") or item.name)
 
 
 def setting_fields() -> dict[str, tuple[str, Any]]:
-    """Every setting by name: ``(group, default)``; group ``""`` for :class:`GEPAConfig`'s own."""
+    """Every setting by its flat keyword: ``(group, default)``; group ``""`` for
+    :class:`GEPAConfig`'s own."""
     found: dict[str, tuple[str, Any]] = {}
     for group, kind in _GROUPS:
         for item in dataclasses.fields(kind):
             if item.metadata.get("only") is None:
-                found[item.name] = (group, item.default)
+                found[_keyword(item)] = (group, item.default)
     for item in dataclasses.fields(GEPAConfig):
         if item.metadata:
             found[item.name] = ("", item.default)
     return found
 
 
+def field_names() -> dict[str, str]:
+    """The field name of each flat keyword (``tracking_key_prefix`` -> ``key_prefix``)."""
+    names = {_keyword(item): item.name for _, kind in _GROUPS for item in dataclasses.fields(kind)}
+    names.update((f.name, f.name) for f in dataclasses.fields(GEPAConfig) if f.metadata)
+    return names
+
+
 def _metadata() -> dict[str, Mapping[str, Any]]:
     found: dict[str, Mapping[str, Any]] = {}
     for _, kind in _GROUPS:
         found.update(
-            (item.name, item.metadata)
+            (_keyword(item), item.metadata)
             for item in dataclasses.fields(kind)
             if item.metadata.get("only") is None
         )
@@ -450,10 +593,16 @@ def describe(config: GEPAConfig) -> dict[str, Any]:
     engine, reflection = config.engine, config.reflection
     merge = config.merge or MergeConfig()
     description: dict[str, Any] = {}
+    names = field_names()
     for name in sorted(recorded):
         group, _ = setting_fields()[name]
-        owner = {"engine": engine, "reflection": reflection, "merge": merge}[group]
-        description[name] = getattr(owner, name)
+        owner = {
+            "engine": engine,
+            "reflection": reflection,
+            "merge": merge,
+            "tracking": config.tracking,
+        }[group]
+        description[name] = getattr(owner, names[name])
     for name in (
         "candidate_selection_strategy",
         "acceptance_criterion",
@@ -539,3 +688,20 @@ class SettingOptions(GepettoOptions, total=False):
     use_merge: bool
     max_merge_invocations: int
     merge_val_overlap_floor: int
+    max_reflection_cost: float | None
+    logger: object | None
+    use_wandb: bool
+    wandb_api_key: str | None
+    wandb_init_kwargs: Mapping[str, Any] | None
+    wandb_attach_existing: bool
+    use_mlflow: bool
+    mlflow_tracking_uri: str | None
+    mlflow_experiment_name: str | None
+    mlflow_attach_existing: bool
+    tracking_key_prefix: str
+    track_best_outputs: bool
+    use_cloudpickle: bool
+    raise_on_exception: bool
+    sampling_strategy: object | None
+    selection_strategy: object | None
+    reflection_strategy: object | None

@@ -28,6 +28,7 @@ __all__ = [
     "as_scored",
     "combined",
     "compared",
+    "jsonable_each",
     "jsonable_or_none",
     "judge_minibatch",
     "minibatch_value",
@@ -58,14 +59,15 @@ def as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
         # Built by gepetto's Evaluator, which already checked the adapter's result.
         if len(reply.failed) != size or len(reply.batch.scores) != size:
             raise ConfigError("a ScoredBatch must have one score and one flag per example")
-        if reply.calls is not None and reply.calls < size:
+        if reply.calls is not None and reply.calls < 0:
             raise ConfigError(
-                f"a ScoredBatch's calls ({reply.calls}) counts every example handed to the "
-                f"adapter, at least one per example ({size})"
+                f"a ScoredBatch's calls ({reply.calls}) counts the metric calls the "
+                "evaluation cost: an int >= 0"
             )
         return reply
     batch = check_evaluation_batch(reply, size, traces, "the evaluation result told")
-    return ScoredBatch(batch, (False,) * size)
+    # gepa's num_metric_calls, when the batch sets it, is what the evaluation cost.
+    return ScoredBatch(batch, (False,) * size, calls=batch.num_metric_calls)
 
 
 def aligned_objectives(
@@ -147,6 +149,18 @@ def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:
         return list(json.loads(json.dumps(list(values))))
     except (TypeError, ValueError):
         return None
+
+
+def jsonable_each(values: Sequence[Any], failed: Sequence[bool]) -> list[Any]:
+    """Each value that survives a JSON round trip unchanged in type, else ``None`` (also for
+    the examples that failed): validation outputs kept for ``best_outputs_valset``."""
+    kept: list[Any] = []
+    for value, failure in zip(values, failed, strict=True):
+        try:
+            kept.append(None if failure else json.loads(json.dumps(value)))
+        except (TypeError, ValueError):
+            kept.append(None)
+    return kept
 
 
 def scores_from_record(record: EvaluationRecord) -> ScoredExamples:

@@ -31,6 +31,7 @@ from gepetto.engine.scored import (
     ScoredExamples,
     aligned_objectives,
     as_scored,
+    jsonable_each,
     jsonable_or_none,
     scores_from_record,
 )
@@ -323,8 +324,12 @@ def _record_evaluation(
     task_id: int | None,
 ) -> None:
     # Outputs and trajectories are kept for a resumed run (it reflects on them without
-    # evaluating again), so only for train evaluations and only with a journal.
+    # evaluating again), so only for train evaluations and only with a journal; validation
+    # outputs with track_best_outputs (result.best_outputs_valset), when plain JSON.
     keep = split == "train" and ctx.journaling
+    outputs = jsonable_or_none(result.outputs) if keep else None
+    if split == "val" and ctx.config.track_best_outputs:
+        outputs = jsonable_each(result.outputs, result.failed)
     example_ids = result.example_ids
     failed_ids = tuple(i for i, failed in zip(example_ids, result.failed, strict=True) if failed)
     record = EvaluationRecord(
@@ -339,7 +344,7 @@ def _record_evaluation(
         metric_calls=scored.metric_calls if scored is not None else 0,
         failures=len(failed_ids),
         failed_examples=failed_ids,
-        outputs=jsonable_or_none(result.outputs) if keep else None,
+        outputs=outputs,
         trajectories=jsonable_or_none(result.trajectories) if keep else None,
     )
     ctx.record(record)

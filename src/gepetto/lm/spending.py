@@ -146,13 +146,18 @@ class CostCap:
     Args:
         limit_usd: the most the calls may cost, in USD (finite, > 0).
         spent_usd: what was already spent (a resumed run counts its earlier calls).
+        option: the setting the limit comes from, named in refusals (``max_cost_usd``, or
+            ``max_reflection_cost`` for a cap on the reflection calls only).
 
     Raises:
         ConfigError: for an invalid limit or a negative ``spent_usd``.
     """
 
-    def __init__(self, limit_usd: float, *, spent_usd: float = 0.0) -> None:
-        self.limit_usd = check_cost_limit(limit_usd)
+    def __init__(
+        self, limit_usd: float, *, spent_usd: float = 0.0, option: str = "max_cost_usd"
+    ) -> None:
+        self.option = option
+        self.limit_usd = check_cost_limit(limit_usd, option)
         if not (isinstance(spent_usd, int | float) and math.isfinite(spent_usd) and spent_usd >= 0):
             raise ConfigError(f"spent_usd must be a finite number >= 0, got {spent_usd!r}")
         self._lock = threading.Lock()
@@ -248,20 +253,20 @@ class CostCap:
     def _refusal(self, amount: float, provider: str, model: str) -> CostCapReached:
         if self._closed:
             message = (
-                f"max_cost_usd=${self.limit_usd:g} reached (${self._spent:.4f} spent): no new "
-                "LM call is sent. Raise max_cost_usd to go on"
+                f"{self.option}=${self.limit_usd:g} reached (${self._spent:.4f} spent): no new "
+                f"LM call is sent. Raise {self.option} to go on"
             )
         elif amount > self.limit_usd:
             message = (
-                f"max_cost_usd=${self.limit_usd:g} is too small for one call: this call may "
+                f"{self.option}=${self.limit_usd:g} is too small for one call: this call may "
                 f"cost up to ${amount:.4f} (its prompt bound plus max_tokens at the model's "
-                "prices), so it was not sent. Raise max_cost_usd or lower max_tokens"
+                f"prices), so it was not sent. Raise {self.option} or lower max_tokens"
             )
         else:
             message = (
-                f"max_cost_usd=${self.limit_usd:g} reached: this call may cost up to "
+                f"{self.option}=${self.limit_usd:g} reached: this call may cost up to "
                 f"${amount:.4f} and ${self._spent:.4f} is already spent, so it was not sent. "
-                "Raise max_cost_usd to go on"
+                f"Raise {self.option} to go on"
             )
         return CostCapReached(message, provider=provider, model=model)
 

@@ -28,8 +28,9 @@ from gepetto.events import (
     RunFinished,
     RunStarted,
 )
+from gepetto.types import LoggerProtocol
 
-__all__ = ["JsonLinesEventLog", "LogObserver"]
+__all__ = ["JsonLinesEventLog", "LogObserver", "gepa_logger_observer"]
 
 
 class LogObserver:
@@ -98,6 +99,41 @@ class LogObserver:
             event.metric_calls_used,
             event.iterations,
         )
+
+
+class _ToGepaLogger(logging.Handler):
+    """Hands each formatted log line to a gepa ``LoggerProtocol`` object (``log(message)``)."""
+
+    def __init__(self, target: LoggerProtocol) -> None:
+        super().__init__(logging.INFO)
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.target.log(record.getMessage())
+        except Exception:  # a logger must not break the run; the bus logs observer errors
+            self.handleError(record)
+
+
+def gepa_logger_observer(target: LoggerProtocol) -> LogObserver:
+    """A :class:`LogObserver` whose INFO lines go to ``target.log(message)`` (gepa's
+    ``optimize(logger=...)``), through a private logger that does not reach ``logging``'s
+    own handlers.
+
+    Example:
+        >>> class Lines:
+        ...     def __init__(self): self.lines = []
+        ...     def log(self, message): self.lines.append(message)
+        >>> lines = Lines()
+        >>> observer = gepa_logger_observer(lines)
+        >>> observer.logger.info("hello %s", "gepa")
+        >>> lines.lines
+        ['hello gepa']
+    """
+    private = logging.Logger(f"gepetto.gepa_logger.{id(target)}", logging.INFO)
+    private.propagate = False
+    private.addHandler(_ToGepaLogger(target))
+    return LogObserver(private)
 
 
 class JsonLinesEventLog:

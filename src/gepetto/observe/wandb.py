@@ -66,6 +66,9 @@ class WandbTracker:
             ``group``, ``settings``, ...); they override the ones above.
         key_prefix: put before every logged key, summary key and config key (for example
             ``"gepetto/"`` when attaching to a run that logs other things).
+        api_key: the W&B API key of a new run (gepa's ``wandb_api_key``), handed to
+            ``wandb.init`` as ``settings.api_key`` and nowhere else (``WANDB_API_KEY`` or
+            ``wandb login`` when ``None``).
 
     History (one row per iteration, ``step`` = iteration for a run the tracker started):
     ``best_score``, ``pool_size``, ``front_size``, ``metric_calls``, ``cost_usd``,
@@ -93,8 +96,10 @@ class WandbTracker:
         attach_to_active_run: bool = False,
         init_kwargs: Mapping[str, Any] | None = None,
         key_prefix: str = "",
+        api_key: str | None = None,
     ) -> None:
         self._wandb = _import_wandb()
+        self._api_key = api_key  # a secret: only handed to wandb.init's settings
         self.project = project
         self.run_name = run_name
         self.mode = mode
@@ -215,6 +220,8 @@ class WandbTracker:
             kwargs["dir"] = self.dir
         if other_run_active:
             kwargs["reinit"] = "create_new"  # leave the user's active run alone
+        if self._api_key is not None:
+            kwargs["settings"] = self._wandb.Settings(api_key=self._api_key)
         kwargs.update(self.init_kwargs)
         return self._wandb.init(**kwargs)
 
