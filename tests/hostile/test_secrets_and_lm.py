@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,34 +32,17 @@ from gepetto.lm.reliability import RetryPolicy
 from gepetto.lm.spending import CostCap
 from gepetto.testing import ScriptedLM
 from tests.lm.fault_server import FaultServer, raw, status
+from tests.lm.isolation import isolate_from_providers
 
 SECRET = "sk-hostile-SECRET-4f7c1e"
 MODEL = "fault-model"
 PRICES = StaticPrices({("openai", MODEL): (100.0, 400.0)})
 DATA = [{"input": f"question {i}", "answer": "yes"} for i in range(4)]
-_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_ORG_ID",
-    "OPENAI_PROJECT_ID",
-    "OPENAI_CUSTOM_HEADERS",
-    "OPENROUTER_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_CUSTOM_HEADERS",
-    "ANTHROPIC_PROFILE",
-)
 
 
 @pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no Anthropic profile
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
-        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_from_providers(monkeypatch, home=tmp_path)  # no Anthropic profile either
 
 
 @pytest.fixture

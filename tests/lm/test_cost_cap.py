@@ -24,6 +24,7 @@ from gepetto.lm.openai_client import OpenAIClient
 from gepetto.lm.pricing import StaticPrices
 from gepetto.lm.reliability import RetryPolicy
 from gepetto.testing import ScriptedLM
+from tests.lm.isolation import isolate_from_providers
 
 from .fault_server import FaultServer, ok
 
@@ -35,13 +36,7 @@ CALL_COST = (PROMPT_TOKENS * 100.0 + COMPLETION_TOKENS * 400.0) / 1e6  # $0.013 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_CUSTOM_HEADERS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # Anything not for 127.0.0.1 goes to a closed local port, so even a regressed client
-    # could not reach a real provider from these tests.
-    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
-        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    isolate_from_providers(monkeypatch)
 
 
 @pytest.fixture

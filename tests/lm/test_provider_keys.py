@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -21,36 +22,17 @@ from gepetto.lm.errors import LMAuthError
 from gepetto.lm.openai_client import OpenAIClient
 from gepetto.lm.registry import resolve_lm
 from gepetto.testing import ScriptedLM
+from tests.lm.isolation import isolate_from_providers
 
 from .fault_server import FaultServer, status
 
 OPENAI_SECRET = "sk-openai-SECRET-5e1d0a"
 ORG = "org-SECRET-3c7"
-_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_ORG_ID",
-    "OPENAI_PROJECT_ID",
-    "OPENAI_CUSTOM_HEADERS",
-    "OPENROUTER_API_KEY",
-    "ANTHROPIC_API_KEY",
-    "ANTHROPIC_AUTH_TOKEN",
-    "ANTHROPIC_BASE_URL",
-    "ANTHROPIC_CUSTOM_HEADERS",
-    "ANTHROPIC_PROFILE",
-)
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
-    for name in _ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))  # no Anthropic profile
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # Anything not for 127.0.0.1 goes to a closed local port, so even a regressed client
-    # could not reach a real provider from these tests.
-    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
-        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_from_providers(monkeypatch, home=tmp_path)  # no Anthropic profile either
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import gepetto
+from tests.lm.isolation import isolate_from_providers
 
 from .fault_server import FaultServer, ok, status
 
@@ -30,13 +31,7 @@ DATA = [{"input": f"question {i}", "answer": "yes"} for i in range(3)]
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_CUSTOM_HEADERS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    # Anything not for 127.0.0.1 goes to a closed local port, so even a regressed client
-    # could not reach a real provider from these tests.
-    for proxy in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
-        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    isolate_from_providers(monkeypatch)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from gepetto.engine.steps import admission, admit, decide, evaluate, validate
 from gepetto.errors import BudgetExhausted
 from gepetto.events import IterationStarted
 from gepetto.records import CandidateRecord, EvaluationRecord, IterationRecord, Outcome
+from gepetto.state import RunState
 from gepetto.strategies.merge import MergePlan, find_merge, merge_subsample, merge_texts
 from gepetto.totals import total
 from gepetto.types import candidate_hash
@@ -125,14 +126,7 @@ class MergeProposal:
         ctx.bus.emit(IterationStarted(iteration, parents[0], ()))
         first, second = (state.candidates[i] for i in parents)
         ctx.tried_merges.add((parents[0], parents[1], ancestor))
-        better = min((first, second), key=lambda c: (-state.val_score(c.id), c.id))
-        texts, _ = merge_texts(
-            first.texts,
-            second.texts,
-            state.candidates[ancestor].texts,
-            (first.id, second.id, ancestor),
-            better.id,
-        )
+        texts = merged_texts(state, (parents[0], parents[1]), ancestor)
         content_hash = candidate_hash(texts)
         ctx.tried_merge_hashes.add(content_hash)
         try:
@@ -232,3 +226,18 @@ class MergeProposal:
             child_hash=content_hash,
             child_id=child_id,
         )
+
+
+def merged_texts(state: RunState, parents: tuple[int, int], ancestor: int) -> dict[str, str]:
+    """The texts GEPA's merge makes of two candidates and their common ancestor; where
+    both parents changed a component, the one better on validation gives it."""
+    first, second = (state.candidates[i] for i in parents)
+    better = min((first, second), key=lambda c: (-state.val_score(c.id), c.id))
+    texts, _ = merge_texts(
+        first.texts,
+        second.texts,
+        state.candidates[ancestor].texts,
+        (first.id, second.id, ancestor),
+        better.id,
+    )
+    return dict(texts)

@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gepetto.engine.flows import merged_texts
 from gepetto.engine.scored import KnownResult
 from gepetto.errors import GepettoError
 from gepetto.events import (
@@ -51,7 +52,6 @@ from gepetto.events import (
 from gepetto.gepa_state import GEPAStateView
 from gepetto.records import EvaluationRecord, IterationRecord
 from gepetto.state import RunState
-from gepetto.strategies.merge import merge_texts
 
 __all__ = [
     "GEPA_CALLBACK_METHODS",
@@ -527,17 +527,7 @@ class GEPACallbackBridge:
         parents, ancestor = started.merge_parents, started.merge_ancestor
         if len(parents) != 2 or ancestor is None:
             return {}
-        state = self._state
-        first, second = (state.candidates[i] for i in parents)
-        better = min((first, second), key=lambda c: (-state.val_score(c.id), c.id))
-        texts, _ = merge_texts(
-            first.texts,
-            second.texts,
-            state.candidates[ancestor].texts,
-            (first.id, second.id, ancestor),
-            better.id,
-        )
-        return texts
+        return merged_texts(self._state, (parents[0], parents[1]), ancestor)
 
     def _parent_was_perfect(self, info: _Iteration) -> bool:
         scores = info.parent_scores
