@@ -592,17 +592,16 @@ def describe(config: GEPAConfig) -> dict[str, Any]:
     recorded = {name for name, meta in _metadata().items() if meta["recorded"]}
     engine, reflection = config.engine, config.reflection
     merge = config.merge or MergeConfig()
+    owners = {
+        "engine": engine,
+        "reflection": reflection,
+        "merge": merge,
+        "tracking": config.tracking,
+    }
+    groups, names = setting_fields(), field_names()
     description: dict[str, Any] = {}
-    names = field_names()
     for name in sorted(recorded):
-        group, _ = setting_fields()[name]
-        owner = {
-            "engine": engine,
-            "reflection": reflection,
-            "merge": merge,
-            "tracking": config.tracking,
-        }[group]
-        description[name] = getattr(owner, names[name])
+        description[name] = getattr(owners[groups[name][0]], names[name])
     for name in (
         "candidate_selection_strategy",
         "acceptance_criterion",
