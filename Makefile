@@ -7,7 +7,7 @@ export WANDB_MODE := offline
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 
-.PHONY: setup setup-llm test test-fast lint format hooks demo quickstart bench clean
+.PHONY: setup setup-llm gepa-tests test test-fast lint format hooks demo quickstart bench clean
 
 setup: $(VENV)/.installed
 
@@ -25,7 +25,11 @@ setup-llm: setup
 
 # Lint, type-check and run every test, the slow ones (real LLM, real processes, PostgreSQL)
 # included; the services they need are started for the run and no test may skip.
-test: setup setup-llm lint
+# gepa 0.1.4's own test files (from its sdist on PyPI, sha256-pinned), run against gepetto.
+gepa-tests: setup
+	PY=$(PY) scripts/fetch-gepa-tests >/dev/null
+
+test: setup setup-llm gepa-tests lint
 	scripts/with-test-services $(PY) -m pytest
 
 # The quick loop: no slow tests.

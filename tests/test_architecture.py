@@ -79,9 +79,9 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path: Path, monkeypatch: pytest.Monk
 
 def test_the_tests_mirror_the_package() -> None:
     """Each test folder is named after a subpackage of ``gepetto`` (``hostile`` holds the
-    hostile-input cases, ``fixtures`` their data)."""
+    hostile-input cases, ``fixtures`` their data, ``gepa_upstream`` runs gepa's own tests)."""
     tests = Path(__file__).parent
     package = tests.parent / "src" / "gepetto"
     folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
     subpackages = {p.name for p in package.iterdir() if (p / "__init__.py").is_file()}
-    assert folders - {"hostile", "fixtures"} <= subpackages
+    assert folders - {"hostile", "fixtures", "gepa_upstream"} <= subpackages
