@@ -42,7 +42,7 @@ class DataLoader(Protocol):
 
     gepetto reads it once, when the run starts: ``fetch(all_ids())`` in the order of
     ``all_ids()``; each example keeps its loader id (see
-    :func:`gepetto.engine.fingerprints.example_id`).
+    :func:`gepetto.engine.journal.example_id`).
     """
 
     def all_ids(self) -> Sequence[Any]: ...

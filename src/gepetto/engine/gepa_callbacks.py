@@ -33,8 +33,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gepetto.engine.context import KnownResult
 from gepetto.engine.flows import merged_texts
-from gepetto.engine.scored import KnownResult
 from gepetto.errors import GepettoError
 from gepetto.events import (
     CandidateAccepted,
