@@ -594,11 +594,20 @@ def jsonable_each(values: Sequence[Any], failed: Sequence[bool]) -> list[Any]:
     the examples that failed): validation outputs kept for ``best_outputs_valset``."""
     kept: list[Any] = []
     for value, failure in zip(values, failed, strict=True):
-        try:
-            kept.append(None if failure else json.loads(json.dumps(value)))
-        except (TypeError, ValueError):
+        if failure:
             kept.append(None)
+        elif value is None or type(value) in _JSON_SCALARS:
+            kept.append(value)  # what the round trip would give back, without paying for it
+        else:
+            try:
+                kept.append(json.loads(json.dumps(value)))
+            except (TypeError, ValueError):
+                kept.append(None)
     return kept
+
+
+_JSON_SCALARS = (str, int, float, bool)
+"""Types (exactly, not subclasses) a JSON round trip returns equal and of the same type."""
 
 
 def scores_from_record(record: EvaluationRecord) -> ScoredExamples:
