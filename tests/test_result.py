@@ -221,7 +221,7 @@ def test_lineage_html_is_self_contained(tmp_path: Path) -> None:
     path = result.write_lineage_html(tmp_path / "tree.html")
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    for needle in ("http://", "https://", "<script", "<link"):
+    for needle in ("http://", "https://", "src=", "<link", "import("):
         # The SVG namespace is an identifier, not a fetch.
         assert needle not in page.replace('xmlns="http://www.w3.org/2000/svg"', ""), needle
 
@@ -243,6 +243,25 @@ def test_lineage_html_is_self_contained(tmp_path: Path) -> None:
     assert parser.ids == [f"node-{i}" for i in range(result.num_candidates)]
     assert parser.lines == sum(len(p) for p in result.parents)
     assert result.best_candidate["instructions"] in page
+    # gepa's page holds the DOT text, the nodes' data as JSON and a tooltip element too.
+    assert html.escape(result.candidate_tree_dot(), quote=False) in page
+    data = page.split('<script type="application/json" id="lineage-data">')[1].split("</script>")[0]
+    nodes = json.loads(data)
+    assert [n["score"] for n in nodes] == result.val_aggregate_scores
+    assert nodes[result.best_idx]["components"] == result.best_candidate
+    assert 'id="tooltip"' in page and "showTooltip" in page
+
+
+def test_lineage_html_escapes_texts_inside_its_scripts() -> None:
+    page = Result(
+        candidates=[{"p": "</script><b>x</b>"}],
+        parents=[[]],
+        val_aggregate_scores=[1.0],
+        val_subscores=[{0: 1.0}],
+        per_val_instance_best_candidates={0: {0}},
+        discovery_eval_counts=[0],
+    ).candidate_tree_html()
+    assert "</script><b>" not in page and page.count("</script>") == 2
 
 
 # ----- gepa's GEPAResult: built by hand, read from gepa's to_dict() ------------------------
