@@ -328,3 +328,7 @@ def test_from_dict_reads_gepa_v2_layout_after_json() -> None:
 def test_from_dict_refuses_a_newer_gepa_layout() -> None:
     with pytest.raises(ValueError, match="validation_schema_version 3"):
         Result.from_dict({"candidates": [], "validation_schema_version": 3})
+
+
+def test_gepa_result_is_subscriptable_like_gepas_generic() -> None:
+    assert gepetto.GEPAResult[Any, int].__origin__ is Result

@@ -27,6 +27,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import GenericAlias
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from gepetto.frontier import non_dominated
@@ -99,6 +100,9 @@ class Result:
     when the adapter returns no ``objective_scores``)."""
     run_dir: str | None = None
     """The run's folder (``None`` for a run without one)."""
+
+    # gepa's GEPAResult is Generic[RolloutOutput, DataId]: GEPAResult[X, Y] works at run time.
+    __class_getitem__: ClassVar[Any] = classmethod(GenericAlias)
 
     _VALIDATION_SCHEMA_VERSION: ClassVar[int] = 2
     """gepa's ``GEPAResult`` layout that :meth:`to_dict` also satisfies (its
