@@ -2,7 +2,8 @@
 
 :class:`Result` keeps the attribute names of gepa's ``GEPAResult`` (``candidates``,
 ``parents``, ``val_aggregate_scores``, ``val_subscores``, ``per_val_instance_best_candidates``,
-``discovery_eval_counts``, ``total_metric_calls``, ``best_idx``, ``best_candidate``), and adds
+``discovery_eval_counts``, ``total_metric_calls``, ``best_idx``, ``best_candidate``; it is
+gepa's ``GEPAResult`` too, see :data:`GEPAResult`), and adds
 what gepa leaves out: metric calls split by train and validation, reflection calls, the
 non-dominated front, the stop reason and the decision log. With ``objective_weights``, the
 best candidate is the one with the highest :attr:`Result.weighted_scores` entry, while
@@ -202,7 +203,8 @@ class Result:
 
     def candidate_tree_html(self) -> str:
         """The lineage tree as a self-contained HTML page (gepa's ``candidate_tree_html``):
-        an inline SVG drawing and a table of every candidate's texts; no script, no CDN."""
+        an inline SVG drawing, a table of every candidate's texts, the DOT text and the nodes'
+        data as JSON; nothing is loaded from the network (no CDN)."""
         return candidate_tree_html_from_data(
             self.candidates,
             self.parents,
