@@ -42,7 +42,7 @@ from gepetto.proposers import (
     DEFAULT_REFLECTION_TEMPLATE,
     ProposalOutcome,
 )
-from gepetto.result import Result
+from gepetto.result import GEPAResult, Result
 from gepetto.stopping import (
     MaxCandidates,
     MaxMetricCalls,
@@ -88,6 +88,7 @@ __all__ = [
     "FileStopper",
     "GEPAAdapter",
     "GEPAConfig",
+    "GEPAResult",
     "GepettoError",
     "GepettoOptions",
     "Inline",

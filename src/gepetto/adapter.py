@@ -30,15 +30,18 @@ from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from gepetto.errors import AdapterContractError, ConfigError
-from gepetto.types import EvaluationBatch, printable
+from gepetto.types import DataInst, EvaluationBatch, RolloutOutput, Trajectory, printable
 
 __all__ = [
     "AdapterRunner",
     "BatchEvaluates",
+    "DataInst",
     "GEPAAdapter",
     "HasFingerprint",
     "ProposesNewTexts",
     "ReflectiveDataset",
+    "RolloutOutput",
+    "Trajectory",
     "UsesLMClients",
 ]
 

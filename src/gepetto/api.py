@@ -58,8 +58,8 @@ __all__ = ["aoptimize", "optimize"]
 
 async def aoptimize(
     seed_candidate: Mapping[str, str],
-    trainset: Sequence[Any] | DataLoader,
-    valset: Sequence[Any] | DataLoader | None = None,
+    trainset: Sequence[Any] | DataLoader[Any, Any],
+    valset: Sequence[Any] | DataLoader[Any, Any] | None = None,
     adapter: object | None = None,
     task_lm: object | None = None,
     evaluator: Any = None,
