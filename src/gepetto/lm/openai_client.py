@@ -184,7 +184,12 @@ class OpenAIClient(SDKBackedClient):
                 api_key=key,
                 base_url=credentials.endpoint.url,
                 organization=organization,
-                default_headers=_openai_headers(credentials, key, organization, default_headers),
+                default_headers=_openai_headers(
+                    credentials.trusted and provider_name == "openai",
+                    key,
+                    organization,
+                    default_headers,
+                ),
                 default_query=dict(credentials.endpoint.query) or None,
                 max_retries=0,
                 timeout=self.timeout,
@@ -262,16 +267,17 @@ def _key_env(provider: str) -> str:
 
 
 def _openai_headers(
-    credentials: Credentials,
+    openai_env: bool,
     key: str,
     organization: str | None,
     default_headers: Mapping[str, str] | None,
 ) -> dict[str, Any] | None:
-    """The SDK's ``default_headers``: the user's, and, for an endpoint the OpenAI
-    environment may not reach, overrides that drop what the SDK would read from it
-    (organization, project, ``$OPENAI_CUSTOM_HEADERS``)."""
+    """The SDK's ``default_headers``: the user's, and, unless the OpenAI environment may
+    reach the endpoint (``openai_env``: OpenAI's own host or ``$OPENAI_BASE_URL``), overrides
+    that drop what the SDK would read from it (organization, project,
+    ``$OPENAI_CUSTOM_HEADERS``). Other providers' hosts never get them, even official ones."""
     headers: dict[str, Any] = {}
-    if not credentials.trusted:
+    if not openai_env:
         import openai
 
         omit = openai.Omit()

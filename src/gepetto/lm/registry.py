@@ -29,9 +29,32 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 
-__all__ = ["PROVIDERS", "resolve_lm"]
+__all__ = ["ALIASES", "PROVIDERS", "resolve_lm"]
 
-PROVIDERS = ("openai", "anthropic", "openrouter", "local")
+OPENAI_COMPATIBLE = (
+    "openai",
+    "openrouter",
+    "groq",
+    "together",
+    "fireworks",
+    "deepseek",
+    "mistral",
+    "gemini",
+    "ollama",
+    "lm_studio",
+    "vllm",
+)
+"""Providers reached through :class:`~gepetto.lm.openai_client.OpenAIClient`."""
+
+PROVIDERS = (*OPENAI_COMPATIBLE, "anthropic", "local")
+
+ALIASES = {
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "ollama_chat": "ollama",
+    "hosted_vllm": "vllm",
+}
+"""litellm's provider names that differ from ours -> ours (records show ours)."""
 
 
 def resolve_lm(spec: str, **options: Any) -> LMClient:
@@ -72,8 +95,9 @@ def _parse_spec(spec: object) -> tuple[str, str]:
             f"a model string must be a str 'provider/model', got {type(spec).__name__}; {example}"
         )
     provider, _, model = spec.partition("/")
+    provider = ALIASES.get(provider, provider)
     if provider not in PROVIDERS:
-        close = difflib.get_close_matches(provider.strip().lower(), PROVIDERS, n=1)
+        close = difflib.get_close_matches(provider.strip().lower(), [*PROVIDERS, *ALIASES], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problem = f"{provider!r} is not a provider" if "/" in spec else "no provider"
         raise ConfigError(
