@@ -320,3 +320,86 @@ def test_self_hosted_models_have_an_unknown_price(provider: str) -> None:
     from gepetto.lm.pricing import GenaiPrices
 
     assert GenaiPrices().cost(provider, "llama3.1:8b", 1000, 10) is None
+
+
+# ----- Azure OpenAI --------------------------------------------------------------------------
+
+
+def azure_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
+    every_secret(monkeypatch)
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY")  # AZURE_API_KEY: the litellm name
+    monkeypatch.setenv("AZURE_API_BASE", endpoint)
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "api-key: SECRET-team\nX-Team: SECRET-team")
+    monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", "ad-token-SECRET-21")
+
+
+def test_azure_calls_the_deployment_path_with_the_api_key_header(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    azure_environment(monkeypatch, server.url)
+    client = resolve_lm("azure/my-gpt4o", temperature=0)
+    assert (client.provider, client.model) == ("azure", "my-gpt4o")
+    assert call(client) == "ok"
+    [request] = server.requests
+    assert request.path == "/openai/deployments/my-gpt4o/chat/completions?api-version=2024-10-21"
+    assert request.headers["api-key"] == SECRETS["AZURE_API_KEY"]
+    assert "authorization" not in request.headers
+    assert leaked(server, SECRETS["AZURE_API_KEY"]) == []
+    assert "ad-token-SECRET" not in sent(server)
+
+
+@pytest.mark.parametrize(
+    ("key_env", "url_env", "version_env"),
+    [
+        ("AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION"),
+        ("AZURE_API_KEY", "AZURE_API_BASE", "AZURE_API_VERSION"),
+    ],
+)
+def test_azure_reads_the_litellm_and_the_sdk_variable_names(
+    key_env: str,
+    url_env: str,
+    version_env: str,
+    server: FaultServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(key_env, SECRETS[key_env])
+    monkeypatch.setenv(url_env, server.url)
+    monkeypatch.setenv(version_env, "2025-01-01-preview")
+    call(resolve_lm("azure/dep"))
+    request = server.requests[0]
+    assert request.path.endswith("/deployments/dep/chat/completions?api-version=2025-01-01-preview")
+    assert request.headers["api-key"] == SECRETS[key_env]
+
+
+def test_azure_key_is_not_sent_to_an_endpoint_given_in_code(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    azure_environment(monkeypatch, "https://my-resource.openai.azure.com")
+    with pytest.raises(ConfigError, match=r"AZURE_API_KEY.*api_key="):
+        resolve_lm("azure/dep", base_url=server.url)
+    call(resolve_lm("azure/dep", base_url=server.url, api_key="code-key"))
+    assert server.requests[0].headers["api-key"] == "code-key"
+    assert leaked(server, None) == []
+
+
+@pytest.mark.parametrize("present", ["key", "endpoint"])
+def test_azure_without_key_or_endpoint_is_a_config_error(
+    present: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if present == "key":
+        monkeypatch.setenv("AZURE_API_KEY", SECRETS["AZURE_API_KEY"])
+        pattern = r"AZURE_API_BASE or \$AZURE_OPENAI_ENDPOINT"
+    else:
+        monkeypatch.setenv("AZURE_API_BASE", "https://my-resource.openai.azure.com")
+        pattern = r"AZURE_API_KEY \(or AZURE_OPENAI_API_KEY"
+    with pytest.raises(ConfigError, match=pattern):
+        resolve_lm("azure/dep")
+
+
+def test_azure_prices_deployments_named_after_their_model() -> None:
+    pytest.importorskip("genai_prices")
+    from gepetto.lm.pricing import GenaiPrices
+
+    prices = GenaiPrices()
+    assert (prices.cost("azure", "gpt-4o", 1_000_000, 0) or 0) > 0
+    assert prices.cost("azure", "my-team-deployment", 1_000_000, 0) is None

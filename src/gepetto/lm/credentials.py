@@ -187,6 +187,15 @@ AUTH_PROFILES: Mapping[str, ProviderAuth] = {
     "lm_studio": _local_server(
         "lm_studio", "LM_STUDIO_API_KEY", "http://127.0.0.1:1234/v1", ("LM_STUDIO_API_BASE",)
     ),
+    # Per-resource endpoints: the key goes only to the endpoint configured beside it.
+    "azure": ProviderAuth(
+        "azure",
+        "AZURE_API_KEY",
+        None,
+        base_url_env="AZURE_API_BASE",
+        key_envs=("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
+        base_url_envs=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
+    ),
     "vllm": _local_server(
         "vllm", "HOSTED_VLLM_API_KEY", None, ("HOSTED_VLLM_API_BASE", "VLLM_BASE_URL")
     ),
@@ -309,7 +318,8 @@ def resolve_credentials(
     elif auth is not None and auth.default_url:
         endpoint, from_env = parse_endpoint(auth.default_url), False
     else:
-        variable = f"set ${auth.base_url_env} or " if auth is not None and auth.base_url_env else ""
+        names = auth.base_url_variables() if auth is not None else ()
+        variable = f"set ${' or $'.join(names)}, or " if names else ""
         raise ConfigError(
             f"provider {provider!r} has no default endpoint: {variable}pass "
             "base_url='http://HOST:PORT/v1'"

@@ -46,7 +46,7 @@ OPENAI_COMPATIBLE = (
 )
 """Providers reached through :class:`~gepetto.lm.openai_client.OpenAIClient`."""
 
-PROVIDERS = (*OPENAI_COMPATIBLE, "anthropic", "local")
+PROVIDERS = (*OPENAI_COMPATIBLE, "azure", "anthropic", "local")
 
 ALIASES = {
     "together_ai": "together",
@@ -80,6 +80,10 @@ def resolve_lm(spec: str, **options: Any) -> LMClient:
         from gepetto.lm.anthropic_client import AnthropicClient
 
         return AnthropicClient(model, **options)
+    if provider == "azure":
+        from gepetto.lm.azure_client import AzureOpenAIClient
+
+        return AzureOpenAIClient(model, **options)
     from gepetto.lm.openai_client import OpenAIClient
 
     if provider == "local":
