@@ -42,6 +42,8 @@ __all__ = [
     "Credentials",
     "Endpoint",
     "ProviderAuth",
+    "cloud_endpoint",
+    "first_env",
     "parse_endpoint",
     "resolve_credentials",
     "untrusted_env_headers",
@@ -310,7 +312,7 @@ def resolve_credentials(
             host.
     """
     given_url = base_url.strip() if isinstance(base_url, str) else None
-    env_url, url_env = _first_env(auth.base_url_variables() if auth is not None else ())
+    env_url, url_env = first_env(auth.base_url_variables() if auth is not None else ())
     if given_url:
         endpoint, from_env = parse_endpoint(given_url), False
     elif env_url and url_env:
@@ -340,7 +342,7 @@ def resolve_credentials(
     trusted = official or from_env or default
     if api_key is not None:
         return Credentials(endpoint, _checked(api_key, "the api_key argument"), _ARG, trusted)
-    env_key, key_var = _first_env(auth.key_variables() if auth is not None else ())
+    env_key, key_var = first_env(auth.key_variables() if auth is not None else ())
     if auth is not None and trusted and env_key and key_var:
         return Credentials(endpoint, _checked(env_key, f"${key_var}"), f"${key_var}", trusted)
     if not official:
@@ -367,7 +369,30 @@ def _placeholder_source(auth: ProviderAuth | None, env_key: str | None) -> str:
     return source + ")"
 
 
-def _first_env(names: tuple[str, ...]) -> tuple[str | None, str | None]:
+def cloud_endpoint(
+    base_url: str | None, env_names: tuple[str, ...], official_url: str
+) -> tuple[Endpoint, bool]:
+    """The endpoint of a cloud platform client (Bedrock, Vertex AI), and whether the
+    platform's credentials from the environment may go there: its official host over https,
+    or the URL of its own variable (``env_names``, read in order). A ``base_url`` given in code
+    comes first and is trusted only if it is the official host.
+
+    Raises:
+        ConfigError: for a bad URL.
+    """
+    official = parse_endpoint(official_url)
+    given = base_url.strip() if isinstance(base_url, str) else None
+    env_url, env_name = first_env(env_names)
+    if given:
+        endpoint, from_env = parse_endpoint(given), False
+    elif env_url and env_name:
+        endpoint, from_env = parse_endpoint(env_url, name=f"${env_name}"), True
+    else:
+        endpoint, from_env = official, False
+    return endpoint, from_env or (endpoint.secure and endpoint.host == official.host)
+
+
+def first_env(names: tuple[str, ...]) -> tuple[str | None, str | None]:
     """The first of these environment variables that is set and not blank, and its name."""
     for name in names:
         value = _env(name)

@@ -46,7 +46,7 @@ OPENAI_COMPATIBLE = (
 )
 """Providers reached through :class:`~gepetto.lm.openai_client.OpenAIClient`."""
 
-PROVIDERS = (*OPENAI_COMPATIBLE, "azure", "anthropic", "local")
+PROVIDERS = (*OPENAI_COMPATIBLE, "azure", "anthropic", "bedrock", "vertex_ai", "local")
 
 ALIASES = {
     "together_ai": "together",
@@ -80,6 +80,11 @@ def resolve_lm(spec: str, **options: Any) -> LMClient:
         from gepetto.lm.anthropic_client import AnthropicClient
 
         return AnthropicClient(model, **options)
+    if provider in ("bedrock", "vertex_ai"):
+        from gepetto.lm.anthropic_cloud import BedrockClient, VertexClient
+
+        cloud = BedrockClient if provider == "bedrock" else VertexClient
+        return cloud(model, **options)
     if provider == "azure":
         from gepetto.lm.azure_client import AzureOpenAIClient
 
