@@ -121,13 +121,15 @@ _JSON_HEADER = (("Content-Type", "application/json"),)
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the server received (``json`` is ``None`` if the body was not JSON)."""
+    """One request the server received (``json`` is ``None`` if the body was not JSON;
+    ``body`` is the raw bytes, for checks such as a request signature)."""
 
     method: str
     path: str
     headers: dict[str, str]
     json: Any
     received_at: float = field(default_factory=time.monotonic)
+    body: bytes = b""
 
 
 class FaultServer:
@@ -261,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        record = RecordedRequest("POST", self.path, headers, body)
+        record = RecordedRequest("POST", self.path, headers, body, body=data)
         behaviour = self.owner._next(record)
         try:
             self._play(behaviour, body if isinstance(body, dict) else {})
