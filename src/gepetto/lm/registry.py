@@ -1,16 +1,32 @@
 """Model strings: ``"provider/model"`` -> a ready LM client.
 
-=====================  ============================================================
-``openai/MODEL``       OpenAI (``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` for any
-                       OpenAI-compatible server: vLLM, Ollama, llama-server, ...)
-``anthropic/MODEL``    Anthropic Messages API (``ANTHROPIC_API_KEY``)
-``openrouter/MODEL``   OpenRouter through the OpenAI client (``OPENROUTER_API_KEY`` only,
-                       never ``OPENAI_API_KEY``)
-``local/MODEL``        a llama.cpp server that gepetto starts on 127.0.0.1 with a pinned,
-                       sha256-checked GGUF model (``scripts/setup-local-llm``); stopped
-                       when the client is closed or at exit; needs no key
-=====================  ============================================================
+The providers and litellm's names for them, so gepa users' model strings work unchanged
+(docs/lm.md has the full table with every variable):
 
+==========================================  ==================================================
+``openai/MODEL``                            OpenAI (``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` or
+                                            ``base_url=`` for any OpenAI-compatible server)
+``anthropic/MODEL``                         Anthropic Messages API (``ANTHROPIC_API_KEY``)
+``openrouter/MODEL``                        OpenRouter (``OPENROUTER_API_KEY`` only)
+``groq/``, ``deepseek/``, ``mistral/``      OpenAI-compatible hosted APIs through the OpenAI
+``together/`` (``together_ai/``),           client, each with its own key variable
+``fireworks/`` (``fireworks_ai/``)          (``GROQ_API_KEY``, ...) and official host
+``gemini/MODEL``                            Google's OpenAI-compatible endpoint
+                                            (``GOOGLE_API_KEY`` or ``GEMINI_API_KEY``)
+``azure/DEPLOYMENT``                        Azure OpenAI (``AZURE_OPENAI_API_KEY`` or
+                                            ``AZURE_API_KEY``, endpoint ``AZURE_API_BASE``)
+``bedrock/anthropic.claude-...``            Claude on Amazon Bedrock (AWS credentials)
+``vertex_ai/claude-...``                    Claude on Google Vertex AI (Google credentials)
+``ollama/`` (``ollama_chat/``),             local OpenAI-compatible servers, no key needed
+``lm_studio/``, ``vllm/``                   (``OLLAMA_API_BASE``, ``LM_STUDIO_API_BASE``,
+(``hosted_vllm/``)                          ``HOSTED_VLLM_API_BASE``; vLLM has no default)
+``local/MODEL``                             a llama.cpp server that gepetto starts on
+                                            127.0.0.1 with a pinned, sha256-checked GGUF
+                                            model (``scripts/setup-local-llm``); stopped
+                                            when the client is closed or at exit
+==========================================  ==================================================
+
+Everything after the first ``/`` is the model name (``fireworks/accounts/fireworks/models/x``).
 Each provider reads only its own key variable, and sends it only to its own host (see
 :mod:`gepetto.lm.credentials`); a missing key is a ``ConfigError`` naming the variable, raised
 here before anything is sent.
