@@ -403,3 +403,10 @@ def test_azure_prices_deployments_named_after_their_model() -> None:
     prices = GenaiPrices()
     assert (prices.cost("azure", "gpt-4o", 1_000_000, 0) or 0) > 0
     assert prices.cost("azure", "my-team-deployment", 1_000_000, 0) is None
+
+
+def test_a_bare_host_with_a_query_keeps_the_query_hidden_after_v1(server: FaultServer) -> None:
+    client = resolve_lm("ollama/m", base_url=f"{server.url}?token=q-SECRET")
+    assert client.base_url == f"{server.openai_base_url}?***"
+    call(client)
+    assert server.requests[0].path == "/v1/chat/completions?token=q-SECRET"

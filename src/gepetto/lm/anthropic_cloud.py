@@ -39,6 +39,7 @@ what to set, before any request.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -194,10 +195,20 @@ class BedrockClient(_PlatformClient):
             query=dict(endpoint.query) or None,
             timeout=self.timeout,
         )
-        self._start(factory, endpoint, source, trusted, (bearer, aws_secret_key, aws_session_token))
+        # Hidden in error texts and logs too when boto3 reads them from the environment.
+        env_secrets = () if bearer else _aws_env_secrets(aws)
+        secrets = (bearer, aws_secret_key, aws_session_token, *env_secrets)
+        self._start(factory, endpoint, source, trusted, secrets)
 
     def _credential_error(self, exc: Exception, model: str) -> LMError | None:
         return _botocore_error(exc, self, model)
+
+
+def _aws_env_secrets(aws: tuple[str | None, ...]) -> tuple[str | None, ...]:
+    """The AWS secrets boto3 would read from the environment (none if given in code)."""
+    if any(value is not None for value in aws):
+        return ()
+    return tuple(os.environ.get(name) for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"))
 
 
 def _botocore_error(exc: Exception, client: BedrockClient, model: str) -> LMError | None:

@@ -327,10 +327,11 @@ def resolve_credentials(
             "base_url='http://HOST:PORT/v1'"
         )
     if auth is not None and auth.root_path and not urlsplit(endpoint.url).path.strip("/"):
+        shown, mark, query = endpoint.display.partition("?")
         endpoint = replace(
             endpoint,
             url=endpoint.url + auth.root_path,
-            display=endpoint.display.split("?", 1)[0] + auth.root_path,
+            display=shown + auth.root_path + mark + query,
         )
     official = auth is not None and endpoint.secure and endpoint.host in auth.official_hosts
     default = (
