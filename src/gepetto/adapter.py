@@ -179,6 +179,28 @@ class AdapterRunner:
         )
         return check_evaluation_batch(result, len(batch), capture_traces, self.name)
 
+    async def batch_evaluate(
+        self, items: Sequence[tuple[dict[str, str], list[Any]]]
+    ) -> list[EvaluationBatch[Any, Any]]:
+        """Run ``adapter.batch_evaluate`` on several ``(candidate, batch)`` items (with traces,
+        gepa's contract) and check each result.
+
+        Raises:
+            AdapterContractError: not one well-formed ``EvaluationBatch`` per item.
+        """
+        adapter: Any = self.adapter
+        copied = [(dict(candidate), list(batch)) for candidate, batch in items]
+        results = await call_maybe_async(adapter.batch_evaluate, copied, executor=self.executor)
+        if not isinstance(results, Sequence) or len(results) != len(items):
+            raise AdapterContractError(
+                f"{self.name}.batch_evaluate returned {_preview(results)} for {len(items)} "
+                "items; it must return a list of one EvaluationBatch per (candidate, batch) item"
+            )
+        return [
+            check_evaluation_batch(result, len(batch), True, self.name, method="batch_evaluate")
+            for result, (_, batch) in zip(results, items, strict=True)
+        ]
+
     async def make_reflective_dataset(
         self,
         candidate: dict[str, str],

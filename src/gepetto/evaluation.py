@@ -24,6 +24,7 @@ circuit breaker; see :func:`gepetto.lm.errors.is_fatal`) are not retried: they s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,8 @@ class Evaluator:
         self.runner = runner
         self.max_concurrency = max_concurrency
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._gathering: list[_Request] = []
+        self._groups: set[asyncio.Future[None]] = set()
 
     async def evaluate(
         self,
@@ -98,12 +101,90 @@ class Evaluator:
     ) -> ScoredBatch:
         """Score ``candidate`` on ``examples``; the result is in the order of ``examples``.
 
+        With an adapter that has ``batch_evaluate``, the evaluations asked for at the same
+        moment (the same turn of the event loop) go to the adapter in one ``batch_evaluate``
+        call, one item each (gepa's batching; any parallelism is the adapter's); one alone
+        is evaluated as usual.
+
         Args:
             retry_budget: pays for retrying, one at a time, the examples of a batch that
                 raised (``None``: retries are not limited, for use outside a run).
         """
         if not examples:
             return ScoredBatch(EvaluationBatch([], [], [] if capture_traces else None), ())
+        if not self.runner.batch_evaluates:
+            return await self._evaluate_alone(candidate, examples, capture_traces, retry_budget)
+        loop = asyncio.get_running_loop()
+        request = _Request(candidate, examples, capture_traces, retry_budget, loop.create_future())
+        if not self._gathering:
+            loop.call_soon(self._dispatch)  # after the evaluations asked for in this turn
+        self._gathering.append(request)
+        return await request.future
+
+    def _dispatch(self) -> None:
+        requests = [r for r in self._gathering if not r.future.done()]  # (not cancelled)
+        self._gathering = []
+        if not requests:
+            return
+        work = self._alone(requests[0]) if len(requests) == 1 else self._together(requests)
+        future = asyncio.ensure_future(work)
+        self._groups.add(future)
+        future.add_done_callback(self._groups.discard)
+
+    async def _alone(self, request: _Request) -> None:
+        try:
+            result = await self._evaluate_alone(
+                request.candidate, request.examples, request.capture_traces, request.retry_budget
+            )
+        except BaseException as error:
+            request.settle(None, error)
+            if not isinstance(error, Exception):
+                raise
+        else:
+            request.settle(result, None)
+
+    async def _together(self, requests: list[_Request]) -> None:
+        """One ``batch_evaluate`` call for several evaluations; if it raises, each
+        evaluation's examples are retried as a batch that raised is."""
+        try:
+            async with self._slots:
+                batches = await self.runner.batch_evaluate(
+                    [(r.candidate, r.examples) for r in requests]
+                )
+        except Exception as error:
+            if isinstance(error, AdapterContractError) or is_fatal(error):
+                for request in requests:
+                    request.settle(None, error)
+                return
+            retried = await asyncio.gather(
+                *(
+                    self._after_batch_error(
+                        r.candidate, r.examples, r.capture_traces, r.retry_budget, error
+                    )
+                    for r in requests
+                ),
+                return_exceptions=True,
+            )
+            for request, outcome in zip(requests, retried, strict=True):
+                if isinstance(outcome, BaseException):
+                    request.settle(None, outcome)
+                else:
+                    request.settle(outcome, None)
+            return
+        for request, batch in zip(requests, batches, strict=True):
+            kept = (
+                batch if request.capture_traces else dataclasses.replace(batch, trajectories=None)
+            )
+            failed = (False,) * len(request.examples)
+            request.settle(ScoredBatch(kept, failed, calls=batch.num_metric_calls), None)
+
+    async def _evaluate_alone(
+        self,
+        candidate: dict[str, str],
+        examples: list[Any],
+        capture_traces: bool,
+        retry_budget: RetryBudget | None,
+    ) -> ScoredBatch:
         chunk_size = -(-len(examples) // self.max_concurrency)
         chunks = [examples[i : i + chunk_size] for i in range(0, len(examples), chunk_size)]
         parts = await asyncio.gather(
@@ -131,9 +212,23 @@ class Evaluator:
         except Exception as error:
             if is_fatal(error):
                 raise  # bad credentials or an open circuit breaker: stop the run
-            if len(chunk) == 1:
-                return _failed(error, capture_traces)
             batch_error = error
+        return await self._after_batch_error(
+            candidate, chunk, capture_traces, retry_budget, batch_error
+        )
+
+    async def _after_batch_error(
+        self,
+        candidate: dict[str, str],
+        chunk: list[Any],
+        capture_traces: bool,
+        retry_budget: RetryBudget | None,
+        batch_error: Exception,
+    ) -> ScoredBatch:
+        """A batch of ``chunk`` raised ``batch_error``: retry its examples one at a time, as
+        far as the budget pays for them (a lone example is scored 0 at once)."""
+        if len(chunk) == 1:
+            return _failed(batch_error, capture_traces)
         wanted = len(chunk)
         granted = wanted if retry_budget is None else max(0, min(wanted, retry_budget(wanted)))
         logger.warning(
@@ -156,6 +251,25 @@ class Evaluator:
         ]
         parts = _concatenate([*singles, *not_retried], capture_traces)
         return ScoredBatch(parts.batch, parts.failed, calls=wanted + parts.metric_calls)
+
+
+@dataclass(slots=True)
+class _Request:
+    """An evaluation waiting to be sent to the adapter with others asked for at once."""
+
+    candidate: dict[str, str]
+    examples: list[Any]
+    capture_traces: bool
+    retry_budget: RetryBudget | None
+    future: asyncio.Future[ScoredBatch]
+
+    def settle(self, result: ScoredBatch | None, error: BaseException | None) -> None:
+        if self.future.done():  # the evaluation was cancelled meanwhile
+            return
+        if error is not None:
+            self.future.set_exception(error)
+        elif result is not None:
+            self.future.set_result(result)
 
 
 _NOT_RETRIED = (

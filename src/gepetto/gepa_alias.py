@@ -54,6 +54,8 @@ GEPA_MODULES: dict[str, str] = {
     "gepa.adapters.optimize_anything_adapter.optimize_anything_adapter": (
         "gepetto.adapters.anything"
     ),
+    "gepa.strategies.proposal_sampling": "gepetto.strategies.proposal_sampling",
+    "gepa.strategies.proposal_selection": "gepetto.strategies.proposal_selection",
     "gepa.utils": "gepetto.utils",
     "gepa.utils.stop_condition": "gepetto.utils.stop_condition",
     "gepa.visualization": "gepetto.visualization",

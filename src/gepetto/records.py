@@ -103,7 +103,10 @@ class IterationRecord:
     """The start of an iteration: the parent it chose and the minibatch it sampled.
 
     Recorded before any work of the iteration, so the journal shows what was in flight at a
-    crash, and the minibatch sampler's position can be replayed on resume.
+    crash, and the minibatch sampler's position can be replayed on resume. An iteration that
+    makes several proposals (gepa's ``sampling_strategy``) lists each one's parent and
+    minibatch in ``tasks`` (``parent_id`` and ``minibatch`` are the first's); empty for one
+    proposal (and in journals written before it existed).
     """
 
     iteration: int
@@ -114,6 +117,7 @@ class IterationRecord:
     merge_parents: tuple[CandidateId, ...] = ()
     """For a merge: the two candidates merged (empty when no pair could be merged)."""
     merge_ancestor: CandidateId | None = None
+    tasks: tuple[tuple[CandidateId, tuple[ExampleId, ...]], ...] = ()
     kind: Literal["iteration"] = field(default="iteration", init=False)
 
 
@@ -126,7 +130,8 @@ class ReflectionRecord:
     whose proposed text was kept but looks suspicious, or was repaired, to the reason (see
     :mod:`gepetto.proposers.guards`; absent from journals written before it existed).
     ``alternatives`` holds every usable proposal when the reflection gave several
-    (best-of-n, ``proposed`` first); empty otherwise.
+    (best-of-n, ``proposed`` first); empty otherwise. ``task`` is the proposal's position in
+    an iteration that makes several (see :class:`IterationRecord`), else ``None``.
     """
 
     iteration: int
@@ -137,6 +142,7 @@ class ReflectionRecord:
     lm_calls: int
     flags: Mapping[str, str] = field(default_factory=dict)
     alternatives: tuple[Mapping[str, str], ...] = ()
+    task: int | None = None
     kind: Literal["reflection"] = field(default="reflection", init=False)
 
 
@@ -144,7 +150,10 @@ class ReflectionRecord:
 class DecisionRecord:
     """The end of one iteration, with the reason (auditable accept/reject log).
 
-    Scores are minibatch sums of the parent and the child, when they were measured.
+    Scores are minibatch sums of the parent and the child, when they were measured. In an
+    iteration that makes several proposals, each proposal's decision has its position in
+    ``task``, and the iteration ends with one more decision whose ``task`` is ``None`` (as
+    every decision of a one-proposal iteration): only those end an iteration.
     """
 
     iteration: int
@@ -155,6 +164,7 @@ class DecisionRecord:
     parent_score: float | None = None
     child_score: float | None = None
     child_hash: str | None = None
+    task: int | None = None
     kind: Literal["decision"] = field(default="decision", init=False)
 
 
@@ -207,6 +217,7 @@ _TUPLE_FIELDS = {
     "components",
     "failed_examples",
     "merge_parents",
+    "tasks",
 }
 
 
@@ -231,6 +242,8 @@ def record_from_dict(data: Mapping[str, Any]) -> Record:
     fields = {key: value for key, value in data.items() if key != "kind"}
     for name in _TUPLE_FIELDS.intersection(fields):
         fields[name] = tuple(fields[name])
+    if fields.get("tasks"):
+        fields["tasks"] = tuple((parent, tuple(batch)) for parent, batch in fields["tasks"])
     if fields.get("objective_scores") is not None:
         fields["objective_scores"] = tuple(fields["objective_scores"])
     return record_type(**fields)

@@ -157,7 +157,8 @@ class RunState:
             self.lm_usage.setdefault(record.role, LMUsageTotals()).add(record)
         else:
             self.decisions.append(record)
-            self.iterations_finished += 1
+            if record.task is None:  # a proposal's decision within an iteration ends none
+                self.iterations_finished += 1
 
     def _on_evaluation(self, record: EvaluationRecord) -> None:
         self.metric_calls[record.split] += record.metric_calls

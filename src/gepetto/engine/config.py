@@ -36,6 +36,8 @@ from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sample
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+from gepetto.strategies.proposal_sampling import SamplingStrategy, resolve_sampling
+from gepetto.strategies.proposal_selection import SelectionStrategy, resolve_selection
 from gepetto.types import DataLoader, LoadedExamples, lone_surrogate, printable
 
 __all__ = [
@@ -79,6 +81,10 @@ class OptimizerConfig:
     run_dir: Path | None = None
     description: Mapping[str, Any] = field(default_factory=dict)
     track_best_outputs: bool = True
+    sampling: SamplingStrategy | None = None
+    """Several proposals per iteration (gepa's ``sampling_strategy``); ``None``: one."""
+    selection: SelectionStrategy | None = None
+    """Which improving proposals of an iteration are kept; ``None``: all of them."""
 
 
 def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
@@ -144,6 +150,8 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         run_dir=resolved_dir,
         description=describe(config),
         track_best_outputs=engine.track_best_outputs,
+        sampling=resolve_sampling(engine.sampling_strategy),
+        selection=resolve_selection(engine.selection_strategy),
     )
 
 

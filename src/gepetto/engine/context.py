@@ -78,6 +78,7 @@ __all__ = [
     "AwaitCondition",
     "AwaitEvaluations",
     "EvaluateTask",
+    "Gather",
     "InFlightEvaluations",
     "KnownResult",
     "PendingExample",
@@ -410,6 +411,42 @@ class AwaitCondition(Wait):
     @property
     def ready(self) -> bool:
         return self.condition()
+
+
+class Gather(Wait):
+    """Run these generators side by side (their tasks are handed out together, so a driver
+    can do them at once), and park me until every one has returned; then read
+    :meth:`outcome`. A generator that raised does not stop the others: the first error is
+    raised by :meth:`outcome` once all have ended."""
+
+    __slots__ = ("error", "generators", "remaining", "results")
+
+    def __init__(self, generators: Sequence[Generator[Task | Wait, Any, Any]]) -> None:
+        self.generators = tuple(generators)
+        self.results: list[Any] = [None] * len(self.generators)
+        self.remaining = len(self.generators)
+        self.error: BaseException | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.remaining == 0
+
+    def ended(self, index: int, value: Any, error: BaseException | None) -> None:
+        """Generator ``index`` returned ``value`` (or raised ``error``)."""
+        self.results[index] = value
+        if error is not None and self.error is None:
+            self.error = error
+        self.remaining -= 1
+
+    def outcome(self) -> list[Any]:
+        """What each generator returned, in order.
+
+        Raises:
+            BaseException: the first error a generator raised.
+        """
+        if self.error is not None:
+            raise self.error
+        return self.results
 
 
 TaskGenerator = Generator[Task | Wait, Any, None]

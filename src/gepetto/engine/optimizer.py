@@ -44,14 +44,21 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Unpack
 
 from gepetto.engine.config import build_config, check_datasets, check_testset
-from gepetto.engine.context import RunContext, Task, TaskGenerator, Wait, WorkerCoordination
+from gepetto.engine.context import (
+    Gather,
+    RunContext,
+    Task,
+    Wait,
+    WorkerCoordination,
+)
 from gepetto.engine.flows import Flow, MergeProposal, SeedValidation, TestScoring
 from gepetto.engine.gepa_callbacks import GEPACallbackBridge, is_gepa_callback
 from gepetto.engine.journal import Journal
+from gepetto.engine.multi_proposal import MultiProposal
 from gepetto.engine.options import (
     GEPAConfig,
     SettingOptions,
@@ -103,12 +110,17 @@ def _event_bus(callbacks: object) -> tuple[EventBus, list[object]]:
 
 
 class _Running:
-    """A flow in flight: its generator."""
+    """A flow in flight: its generator; or one of the generators a flow gathers (``gather``
+    and its ``index`` there)."""
 
-    __slots__ = ("generator",)
+    __slots__ = ("gather", "generator", "index")
 
-    def __init__(self, generator: TaskGenerator) -> None:
+    def __init__(
+        self, generator: Generator[Any, Any, Any], gather: Gather | None = None, index: int = 0
+    ) -> None:
         self.generator = generator
+        self.gather = gather
+        self.index = index
 
 
 class Optimizer:
@@ -549,6 +561,8 @@ class Optimizer:
             started = ctx.replay.unfinished.pop(0)
             if started.operation == "merge":
                 return MergeProposal(started.iteration, started)
+            if started.tasks:
+                return MultiProposal(started.iteration, started)
             return ReflectionProposal(started.iteration, started)
         self.sync()
         number = self._workers.new_iteration_number()
@@ -556,6 +570,8 @@ class Optimizer:
             ctx.merges_due -= 1
             ctx.merge_attempts += 1
             return MergeProposal(number)
+        if self.config.sampling is not None:  # several proposals per iteration
+            return MultiProposal(number)
         return ReflectionProposal(number)
 
     def _merge_is_due(self) -> bool:
@@ -609,9 +625,17 @@ class Optimizer:
         while True:
             try:
                 task = running.generator.send(value)
-            except StopIteration:
-                self._active -= 1
+            except StopIteration as stop:
+                self._ended(running, stop.value, None)
                 return
+            except Exception as error:
+                if running.gather is None:
+                    raise
+                self._ended(running, None, error)  # the gathering flow raises it
+                return
+            if isinstance(task, Gather):
+                for index, generator in enumerate(task.generators):
+                    self._advance(_Running(generator, task, index), None)
             if not isinstance(task, Wait):
                 break
             if not task.ready:  # e.g. another flow is evaluating what this one needs
@@ -620,6 +644,12 @@ class Optimizer:
             value = None
         self._waiting[task.id] = running
         self._ready.append(task)
+
+    def _ended(self, running: _Running, value: Any, error: BaseException | None) -> None:
+        if running.gather is None:
+            self._active -= 1
+        else:
+            running.gather.ended(running.index, value, error)
 
     def _wake_parked(self) -> None:
         """Resume the flows whose waits are over (in the order they started waiting)."""

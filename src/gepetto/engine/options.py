@@ -80,6 +80,8 @@ from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sample
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+from gepetto.strategies.proposal_sampling import describe_sampling, resolve_sampling
+from gepetto.strategies.proposal_selection import describe_selection, resolve_selection
 from gepetto.types import LoggerProtocol
 
 __all__ = [
@@ -103,7 +105,6 @@ __all__ = [
     "check_optional_number",
     "describe",
     "field_names",
-    "refuse_gepa_strategy",
     "resolve_worker_name",
     "resumable_settings",
     "setting",
@@ -148,30 +149,6 @@ def setting(
         "only": only,
     }
     return field(default=default, metadata=metadata, repr=not secret)
-
-
-_GEPA_STRATEGY_INSTEAD = {
-    "sampling_strategy": "parallel_proposals=n (n parents in flight) or reflection_samples=n "
-    "(n proposals from one parent, best-of-n)",
-    "selection_strategy": "reflection_samples=n (the best improving proposal is kept) or "
-    "parallel_proposals=n (every improving proposal is kept)",
-}
-
-
-def refuse_gepa_strategy(name: str, value: object) -> None:
-    """gepa's proposal strategy objects work on gepa's mutable ``GEPAState``, which gepetto
-    does not have (its state is append-only records); only ``None`` (gepa's default) is
-    accepted.
-
-    Raises:
-        ConfigError: for any other value, naming what to use instead.
-    """
-    if value is not None:
-        raise ConfigError(
-            f"{name}={type(value).__name__}(...) is not supported: gepa's strategy objects "
-            f"read and change gepa's GEPAState, which gepetto does not have. Use "
-            f"{_GEPA_STRATEGY_INSTEAD[name]} instead (docs/gepa-compatibility.md)"
-        )
 
 
 def _describe_strategy(value: object) -> object:
@@ -308,8 +285,8 @@ class EngineConfig:
                 check_bool(name, getattr(self, name))
         for name in ("track_best_outputs", "use_cloudpickle", "raise_on_exception"):
             check_bool(name, getattr(self, name))
-        refuse_gepa_strategy("sampling_strategy", self.sampling_strategy)
-        refuse_gepa_strategy("selection_strategy", self.selection_strategy)
+        resolve_sampling(self.sampling_strategy)
+        resolve_selection(self.selection_strategy)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -641,6 +618,9 @@ def describe(config: GEPAConfig) -> dict[str, Any]:
         "module_selector",
     ):
         description[name] = _describe_strategy(description[name])
+    # gepa's defaults (SingleMutationSampling, AllImprovements) are recorded as None.
+    description["sampling_strategy"] = describe_sampling(engine.sampling_strategy)
+    description["selection_strategy"] = describe_selection(engine.selection_strategy)
     description["val_evaluation_policy"] = _describe_strategy(
         engine.val_evaluation_policy or "full_eval"
     )

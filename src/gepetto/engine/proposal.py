@@ -38,7 +38,7 @@ iteration to redo: what it had finished is taken from the journal (``ctx.replay`
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from gepetto.engine.context import (
     AwaitCondition,
@@ -74,6 +74,7 @@ from gepetto.totals import total
 from gepetto.types import EvaluationBatch, candidate_hash, lone_surrogate, printable
 
 __all__ = [
+    "Decider",
     "ReflectionProposal",
     "earlier_failures",
     "record_reflection",
@@ -157,7 +158,7 @@ class ReflectionProposal:
             decide(ctx, iteration, parent.id, *why, parent_score=parent_sum)
             return
         components = tuple(config.component_selector.select(ctx.state, parent.id, ctx.components))
-        reflection = ctx.replay.reflections.pop(iteration, None)
+        reflection = ctx.replay.reflections.pop((iteration, None), None)
         if reflection is None:
             examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
             task_id = ctx.task_id()
@@ -314,21 +315,40 @@ class ReflectionProposal:
         child: dict[str, str],
         child_hash: str,
         updated: tuple[str, ...],
-        decision: _Decision,
+        decision: Decider,
         reason: str,
     ) -> TaskGenerator:
         """Validate a child accepted on the minibatch; admit it to the pool if the
         evaluation policy lets it."""
-        iteration, state = self.iteration, ctx.state
+        yield from self._validate(ctx, parent, child, child_hash)
+        self._admit_validated(ctx, parent, child, child_hash, updated, decision, reason)
+
+    def _validate(
+        self, ctx: RunContext, parent: CandidateRecord, child: dict[str, str], child_hash: str
+    ) -> TaskGenerator:
+        """Validate a child accepted on the minibatch (the evaluation policy's examples)."""
         ctx.validating[parent.id] += 1
         try:
-            yield from validate(ctx, child, child_hash, iteration, "validation")
+            yield from validate(ctx, child, child_hash, self.iteration, "validation")
         except BudgetExhausted as exhausted:
             raise BudgetExhausted(
                 f"accepted on the minibatch, not validated: {exhausted}"
             ) from None
         finally:
             ctx.validating[parent.id] -= 1
+
+    def _admit_validated(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        child: dict[str, str],
+        child_hash: str,
+        updated: tuple[str, ...],
+        decision: Decider,
+        reason: str,
+    ) -> None:
+        """Admit a validated child to the pool if the evaluation policy lets it; decide."""
+        iteration, state = self.iteration, ctx.state
         admitted, why = admission(ctx, child_hash)
         if not admitted:
             decision("rejected", why)
@@ -514,6 +534,12 @@ class ReflectionProposal:
         )
 
 
+class Decider(Protocol):
+    """Records the decision on a scored child (whose iteration, parent and scores it knows)."""
+
+    def __call__(self, outcome: Outcome, reason: str, child_id: int | None = None) -> None: ...
+
+
 class _Decision:
     """The decision on a scored child: the iteration, parent and scores are known."""
 
@@ -604,12 +630,13 @@ def rejected_memory(ctx: RunContext, components: Sequence[str]) -> dict[str, lis
     limit = ctx.config.rejected_memory
     if not limit:
         return {}
-    proposed = {r.iteration: r.proposed for r in ctx.state.reflections}
+    proposed = {(r.iteration, r.task): r.proposed for r in ctx.state.reflections}
     memory: dict[str, list[tuple[str, str]]] = {name: [] for name in components}
     for decision in reversed(ctx.state.decisions):
-        if decision.outcome != "rejected" or decision.iteration not in proposed:
+        key = (decision.iteration, decision.task)
+        if decision.outcome != "rejected" or key not in proposed:
             continue
-        for name, text in proposed[decision.iteration].items():
+        for name, text in proposed[key].items():
             notes = memory.get(name)
             if notes is not None and len(notes) < limit and all(t != text for t, _ in notes):
                 notes.append((text, decision.reason))
@@ -656,8 +683,10 @@ def record_reflection(
     components: tuple[str, ...],
     outcome: Any,
     task_id: int | None = None,
+    task: int | None = None,
 ) -> ReflectionRecord:
-    """Record the reflection outcome (its ``proposed`` texts are the usable, changed ones)."""
+    """Record the reflection outcome (its ``proposed`` texts are the usable, changed ones);
+    ``task`` is the proposal's position in an iteration that makes several."""
     if isinstance(outcome, Mapping):
         outcome = ProposalOutcome(texts=dict(outcome), lm_calls=1)
     if not isinstance(outcome, ProposalOutcome):
@@ -684,6 +713,7 @@ def record_reflection(
         outcome.lm_calls,
         flags,
         tuple(alternatives) if len(alternatives) > 1 else (),
+        task,
     )
     ctx.record(record)
     ctx.bus.emit(

@@ -33,7 +33,7 @@ from gepetto.storage.base import StorageError
 if TYPE_CHECKING:
     from gepetto.engine.context import RunContext
 
-__all__ = ["EvaluationKey", "JournalReplay", "replay_journal", "restore"]
+__all__ = ["EvaluationKey", "JournalReplay", "minibatch_stream", "replay_journal", "restore"]
 
 EvaluationKey = tuple[int, str, str, tuple[int, ...]]
 """A journaled evaluation's iteration, purpose, candidate hash and example ids."""
@@ -47,7 +47,8 @@ class JournalReplay:
         unfinished: iterations that started and have no decision, in order.
         next_iteration: the number of the first iteration never started.
         started: every started iteration, in order (to replay the minibatch sampler).
-        reflections: reflection results of unfinished iterations, by iteration.
+        reflections: reflection results of unfinished iterations, by iteration and task
+            (the proposal's position in an iteration that makes several, else ``None``).
         evaluations: evaluations of unfinished iterations, by (iteration, purpose, hash,
             example ids).
     """
@@ -55,7 +56,10 @@ class JournalReplay:
     unfinished: list[IterationRecord] = field(default_factory=list)
     next_iteration: int = 0
     started: list[IterationRecord] = field(default_factory=list)
-    reflections: dict[int, ReflectionRecord] = field(default_factory=dict)
+    reflections: dict[tuple[int, int | None], ReflectionRecord] = field(default_factory=dict)
+    task_decisions: dict[tuple[int, int], DecisionRecord] = field(default_factory=dict)
+    """Decisions on single proposals of unfinished iterations that make several, by
+    iteration and task."""
     evaluations: dict[EvaluationKey, EvaluationRecord] = field(default_factory=dict)
     stalled_tail: int = 0
     """Decided iterations at the end of the journal that evaluated nothing new."""
@@ -97,7 +101,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
     spent: dict[int, int] = {}
     stalled_tail = failing_tail = accepted_reflections = 0
     tried_merges: set[tuple[int, int, int]] = set()
-    reflections: dict[int, ReflectionRecord] = {}
+    reflections: dict[tuple[int, int | None], ReflectionRecord] = {}
+    task_decisions: dict[tuple[int, int], DecisionRecord] = {}
     evaluations: dict[EvaluationKey, EvaluationRecord] = {}
     for record in records:
         state.append(record)
@@ -109,15 +114,20 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
                     (i, j, record.merge_ancestor if record.merge_ancestor is not None else -1)
                 )
         elif isinstance(record, DecisionRecord):
-            decided.add(record.iteration)
             origin = started.get(record.iteration)
             if record.outcome == "accepted" and (
-                origin is None or origin.operation == "reflection"
+                record.task is not None
+                or origin is None
+                or (origin.operation == "reflection" and not origin.tasks)
             ):
-                accepted_reflections += 1
+                accepted_reflections += 1  # each accepted proposal, not its iteration's end
+            if record.task is not None:
+                task_decisions[(record.iteration, record.task)] = record
+                continue
+            decided.add(record.iteration)
             stalled_tail = 0 if spent.get(record.iteration) else stalled_tail + 1
         elif isinstance(record, ReflectionRecord):
-            reflections[record.iteration] = record
+            reflections[(record.iteration, record.task)] = record
             failing_tail = failing_tail + 1 if _all_lm_failed(record) else 0
         elif isinstance(record, EvaluationRecord) and record.iteration >= 0:
             key = (record.iteration, record.purpose, record.candidate_hash, record.example_ids)
@@ -129,7 +139,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
         unfinished=unfinished,
         next_iteration=max(started, default=-1) + 1,
         started=[started[i] for i in sorted(started)],
-        reflections={i: r for i, r in reflections.items() if i in open_iterations},
+        reflections={k: r for k, r in reflections.items() if k[0] in open_iterations},
+        task_decisions={k: r for k, r in task_decisions.items() if k[0] in open_iterations},
         evaluations={k: r for k, r in evaluations.items() if k[0] in open_iterations},
         stalled_tail=stalled_tail,
         spent_unfinished={i: spent[i] for i in open_iterations if i in spent},
@@ -187,20 +198,26 @@ def restore(ctx: RunContext, records: list[Record]) -> None:
 
 def _check_minibatches(ctx: RunContext, started: list[IterationRecord]) -> None:
     """Put the minibatch sampler where it was, checking it gives the journaled batches."""
+    sampler = ctx.config.batch_sampler
     for iteration in started:
         if iteration.operation != "reflection":
             continue  # merges sample no minibatch
-        batch = tuple(
-            ctx.config.batch_sampler.next_batch(
-                len(ctx.trainset), ctx.rng(iteration.iteration, "minibatch")
-            )
-        )
-        if batch != iteration.minibatch:
-            raise ConfigError(
-                f"cannot resume: the batch sampler gave {batch} for iteration "
-                f"{iteration.iteration}, the journal says {iteration.minibatch}; a sampler "
-                "must be deterministic for a given rng"
-            )
+        journaled = [batch for _, batch in iteration.tasks] or [iteration.minibatch]
+        for position, expected in enumerate(journaled):
+            rng = ctx.rng(iteration.iteration, minibatch_stream(position))
+            batch = tuple(sampler.next_batch(len(ctx.trainset), rng))
+            if batch != expected:
+                raise ConfigError(
+                    f"cannot resume: the batch sampler gave {batch} for iteration "
+                    f"{iteration.iteration}, the journal says {expected}; a sampler "
+                    "must be deterministic for a given rng"
+                )
+
+
+def minibatch_stream(position: int) -> str:
+    """The random stream of an iteration's ``position``-th minibatch (its first is the
+    ``"minibatch"`` stream of a one-proposal iteration)."""
+    return "minibatch" if position == 0 else f"minibatch/{position}"
 
 
 def _cache_traced(ctx: RunContext, record: EvaluationRecord) -> None:
