@@ -261,3 +261,48 @@ def test_crash_and_resume_gives_the_uninterrupted_result(
     assert sum(e.metric_calls for e in evaluations) == final.result().total_metric_calls
     decided = [(r.iteration, r.task) for r in records if isinstance(r, DecisionRecord)]
     assert len(decided) == len(set(decided)), "a proposal or an iteration was decided twice"
+
+
+class GepaLog:
+    """gepa's callback object (its method names), recording the events."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[dict[str, Any]]] = defaultdict(list)
+
+    def on_candidate_selected(self, event: dict[str, Any]) -> None:
+        self.events["selected"].append(dict(event))
+
+    def on_minibatch_sampled(self, event: dict[str, Any]) -> None:
+        self.events["sampled"].append(dict(event))
+
+    def on_candidate_accepted(self, event: dict[str, Any]) -> None:
+        self.events["accepted"].append(dict(event))
+
+    def on_candidate_rejected(self, event: dict[str, Any]) -> None:
+        self.events["rejected"].append(dict(event))
+
+    def on_iteration_end(self, event: dict[str, Any]) -> None:
+        self.events["ended"].append(dict(event))
+
+
+def test_gepa_callbacks_hear_of_every_proposal() -> None:
+    log = GepaLog()
+    result = run(
+        sampling_strategy=PxNSampling(p=2, n=2),
+        selection_strategy=TopKImprovements(1),
+        callbacks=[log],
+    )
+    events = log.events
+    iterations = {e["iteration"] for e in events["ended"]}
+    assert iterations
+    for number in iterations:
+        assert len([e for e in events["selected"] if e["iteration"] == number]) == 4
+        assert len([e for e in events["sampled"] if e["iteration"] == number]) == 4
+    assert len(events["accepted"]) == len(result.candidates) - 1
+    proposals = [d for d in result.decisions if d["task"] is not None]
+    rejected = [d for d in proposals if d["outcome"] == "rejected"]
+    assert len(events["rejected"]) >= len(rejected)
+    dropped = [
+        e for e in events["rejected"] if "not selected by the selection strategy" in e["reason"]
+    ]
+    assert all(e["new_score"] > e["old_score"] for e in dropped)

@@ -185,23 +185,26 @@ class GEPACallbackBridge:
         if info.merge_parents:
             return
         state = self._state
-        self._notify(
-            "on_candidate_selected",
-            {
-                "iteration": number,
-                "candidate_idx": event.parent_id,
-                "candidate": dict(state.candidates[event.parent_id].texts),
-                "score": state.val_score(event.parent_id),
-            },
-        )
-        self._notify(
-            "on_minibatch_sampled",
-            {
-                "iteration": number,
-                "minibatch_ids": list(event.minibatch),
-                "trainset_size": len(self._trainset),
-            },
-        )
+        # An iteration that makes several proposals announces each one's parent and minibatch.
+        tasks = started.tasks if started is not None and started.tasks else ()
+        for parent_id, minibatch in tasks or ((event.parent_id, event.minibatch),):
+            self._notify(
+                "on_candidate_selected",
+                {
+                    "iteration": number,
+                    "candidate_idx": parent_id,
+                    "candidate": dict(state.candidates[parent_id].texts),
+                    "score": state.val_score(parent_id),
+                },
+            )
+            self._notify(
+                "on_minibatch_sampled",
+                {
+                    "iteration": number,
+                    "minibatch_ids": list(minibatch),
+                    "trainset_size": len(self._trainset),
+                },
+            )
 
     def on_evaluation_finished(self, event: EvaluationFinished) -> None:
         info = self._iterations.get(event.iteration)
