@@ -556,8 +556,11 @@ Args:
         - ``reflection_strategy``: a gepa ``ReflectionLM`` (``reflect(candidate, dataset,
           components) -> (proposal, next_strategy)``) proposes the texts instead of the
           reflection LM (see :mod:`gepetto.proposers.strategy`).
-        - ``sampling_strategy`` / ``selection_strategy``: only ``None``; gepa's objects raise
-          ``ConfigError`` naming gepetto's equivalent.
+        - ``sampling_strategy`` / ``selection_strategy``: gepa's ``SameParentSampling(n)``,
+          ``IndependentSampling(n)``, ``PxNSampling(p, n)`` make several proposals per
+          iteration; ``AllImprovements()`` (default), ``BestImprovement()``,
+          ``TopKImprovements(k)`` choose which improving ones are validated and admitted
+          (:mod:`gepetto.engine.multi_proposal`). A strategy of your own is a ``ConfigError``.
 
         - ``max_metric_calls``: the budget (one example handed to the adapter's
           ``evaluate`` = one call, also when a batch that raised is retried one example
