@@ -306,3 +306,42 @@ def test_gepa_callbacks_hear_of_every_proposal() -> None:
         e for e in events["rejected"] if "not selected by the selection strategy" in e["reason"]
     ]
     assert all(e["new_score"] > e["old_score"] for e in dropped)
+
+
+def test_the_selected_children_are_validated_side_by_side() -> None:
+    """Through ask/tell: the validations of an iteration's selected children are all handed
+    out before any of them is told."""
+    opt = Optimizer(
+        SEED, TRAIN, VAL, max_metric_calls=200, sampling_strategy=IndependentSampling(3)
+    )
+    adapter, lm = KeywordAdapter(), FeedbackFollowingLM()
+    widest = 0
+    while not opt.is_finished:
+        outstanding = []
+        while (task := opt.ask()) is not None:
+            outstanding.append(task)
+        validations = [
+            t
+            for t in outstanding
+            if isinstance(t, gepetto.EvaluateTask) and t.purpose == "validation"
+        ]
+        widest = max(widest, len({t.candidate_hash for t in validations}))
+        if not outstanding:
+            break
+        for task in outstanding:
+            if isinstance(task, gepetto.EvaluateTask):
+                result: Any = adapter.evaluate(task.examples, task.candidate, task.capture_traces)
+            else:
+                dataset = adapter.make_reflective_dataset(
+                    task.candidate, task.eval_batch, list(task.components)
+                )
+                prompt = gepetto.proposers.render_reflection_prompt(
+                    gepetto.DEFAULT_REFLECTION_TEMPLATE,
+                    task.candidate["instructions"],
+                    dataset["instructions"],
+                )
+                text = gepetto.proposers.extract_new_text(lm(prompt)).text
+                result = gepetto.ProposalOutcome({"instructions": text} if text else {}, lm_calls=1)
+            opt.tell(task.id, result)
+    assert widest > 1
+    assert len(opt.result().candidates) > 2

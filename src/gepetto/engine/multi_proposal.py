@@ -248,7 +248,7 @@ class MultiProposal:
             reason = "; ".join(f"{c}: {why}" for c, why in failures.items()) or "no new text"
             return f"no usable proposal ({reason})"
         if len(reflection.alternatives) > 1:
-            chosen, child_eval = yield from self._steps._best_alternative(
+            chosen, child_eval = yield from self._steps.best_alternative(
                 ctx, parent, reflection.alternatives, batch_ids, parent_eval
             )
             return chosen, child_eval, len(reflection.alternatives)
@@ -291,7 +291,7 @@ class MultiProposal:
         best_of = f"best of {picked_from} proposals; " if picked_from > 1 else ""
         steps = self._steps
         if child_eval is None:
-            child_eval = yield from steps._bounded_evaluation(
+            child_eval = yield from steps.bounded_evaluation(
                 ctx, child, child_hash, batch_ids, parent_eval
             )
         if isinstance(child_eval, str):  # rejected early: no score for a part
@@ -305,7 +305,7 @@ class MultiProposal:
                 child_hash=child_hash,
             )
             return None
-        accepted, reason = yield from steps._verdict(
+        accepted, reason = yield from steps.verdict(
             ctx, parent, child, child_hash, batch_ids, parent_eval, child_eval
         )
         child_sum = total(child_eval.scores)
@@ -374,7 +374,7 @@ class MultiProposal:
         parents = [state.candidates[p.parent_id] for p in pending]
         validations = Gather(
             [
-                steps._validate(ctx, parent, p.child, p.child_hash)
+                steps.validate_child(ctx, parent, p.child, p.child_hash)
                 for parent, p in zip(parents, pending, strict=True)
             ]
         )
@@ -391,7 +391,7 @@ class MultiProposal:
                     proposal.reason,
                 )
             )
-            steps._admit_validated(
+            steps.admit_validated(
                 ctx,
                 parent,
                 proposal.child,

@@ -13,11 +13,11 @@ returns a generator that yields tasks and receives their results. Read top to bo
 3. ``_after_reflection``: :func:`record_reflection` keeps the usable proposed texts as a
    :class:`~gepetto.records.ReflectionRecord` and counts the reflections in a row whose LM
    calls all failed (the :class:`~gepetto.stopping.ReflectionErrorLimit` stops the run);
-   with best-of-n, the best proposal on the minibatch (``_best_alternative``).
+   with best-of-n, the best proposal on the minibatch (``best_alternative``).
 4. ``_judge_child``: reject a duplicate, evaluate the child on the same minibatch
-   (``_bounded_evaluation``: with ``early_reject``, no further than it takes to know it
+   (``bounded_evaluation``: with ``early_reject``, no further than it takes to know it
    cannot be accepted), apply the acceptance criterion (a narrow win is rechecked on a
-   second minibatch: ``_verdict``).
+   second minibatch: ``verdict``).
 5. ``_validate_and_admit``: validate an accepted child (evaluation policy) and admit it
    to the pool; then a merge is due.
 
@@ -87,6 +87,11 @@ Verdict = Generator[Task | Wait, Any, tuple[bool, str]]
 
 class ReflectionProposal:
     """One iteration of GEPA's reflective evolution (a flow).
+
+    Its steps that judge one child (:meth:`best_alternative`, :meth:`bounded_evaluation`,
+    :meth:`verdict`, :meth:`validate_child`, :meth:`admit_validated`) are also those of
+    each proposal of an iteration that makes several
+    (:class:`~gepetto.engine.multi_proposal.MultiProposal`).
 
     Args:
         iteration: the iteration's number.
@@ -201,14 +206,14 @@ class ReflectionProposal:
             return
         child_eval: ScoredExamples | str | None = None
         if len(reflection.alternatives) > 1:
-            new_texts, child_eval = yield from self._best_alternative(
+            new_texts, child_eval = yield from self.best_alternative(
                 ctx, parent, reflection.alternatives, batch_ids, parent_eval
             )
         yield from self._judge_child(
             ctx, parent, new_texts, batch_ids, parent_eval, child_eval, len(reflection.alternatives)
         )
 
-    def _best_alternative(
+    def best_alternative(
         self,
         ctx: RunContext,
         parent: CandidateRecord,
@@ -221,7 +226,7 @@ class ReflectionProposal:
         Proposals that duplicate a candidate or a proposal in flight are not scored (the
         judge rejects them); ties go to the earlier proposal. With early rejection a proposal
         that cannot be accepted is scored no further than it takes to know (see
-        :meth:`_bounded_evaluation`) and is not chosen. Returns the chosen texts and their
+        :meth:`bounded_evaluation`) and is not chosen. Returns the chosen texts and their
         minibatch evaluation; when no proposal was scored in full, the first proposal that
         was scored at all and why it cannot be accepted, or ``None`` when none was (all
         duplicates).
@@ -233,7 +238,7 @@ class ReflectionProposal:
             child_hash = candidate_hash(child)
             if ctx.state.id_of(child_hash) is not None or child_hash in ctx.hashes_in_flight:
                 continue
-            evaluation = yield from self._bounded_evaluation(
+            evaluation = yield from self.bounded_evaluation(
                 ctx, child, child_hash, batch_ids, parent_eval
             )
             if isinstance(evaluation, str):
@@ -271,7 +276,7 @@ class ReflectionProposal:
         ctx.hashes_in_flight.add(child_hash)
         try:
             if child_eval is None:
-                child_eval = yield from self._bounded_evaluation(
+                child_eval = yield from self.bounded_evaluation(
                     ctx, child, child_hash, batch_ids, parent_eval
                 )
             if isinstance(child_eval, str):  # rejected early: no score for a part
@@ -285,7 +290,7 @@ class ReflectionProposal:
                     child_hash=child_hash,
                 )
                 return
-            accepted, reason = yield from self._verdict(
+            accepted, reason = yield from self.verdict(
                 ctx, parent, child, child_hash, batch_ids, parent_eval, child_eval
             )
             child_sum = total(child_eval.scores)
@@ -320,10 +325,10 @@ class ReflectionProposal:
     ) -> TaskGenerator:
         """Validate a child accepted on the minibatch; admit it to the pool if the
         evaluation policy lets it."""
-        yield from self._validate(ctx, parent, child, child_hash)
-        self._admit_validated(ctx, parent, child, child_hash, updated, decision, reason)
+        yield from self.validate_child(ctx, parent, child, child_hash)
+        self.admit_validated(ctx, parent, child, child_hash, updated, decision, reason)
 
-    def _validate(
+    def validate_child(
         self, ctx: RunContext, parent: CandidateRecord, child: dict[str, str], child_hash: str
     ) -> TaskGenerator:
         """Validate a child accepted on the minibatch (the evaluation policy's examples)."""
@@ -337,7 +342,7 @@ class ReflectionProposal:
         finally:
             ctx.validating[parent.id] -= 1
 
-    def _admit_validated(
+    def admit_validated(
         self,
         ctx: RunContext,
         parent: CandidateRecord,
@@ -410,7 +415,7 @@ class ReflectionProposal:
         )
         return True
 
-    def _bounded_evaluation(
+    def bounded_evaluation(
         self,
         ctx: RunContext,
         child: Mapping[str, str],
@@ -464,7 +469,7 @@ class ReflectionProposal:
         )
         return combined(batch_ids, [rest] if first is None else [first, rest])
 
-    def _verdict(
+    def verdict(
         self,
         ctx: RunContext,
         parent: CandidateRecord,
