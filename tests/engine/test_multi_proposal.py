@@ -240,8 +240,8 @@ def uninterrupted() -> dict[str, Any]:
     return summary(opt.result())
 
 
-@settings(max_examples=15, deadline=None)
-@given(crashes=st.lists(st.integers(min_value=1, max_value=25), min_size=1, max_size=3))
+@settings(max_examples=30, deadline=None)
+@given(crashes=st.lists(st.integers(min_value=1, max_value=55), min_size=1, max_size=3))
 def test_crash_and_resume_gives_the_uninterrupted_result(
     crashes: list[int], uninterrupted: dict[str, Any]
 ) -> None:
@@ -345,3 +345,11 @@ def test_the_selected_children_are_validated_side_by_side() -> None:
             opt.tell(task.id, result)
     assert widest > 1
     assert len(opt.result().candidates) > 2
+
+
+def test_a_run_dir_resumed_with_a_larger_budget_extends_the_run(tmp_path: Path) -> None:
+    first = run(budget=70, run_dir=tmp_path / "a", **SAMPLING)
+    extended = run(budget=150, run_dir=tmp_path / "a", **SAMPLING)
+    straight = run(budget=150, run_dir=tmp_path / "b", **SAMPLING)
+    assert first.total_metric_calls <= 70
+    assert summary(extended) == summary(straight)

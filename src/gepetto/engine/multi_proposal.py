@@ -174,6 +174,8 @@ class MultiProposal:
         journaled = ctx.replay.task_decisions.pop((self.iteration, position), None)
         if journaled is not None:  # decided before the run was resumed
             self._outcomes.append(journaled.outcome)
+            if journaled.child_hash is not None:  # a later identical child is a duplicate
+                self._children.setdefault(journaled.child_hash, position)
             return None
         config, parent = ctx.config, ctx.state.candidates[parent_id]
         key = (parent.content_hash, batch_ids)
