@@ -23,6 +23,7 @@ from gepetto.engine.options import (
     GEPAConfig,
     GepettoOptions,
     MergeConfig,
+    RefinerConfig,
     ReflectionConfig,
     TrackingConfig,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "Optimizer",
     "ProposalOutcome",
     "ProposesNewTexts",
+    "RefinerConfig",
     "ReflectTask",
     "ReflectionConfig",
     "Result",

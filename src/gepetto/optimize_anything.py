@@ -59,6 +59,12 @@ from gepetto.adapters.anything import (
     OptimizationState,
     SideInfo,
 )
+from gepetto.adapters.refiner import (
+    DEFAULT_REFINER_PROMPT,
+    REFINER_COMPONENT,
+    Refiner,
+    default_refiner_prompt,
+)
 from gepetto.adapters.side_info import (
     LogContext,
     capturing_stdio,
@@ -68,7 +74,14 @@ from gepetto.adapters.side_info import (
 )
 from gepetto.api import _synchronous, aoptimize
 from gepetto.engine.config import build_config, check_datasets
-from gepetto.engine.options import EngineConfig, GEPAConfig, MergeConfig, ReflectionConfig
+from gepetto.engine.options import (
+    EngineConfig,
+    GEPAConfig,
+    MergeConfig,
+    RefinerConfig,
+    ReflectionConfig,
+    TrackingConfig,
+)
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import LMResponseError
@@ -79,6 +92,7 @@ from gepetto.result import Result
 
 __all__ = [
     "ANYTHING_REFLECTION_TEMPLATE",
+    "DEFAULT_REFINER_PROMPT",
     "AnythingResult",
     "EngineConfig",
     "Evaluator",
@@ -86,8 +100,10 @@ __all__ = [
     "LogContext",
     "MergeConfig",
     "OptimizationState",
+    "RefinerConfig",
     "ReflectionConfig",
     "SideInfo",
+    "TrackingConfig",
     "aoptimize_anything",
     "get_log_context",
     "log",
@@ -314,32 +330,35 @@ async def aoptimize_anything(
         settings = dataclasses.replace(
             settings, engine=dataclasses.replace(settings.engine, handle_signals=handle_signals)
         )
-    adapter = AnythingAdapter(
-        evaluator,
-        batch_evaluator,
-        str_mode=str_mode,
-        with_examples=not single_task,
-        capture_stdio=settings.engine.capture_stdio,
-        best_evals=settings.engine.best_example_evals_k,
-    )
     generated = seed_candidate is None
     if generated:  # what aoptimize checks, checked before the seed's reflection call is paid
         _, _, checked_val = check_datasets({STR_CANDIDATE_KEY: ""}, trainset, valset)
         build_config(settings, valset_size=len(checked_val))
         resolve_templates(template, [STR_CANDIDATE_KEY], settings.reflection.reflection_edit)
-    owned: LMClient | None = None
+    owned: list[LMClient] = []
     try:
+        refiner = _refiner(settings, owned)
+        adapter = AnythingAdapter(
+            evaluator,
+            batch_evaluator,
+            str_mode=str_mode,
+            with_examples=not single_task,
+            capture_stdio=settings.engine.capture_stdio,
+            best_evals=settings.engine.best_example_evals_k,
+            refiner=refiner,
+        )
         if seed_candidate is None:
             lm = settings.reflection.reflection_lm
             if isinstance(lm, str):
                 from gepetto.lm.registry import resolve_lm
 
-                owned = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
+                client = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
+                owned.append(client)
                 settings = dataclasses.replace(
                     settings,
-                    reflection=dataclasses.replace(settings.reflection, reflection_lm=owned),
+                    reflection=dataclasses.replace(settings.reflection, reflection_lm=client),
                 )
-                lm = owned
+                lm = client
             seed: Mapping[str, str] = await _generate_seed(
                 lm,
                 _seed_prompt(objective or "", background, dataset),
@@ -350,18 +369,44 @@ async def aoptimize_anything(
             seed = {STR_CANDIDATE_KEY: seed_candidate}
         else:
             seed = seed_candidate
+        if refiner is not None and REFINER_COMPONENT not in seed:
+            seed = {**seed, REFINER_COMPONENT: default_refiner_prompt(objective, background)}
         if settings.engine.capture_stdio and evaluator is not None:
             with capturing_stdio():
                 result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
         else:
             result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
     finally:
-        if owned is not None:
-            await owned.aclose()
+        for client in owned:
+            await client.aclose()
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(Result)}
     if generated:
         fields["num_reflection_calls"] += 1  # the call that wrote the seed
     return AnythingResult(**fields, str_candidate_key=STR_CANDIDATE_KEY if str_mode else None)
+
+
+def _refiner(settings: GEPAConfig, owned: list[LMClient]) -> Refiner | None:
+    """The refiner of ``settings.refiner`` (its model: the reflection model by default; a
+    model string gets a client of its own, closed after the run)."""
+    if settings.refiner is None:
+        return None
+    lm = settings.refiner.refiner_lm
+    kwargs: Mapping[str, Any] = {}
+    if lm is None:
+        lm = settings.reflection.reflection_lm
+        kwargs = settings.reflection.reflection_lm_kwargs or {}
+    if lm is None:
+        raise ConfigError(
+            "the refiner needs a model: pass RefinerConfig(refiner_lm=...) (it defaults to "
+            "config.reflection.reflection_lm, which is not set)"
+        )
+    if isinstance(lm, str):
+        from gepetto.lm.registry import resolve_lm
+
+        client = resolve_lm(lm, **dict(kwargs))
+        owned.append(client)
+        lm = client
+    return Refiner(as_async_lm(lm, role="refiner_lm"), settings.refiner.max_refinements)
 
 
 optimize_anything = _synchronous(aoptimize_anything)
