@@ -37,6 +37,7 @@ from gepetto.errors import (
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import Inline
+from gepetto.image import Image
 from gepetto.optimize_anything import AnythingResult, SideInfo, aoptimize_anything, log
 from gepetto.proposers import (
     APPEND_REFLECTION_TEMPLATE,
@@ -91,6 +92,7 @@ __all__ = [
     "GEPAConfig",
     "GepettoError",
     "GepettoOptions",
+    "Image",
     "Inline",
     "MaxCandidateProposalsStopper",
     "MaxCandidates",

@@ -83,6 +83,7 @@ from gepetto.engine.options import (
     TrackingConfig,
 )
 from gepetto.errors import ConfigError
+from gepetto.image import Image
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import LMResponseError
 from gepetto.lm.protocol import as_async_lm
@@ -97,6 +98,7 @@ __all__ = [
     "EngineConfig",
     "Evaluator",
     "GEPAConfig",
+    "Image",
     "LogContext",
     "MergeConfig",
     "OptimizationState",
