@@ -52,9 +52,12 @@ GEPA_MODULES: dict[str, str] = {
     "gepa.core.state": "gepetto.gepa_state",
     "gepa.adapters.default_adapter.default_adapter": "gepetto.adapters.default",
     "gepa.adapters.optimize_anything_adapter.optimize_anything_adapter": (
-        "gepetto.adapters.anything"
+        "gepetto.adapters.evaluator_wrappers"
     ),
+    "gepa.image": "gepetto.image",
+    "gepa.strategies.instruction_proposal": "gepetto.proposers.prompts",
     "gepa.utils": "gepetto.utils",
+    "gepa.utils.stdio_capture": "gepetto.adapters.side_info",
     "gepa.utils.stop_condition": "gepetto.utils.stop_condition",
     "gepa.visualization": "gepetto.visualization",
 }

@@ -59,6 +59,7 @@ from gepetto.adapters.anything import (
     OptimizationState,
     SideInfo,
 )
+from gepetto.adapters.evaluator_wrappers import EvaluatorWrapper
 from gepetto.adapters.refiner import (
     DEFAULT_REFINER_PROMPT,
     REFINER_COMPONENT,
@@ -97,6 +98,7 @@ __all__ = [
     "AnythingResult",
     "EngineConfig",
     "Evaluator",
+    "EvaluatorWrapper",
     "GEPAConfig",
     "Image",
     "LogContext",
@@ -132,15 +134,17 @@ version between two lines of three backticks (```) and write nothing after the c
 """The reflection template of ``optimize_anything``; ``<context>`` is filled with the
 ``objective`` and ``background`` (or removed)."""
 
-_SEED_PROMPT = """\
+_SEED_INTRO = """\
 Write the first version of a text artifact. It will be scored by an evaluator and then \
-improved step by step from the evaluation results, so aim for a correct, simple start.
+improved step by step from the evaluation results, so aim for a correct, simple start."""
 
-Goal:
-{objective}
-{extra}
-Reply with the complete artifact between two lines of three backticks (```) and write \
-nothing after the closing ```."""
+_SEED_OUTPUT = """\
+## Output Format
+
+Reply with the complete artifact inside ``` blocks (a line of three backticks before it \
+and one after it) and write nothing after the closing ```."""
+
+_STR_CANDIDATE_KEY = STR_CANDIDATE_KEY  # gepa's private name, imported by code built on gepa
 
 _SEED_FILE = "generated_seed.json"
 _DEFAULTS = {"frontier_type": "hybrid", "skip_perfect_score": False, "perfect_score": None}
@@ -170,14 +174,42 @@ def _template(objective: str | None, background: str | None) -> str:
     return ANYTHING_REFLECTION_TEMPLATE.replace("<context>", "".join(parts))
 
 
-def _seed_prompt(objective: str, background: str | None, dataset: Sequence[Any] | None) -> str:
-    extra = ""
+def _build_seed_generation_prompt(
+    objective: str, background: str | None = None, dataset: Sequence[Any] | None = None
+) -> str:
+    """The prompt that asks the reflection model for the first candidate (gepa's
+    sections: the goal, the domain context, up to 3 sample inputs, the output format)."""
+    sections = [_SEED_INTRO, f"\n## Goal\n\n{objective.strip()}"]
     if background:
-        extra += f"\nBackground:\n{background.strip()}\n"
-    if dataset:
+        sections.append(f"\n## Domain Context & Constraints\n\n{background.strip()}")
+    if dataset is not None:
         samples = "\n".join(f"- Example {i}: {e}" for i, e in enumerate(dataset[:3], start=1))
-        extra += f"\nSample inputs it will be evaluated on:\n{samples}\n"
-    return _SEED_PROMPT.format(objective=objective.strip(), extra=extra)
+        sections.append(f"\n## Sample Inputs\n\nIt will be evaluated on inputs such as:\n{samples}")
+    sections.append(f"\n{_SEED_OUTPUT}")
+    return "\n".join(sections)
+
+
+def _generate_seed_candidate(
+    lm: Callable[[str], Any],
+    objective: str,
+    background: str | None = None,
+    dataset: Sequence[Any] | None = None,
+    logger: Any = None,
+) -> dict[str, str]:
+    """The first candidate from one call of a synchronous ``lm`` (gepa's helper; a run
+    uses the async form, with retries, and keeps the seed in ``run_dir``).
+
+    Raises:
+        LMResponseError: the reply holds no usable text.
+    """
+    if logger is not None:
+        logger.log("Generating initial seed candidate via LLM...")
+    found = extract_new_text(str(lm(_build_seed_generation_prompt(objective, background, dataset))))
+    if found.text is None:
+        raise LMResponseError(f"the model wrote no usable seed candidate ({found.problem})")
+    if logger is not None:
+        logger.log(f"Generated seed candidate ({len(found.text)} chars)")
+    return {STR_CANDIDATE_KEY: found.text}
 
 
 async def _generate_seed(
@@ -225,8 +257,14 @@ def _check_inputs(
     if seed_candidate is None:
         if not (isinstance(objective, str) and objective.strip()):
             raise ConfigError(
-                "objective is required when seed_candidate is None: the reflection model "
+                "'objective' is required when seed_candidate is None: the reflection model "
                 "writes the first candidate from it"
+            )
+        if config.reflection.reflection_lm is None:
+            raise ConfigError(
+                "reflection_lm is required when seed_candidate is None: pass "
+                "config=GEPAConfig(reflection=ReflectionConfig(reflection_lm=...)), the model "
+                "that writes the first candidate"
             )
     elif not isinstance(seed_candidate, str | Mapping):
         raise ConfigError(
@@ -247,8 +285,6 @@ def _check_inputs(
             "string such as 'openai/gpt-4.1' or a callable prompt -> str (gepa defaults to "
             "'openai/gpt-5.1'; gepetto asks you to choose)"
         )
-    if seed_candidate is None and config.reflection.reflection_lm is None:
-        raise ConfigError("seed_candidate=None needs config.reflection.reflection_lm")
     template = config.reflection.reflection_prompt_template
     if (objective or background) and template is not None:
         raise ConfigError(
@@ -363,7 +399,7 @@ async def aoptimize_anything(
                 lm = client
             seed: Mapping[str, str] = await _generate_seed(
                 lm,
-                _seed_prompt(objective or "", background, dataset),
+                _build_seed_generation_prompt(objective or "", background, dataset),
                 settings.reflection.reflection_retries,
                 settings.engine.run_dir,
             )

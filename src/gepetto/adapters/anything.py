@@ -96,12 +96,14 @@ class Evaluator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Signature:
+class Signature:
+    """Which keywords a user's function takes (``**kwargs`` takes any)."""
+
     names: frozenset[str]
     takes_any: bool
 
     @classmethod
-    def of(cls, fn: Callable[..., Any]) -> _Signature:
+    def of(cls, fn: Callable[..., Any]) -> Signature:
         try:
             parameters = inspect.signature(fn).parameters.values()
         except (TypeError, ValueError):  # a builtin without a signature: offer nothing
@@ -153,8 +155,8 @@ class AnythingAdapter:
         self._capture_stdio = capture_stdio
         self._best_evals_k = best_evals
         self._refiner = refiner
-        self._signature = _Signature.of(evaluator) if evaluator is not None else None
-        self._batch_signature = _Signature.of(batch_evaluator) if batch_evaluator else None
+        self._signature = Signature.of(evaluator) if evaluator is not None else None
+        self._batch_signature = Signature.of(batch_evaluator) if batch_evaluator else None
         self._lock = threading.Lock()
         self._best: dict[str, list[dict[str, Any]]] = {}
         self._warned_keys: set[str] = set()
@@ -252,7 +254,7 @@ class AnythingAdapter:
                 returned = await loop.run_in_executor(
                     None,
                     functools.partial(
-                        _call_in_context, evaluator, shown, kwargs, buffers[0], buffers[1], stderr
+                        call_in_context, evaluator, shown, kwargs, buffers[0], buffers[1], stderr
                     ),
                 )
         except Exception as error:  # a failing example scores 0; the run goes on
@@ -264,7 +266,7 @@ class AnythingAdapter:
             "stdout": buffers[1].drain() if buffers[1] else "",
             "stderr": stderr.drain() if stderr else "",
         }
-        info = self._with_captured(info, captured)
+        info = with_captured(info, captured, self._warned_keys)
         self._remember(example, score, info)
         return score, info
 
@@ -306,25 +308,6 @@ class AnythingAdapter:
             self._remember(example, score, info)
         return results
 
-    def _with_captured(self, info: SideInfo, captured: Mapping[str, str]) -> SideInfo:
-        for key in _CAPTURED_KEYS:
-            text = captured.get(key, "")
-            if not text:
-                continue
-            target = key
-            if key in info:
-                target = f"_gepa_{key}"
-                if key not in self._warned_keys:
-                    self._warned_keys.add(key)
-                    warnings.warn(
-                        f"the evaluator's side_info has a key {key!r}, which holds the captured "
-                        f"output; the captured text is under {target!r} instead",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-            info[target] = text
-        return info
-
     # ----- opt_state -------------------------------------------------------------------------
 
     def _best_evals(self, example: Any) -> list[dict[str, Any]]:
@@ -357,7 +340,30 @@ class AnythingAdapter:
         }
 
 
-def _call_in_context(
+def with_captured(info: SideInfo, captured: Mapping[str, str], warned: set[str]) -> SideInfo:
+    """``info`` with the captured ``log``/``stdout``/``stderr`` texts that are not empty;
+    a key the evaluator used itself gets the captured text as ``_gepa_<key>`` (with a
+    warning, once per key in ``warned``)."""
+    for key in _CAPTURED_KEYS:
+        text = captured.get(key, "")
+        if not text:
+            continue
+        target = key
+        if key in info:
+            target = f"_gepa_{key}"
+            if key not in warned:
+                warned.add(key)
+                warnings.warn(
+                    f"the evaluator's side_info key {key!r} conflicts with the captured "
+                    f"output of the same name; the captured text is under {target!r} instead",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        info[target] = text
+    return info
+
+
+def call_in_context(
     fn: Callable[..., Any],
     shown: Any,
     kwargs: dict[str, Any],

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gepetto.errors import ConfigError
-from gepetto.image import Image
+from gepetto.image import Image, image_message
 
 __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
@@ -33,6 +33,7 @@ __all__ = [
     "PLACEHOLDERS",
     "PROBLEM_ONLY_WRONG_EXAMPLES",
     "ExtractedText",
+    "InstructionProposalSignature",
     "apply_edit",
     "correction_for",
     "extract_new_text",
@@ -380,3 +381,41 @@ def unchanged(current: str, proposed: str) -> bool:
 
 def _squashed(text: str) -> str:
     return " ".join(text.split()).lower()
+
+
+class InstructionProposalSignature:
+    """gepa's ``InstructionProposalSignature`` (``gepa.strategies.instruction_proposal``),
+    served by this module's functions: code built on gepa renders and reads reflection
+    prompts through it. The template and the formatting are gepetto's (this module's
+    docstring), so its prompts read differently from gepa's."""
+
+    default_prompt_template = DEFAULT_REFLECTION_TEMPLATE
+    input_keys = ("current_instruction_doc", "dataset_with_feedback", "prompt_template")
+    output_keys = ("new_instruction",)
+
+    @classmethod
+    def validate_prompt_template(cls, prompt_template: str | None) -> None:
+        """Check ``prompt_template`` (``None``: the default).
+
+        Raises:
+            ConfigError: a placeholder is missing (a ``ValueError``).
+        """
+        if prompt_template is not None:
+            validate_template(prompt_template)
+
+    @classmethod
+    def prompt_renderer(cls, input_dict: Mapping[str, Any]) -> str | list[dict[str, Any]]:
+        """The reflection prompt: a ``str``, or one user message with the images of the
+        records after the text (:func:`gepetto.image.image_message`)."""
+        template = input_dict.get("prompt_template") or cls.default_prompt_template
+        cls.validate_prompt_template(template)
+        records = input_dict["dataset_with_feedback"]
+        text = render_reflection_prompt(template, input_dict["current_instruction_doc"], records)
+        return image_message(text, reflection_images(records))
+
+    @classmethod
+    def output_extractor(cls, lm_out: str) -> dict[str, str]:
+        """``{"new_instruction": text}`` from a reply (:func:`extract_new_text`; the reply
+        stripped when it delimits no text)."""
+        found = extract_new_text(lm_out)
+        return {"new_instruction": found.text if found.text is not None else lm_out.strip()}
