@@ -276,6 +276,12 @@ def _check_inputs(
     for name, fn in (("evaluator", evaluator), ("batch_evaluator", batch_evaluator)):
         if fn is not None and not callable(fn):
             raise ConfigError(f"{name} must be callable, got {type(fn).__name__}")
+    if config.engine.capture_stdio and evaluator is None:
+        warnings.warn(
+            "capture_stdio=True captures only evaluator= calls, not batch_evaluator=",
+            UserWarning,
+            stacklevel=3,
+        )
     if (
         config.reflection.reflection_lm is None
         and config.reflection.custom_candidate_proposer is None
@@ -290,12 +296,6 @@ def _check_inputs(
         raise ConfigError(
             "objective/background shape the reflection prompt; they cannot be combined with "
             "config.reflection.reflection_prompt_template: put them in your template instead"
-        )
-    if config.engine.capture_stdio and evaluator is None:
-        warnings.warn(
-            "capture_stdio=True captures only evaluator= calls, not batch_evaluator=",
-            UserWarning,
-            stacklevel=3,
         )
     return config
 

@@ -11,6 +11,10 @@ gepa calls them directly:
 - :class:`BatchEvaluatorWrapper` (gepa's adapter module) does the same for a
   ``batch_evaluator``: one call for all pairs, one ``(score, side_info)`` per pair.
 
+gepa's ``OptimizeAnythingAdapter`` itself is internal to gepa ("users do not instantiate
+this directly", says its docstring); the name is here so that imports of the module work,
+and building one says what gepetto uses instead.
+
 Their errors are gepa's: a wrong number of batch results is a ``ValueError``, a side
 information that is not a dict a ``TypeError``; an evaluator that raises raises, unless
 ``raise_on_exception=False`` (then it scores 0 with ``"error"`` in its side information).
@@ -40,8 +44,9 @@ from gepetto.adapters.anything import (
     with_captured,
 )
 from gepetto.adapters.side_info import LogContext, capturing_stdio
+from gepetto.errors import ConfigError
 
-__all__ = ["BatchEvaluatorWrapper", "EvaluatorWrapper"]
+__all__ = ["BatchEvaluatorWrapper", "EvaluatorWrapper", "OptimizeAnythingAdapter"]
 
 
 class EvaluatorWrapper:
@@ -174,3 +179,20 @@ def _one_result(index: int, result: object) -> tuple[float, SideInfo]:
             f"{type(info).__name__}"
         )
     return float(result[0]), dict(info)
+
+
+class OptimizeAnythingAdapter:
+    """gepa's internal adapter class, not provided: gepetto's ``optimize_anything`` runs on
+    :class:`~gepetto.adapters.anything.AnythingAdapter` (async; it takes the user's
+    functions as they are, not gepa's wrapped ones).
+
+    Raises:
+        ConfigError: always, naming what to use instead.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise ConfigError(
+            "gepa's OptimizeAnythingAdapter is internal to gepa and not provided by gepetto: "
+            "call gepetto.optimize_anything(...), or build "
+            "gepetto.adapters.anything.AnythingAdapter (see docs/gepa-compatibility.md)"
+        )
