@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -249,3 +250,29 @@ def test_the_fingerprint_holds_max_refinements() -> None:
         adapter(Refiner(async_lm(ScriptedRefiner("")), 2)).fingerprint()
         != adapter(Refiner(async_lm(ScriptedRefiner("")), 3)).fingerprint()
     )
+
+
+@pytest.mark.parametrize("budget", [4, 7, 13])
+def test_concurrent_refining_stays_inside_the_budget(budget: int) -> None:
+    """Four examples evaluated at once, each refining while it improves: the calls the
+    refiners ask for come out of one budget."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    async def evaluator(candidate: str, example: int) -> float:
+        with lock:
+            seen.append(candidate)
+        await asyncio.sleep(0)
+        return float(len(candidate) + example)
+
+    result = optimize_anything(
+        "x",
+        evaluator=evaluator,
+        dataset=[0, 1, 2, 3],
+        config=GEPAConfig(
+            engine=EngineConfig(max_metric_calls=budget, max_concurrency=4),
+            reflection=ReflectionConfig(reflection_lm=lambda prompt: "```\nxy\n```"),
+            refiner=RefinerConfig(refiner_lm=growing_refiner(), max_refinements=20),
+        ),
+    )
+    assert len(seen) == result.total_metric_calls == budget
