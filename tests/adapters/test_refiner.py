@@ -276,3 +276,51 @@ def test_concurrent_refining_stays_inside_the_budget(budget: int) -> None:
         ),
     )
     assert len(seen) == result.total_metric_calls == budget
+
+
+GOLDEN = 42
+
+
+def guess_fitness(candidate: dict[str, str], example: int = 0) -> tuple[float, dict[str, Any]]:
+    """gepa's test_refiner fitness: a negative distance, with an accuracy objective."""
+    off_by = abs(int(candidate["number"]) - GOLDEN - example)
+    return -off_by, {"off_by": off_by, "scores": {"accuracy": max(0.0, 1 - off_by / 100)}}
+
+
+def test_when_every_refinement_fails_the_scores_are_the_originals() -> None:
+    """Ported from gepa's test_refiner_fallback_scores_when_all_refinements_fail."""
+    adapter = AnythingAdapter(
+        guess_fitness,
+        None,
+        str_mode=False,
+        with_examples=False,
+        refiner=Refiner(async_lm(ScriptedRefiner("this is not valid json at all")), 3),
+    )
+    candidate = {"number": "50", REFINER_COMPONENT: "Return a JSON dict with 'number'."}
+    batch = asyncio.run(adapter.evaluate([None], candidate, capture_traces=True))
+    info = batch.outputs[0]
+    attempts = info["refiner_prompt_specific_info"]["Attempts"]
+    assert len([a for a in attempts if "side_info" in a]) == 1
+    assert len([a for a in attempts if "error" in a]) == 3
+    assert info["refiner_prompt_specific_info"]["scores"] == {"accuracy": 0.92}
+    assert batch.scores == [-8.0] and batch.num_metric_calls == 1
+    assert batch.objective_scores == [{"accuracy": 0.92, "refiner_prompt::accuracy": 0.92}]
+
+
+@pytest.mark.parametrize("frontier_type", ["instance", "objective", "hybrid", "cartesian"])
+def test_the_refiner_works_with_every_frontier(frontier_type: str) -> None:
+    """Ported from gepa's TestRefinerFrontierTypes, with a scripted refiner."""
+    refiner_lm = ScriptedRefiner(*(json.dumps({"number": str(50 - n)}) for n in range(1, 40)))
+    result = optimize_anything(
+        {"number": "50"},
+        evaluator=guess_fitness,
+        dataset=[0, 1, 2],
+        config=GEPAConfig(
+            engine=EngineConfig(max_metric_calls=12, frontier_type=frontier_type),
+            reflection=ReflectionConfig(reflection_lm=lambda prompt: "```\n45\n```"),
+            refiner=RefinerConfig(refiner_lm=refiner_lm, max_refinements=2),
+        ),
+    )
+    assert REFINER_COMPONENT in result.best_candidate
+    assert result.total_metric_calls <= 12
+    assert "refiner_prompt::accuracy" in (result.objective_scores or [{}])[0]
