@@ -444,7 +444,13 @@ def _refiner(settings: GEPAConfig, owned: list[LMClient]) -> Refiner | None:
         client = resolve_lm(lm, **dict(kwargs))
         owned.append(client)
         lm = client
-    return Refiner(as_async_lm(lm, role="refiner_lm"), settings.refiner.max_refinements)
+    # Its calls are metered as the task's, unless it is the reflection model's own client.
+    metered = (
+        lm if isinstance(lm, LMClient) and lm is not settings.reflection.reflection_lm else None
+    )
+    return Refiner(
+        as_async_lm(lm, role="refiner_lm"), settings.refiner.max_refinements, client=metered
+    )
 
 
 optimize_anything = _synchronous(aoptimize_anything)

@@ -324,3 +324,28 @@ def test_the_refiner_works_with_every_frontier(frontier_type: str) -> None:
     assert REFINER_COMPONENT in result.best_candidate
     assert result.total_metric_calls <= 12
     assert "refiner_prompt::accuracy" in (result.objective_scores or [{}])[0]
+
+
+def test_a_refiner_client_is_metered_as_the_task_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gepetto.lm.openai_client import OpenAIClient
+    from gepetto.lm.reliability import RetryPolicy
+    from tests.lm.fault_server import FaultServer, ok
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with FaultServer() as server:
+        server.play(*(ok(json.dumps({"current_candidate": "x" * n})) for n in range(2, 9)))
+        client = OpenAIClient(
+            "gpt-fault",
+            base_url=server.openai_base_url,
+            api_key="sk-test",
+            retry=RetryPolicy(max_attempts=1),
+            timeout=5.0,
+        )
+        seen, evaluator = counting_evaluator()
+        result = optimize_anything(
+            "x",
+            evaluator=evaluator,
+            config=config(3, RefinerConfig(refiner_lm=client, max_refinements=5), lambda p: "x"),
+        )
+    assert seen == ["x", "xx", "xxx"]
+    assert result.lm_usage["task"]["calls"] == len(server.requests) == 2

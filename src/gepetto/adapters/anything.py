@@ -161,6 +161,12 @@ class AnythingAdapter:
         self._best: dict[str, list[dict[str, Any]]] = {}
         self._warned_keys: set[str] = set()
 
+    def lm_clients(self) -> list[Any]:
+        """The refiner's gepetto LM client, for the run to meter as role ``"task"`` (its
+        tokens and dollars, under ``max_cost_usd``)."""
+        refiner = self._refiner
+        return [] if refiner is None or refiner.client is None else [refiner.client]
+
     def fingerprint(self) -> str:
         """What identifies this configuration for a resumed run."""
 

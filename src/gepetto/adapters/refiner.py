@@ -11,9 +11,11 @@ example's score is the best one. The example's side information stays the origin
 evaluation's, with ``"refiner_prompt_specific_info"``: ``{"Attempts": [...]}`` (and
 ``"scores"``, the best attempt's, when the evaluation reports scores).
 
-Each refined evaluation is a metric call, asked from the run's budget first
-(:func:`~gepetto.adapter.request_metric_calls`): refining stops when the budget has no call
-left, so a run with a refiner never exceeds ``max_metric_calls``. A reply that is not a JSON
+Each refined evaluation is a metric call, asked from the run's budget before the refiner
+model is called (:func:`~gepetto.adapter.request_metric_calls`): refining stops when the
+budget has no call left, so a run with a refiner never exceeds ``max_metric_calls`` and
+pays for no reply it could not score. A call granted for an unusable reply is kept for
+the next attempt (or given back when the evaluation is recorded). A reply that is not a JSON
 object of texts is recorded as an attempt (with the error and the raw reply) and the model
 is asked again; a failing refiner model ends the refining of that example.
 
@@ -130,11 +132,14 @@ class Refiner:
     Args:
         lm: the refiner model (async; :func:`~gepetto.lm.protocol.as_async_lm` makes one).
         max_refinements: refined candidates evaluated per example, at most.
+        client: the gepetto LM client behind ``lm``, if any: the run meters its calls
+            (:meth:`~gepetto.adapters.anything.AnythingAdapter.lm_clients`).
     """
 
-    def __init__(self, lm: AsyncLM, max_refinements: int = 1) -> None:
+    def __init__(self, lm: AsyncLM, max_refinements: int = 1, client: object = None) -> None:
         self._lm = lm
         self.max_refinements = max_refinements
+        self.client = client
 
     async def refine(
         self,
@@ -152,7 +157,12 @@ class Refiner:
         ]
         best_score, best = score, dict(candidate)
         calls = 0
+        granted = False  # a metric call reserved for the next refined candidate
         for iteration in range(1, self.max_refinements + 1):
+            # Asked before the model is: with no call left, its reply could not be scored.
+            if not granted and request_metric_calls(1) < 1:
+                break
+            granted = True
             prompt = REFINER_PROMPT_TEMPLATE.format(
                 refiner_prompt=instructions,
                 candidate=json.dumps(current, indent=2, ensure_ascii=False),
@@ -169,11 +179,9 @@ class Refiner:
             if texts is None:
                 attempts.append(_failed(iteration, problem, reply))
                 continue
-            if request_metric_calls(1) < 1:
-                break  # the run's budget has no call left for a refined candidate
             refined = {**texts, REFINER_COMPONENT: instructions}
             refined_score, refined_info = await evaluate(refined)
-            calls += 1
+            calls, granted = calls + 1, False
             attempts.append(
                 {
                     "iteration": iteration,
