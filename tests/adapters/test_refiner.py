@@ -349,3 +349,24 @@ def test_a_refiner_client_is_metered_as_the_task_model(monkeypatch: pytest.Monke
         )
     assert seen == ["x", "xx", "xxx"]
     assert result.lm_usage["task"]["calls"] == len(server.requests) == 2
+
+
+def test_a_resume_keeps_max_refinements(tmp_path: Any) -> None:
+    def run(budget: int, max_refinements: int) -> Any:
+        return optimize_anything(
+            "x",
+            evaluator=lambda c: float(len(c)),
+            config=GEPAConfig(
+                engine=EngineConfig(max_metric_calls=budget, run_dir=tmp_path),
+                reflection=ReflectionConfig(reflection_lm=lambda p: "```\nxy\n```"),
+                refiner=RefinerConfig(
+                    refiner_lm=lambda p: '{"current_candidate": "xxx"}',
+                    max_refinements=max_refinements,
+                ),
+            ),
+        )
+
+    assert run(4, 2).total_metric_calls == 4
+    assert run(8, 2).total_metric_calls == 8  # resumed, with a larger budget
+    with pytest.raises(ConfigError, match="different adapter"):
+        run(12, 3)
