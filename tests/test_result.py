@@ -221,7 +221,7 @@ def test_lineage_html_is_self_contained(tmp_path: Path) -> None:
     path = result.write_lineage_html(tmp_path / "tree.html")
     page = path.read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>")
-    for needle in ("http://", "https://", "<script", "<link"):
+    for needle in ("http://", "https://", "src=", "<link", "import("):
         # The SVG namespace is an identifier, not a fetch.
         assert needle not in page.replace('xmlns="http://www.w3.org/2000/svg"', ""), needle
 
@@ -243,3 +243,92 @@ def test_lineage_html_is_self_contained(tmp_path: Path) -> None:
     assert parser.ids == [f"node-{i}" for i in range(result.num_candidates)]
     assert parser.lines == sum(len(p) for p in result.parents)
     assert result.best_candidate["instructions"] in page
+    # gepa's page holds the DOT text, the nodes' data as JSON and a tooltip element too.
+    assert html.escape(result.candidate_tree_dot(), quote=False) in page
+    data = page.split('<script type="application/json" id="lineage-data">')[1].split("</script>")[0]
+    nodes = json.loads(data)
+    assert [n["score"] for n in nodes] == result.val_aggregate_scores
+    assert nodes[result.best_idx]["components"] == result.best_candidate
+    assert 'id="tooltip"' in page and "showTooltip" in page
+
+
+def test_lineage_html_escapes_texts_inside_its_scripts() -> None:
+    page = Result(
+        candidates=[{"p": "</script><b>x</b>"}],
+        parents=[[]],
+        val_aggregate_scores=[1.0],
+        val_subscores=[{0: 1.0}],
+        per_val_instance_best_candidates={0: {0}},
+        discovery_eval_counts=[0],
+    ).candidate_tree_html()
+    assert "</script><b>" not in page and page.count("</script>") == 2
+
+
+# ----- gepa's GEPAResult: built by hand, read from gepa's to_dict() ------------------------
+
+
+def test_gepa_result_is_result_and_built_with_gepa_arguments_takes_the_first_best() -> None:
+    assert gepetto.GEPAResult is Result
+    result = gepetto.GEPAResult(
+        candidates=[{"p": "a"}, {"p": "b"}, {"p": "c"}],
+        parents=[[None], [0], [0]],  # type: ignore[list-item]
+        val_aggregate_scores=[0.5, 0.7, 0.7],
+        val_subscores=[{}, {}, {}],
+        per_val_instance_best_candidates={0: {1, 2}},
+        discovery_eval_counts=[0, 5, 5],
+    )
+    assert result.best_idx == 1 and result.best_candidate == {"p": "b"}
+    assert result.total_metric_calls == 0
+    assert "0 -> 1;" in result.candidate_tree_dot()
+
+
+def test_from_dict_reads_gepa_v0_list_layout() -> None:
+    payload = {
+        "candidates": [{"p": "w=0"}, {"p": "w=1"}],
+        "parents": [[None], [0]],
+        "val_aggregate_scores": [0.15, 0.35],
+        "val_subscores": [[0.1, 0.2], [0.3, 0.4]],
+        "per_val_instance_best_candidates": [[0], [1]],
+        "discovery_eval_counts": [0, 2],
+        "best_outputs_valset": [[(0, "x")], [(1, "y")]],
+        "total_metric_calls": 5,
+        "seed": 42,
+    }
+    result = Result.from_dict(payload)
+    assert result.val_subscores == [{0: 0.1, 1: 0.2}, {0: 0.3, 1: 0.4}]
+    assert result.per_val_instance_best_candidates == {0: {0}, 1: {1}}
+    assert result.best_outputs_valset == {0: [(0, "x")], 1: [(1, "y")]}
+    assert result.parents == [[], [0]] and result.best_idx == 1
+    assert result.total_metric_calls == 5 and result.seed == 42
+    assert result.to_dict()["validation_schema_version"] == 2
+
+
+def test_from_dict_reads_gepa_v2_layout_after_json() -> None:
+    payload = {
+        "candidates": [{"p": "a"}, {"p": "b"}],
+        "parents": [[None], [0]],
+        "val_aggregate_scores": [0.2, 0.6],
+        "val_subscores": [{"0": 0.2, "ex": 0.2}, {"0": 0.6, "ex": 0.6}],
+        "per_val_instance_best_candidates": {"0": [1], "ex": [1]},
+        "val_aggregate_subscores": [{"acc": 0.2}, {"acc": 0.6}],
+        "per_objective_best_candidates": {"acc": [1]},
+        "objective_pareto_front": {"acc": 0.6},
+        "discovery_eval_counts": [0, 3],
+        "total_metric_calls": None,
+        "validation_schema_version": 2,
+    }
+    result = Result.from_dict(json.loads(json.dumps(payload)))
+    assert result.val_subscores[1] == {0: 0.6, "ex": 0.6}
+    assert result.per_val_instance_best_candidates == {0: {1}, "ex": {1}}
+    assert result.val_aggregate_subscores == [{"acc": 0.2}, {"acc": 0.6}]
+    assert result.per_objective_best_candidates == {"acc": {1}}
+    assert result.total_metric_calls == 0
+
+
+def test_from_dict_refuses_a_newer_gepa_layout() -> None:
+    with pytest.raises(ValueError, match="validation_schema_version 3"):
+        Result.from_dict({"candidates": [], "validation_schema_version": 3})
+
+
+def test_gepa_result_is_subscriptable_like_gepas_generic() -> None:
+    assert gepetto.GEPAResult[Any, int].__origin__ is Result

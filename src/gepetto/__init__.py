@@ -17,6 +17,7 @@ from gepetto import utils as utils  # gepa.utils: the stoppers at gepa's path
 from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
+from gepetto.engine.context import EvaluateTask, ReflectTask
 from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.options import (
     EngineConfig,
@@ -27,7 +28,6 @@ from gepetto.engine.options import (
     ReflectionConfig,
     TrackingConfig,
 )
-from gepetto.engine.tasks import EvaluateTask, ReflectTask
 from gepetto.errors import (
     AdapterContractError,
     AdapterFailed,
@@ -44,7 +44,7 @@ from gepetto.proposers import (
     DEFAULT_REFLECTION_TEMPLATE,
     ProposalOutcome,
 )
-from gepetto.result import Result
+from gepetto.result import GEPAResult, Result
 from gepetto.stopping import (
     MaxCandidates,
     MaxMetricCalls,
@@ -90,6 +90,7 @@ __all__ = [
     "FileStopper",
     "GEPAAdapter",
     "GEPAConfig",
+    "GEPAResult",
     "GepettoError",
     "GepettoOptions",
     "Image",

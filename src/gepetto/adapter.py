@@ -32,15 +32,18 @@ from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from gepetto.errors import AdapterContractError, ConfigError
-from gepetto.types import EvaluationBatch, printable
+from gepetto.types import DataInst, EvaluationBatch, RolloutOutput, Trajectory, printable
 
 __all__ = [
     "AdapterRunner",
     "BatchEvaluates",
+    "DataInst",
     "GEPAAdapter",
     "HasFingerprint",
     "ProposesNewTexts",
     "ReflectiveDataset",
+    "RolloutOutput",
+    "Trajectory",
     "UsesLMClients",
     "granting_metric_calls",
     "request_metric_calls",

@@ -20,8 +20,13 @@ from gepetto.adapter import AdapterRunner, HasFingerprint, ProposesNewTexts, Use
 from gepetto.engine.config import check_datasets, load_examples
 from gepetto.engine.driver import Driver, ProposalFunction
 from gepetto.engine.optimizer import Optimizer
-from gepetto.engine.option_checks import check_observers
-from gepetto.engine.options import GEPAConfig, GepettoOptions, TrackingConfig, setting_fields
+from gepetto.engine.options import (
+    GEPAConfig,
+    GepettoOptions,
+    TrackingConfig,
+    check_observers,
+    setting_fields,
+)
 from gepetto.errors import AdapterFailed, ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.protocol import as_async_lm
@@ -53,8 +58,8 @@ __all__ = ["aoptimize", "optimize"]
 
 async def aoptimize(
     seed_candidate: Mapping[str, str],
-    trainset: Sequence[Any] | DataLoader,
-    valset: Sequence[Any] | DataLoader | None = None,
+    trainset: Sequence[Any] | DataLoader[Any, Any],
+    valset: Sequence[Any] | DataLoader[Any, Any] | None = None,
     adapter: object | None = None,
     task_lm: object | None = None,
     evaluator: Any = None,
@@ -681,7 +686,7 @@ Args:
           stops the run gracefully. The run is locked while it runs: a second process
           on it is refused (``RunInUse``) unless every process passes ``worker=True``. A
           resume may change only the budget, stop conditions, parallelism, reflection
-          model and observers (:data:`gepetto.engine.settings.RESUMABLE`); any other
+          model and observers (:data:`gepetto.engine.options.RESUMABLE`); any other
           difference is refused, naming each setting with its old and new value.
           Examples are fingerprinted canonically; one holding a value without a stable
           form (an object whose ``repr`` is its address, a lambda) needs an ``id`` (a

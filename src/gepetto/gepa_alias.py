@@ -46,7 +46,7 @@ GEPA_MODULES: dict[str, str] = {
     "gepa.api": "gepetto.api",
     "gepa.optimize_anything": "gepetto.optimize_anything",
     "gepa.core.adapter": "gepetto.adapter",
-    "gepa.core.callbacks": "gepetto.engine.gepa_callbacks",
+    "gepa.core.callbacks": "gepetto.gepa_callbacks",
     "gepa.core.data_loader": "gepetto.types",
     "gepa.core.result": "gepetto.result",
     "gepa.core.state": "gepetto.gepa_state",

@@ -2,7 +2,8 @@
 
 :class:`Result` keeps the attribute names of gepa's ``GEPAResult`` (``candidates``,
 ``parents``, ``val_aggregate_scores``, ``val_subscores``, ``per_val_instance_best_candidates``,
-``discovery_eval_counts``, ``total_metric_calls``, ``best_idx``, ``best_candidate``), and adds
+``discovery_eval_counts``, ``total_metric_calls``, ``best_idx``, ``best_candidate``; it is
+gepa's ``GEPAResult`` too, see :data:`GEPAResult`), and adds
 what gepa leaves out: metric calls split by train and validation, reflection calls, the
 non-dominated front, the stop reason and the decision log. With ``objective_weights``, the
 best candidate is the one with the highest :attr:`Result.weighted_scores` entry, while
@@ -27,7 +28,8 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import GenericAlias
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gepetto.frontier import non_dominated
 from gepetto.records import record_to_dict
@@ -38,7 +40,7 @@ from gepetto.visualization import candidate_tree_dot_from_data, candidate_tree_h
 if TYPE_CHECKING:
     from gepetto.state import RunState
 
-__all__ = ["RESULT_SCHEMA_VERSION", "Result"]
+__all__ = ["RESULT_SCHEMA_VERSION", "GEPAResult", "Result"]
 
 RESULT_SCHEMA_VERSION = 1
 
@@ -48,7 +50,9 @@ class Result:
     """Everything a finished (or stopped) run found. Candidate ids index every list.
 
     ``best_idx`` is the highest mean validation score (ties: more validation evidence, then
-    the older candidate), or with ``objective_weights`` the highest weighted score.
+    the older candidate), or with ``objective_weights`` the highest weighted score. A result
+    built by hand with gepa's ``GEPAResult`` arguments (no ``best_idx``) takes the first
+    highest ``val_aggregate_scores`` entry, as gepa does; ``total_metric_calls`` is then 0.
 
     With no candidates (the run stopped before the seed was scored; see :attr:`stop_reason`),
     ``best_idx`` is 0 but indexes nothing, :attr:`best_candidate` is ``seed_candidate``, and
@@ -61,8 +65,8 @@ class Result:
     val_subscores: list[dict[int, float]]
     per_val_instance_best_candidates: dict[int, set[int]]
     discovery_eval_counts: list[int]
-    best_idx: int
-    total_metric_calls: int
+    best_idx: int = -1
+    total_metric_calls: int = 0
     metric_calls_train: int = 0
     metric_calls_val: int = 0
     num_reflection_calls: int = 0
@@ -97,6 +101,19 @@ class Result:
     when the adapter returns no ``objective_scores``)."""
     run_dir: str | None = None
     """The run's folder (``None`` for a run without one)."""
+
+    # gepa's GEPAResult is Generic[RolloutOutput, DataId]: GEPAResult[X, Y] works at run time.
+    __class_getitem__: ClassVar[Any] = classmethod(GenericAlias)
+
+    _VALIDATION_SCHEMA_VERSION: ClassVar[int] = 2
+    """gepa's ``GEPAResult`` layout that :meth:`to_dict` also satisfies (its
+    ``validation_schema_version``): validation ids as keys, fronts as lists."""
+
+    def __post_init__(self) -> None:
+        if self.best_idx == -1:  # built with gepa's arguments: gepa's rule, first maximum
+            scores = self.val_aggregate_scores
+            best = max(range(len(scores)), key=scores.__getitem__) if scores else 0
+            object.__setattr__(self, "best_idx", best)
 
     @property
     def val_aggregate_subscores(self) -> list[dict[str, float]] | None:
@@ -186,7 +203,8 @@ class Result:
 
     def candidate_tree_html(self) -> str:
         """The lineage tree as a self-contained HTML page (gepa's ``candidate_tree_html``):
-        an inline SVG drawing and a table of every candidate's texts; no script, no CDN."""
+        an inline SVG drawing, a table of every candidate's texts, the DOT text and the nodes'
+        data as JSON; nothing is loaded from the network (no CDN)."""
         return candidate_tree_html_from_data(
             self.candidates,
             self.parents,
@@ -308,6 +326,7 @@ class Result:
             "num_full_val_evals": self.num_full_val_evals,
             "objective_pareto_front": self.objective_pareto_front,
             "run_dir": self.run_dir,
+            "validation_schema_version": self._VALIDATION_SCHEMA_VERSION,
         }
         if self.weighted_scores is not None:
             data["objective_weights"] = self.objective_weights
@@ -316,11 +335,15 @@ class Result:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Result:
-        """Rebuild a result from :meth:`to_dict` output.
+        """Rebuild a result from :meth:`to_dict` output, or from gepa's
+        ``GEPAResult.to_dict()`` (a dict without ``schema_version``: gepa's version 2 layout,
+        or its older list layout when ``validation_schema_version`` is missing or below 2).
 
         Raises:
-            ValueError: for a missing or newer ``schema_version``.
+            ValueError: for a newer ``schema_version`` (or gepa ``validation_schema_version``).
         """
+        if "schema_version" not in data:
+            return cls._from_gepa_dict(data)
         version = data.get("schema_version")
         if not isinstance(version, int) or version > RESULT_SCHEMA_VERSION:
             raise ValueError(
@@ -366,6 +389,46 @@ class Result:
                 for k, pairs in data["best_outputs_valset"].items()
             }
             if data.get("best_outputs_valset") is not None
+            else None,
+            num_full_val_evals=data.get("num_full_val_evals"),
+            objective_pareto_front=_floats_by_name(data.get("objective_pareto_front")),
+            run_dir=data.get("run_dir"),
+        )
+
+    @classmethod
+    def _from_gepa_dict(cls, data: dict[str, Any]) -> Result:
+        """gepa's layouts: version 2 keys results by validation id, older ones by position."""
+        version = data.get("validation_schema_version") or 0
+        if not isinstance(version, int) or version > cls._VALIDATION_SCHEMA_VERSION:
+            raise ValueError(
+                f"unsupported GEPAResult validation_schema_version {version!r}; this gepetto "
+                f"reads gepa's layouts up to {cls._VALIDATION_SCHEMA_VERSION}"
+            )
+
+        def by_id(value: Any) -> dict[Any, Any]:  # a v0 list is indexed by position
+            pairs = value.items() if version >= 2 else enumerate(value)
+            return {_val_id(k): v for k, v in pairs}
+
+        instance_fronts = by_id(data.get("per_val_instance_best_candidates", {}))
+        fronts = data.get("per_objective_best_candidates")
+        outputs = data.get("best_outputs_valset")
+        objectives = data.get("val_aggregate_subscores")
+        total_calls = data.get("total_metric_calls")
+        return cls(
+            candidates=[dict(c) for c in data.get("candidates", [])],
+            parents=[[p for p in row if p is not None] for row in data.get("parents", [])],
+            val_aggregate_scores=[float(s) for s in data.get("val_aggregate_scores", [])],
+            val_subscores=[by_id(s) for s in data.get("val_subscores", [])],
+            per_val_instance_best_candidates={k: set(v) for k, v in instance_fronts.items()},
+            discovery_eval_counts=list(data.get("discovery_eval_counts", [])),
+            total_metric_calls=int(total_calls) if total_calls is not None else 0,
+            objective_scores=[dict(s) for s in objectives] if objectives is not None else None,
+            per_objective_best_candidates={k: set(v) for k, v in fronts.items()}
+            if fronts is not None
+            else None,
+            seed=data.get("seed"),
+            best_outputs_valset={k: [(i, out) for i, out in v] for k, v in by_id(outputs).items()}
+            if outputs is not None
             else None,
             num_full_val_evals=data.get("num_full_val_evals"),
             objective_pareto_front=_floats_by_name(data.get("objective_pareto_front")),
@@ -482,6 +545,17 @@ class Result:
                 style=style,
             )
         return Panel(table, title="gepetto result", subtitle=" | ".join(self.summary_lines()[2:]))
+
+
+GEPAResult = Result
+"""gepa's name (``gepa.core.result.GEPAResult``): gepetto's result serves it."""
+
+
+def _val_id(key: Any) -> Any:
+    """A validation id read back from JSON: ``"3"`` was the int 3 (JSON keys are strings)."""
+    if isinstance(key, str) and key.lstrip("-").isdigit():
+        return int(key)
+    return key
 
 
 def _floats_by_name(data: dict[str, Any] | None) -> dict[str, float] | None:

@@ -8,18 +8,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 __all__ = [
     "Candidate",
     "CandidateId",
+    "DataId",
+    "DataInst",
     "DataLoader",
     "EvaluationBatch",
     "ExampleId",
+    "ListDataLoader",
     "LoadedExamples",
     "LoggerProtocol",
+    "MutableDataLoader",
     "RolloutOutput",
     "Split",
     "Trajectory",
@@ -36,20 +40,63 @@ class LoggerProtocol(Protocol):
     def log(self, message: str) -> None: ...
 
 
+DataId = TypeVar("DataId", bound=Hashable)
+"""gepa's type of a data loader's example ids (hashable, ordered)."""
+
+DataInst = TypeVar("DataInst")
+"""gepa's type of one example, as the adapter receives it."""
+
+_Id = TypeVar("_Id", bound=Hashable)
+
+
 @runtime_checkable
-class DataLoader(Protocol):
+class DataLoader(Protocol[_Id, DataInst]):
     """gepa's data loader (``gepa.core.data_loader.DataLoader``): examples by opaque ids.
 
     gepetto reads it once, when the run starts: ``fetch(all_ids())`` in the order of
     ``all_ids()``; each example keeps its loader id (see
-    :func:`gepetto.engine.fingerprints.example_id`).
+    :func:`gepetto.engine.journal.example_id`). Items added to it later are not seen
+    by that run.
     """
 
-    def all_ids(self) -> Sequence[Any]: ...
+    def all_ids(self) -> Sequence[_Id]: ...
 
-    def fetch(self, ids: Sequence[Any]) -> list[Any]: ...
+    def fetch(self, ids: Sequence[_Id]) -> list[DataInst]: ...
 
     def __len__(self) -> int: ...
+
+
+class MutableDataLoader(DataLoader[_Id, DataInst], Protocol[_Id, DataInst]):
+    """gepa's data loader that takes more examples (``add_items``)."""
+
+    def add_items(self, items: Sequence[DataInst]) -> None: ...
+
+
+class ListDataLoader(Generic[DataInst]):
+    """gepa's in-memory :class:`DataLoader` over a list: the ids are positions.
+
+    Example:
+        >>> loader = ListDataLoader(["a", "b"])
+        >>> loader.add_items(["c"])
+        >>> loader.all_ids(), loader.fetch([2, 0]), len(loader)
+        ([0, 1, 2], ['c', 'a'], 3)
+    """
+
+    def __init__(self, items: Sequence[DataInst]) -> None:
+        self.items: list[DataInst] = list(items)
+
+    def all_ids(self) -> list[int]:
+        return list(range(len(self.items)))
+
+    def fetch(self, ids: Sequence[int]) -> list[DataInst]:
+        return [self.items[i] for i in ids]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add_items(self, items: Sequence[DataInst]) -> None:
+        """Append ``items`` (they get the next ids)."""
+        self.items.extend(items)
 
 
 class LoadedExamples(list[Any]):

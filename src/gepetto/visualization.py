@@ -3,11 +3,15 @@
 gepa 0.1.4 draws the same tree (``gepa.visualization``); the function names and the DOT
 layout are gepa's. Each drawing is pure data first (:func:`lineage_info`), then rendered:
 DOT for Graphviz, or an HTML page with an inline SVG laid out here (rows by generation), so
-the page needs no script, CDN or network (gepa's page loads a renderer from a CDN).
+the page loads nothing: no CDN, no network (gepa's page loads a Graphviz renderer from a CDN
+to draw its DOT text).
 
 Node colours: cyan for the best candidate, orange for the other candidates on the Pareto
-front, light gray for the rest. The HTML shows each candidate's texts in a tooltip and in a
-table below the drawing.
+front, light gray for the rest. The HTML page holds, like gepa's, the DOT text, the nodes'
+data as JSON (``idx``, ``score``, ``parents``, ``role``, ``components``) and a tooltip
+element (``id="tooltip"``) that a small inline script (``showTooltip``) fills with a
+candidate's texts on hover; without scripts, each node's own SVG title shows them. A table
+below the drawing lists every candidate's texts.
 
 Example:
     >>> print(candidate_tree_dot_from_data(
@@ -24,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,6 +100,10 @@ def candidate_tree_dot_from_data(
 ) -> str:
     """The lineage tree as Graphviz DOT text (gepa's layout; the texts are not in it)."""
     nodes = lineage_info(candidates, parents, val_scores, pareto_front_programs, best_idx=best_idx)
+    return _dot(nodes)
+
+
+def _dot(nodes: Sequence[LineageNode]) -> str:
     lines = [
         "digraph G {",
         "    rankdir=TB;",
@@ -160,7 +169,8 @@ def _svg(nodes: Sequence[LineageNode]) -> str:
             ]
         )
         parts.append(
-            f'<g class="node" id="node-{node.idx}"><title>{html.escape(tooltip)}</title>'
+            f'<g class="node" id="node-{node.idx}" data-idx="{node.idx}">'
+            f"<title>{html.escape(tooltip)}</title>"
             f'<rect x="{x - _NODE_W / 2:.1f}" y="{y - _NODE_H / 2:.1f}" width="{_NODE_W}" '
             f'height="{_NODE_H}" rx="8" fill="{_COLOURS[node.role]}" stroke="#333"/>'
             f'<text x="{x:.1f}" y="{y - 4:.1f}" text-anchor="middle" font-size="14" '
@@ -170,6 +180,44 @@ def _svg(nodes: Sequence[LineageNode]) -> str:
         )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+_TOOLTIP_SCRIPT = """
+const nodes = JSON.parse(document.getElementById("lineage-data").textContent);
+const tip = document.getElementById("tooltip");
+function showTooltip(event, idx) {
+  const node = nodes[idx];
+  const lines = [`candidate ${node.idx}: ${node.score.toFixed(4)}`,
+    `parents: ${node.parents.join(", ") || "seed"}`];
+  for (const [name, text] of Object.entries(node.components)) lines.push(`${name}: ${text}`);
+  tip.textContent = lines.join("\\n");
+  tip.style.left = `${event.pageX + 12}px`;
+  tip.style.top = `${event.pageY + 12}px`;
+  tip.style.display = "block";
+}
+function hideTooltip() { tip.style.display = "none"; }
+for (const g of document.querySelectorAll("g.node")) {
+  const idx = Number(g.dataset.idx);
+  g.querySelector("title")?.remove();  // the tooltip replaces the SVG title
+  g.addEventListener("mousemove", (event) => showTooltip(event, idx));
+  g.addEventListener("mouseleave", hideTooltip);
+}
+"""
+
+
+def _nodes_json(nodes: Sequence[LineageNode]) -> str:
+    """The nodes' data as JSON safe inside a ``<script>`` element (``<`` escaped)."""
+    data = [
+        {
+            "idx": n.idx,
+            "score": n.score,
+            "parents": list(n.parents),
+            "role": n.role,
+            "components": dict(n.texts),
+        }
+        for n in nodes
+    ]
+    return json.dumps(data, ensure_ascii=False).replace("<", "\\u003c")
 
 
 def candidate_tree_html_from_data(
@@ -182,7 +230,8 @@ def candidate_tree_html_from_data(
     title: str = "gepetto: candidate lineage",
 ) -> str:
     """The lineage tree as a self-contained HTML page: an inline SVG drawing (texts in each
-    node's tooltip) and a table of every candidate's texts; no script, no network."""
+    node's tooltip), the DOT text, the nodes' data as JSON and a table of every candidate's
+    texts; nothing is loaded from the network."""
     nodes = lineage_info(candidates, parents, val_scores, pareto_front_programs, best_idx=best_idx)
     rows = []
     roles = {"best": "Best", "front": "Pareto front", "": ""}
@@ -204,7 +253,9 @@ def candidate_tree_html_from_data(
             "<style>body{font-family:sans-serif;margin:1.5em}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;"
             "vertical-align:top}pre{white-space:pre-wrap;margin:0 0 .5em;max-width:70em}"
-            ".node:hover rect{stroke-width:3}</style></head><body>",
+            ".node:hover rect{stroke-width:3}#tooltip{display:none;position:absolute;"
+            "background:#fff;border:1px solid #333;padding:6px;white-space:pre-wrap;"
+            "max-width:40em;pointer-events:none}</style></head><body>",
             f"<h1>{html.escape(title)}</h1>",
             "<p>Cyan: the best candidate; orange: on the Pareto front; an arrow goes from a "
             "parent to its child. Hover a node for its texts.</p>",
@@ -212,6 +263,13 @@ def candidate_tree_html_from_data(
             "<table><thead><tr><th>id</th><th>parents</th><th>val score</th><th>role</th>"
             "<th>texts</th></tr></thead><tbody>",
             *rows,
-            "</tbody></table></body></html>",
+            "</tbody></table>",
+            '<details><summary>Graphviz DOT</summary><pre id="lineage-dot">'
+            + html.escape(_dot(nodes), quote=False)
+            + "</pre></details>",
+            '<div id="tooltip" role="tooltip"></div>',
+            f'<script type="application/json" id="lineage-data">{_nodes_json(nodes)}</script>',
+            f"<script>{_TOOLTIP_SCRIPT}</script>",
+            "</body></html>",
         ]
     )

@@ -34,7 +34,7 @@ def optimize(**overrides: Any) -> gepetto.Result:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"seed_candidate": {}}, "seed_candidate must be a non-empty dict"),
+        ({"seed_candidate": {}}, "seed_candidate must contain at least one component text."),
         ({"seed_candidate": {"a": 1}}, "must be str -> str"),
         ({"seed_candidate": "Answer."}, "seed_candidate must be a non-empty dict"),
         ({"trainset": []}, "trainset is empty"),
@@ -51,7 +51,7 @@ def optimize(**overrides: Any) -> gepetto.Result:
         ({"reflection_prompt_template": "no placeholders"}, "<curr_param>, <side_info>"),
         (
             {"reflection_prompt_template": "<curr_param> only"},
-            "missing the placeholder(s) <side_info>",
+            "Missing placeholder(s) in prompt template: <side_info>",
         ),
         ({"reflection_prompt_template": {"other": "<curr_param><side_info>"}}, "unknown component"),
         (

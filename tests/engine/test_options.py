@@ -8,8 +8,7 @@ import pytest
 
 import gepetto
 from gepetto import EngineConfig, GEPAConfig, MergeConfig, ReflectionConfig
-from gepetto.engine.options import describe, setting_fields
-from gepetto.engine.settings import RESUMABLE
+from gepetto.engine.options import RESUMABLE, describe, setting_fields
 from gepetto.testing import KeywordAdapter, ScriptedLM, keyword_dataset
 
 

@@ -230,8 +230,14 @@ def test_resuming_with_other_reflection_options_is_refused(
 def test_every_optimize_option_is_checked_on_resume_or_listed_as_changeable() -> None:
     import inspect
 
-    from gepetto.engine.options import GEPAConfig, describe, setting_fields
-    from gepetto.engine.settings import DEFAULTS, INPUTS, RESUMABLE
+    from gepetto.engine.options import (
+        DEFAULTS,
+        INPUTS,
+        RESUMABLE,
+        GEPAConfig,
+        describe,
+        setting_fields,
+    )
 
     parameters = inspect.signature(gepetto.aoptimize).parameters
     keywords = {p for p in parameters if parameters[p].kind is not inspect.Parameter.VAR_KEYWORD}

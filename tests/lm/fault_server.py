@@ -1,8 +1,10 @@
 """A scripted fake LM API on 127.0.0.1, to test the real SDK clients over real HTTP.
 
 :class:`FaultServer` speaks just enough of the OpenAI ``POST /v1/chat/completions`` and
-Anthropic ``POST /v1/messages`` protocols for the official SDKs, and answers each request with
-the next behaviour of its script (then with :func:`ok` once the script is used up)::
+Anthropic ``POST /v1/messages`` protocols for the official SDKs (Anthropic's also at Bedrock's
+``POST /model/{id}/invoke`` and Vertex AI's ``POST .../models/{model}:rawPredict``), and
+answers each request with the next behaviour of its script (then with :func:`ok` once the
+script is used up)::
 
     with FaultServer(status(429, retry_after=0.2), ok("hi")) as server:
         client = OpenAIClient("m", base_url=server.openai_base_url, api_key="k")
@@ -119,13 +121,15 @@ _JSON_HEADER = (("Content-Type", "application/json"),)
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the server received (``json`` is ``None`` if the body was not JSON)."""
+    """One request the server received (``json`` is ``None`` if the body was not JSON;
+    ``body`` is the raw bytes, for checks such as a request signature)."""
 
     method: str
     path: str
     headers: dict[str, str]
     json: Any
     received_at: float = field(default_factory=time.monotonic)
+    body: bytes = b""
 
 
 class FaultServer:
@@ -259,7 +263,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k.lower(): v for k, v in self.headers.items()}
-        record = RecordedRequest("POST", self.path, headers, body)
+        record = RecordedRequest("POST", self.path, headers, body, body=data)
         behaviour = self.owner._next(record)
         try:
             self._play(behaviour, body if isinstance(body, dict) else {})
@@ -267,7 +271,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client gave up (timeout): nothing to answer
 
     def _play(self, behaviour: Behaviour, body: dict[str, Any]) -> None:
-        anthropic = self.path.rstrip("/").endswith("/messages")
+        path = self.path.split("?", 1)[0].rstrip("/")
+        # Anthropic's Messages API, on Bedrock (invoke) and on Vertex AI (rawPredict) too.
+        anthropic = path.endswith(("/messages", "/invoke", ":rawPredict"))
         if behaviour.kind == "drop":
             self.close_connection = True
             return

@@ -150,11 +150,31 @@ def test_anthropic_credentials_are_not_sent_to_a_base_url_given_in_code(
         ("openai/gpt-4.1-mini", "OPENAI_API_KEY"),
         ("anthropic/claude-sonnet-4-5", "ANTHROPIC_API_KEY"),
         ("openrouter/meta-llama/llama-3.1-8b-instruct", "OPENROUTER_API_KEY"),
+        ("groq/llama-3.1-8b-instant", "GROQ_API_KEY"),
+        ("together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo", "TOGETHER_API_KEY"),
+        ("fireworks/accounts/fireworks/models/llama-v3p1-8b-instruct", "FIREWORKS_API_KEY"),
+        ("deepseek/deepseek-chat", "DEEPSEEK_API_KEY"),
+        ("mistral/mistral-small-latest", "MISTRAL_API_KEY"),
+        ("gemini/gemini-2.5-flash", "GEMINI_API_KEY"),
     ],
 )
 def test_a_missing_key_names_the_variable_to_set(spec: str, variable: str) -> None:
     with pytest.raises(ConfigError, match=f"Set {variable}"):
         resolve_lm(spec)
+
+
+def test_the_openai_environment_never_reaches_another_provider_s_own_url(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even where another provider's key may go (its own URL variable), OpenAI's may not."""
+    openai_environment(monkeypatch)
+    monkeypatch.setenv("GROQ_API_KEY", "gsk-SECRET-0c4")
+    monkeypatch.setenv("GROQ_API_BASE", server.openai_base_url)
+    one_call(resolve_lm("groq/llama-3.1-8b-instant"))
+    headers = sent(server)
+    for secret in (OPENAI_SECRET, ORG, "proj-SECRET", "SECRET-team"):
+        assert secret not in headers
+    assert server.requests[0].headers["authorization"] == "Bearer gsk-SECRET-0c4"
 
 
 def test_a_local_server_needs_no_key(server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:

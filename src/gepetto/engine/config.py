@@ -158,7 +158,8 @@ def check_datasets(
     """
     if not isinstance(seed_candidate, Mapping) or not seed_candidate:
         raise ConfigError(
-            "seed_candidate must be a non-empty dict component name -> text, for example "
+            "seed_candidate must contain at least one component text. seed_candidate must be "
+            "a non-empty dict component name -> text, for example "
             '{"instructions": "Answer the question."}'
         )
     for name, text in seed_candidate.items():

@@ -1,4 +1,5 @@
-"""The run context: everything one run's flows read and change, on one object.
+"""The run context: what one run's flows read and change, the work they hand out, and the
+evaluations in flight.
 
 A :class:`RunContext` is built by the :class:`~gepetto.engine.optimizer.Optimizer` and
 passed explicitly to every flow (:mod:`gepetto.engine.flows`,
@@ -9,10 +10,6 @@ evaluations in flight and the counters that stop a run or schedule merges; and t
 operations every flow needs: :meth:`RunContext.rng`, :meth:`RunContext.record`,
 :meth:`RunContext.task_id` and :meth:`RunContext.request_stop`.
 
-:data:`TaskGenerator` is the type of a flow's run: a generator that yields tasks for a
-driver (and, with several proposals in flight, waits the optimizer keeps to itself) and
-receives their results.
-
 The run's :class:`WorkerCoordination` (``ctx.workers``) says where the budget, iteration
 numbers and candidate ids come from. A run on its own counts its metric calls and numbers
 its iterations and candidates itself. In a run shared by several worker processes
@@ -20,37 +17,79 @@ its iterations and candidates itself. In a run shared by several worker processe
 budget is leased from it (kept alive by ``heartbeat``), candidates are admitted through it,
 :meth:`WorkerCoordination.sync` applies the other workers' records, and one worker validates
 the seed while the others wait for it (:meth:`WorkerCoordination.may_seed`).
+
+A flow's run (:data:`TaskGenerator`) is a generator that yields work items and receives
+their results. The optimizer does no I/O: it hands the tasks out through ``ask()`` and
+takes their results back through ``tell()``, and a driver (gepetto's own async driver, or
+yours) does the work:
+
+- :class:`EvaluateTask` -> tell an :class:`~gepetto.types.EvaluationBatch` (one entry per
+  example, in order) or a :class:`~gepetto.evaluation.ScoredBatch`.
+- :class:`ReflectTask` -> tell a :class:`~gepetto.proposers.ProposalOutcome` or a plain
+  ``dict`` component -> new text.
+
+A :class:`Wait` is what a flow yields to be parked instead of a task (it is never handed to
+a driver): the optimizer resumes it (sending ``None``) once its ``ready`` holds, checking
+after each result told.
+
+With several proposals in flight (``parallel_proposals > 1``), two of them may need the same
+(candidate, example, split) evaluation at once: the same parent on overlapping minibatches,
+say. The evaluation cache only knows results once an evaluation has finished, so
+:class:`InFlightEvaluations` remembers which evaluations a flow has dispatched and not yet
+been told; another flow that needs one of them yields an :class:`AwaitEvaluations` and is
+parked until the owner has been told. The owner pays for the evaluation (it reserved the
+calls); the waiters are charged nothing and get the very same outcome, a failed example
+included. One proposal in flight never waits: there is no other flow to wait for, so a run
+with ``parallel_proposals=1`` is unchanged.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Generator, Mapping
-from typing import Any
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeAlias
 
 from gepetto.engine.adapter_health import AdapterHealth
 from gepetto.engine.budget import LocalBudget, Reservation, SharedBudget
 from gepetto.engine.config import OptimizerConfig
-from gepetto.engine.inflight import InFlightEvaluations, Wait
 from gepetto.engine.journal import Journal
 from gepetto.engine.replay import JournalReplay
-from gepetto.engine.scored import KnownResult
-from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
+from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import EventBus
-from gepetto.records import CandidateRecord, EvaluationRecord, Record, record_to_dict
+from gepetto.records import (
+    CandidateRecord,
+    EvaluationPurpose,
+    EvaluationRecord,
+    Record,
+    record_to_dict,
+)
 from gepetto.state import RunState
 from gepetto.stopping import ReflectionErrorLimit, RunStatus, StallLimit, StopCondition
 from gepetto.storage.base import JournalStorage, SharedRunStorage
 from gepetto.strategies.acceptance import RulesOutEarly
 from gepetto.strategies.evaluation_policy import AdmissionPolicy
+from gepetto.types import EvaluationBatch, Split
 
-__all__ = ["RunContext", "TaskGenerator", "WorkerCoordination"]
-
-TaskGenerator = Generator[Task | Wait, Any, None]
-"""A flow's run: yields tasks for a driver, and (with several proposals in flight) waits
-the optimizer keeps to itself: for another flow's evaluation, or a sibling's validation."""
+__all__ = [
+    "AwaitCondition",
+    "AwaitEvaluations",
+    "EvaluateTask",
+    "InFlightEvaluations",
+    "KnownResult",
+    "PendingExample",
+    "ReflectTask",
+    "RunContext",
+    "SharedResult",
+    "Task",
+    "TaskGenerator",
+    "Wait",
+    "WorkerCoordination",
+    "current_task",
+]
 
 
 class RunContext:
@@ -297,3 +336,189 @@ class WorkerCoordination:
     def heartbeat(self) -> None:
         """Keep this worker's budget leases alive (the driver calls it periodically)."""
         self.ctx.budget.heartbeat()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EvaluateTask:
+    """Evaluate ``candidate`` on ``examples`` (the examples ``example_ids`` of ``split``).
+
+    The metric calls for these examples are already reserved from the budget. A driver that
+    retries the examples of a batch that raised one at a time asks
+    :meth:`~gepetto.engine.optimizer.Optimizer.reserve_retries` first, and tells a
+    :class:`~gepetto.evaluation.ScoredBatch` whose ``calls`` counts every example handed.
+    """
+
+    id: int
+    iteration: int
+    purpose: EvaluationPurpose
+    candidate: dict[str, str]
+    candidate_hash: str
+    split: Split
+    example_ids: tuple[int, ...]
+    examples: list[Any]
+    capture_traces: bool
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReflectTask:
+    """Propose new texts for ``components`` of ``candidate``.
+
+    ``eval_batch`` (with trajectories) and ``examples`` are the parent's minibatch run, for
+    the adapter's ``make_reflective_dataset``; examples whose evaluation raised are left out.
+    With ``reflection_history=N`` they are followed by up to N earlier failures of the same
+    parent outside the minibatch (below ``perfect_score``, lowest score first, then lowest
+    example id), taken from the evaluation cache at no metric call (none when the cache is
+    off or the minibatch run has no trajectories).
+    ``rejected`` lists, per component, recent proposals that were rejected (text, why), when
+    the run keeps a memory of them (``rejected_memory``).
+    """
+
+    id: int
+    iteration: int
+    parent_id: int
+    candidate: dict[str, str]
+    components: tuple[str, ...]
+    examples: list[Any]
+    eval_batch: EvaluationBatch[Any, Any]
+    rejected: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
+
+
+Task: TypeAlias = EvaluateTask | ReflectTask
+
+current_task: ContextVar[Task | None] = ContextVar("gepetto_current_task", default=None)
+"""The task whose work is running in this context (set by the driver), so LM calls made for
+it can be attributed to its iteration."""
+
+
+class Wait:
+    """Yielded by a flow instead of a task (never handed to a driver): park me until
+    :attr:`ready`, then resume me with ``None``."""
+
+    __slots__ = ()
+
+    @property
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitCondition(Wait):
+    """Wait until ``condition()`` holds (it is checked after each result told)."""
+
+    condition: Callable[[], bool]
+
+    @property
+    def ready(self) -> bool:
+        return self.condition()
+
+
+TaskGenerator = Generator[Task | Wait, Any, None]
+"""A flow's run: yields tasks for a driver, and (with several proposals in flight) waits
+the optimizer keeps to itself: for another flow's evaluation, or a sibling's validation."""
+
+KnownResult = tuple[Any, float, Any, Mapping[str, float] | None]
+"""An example's (output, score, trajectory, objectives) known without evaluating it again."""
+
+SharedResult = tuple[KnownResult, bool]
+"""An example's (output, score, trajectory, objectives) and whether its evaluation failed."""
+
+_LOST = EvaluationFailure(
+    "EvaluationLost", "the evaluation this proposal waited for ended without a result"
+)
+
+
+@dataclass(slots=True, eq=False)
+class PendingExample:
+    """One (candidate, example, split) evaluation dispatched by some flow; its outcome once
+    the flow has been told."""
+
+    result: SharedResult | None = None
+    done: bool = False
+
+    def outcome(self) -> SharedResult:
+        """The shared outcome (an evaluation that ended without a result counts as failed)."""
+        if self.result is None:
+            return (_LOST, 0.0, _LOST, None), True
+        return self.result
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitEvaluations(Wait):
+    """Wait until every one of these evaluations in flight elsewhere is done."""
+
+    pending: tuple[PendingExample, ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(example.done for example in self.pending)
+
+
+class InFlightEvaluations:
+    """The evaluations dispatched and not yet told, by (candidate hash, split, example)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, Split, int], PendingExample] = {}
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def find(
+        self, content_hash: str, split: Split, example_ids: Iterable[int]
+    ) -> dict[int, PendingExample]:
+        """The examples among ``example_ids`` that some flow is evaluating now."""
+        if not self._pending:
+            return {}
+        found = {}
+        for example_id in example_ids:
+            pending = self._pending.get((content_hash, split, example_id))
+            if pending is not None:
+                found[example_id] = pending
+        return found
+
+    def claim(
+        self, content_hash: str, split: Split, example_ids: Iterable[int]
+    ) -> dict[int, PendingExample]:
+        """Register evaluations the calling flow is about to dispatch (none is in flight)."""
+        claimed = {}
+        for example_id in example_ids:
+            key = (content_hash, split, example_id)
+            assert key not in self._pending, f"{key} is already in flight"
+            claimed[example_id] = self._pending[key] = PendingExample()
+        return claimed
+
+    def settle(
+        self,
+        content_hash: str,
+        split: Split,
+        claimed: dict[int, PendingExample],
+        scored: ScoredBatch | None,
+        traces: bool,
+    ) -> None:
+        """The owner was told (``scored``), or will never be (``None``): publish the outcome
+        to the waiters and forget the evaluations.
+
+        ``claimed`` is in the order of the examples of ``scored``.
+        """
+        objectives = scored.batch.objective_scores if scored is not None else None
+        for position, (example_id, pending) in enumerate(claimed.items()):
+            key = (content_hash, split, example_id)
+            if self._pending.get(key) is pending:  # (already forgotten if the run aborted)
+                del self._pending[key]
+            if scored is not None:
+                batch = scored.batch
+                trajectory = batch.trajectories[position] if traces else None  # type: ignore[index]
+                pending.result = (
+                    (
+                        batch.outputs[position],
+                        batch.scores[position],
+                        trajectory,
+                        objectives[position] if objectives is not None else None,
+                    ),
+                    scored.failed[position],
+                )
+            pending.done = True
+
+    def clear(self) -> None:
+        for pending in self._pending.values():
+            pending.done = True
+        self._pending.clear()

@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gepetto.adapter import AdapterRunner, ReflectiveDataset, call_maybe_async, check_proposed_texts
+from gepetto.engine.context import EvaluateTask, ReflectTask, Task, current_task
 from gepetto.engine.optimizer import Optimizer
-from gepetto.engine.tasks import EvaluateTask, ReflectTask, Task, current_task
 from gepetto.errors import AdapterContractError, GepettoError
 from gepetto.evaluation import Evaluator, ScoredBatch
 from gepetto.lm.client import LMCallRecord, LMClient

@@ -1,9 +1,9 @@
 """Flows: the units of work the optimizer schedules, behind one small protocol.
 
 A :class:`Flow` takes the run's :class:`~gepetto.engine.context.RunContext` and returns a
-generator that yields tasks (:class:`~gepetto.engine.tasks.EvaluateTask`,
-:class:`~gepetto.engine.tasks.ReflectTask`) and receives their results; with several
-proposals in flight it may also yield a :class:`~gepetto.engine.inflight.Wait` that the
+generator that yields tasks (:class:`~gepetto.engine.context.EvaluateTask`,
+:class:`~gepetto.engine.context.ReflectTask`) and receives their results; with several
+proposals in flight it may also yield a :class:`~gepetto.engine.context.Wait` that the
 optimizer keeps to itself. Every outcome becomes a record. The flows:
 
 - :class:`SeedValidation`: validate the seed candidate and admit it (the run's first flow);

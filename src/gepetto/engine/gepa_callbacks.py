@@ -1,5 +1,8 @@
 """gepa 0.1.4's callback objects, fed from gepetto's events.
 
+gepa's callback interface itself (its event dicts, ``GEPACallback``, ``notify_callbacks``,
+``CompositeCallback``) is :mod:`gepetto.gepa_callbacks`; this module runs them in a run.
+
 gepa calls up to 22 methods on each object of ``callbacks=`` (``on_optimization_start``,
 ``on_iteration_start``, ... ``on_error``), each with one plain ``dict``. gepetto's own
 observers have ``on_<gepetto event>`` methods that receive typed events. An object is taken
@@ -26,15 +29,13 @@ evaluates several children; ``on_error`` reports iterations that failed).
 
 from __future__ import annotations
 
-import inspect
-import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gepetto.engine.context import KnownResult
 from gepetto.engine.flows import merged_texts
-from gepetto.engine.scored import KnownResult
 from gepetto.errors import GepettoError
 from gepetto.events import (
     CandidateAccepted,
@@ -49,6 +50,12 @@ from gepetto.events import (
     RunFinished,
     RunStarted,
 )
+from gepetto.gepa_callbacks import (
+    GEPA_CALLBACK_METHODS,
+    GEPA_ONLY_METHODS,
+    is_gepa_callback,
+    notify_callbacks,
+)
 from gepetto.gepa_state import GEPAStateView
 from gepetto.records import EvaluationRecord, IterationRecord
 from gepetto.state import RunState
@@ -60,54 +67,9 @@ __all__ = [
     "is_gepa_callback",
 ]
 
-logger = logging.getLogger("gepetto.gepa_callbacks")
-
-GEPA_CALLBACK_METHODS = (
-    "on_optimization_start",
-    "on_optimization_end",
-    "on_iteration_start",
-    "on_iteration_end",
-    "on_candidate_selected",
-    "on_minibatch_sampled",
-    "on_evaluation_start",
-    "on_evaluation_end",
-    "on_evaluation_skipped",
-    "on_valset_evaluated",
-    "on_reflective_dataset_built",
-    "on_proposal_start",
-    "on_proposal_end",
-    "on_candidate_accepted",
-    "on_candidate_rejected",
-    "on_merge_attempted",
-    "on_merge_accepted",
-    "on_merge_rejected",
-    "on_pareto_front_updated",
-    "on_state_saved",
-    "on_budget_updated",
-    "on_error",
-)
-"""gepa 0.1.4's callback methods (``gepa.core.callbacks.GEPACallback``), in its order."""
-
-GEPA_ONLY_METHODS = frozenset(GEPA_CALLBACK_METHODS) - {
-    "on_candidate_accepted",
-    "on_candidate_rejected",
-}
-"""gepa's method names that no gepetto event uses: one of them marks a gepa callback."""
-
 _PARENT_PURPOSES = frozenset({"parent_minibatch", "recheck_parent"})
 _CHILD_PURPOSES = frozenset({"child_minibatch", "recheck_child"})
 _UNBUDGETED = frozenset({"seed_validation", "test"})
-
-
-def is_gepa_callback(observer: object) -> bool:
-    """Whether ``observer`` (or the observer an :class:`~gepetto.events.Inline` wraps) has
-    one of gepa's callback methods that gepetto does not use.
-
-    Only methods it really defines count (on its class or set on the object), not names a
-    catch-all ``__getattr__`` answers: such an observer stays a gepetto observer."""
-    if isinstance(observer, Inline):
-        observer = observer.observer
-    return any(callable(inspect.getattr_static(observer, name, None)) for name in GEPA_ONLY_METHODS)
 
 
 class _ListLoader:
@@ -191,14 +153,7 @@ class GEPACallbackBridge:
         self._front: set[int] = set()
 
     def _notify(self, method_name: str, event: dict[str, Any]) -> None:
-        for callback in self.callbacks:
-            method = getattr(callback, method_name, None)
-            if method is None:
-                continue
-            try:
-                method(event)
-            except Exception as error:  # gepa's: a failing callback never stops the run
-                logger.warning("Callback %s failed on %s: %s", callback, method_name, error)
+        notify_callbacks(self.callbacks, method_name, event)  # logs what a callback raises
 
     # ----- gepetto events --------------------------------------------------------------------
 

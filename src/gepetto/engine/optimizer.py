@@ -23,9 +23,9 @@ deterministic. Metric calls are reserved when a task is created, so the budget i
 exceeded, whatever the concurrency.
 
 With several proposals in flight, an evaluation another proposal has in flight is waited
-for, not dispatched again (:mod:`gepetto.engine.inflight`), and a proposal whose parent left
-the Pareto front meanwhile ends as stale before its next paid step
-(:mod:`gepetto.engine.proposal`).
+for, not dispatched again (:class:`~gepetto.engine.context.InFlightEvaluations`), and a
+proposal whose parent left the Pareto front meanwhile ends as stale before its next paid
+step (:mod:`gepetto.engine.proposal`).
 
 The :class:`Optimizer` composes the run: a :class:`~gepetto.engine.context.RunContext`
 (state, settings, caches, counters) passed to small flow objects
@@ -48,17 +48,20 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Unpack
 
 from gepetto.engine.config import build_config, check_datasets, check_testset
-from gepetto.engine.context import RunContext, TaskGenerator, WorkerCoordination
+from gepetto.engine.context import RunContext, Task, TaskGenerator, Wait, WorkerCoordination
 from gepetto.engine.flows import Flow, MergeProposal, SeedValidation, TestScoring
 from gepetto.engine.gepa_callbacks import GEPACallbackBridge, is_gepa_callback
-from gepetto.engine.inflight import Wait
 from gepetto.engine.journal import Journal
-from gepetto.engine.option_checks import check_number, check_observers
-from gepetto.engine.options import GEPAConfig, SettingOptions, resolve_worker_name
+from gepetto.engine.options import (
+    GEPAConfig,
+    SettingOptions,
+    check_number,
+    check_observers,
+    resolve_worker_name,
+)
 from gepetto.engine.proposal import ReflectionProposal
 from gepetto.engine.replay import restore
 from gepetto.engine.steps import reserve_retries
-from gepetto.engine.tasks import Task
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
 from gepetto.gepa_state import GEPAStateView, GEPAStatus

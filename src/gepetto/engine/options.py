@@ -1,4 +1,5 @@
-"""The settings of a run, each written once: frozen, typed, self-checking option groups.
+"""The settings of a run, each written once: frozen, typed, self-checking option groups;
+the type checks they use, and which settings a resumed run may change.
 
 The groups follow the ones gepa 0.1.4 chose for ``optimize_anything``:
 
@@ -14,8 +15,24 @@ Each field declares, once, its type, its default, its check (a group checks itse
 is built: a bad value is a :class:`~gepetto.errors.ConfigError` naming the option and what
 to pass) and whether a resumed run may change it (:func:`setting`'s ``resume`` reason).
 The journal's record of a run's settings (:func:`describe`), the resume check
-(:mod:`gepetto.engine.settings`) and the flat keywords of :func:`gepetto.optimize` all read
+(:func:`changed_settings`) and the flat keywords of :func:`gepetto.optimize` all read
 these fields; tests keep the flat keywords and the fields the same.
+
+The type checks (:func:`check_bool`, :func:`check_int`, :func:`check_number`, ...) raise a
+:class:`~gepetto.errors.ConfigError` naming the option, the value it got and what to pass,
+before anything runs. They are strict on purpose: a ``bool`` is not accepted as an int
+(``max_concurrency=True`` is a mistake, not 1), a string is not accepted as a bool
+(``skip_perfect_score="no"`` would be true), and numbers must be finite.
+
+Resuming a run compares its journaled settings (as :func:`describe` gives them: strategy
+objects by their class name) one by one with the new call's: every setting must be the
+same, except the ones in :data:`RESUMABLE`, which change only what happens next (a larger
+budget, more proposals in flight, other observers) or where the run is kept. The inputs
+(seed candidate, datasets, adapter: :data:`INPUTS`) are checked by their own fingerprints
+(:mod:`gepetto.engine.journal`). A journal written before a setting existed (or before
+gepetto recorded it) holds no value for it; the run then ran as with the setting's default,
+so it resumes with the default and is refused with any other value. :data:`DEFAULTS` holds
+those defaults.
 
 Example:
     >>> config = GEPAConfig(engine=EngineConfig(max_metric_calls=200, parallel_proposals=2))
@@ -25,25 +42,30 @@ Example:
     Traceback (most recent call last):
     ...
     gepetto.errors.ConfigError: parallel_proposals must be an int >= 1, got True (bool)...
+    >>> check_bool("use_merge", True)
+    True
+    >>> check_int("max_concurrency", 4, minimum=1)
+    4
+    >>> check_number("perfect_score", float("nan"))
+    Traceback (most recent call last):
+    ...
+    gepetto.errors.ConfigError: perfect_score must be a finite number, got nan (float)
+    >>> changed_settings({"seed": 0, "max_metric_calls": 50}, {"seed": 1, "max_metric_calls": 90})
+    ['seed: 0 in the journal, 1 now']
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import numbers
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
-from gepetto.engine.option_checks import (
-    check_bool,
-    check_int,
-    check_observers,
-    check_optional_int,
-    check_optional_number,
-)
 from gepetto.errors import ConfigError
 from gepetto.frontier import FRONTIER_TYPES
 from gepetto.lm.spending import check_cost_limit
@@ -62,7 +84,10 @@ from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evalu
 from gepetto.types import LoggerProtocol
 
 __all__ = [
+    "DEFAULTS",
     "DEFAULT_REFLECTION_HISTORY",
+    "INPUTS",
+    "RESUMABLE",
     "EngineConfig",
     "GEPAConfig",
     "GepettoOptions",
@@ -71,6 +96,13 @@ __all__ = [
     "ReflectionConfig",
     "SettingOptions",
     "TrackingConfig",
+    "changed_settings",
+    "check_bool",
+    "check_int",
+    "check_number",
+    "check_observers",
+    "check_optional_int",
+    "check_optional_number",
     "describe",
     "field_names",
     "refuse_gepa_strategy",
@@ -749,3 +781,210 @@ class SettingOptions(GepettoOptions, total=False):
     sampling_strategy: object | None
     selection_strategy: object | None
     reflection_strategy: object | None
+
+
+def check_bool(name: str, value: object) -> bool:
+    """``value`` if it is ``True`` or ``False``.
+
+    Raises:
+        ConfigError: for anything else (``"no"``, ``0``, ``None``, ...).
+    """
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(
+        f"{name} must be True or False, got {value!r} ({type(value).__name__}); pass "
+        f"{name}=True or {name}=False"
+    )
+
+
+def check_int(name: str, value: object, *, minimum: int | None = None, meaning: str = "") -> int:
+    """``value`` as an int (any integral number but a bool), at least ``minimum``.
+
+    Args:
+        name: the option, for the message.
+        value: what was passed.
+        minimum: the smallest value allowed.
+        meaning: a short explanation added to the message.
+
+    Raises:
+        ConfigError: for a bool, a non-integral number, a string, or a value below
+            ``minimum``.
+    """
+    return _int(name, value, minimum, meaning, or_none=False)
+
+
+def check_optional_int(
+    name: str, value: object, *, minimum: int | None = None, meaning: str = ""
+) -> int | None:
+    """:func:`check_int`, but ``None`` is allowed too."""
+    return None if value is None else _int(name, value, minimum, meaning, or_none=True)
+
+
+def check_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    meaning: str = "",
+) -> float:
+    """``value`` as a finite float (any real number but a bool).
+
+    Args:
+        name: the option, for the message.
+        value: what was passed.
+        minimum: the smallest value allowed.
+        above: the value must be strictly greater than this.
+        meaning: a short explanation added to the message.
+
+    Raises:
+        ConfigError: for a bool, a string, ``nan`` or ``±inf``, or a value out of range.
+    """
+    return _number(name, value, minimum, above, meaning, or_none=False)
+
+
+def check_optional_number(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    above: float | None = None,
+    meaning: str = "",
+) -> float | None:
+    """:func:`check_number`, but ``None`` is allowed too."""
+    if value is None:
+        return None
+    return _number(name, value, minimum, above, meaning, or_none=True)
+
+
+def _int(name: str, value: object, minimum: int | None, meaning: str, *, or_none: bool) -> int:
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral):
+        number = int(value)
+        if minimum is None or number >= minimum:
+            return number
+    bound = "" if minimum is None else f" >= {minimum}"
+    raise ConfigError(
+        f"{name} must be an int{bound}{' or None' if or_none else ''}{_explained(meaning)}, "
+        f"got {value!r} ({type(value).__name__}); pass a number such as "
+        f"{minimum if minimum is not None else 0}"
+    )
+
+
+def _number(
+    name: str,
+    value: object,
+    minimum: float | None,
+    above: float | None,
+    meaning: str,
+    *,
+    or_none: bool,
+) -> float:
+    if not isinstance(value, bool) and isinstance(value, numbers.Real):
+        number = float(value)
+        if (
+            math.isfinite(number)
+            and (minimum is None or number >= minimum)
+            and (above is None or number > above)
+        ):
+            return number
+    limits = []
+    if minimum is not None:
+        limits.append(f">= {minimum:g}")
+    if above is not None:
+        limits.append(f"> {above:g}")
+    what = " ".join(["a finite number", *limits]) + (" or None" if or_none else "")
+    raise ConfigError(
+        f"{name} must be {what}{_explained(meaning)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def _explained(meaning: str) -> str:
+    return f" ({meaning})" if meaning else ""
+
+
+def check_observers(callbacks: object) -> Sequence[object]:
+    """The observers of ``callbacks=``: a list or tuple (``None``: none).
+
+    Raises:
+        ConfigError: for anything else, such as a single observer not wrapped in a list.
+    """
+    if callbacks is None:
+        return ()
+    if isinstance(callbacks, str | bytes) or not isinstance(callbacks, Sequence):
+        raise ConfigError(
+            "callbacks must be a list of observers (objects with on_<event> methods, or "
+            f"functions), got {type(callbacks).__name__}; wrap a single observer in a list"
+        )
+    return callbacks
+
+
+RESUMABLE: Mapping[str, str] = resumable_settings()
+"""The options of ``optimize`` a resumed run may change, each with the reason (declared on
+the fields of the option groups: :func:`setting`'s ``resume``)."""
+
+INPUTS = frozenset(
+    {"seed_candidate", "trainset", "valset", "testset", "adapter", "task_lm", "evaluator"}
+)
+"""Keyword arguments checked by fingerprints of their own (the adapter's, with ``task_lm``
+and ``evaluator``, is ``adapter.fingerprint()`` or its class)."""
+
+DEFAULTS: Mapping[str, Any] = {
+    "objective_weights": None,  # recorded only when set
+    **{name: value for name, value in describe(GEPAConfig()).items() if name not in RESUMABLE},
+}
+"""Every setting a resume may not change, with the value the journal records for its default
+(``val_evaluation_policy=None`` is recorded as ``"full_eval"``)."""
+
+_MISSING = object()
+
+
+def changed_settings(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The settings a resume would change and may not, one line each, sorted by name.
+
+    Args:
+        recorded: the settings in the run's journal (``RunHeader.config``).
+        current: the settings of the run being opened.
+
+    Returns:
+        ``"name: old in the journal, new now"`` for each fingerprinted setting whose values
+        differ (a setting missing on either side stands for its default in
+        :data:`DEFAULTS`: ``"name: not in the journal (so the default old), new now"``);
+        ``[]`` when the run may be resumed.
+    """
+    lines = []
+    for name in sorted(set(recorded) | set(current)):
+        if name in RESUMABLE:
+            continue
+        old = _as_recorded(recorded.get(name, DEFAULTS.get(name, _MISSING)))
+        new = _as_recorded(current.get(name, DEFAULTS.get(name, _MISSING)))
+        if _same_recorded(old, new):
+            continue
+        if name in recorded:
+            lines.append(f"{name}: {_show(old)} in the journal, {_show(new)} now")
+        else:
+            lines.append(
+                f"{name}: not in the journal (so the default {_show(old)}), {_show(new)} now"
+            )
+    return lines
+
+
+def _as_recorded(value: Any) -> Any:
+    """The value as the journal's JSON gives it back (tuples become lists, and so on)."""
+    if value is _MISSING:
+        return value
+    return json.loads(json.dumps(value, default=repr))
+
+
+def _same_recorded(old: Any, new: Any) -> bool:
+    if old is _MISSING or new is _MISSING:
+        return old is new
+    if isinstance(old, float) and isinstance(new, float) and math.isnan(old) and math.isnan(new):
+        return True
+    return bool(old == new)
+
+
+def _show(value: Any) -> str:
+    if value is _MISSING:
+        return "not set"
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:60]}...{text[-15:]} ({len(text)} characters)"

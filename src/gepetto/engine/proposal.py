@@ -7,10 +7,13 @@ returns a generator that yields tasks and receives their results. Read top to bo
 1. ``run``: select a parent (candidate selector) and a minibatch (batch sampler), record
    the iteration; count a stalled iteration (nothing new evaluated).
 2. ``_propose``: evaluate the parent on the minibatch with traces; skip a perfect parent;
-   select the components and yield a :class:`~gepetto.engine.tasks.ReflectTask` with what
-   the reflection sees (the parent's run, its earlier failures, rejected proposals).
-3. ``_after_reflection``: the usable proposed texts (with best-of-n, the best proposal on
-   the minibatch: ``_best_alternative``).
+   select the components and yield a :class:`~gepetto.engine.context.ReflectTask` with what
+   the reflection sees (:func:`reflection_inputs`: the parent's run, its earlier failures;
+   :func:`rejected_memory`: rejected proposals).
+3. ``_after_reflection``: :func:`record_reflection` keeps the usable proposed texts as a
+   :class:`~gepetto.records.ReflectionRecord` and counts the reflections in a row whose LM
+   calls all failed (the :class:`~gepetto.stopping.ReflectionErrorLimit` stops the run);
+   with best-of-n, the best proposal on the minibatch (``_best_alternative``).
 4. ``_judge_child``: reject a duplicate, evaluate the child on the same minibatch
    (``_bounded_evaluation``: with ``early_reject``, no further than it takes to know it
    cannot be accepted), apply the acceptance criterion (a narrow win is rechecked on a
@@ -20,7 +23,10 @@ returns a generator that yields tasks and receives their results. Read top to bo
 
 Every iteration ends with one decision (:func:`~gepetto.engine.steps.decide`). The shared
 steps (evaluate, validate, decide, admit) are in :mod:`gepetto.engine.steps`; the
-reflection's inputs and record in :mod:`gepetto.engine.reflection`.
+reflection's inputs and record are the functions below the flow. The earlier failures
+(``reflection_history=N``) are up to N examples the parent was already evaluated on with
+traces and did not solve (:func:`earlier_failures`, from the train-evaluation cache, so at
+no metric call).
 
 With several proposals in flight, a proposal whose parent was on the Pareto front when it
 was chosen, and has been dominated since, ends as stale before its next paid step
@@ -31,27 +37,49 @@ iteration to redo: what it had finished is taken from the journal (``ctx.replay`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from typing import Any
 
-from gepetto.engine.context import RunContext, TaskGenerator
-from gepetto.engine.inflight import AwaitCondition, Wait
-from gepetto.engine.reflection import record_reflection, reflection_inputs, rejected_memory
-from gepetto.engine.scored import ScoredExamples, combined, judge_minibatch, minibatch_value
-from gepetto.engine.steps import admission, admit, decide, evaluate, validate
-from gepetto.engine.tasks import ReflectTask, Task
-from gepetto.errors import BudgetExhausted
+from gepetto.engine.context import (
+    AwaitCondition,
+    KnownResult,
+    ReflectTask,
+    RunContext,
+    Task,
+    TaskGenerator,
+    Wait,
+)
+from gepetto.engine.steps import (
+    ScoredExamples,
+    admission,
+    admit,
+    combined,
+    decide,
+    evaluate,
+    judge_minibatch,
+    minibatch_value,
+    validate,
+)
+from gepetto.errors import BudgetExhausted, GepettoError
 from gepetto.events import (
     CandidateAccepted,
     CandidateRejected,
     IterationStarted,
+    ReflectionFinished,
     ReflectionStarted,
 )
+from gepetto.proposers.reflective import ProposalOutcome
 from gepetto.records import CandidateRecord, IterationRecord, Outcome, ReflectionRecord
 from gepetto.totals import total
-from gepetto.types import candidate_hash
+from gepetto.types import EvaluationBatch, candidate_hash, lone_surrogate, printable
 
-__all__ = ["ReflectionProposal"]
+__all__ = [
+    "ReflectionProposal",
+    "earlier_failures",
+    "record_reflection",
+    "reflection_inputs",
+    "rejected_memory",
+]
 
 Verdict = Generator[Task | Wait, Any, tuple[bool, str]]
 
@@ -531,3 +559,167 @@ def _early_rejection_rule(ctx: RunContext) -> Callable[[float, float], str | Non
     if ctx.state.max_search_score > config.perfect_score:
         return None
     return ctx.rules_out
+
+
+def reflection_inputs(
+    ctx: RunContext,
+    parent: CandidateRecord,
+    batch_ids: tuple[int, ...],
+    parent_eval: ScoredExamples,
+    usable: Sequence[int],
+) -> tuple[list[Any], EvaluationBatch[Any, Any]]:
+    """What a reflection on ``parent`` sees: its minibatch run (the ``usable`` positions,
+    whose evaluation did not raise), then its earlier failures (``reflection_history``).
+
+    The earlier failures are the parent's cached train results (from any iteration so far,
+    including the child minibatch that got it accepted; on resume, those journaled with
+    their trajectories) outside ``batch_ids``; none without the cache.
+    """
+    trainset = ctx.trainset
+    examples = [trainset[batch_ids[i]] for i in usable]
+    outputs = [parent_eval.outputs[i] for i in usable]
+    scores = [parent_eval.scores[i] for i in usable]
+    if parent_eval.trajectories is None:
+        return examples, EvaluationBatch(outputs, scores, None)
+    trajectories = [parent_eval.trajectories[i] for i in usable]
+    config = ctx.config
+    if config.cache_evaluation:
+        earlier = earlier_failures(
+            ctx.train_cache.get(parent.content_hash, {}),
+            frozenset(batch_ids),
+            config.perfect_score,
+            config.reflection_history,
+        )
+        for example_id, (output, score, trajectory, _) in earlier:
+            examples.append(trainset[example_id])
+            outputs.append(output)
+            scores.append(score)
+            trajectories.append(trajectory)
+    return examples, EvaluationBatch(outputs, scores, trajectories)
+
+
+def rejected_memory(ctx: RunContext, components: Sequence[str]) -> dict[str, list[tuple[str, str]]]:
+    """The last ``rejected_memory`` rejected proposals for each component (from the
+    records, so a resumed run shows the same)."""
+    limit = ctx.config.rejected_memory
+    if not limit:
+        return {}
+    proposed = {r.iteration: r.proposed for r in ctx.state.reflections}
+    memory: dict[str, list[tuple[str, str]]] = {name: [] for name in components}
+    for decision in reversed(ctx.state.decisions):
+        if decision.outcome != "rejected" or decision.iteration not in proposed:
+            continue
+        for name, text in proposed[decision.iteration].items():
+            notes = memory.get(name)
+            if notes is not None and len(notes) < limit and all(t != text for t, _ in notes):
+                notes.append((text, decision.reason))
+        if all(len(notes) >= limit for notes in memory.values()):
+            break
+    return {name: notes for name, notes in memory.items() if notes}
+
+
+def earlier_failures(
+    cached: Mapping[int, KnownResult],
+    exclude: Collection[int],
+    perfect_score: float,
+    limit: int,
+) -> list[tuple[int, KnownResult]]:
+    """Up to ``limit`` of a candidate's cached train results (``cached``: by example id)
+    that failed.
+
+    Contract: an entry qualifies when its example id is not in ``exclude`` (the current
+    minibatch) and its score is below ``perfect_score``. The entries are ordered lowest score
+    first, then lowest example id (deterministic for a given cache), and each example appears
+    at most once. Returns ``(example_id, (output, score, trajectory, objectives))`` pairs;
+    an empty list when ``limit`` is 0 or nothing qualifies.
+
+    Example:
+        >>> cached = {4: ("out", 0.0, "trace", None), 7: ("out", 1.0, "trace", None)}
+        >>> earlier_failures(cached, exclude={1, 2}, perfect_score=1.0, limit=3)
+        [(4, ('out', 0.0, 'trace', None))]
+    """
+    if limit <= 0:
+        return []
+    found = [
+        (known[1], example_id, known)
+        for example_id, known in cached.items()
+        if example_id not in exclude and known[1] < perfect_score
+    ]
+    found.sort(key=lambda entry: (entry[0], entry[1]))
+    return [(example_id, known) for _, example_id, known in found[:limit]]
+
+
+def record_reflection(
+    ctx: RunContext,
+    iteration: int,
+    parent: CandidateRecord,
+    components: tuple[str, ...],
+    outcome: Any,
+    task_id: int | None = None,
+) -> ReflectionRecord:
+    """Record the reflection outcome (its ``proposed`` texts are the usable, changed ones)."""
+    if isinstance(outcome, Mapping):
+        outcome = ProposalOutcome(texts=dict(outcome), lm_calls=1)
+    if not isinstance(outcome, ProposalOutcome):
+        raise GepettoError(
+            f"a ReflectTask must be told a ProposalOutcome or a dict, got {type(outcome).__name__}"
+        )
+    # Reasons may quote a reply or an exception: kept printable (valid UTF-8).
+    failures = {printable(str(k)): printable(str(v)) for k, v in outcome.failures.items()}
+    texts = _usable(outcome.texts, components, parent, failures)
+    alternatives = [texts] if texts else []
+    for proposed in outcome.alternatives:
+        option = _usable(proposed, components, parent, {})
+        if option and option not in alternatives:
+            alternatives.append(option)
+    if alternatives and not texts:
+        texts = alternatives[0]
+    flags = {name: printable(why) for name, why in outcome.flags.items() if name in texts}
+    record = ReflectionRecord(
+        iteration,
+        parent.id,
+        components,
+        texts,
+        failures,
+        outcome.lm_calls,
+        flags,
+        tuple(alternatives) if len(alternatives) > 1 else (),
+    )
+    ctx.record(record)
+    ctx.bus.emit(
+        ReflectionFinished(
+            iteration, parent.id, components, texts, failures, outcome.lm_calls, task_id, flags
+        )
+    )
+    lm_errors = [why for why in failures.values() if why.startswith("reflection LM failed")]
+    if texts or len(lm_errors) < len(components):
+        ctx.reflection_errors, ctx.last_reflection_error = 0, None
+    else:
+        ctx.reflection_errors += 1
+        ctx.last_reflection_error = lm_errors[-1]
+    return record
+
+
+def _usable(
+    proposed: Mapping[str, Any],
+    components: tuple[str, ...],
+    parent: CandidateRecord,
+    failures: dict[str, str],
+) -> dict[str, str]:
+    """The proposed texts that can become a child; why the others cannot (in ``failures``)."""
+    texts: dict[str, str] = {}
+    for name, text in proposed.items():
+        if name not in components:
+            failures[printable(str(name))] = f"not a component being updated ({list(components)})"
+        elif not isinstance(text, str) or not text.strip():
+            failures[name] = "empty text"
+        elif text == parent.texts[name]:
+            failures[name] = "unchanged text"
+        elif (position := lone_surrogate(text)) is not None:
+            failures[name] = (
+                f"the text holds a lone surrogate at position {position} "
+                f"({text[position]!r}): not valid Unicode, it cannot be stored or sent"
+            )
+        else:
+            texts[name] = text
+    return texts

@@ -1,4 +1,5 @@
-"""The steps every flow shares: evaluate, validate, decide, admit.
+"""The steps every flow shares (evaluate, validate, decide, admit), and evaluation results
+as they use them.
 
 Each step is a function over the :class:`~gepetto.engine.context.RunContext`; the ones
 that may need work done are generators (``yield from evaluate(ctx, ...)``).
@@ -6,8 +7,8 @@ that may need work done are generators (``yield from evaluate(ctx, ...)``).
 - :func:`evaluate` scores texts on examples, the step every flow pays its metric calls
   through: a journaled result on resume, then the cache (train results with traces, known
   validation and test scores), then evaluations another flow has in flight (waited for, not
-  paid twice: :mod:`gepetto.engine.inflight`), and only then an
-  :class:`~gepetto.engine.tasks.EvaluateTask` for what is left, whose metric calls are
+  paid twice: :class:`~gepetto.engine.context.InFlightEvaluations`), and only then an
+  :class:`~gepetto.engine.context.EvaluateTask` for what is left, whose metric calls are
   reserved from the budget first. Every evaluation becomes an
   :class:`~gepetto.records.EvaluationRecord`.
 - :func:`validate` evaluates on the validation examples the evaluation policy asks for.
@@ -15,28 +16,35 @@ that may need work done are generators (``yield from evaluate(ctx, ...)``).
 - :func:`decide` ends every iteration (proposal or merge) with one
   :class:`~gepetto.records.DecisionRecord` and its events; :func:`admit` adds a validated
   candidate to the pool, if the evaluation policy lets it (:func:`admission`).
+
+A finished evaluation is a :class:`ScoredExamples`, aligned with its example ids (whether
+each example came from the cache or was evaluated now); the functions below the steps
+convert what a driver tells back (:func:`as_scored`), or what the journal holds
+(:func:`scores_from_record`), into it, and :func:`judge_minibatch` applies the acceptance
+criterion to a parent's and a child's evaluations.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from gepetto.adapter import check_evaluation_batch
 from gepetto.engine.budget import Reservation
-from gepetto.engine.context import RunContext, TaskGenerator
-from gepetto.engine.inflight import AwaitEvaluations, PendingExample, Wait
-from gepetto.engine.scored import (
+from gepetto.engine.context import (
+    AwaitEvaluations,
+    EvaluateTask,
     KnownResult,
-    ScoredExamples,
-    aligned_objectives,
-    as_scored,
-    jsonable_each,
-    jsonable_or_none,
-    scores_from_record,
+    PendingExample,
+    RunContext,
+    Task,
+    TaskGenerator,
+    Wait,
 )
-from gepetto.engine.tasks import EvaluateTask, Task
-from gepetto.errors import BudgetExhausted
+from gepetto.errors import BudgetExhausted, ConfigError
 from gepetto.evaluation import ScoredBatch
 from gepetto.events import (
     CandidateAdded,
@@ -46,6 +54,7 @@ from gepetto.events import (
     IterationFinished,
     NewBestCandidate,
 )
+from gepetto.objectives import ObjectiveWeights
 from gepetto.records import (
     CandidateRecord,
     DecisionRecord,
@@ -53,9 +62,28 @@ from gepetto.records import (
     EvaluationRecord,
     Outcome,
 )
+from gepetto.strategies.acceptance import AcceptanceCriterion
+from gepetto.totals import total
 from gepetto.types import Split
 
-__all__ = ["admission", "admit", "decide", "evaluate", "reserve_retries", "validate"]
+__all__ = [
+    "ScoredExamples",
+    "admission",
+    "admit",
+    "aligned_objectives",
+    "as_scored",
+    "combined",
+    "compared",
+    "decide",
+    "evaluate",
+    "jsonable_each",
+    "jsonable_or_none",
+    "judge_minibatch",
+    "minibatch_value",
+    "reserve_retries",
+    "scores_from_record",
+    "validate",
+]
 
 logger = logging.getLogger("gepetto")
 
@@ -446,4 +474,151 @@ def decide(
             len(state.selection_weights()[0]),
             state.cost_usd,
         )
+    )
+
+
+@dataclass(slots=True)
+class ScoredExamples:
+    """A finished evaluation, aligned with ``example_ids``."""
+
+    example_ids: tuple[int, ...]
+    outputs: list[Any]
+    scores: list[float]
+    trajectories: list[Any] | None
+    failed: tuple[bool, ...]
+    missing: tuple[int, ...]
+    """The examples that were really evaluated (the others came from the cache)."""
+    objectives: tuple[Mapping[str, float], ...] | None = None
+    """Per example, the adapter's objective scores (``None``: it returned none)."""
+
+
+def as_scored(reply: Any, size: int, traces: bool) -> ScoredBatch:
+    if isinstance(reply, ScoredBatch):
+        # Built by gepetto's Evaluator, which already checked the adapter's result.
+        if len(reply.failed) != size or len(reply.batch.scores) != size:
+            raise ConfigError("a ScoredBatch must have one score and one flag per example")
+        if reply.calls is not None and reply.calls < 0:
+            raise ConfigError(
+                f"a ScoredBatch's calls ({reply.calls}) counts the metric calls the "
+                "evaluation cost: an int >= 0"
+            )
+        return reply
+    batch = check_evaluation_batch(reply, size, traces, "the evaluation result told")
+    # gepa's num_metric_calls, when the batch sets it, is what the evaluation cost.
+    return ScoredBatch(batch, (False,) * size, calls=batch.num_metric_calls)
+
+
+def aligned_objectives(
+    objectives: Sequence[Mapping[str, float] | None],
+) -> tuple[Mapping[str, float], ...] | None:
+    """Objective scores per example (``{}`` where unknown), or ``None`` if none is known."""
+    if all(example is None for example in objectives):
+        return None
+    return tuple(example if example is not None else {} for example in objectives)
+
+
+def combined(example_ids: tuple[int, ...], parts: Sequence[ScoredExamples]) -> ScoredExamples:
+    """One evaluation of ``example_ids`` from evaluations of disjoint parts of them."""
+    if sorted(i for part in parts for i in part.example_ids) != sorted(example_ids):
+        raise ValueError("the parts must cover the example ids exactly once")
+    where = {
+        example_id: (part, n) for part in parts for n, example_id in enumerate(part.example_ids)
+    }
+    order = [where[example_id] for example_id in example_ids]
+    has_traces = all(part.trajectories is not None for part in parts)
+    return ScoredExamples(
+        example_ids,
+        [part.outputs[n] for part, n in order],
+        [part.scores[n] for part, n in order],
+        [part.trajectories[n] for part, n in order] if has_traces else None,  # type: ignore[index]
+        tuple(part.failed[n] for part, n in order),
+        tuple(i for part in parts for i in part.missing),
+        aligned_objectives(
+            [part.objectives[n] if part.objectives is not None else None for part, n in order]
+        ),
+    )
+
+
+def compared(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> list[float]:
+    """What acceptance compares, per example: the scores, or the weighted objectives."""
+    if weights is None:
+        return list(evaluation.scores)
+    return list(weights.values(evaluation.objectives, len(evaluation.scores)))
+
+
+def minibatch_value(weights: ObjectiveWeights | None, evaluation: ScoredExamples) -> float:
+    """The sum acceptance compares for one minibatch evaluation (best-of-n ranks by it)."""
+    return total(compared(weights, evaluation))
+
+
+def judge_minibatch(
+    acceptance: AcceptanceCriterion,
+    weights: ObjectiveWeights | None,
+    parent: Sequence[ScoredExamples],
+    child: Sequence[ScoredExamples],
+) -> tuple[bool, str, float]:
+    """Apply the acceptance criterion to a parent's and a child's minibatch evaluations.
+
+    The criterion gets, example by example (the evaluations concatenated in order), the
+    scores, or with objective weights the weighted sums of the objectives.
+
+    Returns:
+        Whether the child is accepted, the reason, and the child's gain (the difference of
+        the sums of what the criterion compared).
+    """
+
+    parent_values = [value for evaluation in parent for value in compared(weights, evaluation)]
+    child_values = [value for evaluation in child for value in compared(weights, evaluation)]
+    accepted, reason = acceptance.accept(parent_values, child_values)
+    if weights is not None:
+        reason = f"weighted objectives: {reason}"
+    return accepted, reason, total(child_values) - total(parent_values)
+
+
+def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:
+    """``values`` as a list if it survives a JSON round trip unchanged in type, else ``None``.
+
+    Outputs and trajectories are the adapter's own objects; they are journaled only when they
+    are plain JSON, so a resumed run can reflect on them without evaluating again.
+    """
+    if values is None:
+        return None
+    try:
+        return list(json.loads(json.dumps(list(values))))
+    except (TypeError, ValueError):
+        return None
+
+
+def jsonable_each(values: Sequence[Any], failed: Sequence[bool]) -> list[Any]:
+    """Each value that survives a JSON round trip unchanged in type, else ``None`` (also for
+    the examples that failed): validation outputs kept for ``best_outputs_valset``."""
+    kept: list[Any] = []
+    for value, failure in zip(values, failed, strict=True):
+        if failure:
+            kept.append(None)
+        elif value is None or type(value) in _JSON_SCALARS:
+            kept.append(value)  # what the round trip would give back, without paying for it
+        else:
+            try:
+                kept.append(json.loads(json.dumps(value)))
+            except (TypeError, ValueError):
+                kept.append(None)
+    return kept
+
+
+_JSON_SCALARS = (str, int, float, bool)
+"""Types (exactly, not subclasses) a JSON round trip returns equal and of the same type."""
+
+
+def scores_from_record(record: EvaluationRecord) -> ScoredExamples:
+    size = len(record.example_ids)
+    failed = set(record.failed_examples)
+    return ScoredExamples(
+        record.example_ids,
+        list(record.outputs) if record.outputs is not None else [None] * size,
+        list(record.scores),
+        list(record.trajectories) if record.trajectories is not None else None,
+        tuple(i in failed for i in record.example_ids),
+        (),
+        record.objective_scores,
     )

@@ -44,13 +44,103 @@ from gepetto.redaction import protect_logs
 if TYPE_CHECKING:
     import anthropic
 
-__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicClient", "split_system"]
+__all__ = ["DEFAULT_MAX_TOKENS", "AnthropicClient", "MessagesClient", "split_system"]
 
 DEFAULT_MAX_TOKENS = 1024
 """``max_tokens`` sent when the client and the call set none (the API requires one)."""
 
 
-class AnthropicClient(SDKBackedClient):
+class MessagesClient(SDKBackedClient):
+    """What the clients of the Messages API share (Anthropic's own API, Bedrock, Vertex AI):
+    the request (system messages, ``max_tokens``), the reply and the error translation.
+    Subclasses set ``self._sdk`` to per-loop SDK clients with a ``messages.create`` method
+    and ``self._accepted`` to its keyword names."""
+
+    default_output_bound = DEFAULT_MAX_TOKENS
+    _key_env = "ANTHROPIC_API_KEY"
+    """The credential named in auth errors."""
+    _accepted: frozenset[str] | None
+
+    async def _send(self, request: LMRequest) -> Completion:
+        """One Messages API call; raises the :mod:`gepetto.lm.errors` class of any failure."""
+        import anthropic
+
+        create: Any = self._sdk.get().messages.create
+        try:
+            response = await create(**self._arguments(request))
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            raise self._translate(exc, request.model) from None  # the body may echo the key
+        except anthropic.APIError as exc:
+            raise self._translate(exc, request.model) from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LMResponseError(
+                f"the reply from {self.base_url} is not valid JSON",
+                model=request.model,
+                provider=self.provider,
+            ) from exc
+        return self._completion(response, request)
+
+    def _arguments(self, request: LMRequest) -> dict[str, Any]:
+        """The ``messages.create`` keyword arguments for ``request``."""
+        params = dict(request.params)
+        system, messages = split_system(request.messages)
+        explicit = params.pop("system", None)
+        if explicit:
+            system = "\n\n".join(part for part in (str(explicit), system) if part)
+        if params.get("max_tokens") is None:
+            params["max_tokens"] = DEFAULT_MAX_TOKENS
+        arguments: dict[str, Any] = {"model": request.model, "messages": messages, **params}
+        if system:
+            arguments["system"] = system
+        return sdk_arguments(arguments, request.extra, self._accepted)
+
+    def _translate(self, exc: anthropic.APIError, model: str) -> LMError:
+        """The gepetto error for an SDK error (timeouts, connections, HTTP statuses)."""
+        import anthropic
+
+        return translate_sdk_error(
+            exc,
+            anthropic,
+            endpoint=self.base_url,
+            timeout=self.timeout,
+            provider=self.provider,
+            model=model,
+            key_env=self._key_env,
+            key_source=self._key_source,
+            secrets=self._secrets,
+            quota_exhausted="spend_limit" in str(getattr(exc, "error_code", None) or ""),
+        )
+
+    def _completion(self, response: object, request: LMRequest) -> Completion:
+        """The joined text blocks, usage and stop reason; :class:`LMResponseError` if absent."""
+        content = getattr(response, "content", None)
+        if not isinstance(content, list):
+            raise LMResponseError(
+                f"the reply from {self.base_url} has no content",
+                model=request.model,
+                provider=self.provider,
+            )
+        text = "".join(
+            block.text
+            for block in content
+            if getattr(block, "type", None) == "text" and isinstance(block.text, str)
+        )
+        usage = getattr(response, "usage", None)
+        stop_reason = getattr(response, "stop_reason", None)
+        model = getattr(response, "model", None)
+        tokens, missing = read_usage(
+            getattr(usage, "input_tokens", None), getattr(usage, "output_tokens", None)
+        )
+        return Completion(
+            text=text,
+            model=model if isinstance(model, str) and model else request.model,
+            usage=tokens,
+            finish_reason=stop_reason if isinstance(stop_reason, str) else None,
+            missing_usage=missing,
+        )
+
+
+class AnthropicClient(MessagesClient):
     """Claude models through the official ``anthropic`` SDK (``AsyncAnthropic``).
 
     Args:
@@ -74,7 +164,6 @@ class AnthropicClient(SDKBackedClient):
     """
 
     provider = "anthropic"
-    default_output_bound = DEFAULT_MAX_TOKENS
 
     def __init__(
         self,
@@ -140,84 +229,6 @@ class AnthropicClient(SDKBackedClient):
             if isinstance(first.auth_token, str):
                 self._secrets = (*self._secrets, first.auth_token)
                 protect_logs(self._secrets)
-
-    async def _send(self, request: LMRequest) -> Completion:
-        """One Messages API call; raises the :mod:`gepetto.lm.errors` class of any failure."""
-        import anthropic
-
-        create: Any = self._sdk.get().messages.create
-        try:
-            response = await create(**self._arguments(request))
-        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            raise self._translate(exc, request.model) from None  # the body may echo the key
-        except anthropic.APIError as exc:
-            raise self._translate(exc, request.model) from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise LMResponseError(
-                f"the reply from {self.base_url} is not valid JSON",
-                model=request.model,
-                provider=self.provider,
-            ) from exc
-        return self._completion(response, request)
-
-    def _arguments(self, request: LMRequest) -> dict[str, Any]:
-        """The ``messages.create`` keyword arguments for ``request``."""
-        params = dict(request.params)
-        system, messages = split_system(request.messages)
-        explicit = params.pop("system", None)
-        if explicit:
-            system = "\n\n".join(part for part in (str(explicit), system) if part)
-        if params.get("max_tokens") is None:
-            params["max_tokens"] = DEFAULT_MAX_TOKENS
-        arguments: dict[str, Any] = {"model": request.model, "messages": messages, **params}
-        if system:
-            arguments["system"] = system
-        return sdk_arguments(arguments, request.extra, self._accepted)
-
-    def _translate(self, exc: anthropic.APIError, model: str) -> LMError:
-        """The gepetto error for an SDK error (timeouts, connections, HTTP statuses)."""
-        import anthropic
-
-        return translate_sdk_error(
-            exc,
-            anthropic,
-            endpoint=self.base_url,
-            timeout=self.timeout,
-            provider=self.provider,
-            model=model,
-            key_env="ANTHROPIC_API_KEY",
-            key_source=self._key_source,
-            secrets=self._secrets,
-            quota_exhausted="spend_limit" in str(getattr(exc, "error_code", None) or ""),
-        )
-
-    def _completion(self, response: object, request: LMRequest) -> Completion:
-        """The joined text blocks, usage and stop reason; :class:`LMResponseError` if absent."""
-        content = getattr(response, "content", None)
-        if not isinstance(content, list):
-            raise LMResponseError(
-                f"the reply from {self.base_url} has no content",
-                model=request.model,
-                provider=self.provider,
-            )
-        text = "".join(
-            block.text
-            for block in content
-            if getattr(block, "type", None) == "text" and isinstance(block.text, str)
-        )
-        usage = getattr(response, "usage", None)
-        stop_reason = getattr(response, "stop_reason", None)
-        model = getattr(response, "model", None)
-        tokens, missing = read_usage(
-            getattr(usage, "input_tokens", None), getattr(usage, "output_tokens", None)
-        )
-        return Completion(
-            text=text,
-            model=model if isinstance(model, str) and model else request.model,
-            usage=tokens,
-            finish_reason=stop_reason if isinstance(stop_reason, str) else None,
-            missing_usage=missing,
-        )
 
 
 def split_system(

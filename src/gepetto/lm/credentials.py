@@ -2,18 +2,21 @@
 
 The rule (also in docs/lm.md): **a key goes only to its own provider's host.**
 
-- Each provider reads only its own environment variable: ``OPENAI_API_KEY`` for
-  ``openai/``, ``ANTHROPIC_API_KEY`` for ``anthropic/``, ``OPENROUTER_API_KEY`` for
-  ``openrouter/``. ``local/`` and clients with another ``provider_name`` read none.
-- A key from the environment is sent only to the provider's official host
-  (``api.openai.com``, ``api.anthropic.com``, ``openrouter.ai``, over https) or to the base
-  URL configured in the provider's own environment variable beside it (``OPENAI_BASE_URL``,
-  ``ANTHROPIC_BASE_URL``): the user put both there. A ``base_url=`` given in code to another
-  host gets the key given in code (``api_key=``), or a placeholder when there is none
-  (local servers need no key); never the environment's key.
+- Each provider reads only its own environment variables (:data:`AUTH_PROFILES`):
+  ``OPENAI_API_KEY`` for ``openai/``, ``GROQ_API_KEY`` for ``groq/``, ``GOOGLE_API_KEY`` or
+  ``GEMINI_API_KEY`` for ``gemini/``, ... Clients with a ``provider_name`` not in the table
+  read none.
+- A key from the environment is sent only to the provider's official host (``api.openai.com``,
+  ``api.groq.com``, ..., over https), to its default local URL (keyless local servers:
+  ``ollama/``, ``lm_studio/``), or to the base URL configured in the provider's own
+  environment variable beside it (``OPENAI_BASE_URL``, ``GROQ_API_BASE``, ...): the user put
+  both there. A ``base_url=`` given in code to another host gets the key given in code
+  (``api_key=``), or a placeholder when there is none (local servers need no key); never the
+  environment's key.
 - The same holds for the other settings the SDKs read from the environment and send as
   headers (``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_CUSTOM_HEADERS``,
-  ``ANTHROPIC_CUSTOM_HEADERS``): they are suppressed for any other destination.
+  ``ANTHROPIC_CUSTOM_HEADERS``): they are suppressed for any other destination, and the
+  OpenAI ones go to OpenAI only, never to another OpenAI-compatible provider.
 - A missing key for an official host is a :class:`~gepetto.errors.ConfigError` naming the
   variable to set, raised when the client is built, before any request. A key that is empty,
   blank, or holds whitespace or control characters inside is refused the same way.
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from gepetto.errors import ConfigError
@@ -39,6 +42,8 @@ __all__ = [
     "Credentials",
     "Endpoint",
     "ProviderAuth",
+    "cloud_endpoint",
+    "first_env",
     "parse_endpoint",
     "resolve_credentials",
     "untrusted_env_headers",
@@ -50,13 +55,77 @@ PLACEHOLDER_KEY = "not-needed"
 
 @dataclass(frozen=True, slots=True)
 class ProviderAuth:
-    """How one provider is reached: its key variable, default URL and official hosts."""
+    """How one provider is reached: its key variables, default URL and official hosts.
+
+    Attributes:
+        provider: the provider's name in model strings.
+        key_env: the key variable named in messages (the one to set).
+        default_url: the API root used without a base URL (``None``: one must be given).
+        official_hosts: the hosts an environment key may go to over https.
+        base_url_env: the base URL variable named in messages, if the provider has one.
+        key_envs: the key variables read, in order (default: ``key_env`` alone); litellm's
+            names come first where they differ, so a model string reads the key litellm
+            would.
+        base_url_envs: the base URL variables read, in order (default: ``base_url_env``).
+        key_required: whether a missing key is an error for a trusted endpoint; keyless
+            local servers get the placeholder instead.
+        root_path: appended to a base URL that has no path (Ollama's ``OLLAMA_API_BASE``
+            is a bare ``http://host:11434``; its OpenAI-compatible API is under ``/v1``).
+    """
 
     provider: str
     key_env: str
-    default_url: str
-    official_hosts: frozenset[str]
+    default_url: str | None
+    official_hosts: frozenset[str] = frozenset()
     base_url_env: str | None = None
+    key_envs: tuple[str, ...] = ()
+    base_url_envs: tuple[str, ...] = ()
+    key_required: bool = True
+    root_path: str = ""
+
+    def key_variables(self) -> tuple[str, ...]:
+        """The key variables, in the order they are read."""
+        return self.key_envs or (self.key_env,)
+
+    def base_url_variables(self) -> tuple[str, ...]:
+        """The base URL variables, in the order they are read."""
+        return self.base_url_envs or ((self.base_url_env,) if self.base_url_env else ())
+
+    def key_hint(self) -> str:
+        """``"GEMINI_API_KEY (or GOOGLE_API_KEY, or pass api_key=...)"``: what to set."""
+        others = [name for name in self.key_variables() if name != self.key_env]
+        return f"{self.key_env} (or {', '.join([*others, 'pass api_key=...'])})"
+
+
+def _openai_compatible(
+    provider: str,
+    key_env: str,
+    default_url: str,
+    base_url_env: str | None,
+    key_envs: tuple[str, ...] = (),
+) -> ProviderAuth:
+    """A hosted OpenAI-compatible provider: its key goes to ``default_url``'s host only."""
+    host = default_url.split("://", 1)[1].split("/", 1)[0]
+    return ProviderAuth(provider, key_env, default_url, frozenset({host}), base_url_env, key_envs)
+
+
+def _local_server(
+    provider: str,
+    key_env: str,
+    default_url: str | None,
+    base_url_envs: tuple[str, ...],
+) -> ProviderAuth:
+    """A local OpenAI-compatible server: no key needed; an optional key goes only to the
+    default URL or the URL of the variables beside it."""
+    return ProviderAuth(
+        provider,
+        key_env,
+        default_url,
+        base_url_env=base_url_envs[0],
+        base_url_envs=base_url_envs,
+        key_required=False,
+        root_path="/v1",
+    )
 
 
 AUTH_PROFILES: Mapping[str, ProviderAuth] = {
@@ -79,6 +148,58 @@ AUTH_PROFILES: Mapping[str, ProviderAuth] = {
         "OPENROUTER_API_KEY",
         "https://openrouter.ai/api/v1",
         frozenset({"openrouter.ai"}),
+    ),
+    "groq": _openai_compatible(
+        "groq", "GROQ_API_KEY", "https://api.groq.com/openai/v1", "GROQ_API_BASE"
+    ),
+    "together": _openai_compatible(
+        "together",
+        "TOGETHER_API_KEY",
+        "https://api.together.xyz/v1",
+        "TOGETHER_AI_API_BASE",
+        ("TOGETHER_API_KEY", "TOGETHER_AI_API_KEY", "TOGETHERAI_API_KEY"),
+    ),
+    "fireworks": _openai_compatible(
+        "fireworks",
+        "FIREWORKS_API_KEY",
+        "https://api.fireworks.ai/inference/v1",
+        "FIREWORKS_API_BASE",
+        ("FIREWORKS_API_KEY", "FIREWORKS_AI_API_KEY", "FIREWORKSAI_API_KEY"),
+    ),
+    "deepseek": _openai_compatible(
+        "deepseek", "DEEPSEEK_API_KEY", "https://api.deepseek.com/v1", "DEEPSEEK_API_BASE"
+    ),
+    "mistral": _openai_compatible(
+        "mistral", "MISTRAL_API_KEY", "https://api.mistral.ai/v1", "MISTRAL_API_BASE"
+    ),
+    # litellm reads GOOGLE_API_KEY first, then GEMINI_API_KEY (so does google-genai).
+    "gemini": _openai_compatible(
+        "gemini",
+        "GEMINI_API_KEY",
+        "https://generativelanguage.googleapis.com/v1beta/openai",
+        None,
+        ("GOOGLE_API_KEY", "GEMINI_API_KEY"),
+    ),
+    "ollama": _local_server(
+        "ollama",
+        "OLLAMA_API_KEY",
+        "http://127.0.0.1:11434/v1",
+        ("OLLAMA_API_BASE", "OLLAMA_BASE_URL"),
+    ),
+    "lm_studio": _local_server(
+        "lm_studio", "LM_STUDIO_API_KEY", "http://127.0.0.1:1234/v1", ("LM_STUDIO_API_BASE",)
+    ),
+    # Per-resource endpoints: the key goes only to the endpoint configured beside it.
+    "azure": ProviderAuth(
+        "azure",
+        "AZURE_API_KEY",
+        None,
+        base_url_env="AZURE_API_BASE",
+        key_envs=("AZURE_OPENAI_API_KEY", "AZURE_API_KEY"),
+        base_url_envs=("AZURE_API_BASE", "AZURE_OPENAI_ENDPOINT"),
+    ),
+    "vllm": _local_server(
+        "vllm", "HOSTED_VLLM_API_KEY", None, ("HOSTED_VLLM_API_BASE", "VLLM_BASE_URL")
     ),
 }
 """The providers whose keys come from the environment (others never read one)."""
@@ -191,42 +312,94 @@ def resolve_credentials(
             host.
     """
     given_url = base_url.strip() if isinstance(base_url, str) else None
-    env_url = _env(auth.base_url_env) if auth is not None and auth.base_url_env else None
+    env_url, url_env = first_env(auth.base_url_variables() if auth is not None else ())
     if given_url:
         endpoint, from_env = parse_endpoint(given_url), False
-    elif env_url and auth is not None and auth.base_url_env:
-        endpoint, from_env = parse_endpoint(env_url, name=f"${auth.base_url_env}"), True
-    elif auth is not None:
+    elif env_url and url_env:
+        endpoint, from_env = parse_endpoint(env_url, name=f"${url_env}"), True
+    elif auth is not None and auth.default_url:
         endpoint, from_env = parse_endpoint(auth.default_url), False
     else:
+        names = auth.base_url_variables() if auth is not None else ()
+        variable = f"set ${' or $'.join(names)}, or " if names else ""
         raise ConfigError(
-            f"provider {provider!r} has no default endpoint: pass base_url='http://HOST:PORT/v1'"
+            f"provider {provider!r} has no default endpoint: {variable}pass "
+            "base_url='http://HOST:PORT/v1'"
+        )
+    if auth is not None and auth.root_path and not urlsplit(endpoint.url).path.strip("/"):
+        shown, mark, query = endpoint.display.partition("?")
+        endpoint = replace(
+            endpoint,
+            url=endpoint.url + auth.root_path,
+            display=shown + auth.root_path + mark + query,
         )
     official = auth is not None and endpoint.secure and endpoint.host in auth.official_hosts
-    trusted = official or from_env
+    default = (
+        auth is not None
+        and not auth.key_required
+        and auth.default_url is not None
+        and endpoint.url == auth.default_url
+    )
+    trusted = official or from_env or default
     if api_key is not None:
         return Credentials(endpoint, _checked(api_key, "the api_key argument"), _ARG, trusted)
-    env_key = _env(auth.key_env) if auth is not None else None
-    if auth is not None and trusted and env_key:
-        key = _checked(env_key, f"${auth.key_env}")
-        return Credentials(endpoint, key, f"${auth.key_env}", trusted)
+    env_key, key_var = first_env(auth.key_variables() if auth is not None else ())
+    if auth is not None and trusted and env_key and key_var:
+        return Credentials(endpoint, _checked(env_key, f"${key_var}"), f"${key_var}", trusted)
     if not official:
-        source = f"no key (the placeholder {PLACEHOLDER_KEY!r} was sent"
-        if auth is not None and env_key:
-            beside = f" or to ${auth.base_url_env}" if auth.base_url_env else ""
-            source += (
-                f"; ${auth.key_env} goes only to {sorted(auth.official_hosts)[0]}{beside}: "
-                "pass api_key=... for this base_url"
-            )
-        return Credentials(endpoint, PLACEHOLDER_KEY, source + ")", trusted)
+        return Credentials(endpoint, PLACEHOLDER_KEY, _placeholder_source(auth, env_key), trusted)
     if sdk_credentials:
         return Credentials(endpoint, None, "no key", trusted)
-    key_env = auth.key_env if auth is not None else "the provider's key variable"
-    state = "is empty" if os.environ.get(key_env) is not None else "is not set"
+    names = auth.key_variables() if auth is not None else ("the provider's key variable",)
+    state = "is empty" if any(os.environ.get(n) is not None for n in names) else "is not set"
     raise ConfigError(
-        f"no API key for {provider} model {model!r}: ${key_env} {state}. Set "
-        f"{key_env} (or pass api_key=...) before starting the run"
+        f"no API key for {provider} model {model!r}: ${' / $'.join(names)} {state}. Set "
+        f"{auth.key_hint() if auth is not None else names[0]} before starting the run"
     )
+
+
+def _placeholder_source(auth: ProviderAuth | None, env_key: str | None) -> str:
+    """The key source shown when the placeholder is sent (why the environment's key was not)."""
+    source = f"no key (the placeholder {PLACEHOLDER_KEY!r} was sent"
+    if auth is not None and env_key:
+        beside = f" or to ${auth.base_url_env}" if auth.base_url_env else ""
+        home = sorted(auth.official_hosts)[0] if auth.official_hosts else auth.default_url
+        source += (
+            f"; ${auth.key_env} goes only to {home}{beside}: pass api_key=... for this base_url"
+        )
+    return source + ")"
+
+
+def cloud_endpoint(
+    base_url: str | None, env_names: tuple[str, ...], official_url: str
+) -> tuple[Endpoint, bool]:
+    """The endpoint of a cloud platform client (Bedrock, Vertex AI), and whether the
+    platform's credentials from the environment may go there: its official host over https,
+    or the URL of its own variable (``env_names``, read in order). A ``base_url`` given in code
+    comes first and is trusted only if it is the official host.
+
+    Raises:
+        ConfigError: for a bad URL.
+    """
+    official = parse_endpoint(official_url)
+    given = base_url.strip() if isinstance(base_url, str) else None
+    env_url, env_name = first_env(env_names)
+    if given:
+        endpoint, from_env = parse_endpoint(given), False
+    elif env_url and env_name:
+        endpoint, from_env = parse_endpoint(env_url, name=f"${env_name}"), True
+    else:
+        endpoint, from_env = official, False
+    return endpoint, from_env or (endpoint.secure and endpoint.host == official.host)
+
+
+def first_env(names: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """The first of these environment variables that is set and not blank, and its name."""
+    for name in names:
+        value = _env(name)
+        if value:
+            return value, name
+    return None, None
 
 
 _ARG = "the api_key argument"

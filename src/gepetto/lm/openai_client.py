@@ -66,6 +66,7 @@ __all__ = [
     "OpenAIClient",
     "PerLoopClients",
     "accepted_arguments",
+    "openai_headers",
     "retry_after_seconds",
     "sdk_arguments",
     "status_error",
@@ -160,10 +161,10 @@ class OpenAIClient(SDKBackedClient):
     ) -> None:
         super().__init__(model, **options)
         try:
-            from openai import AsyncOpenAI
+            import openai  # noqa: F401
         except ImportError as exc:
             raise ConfigError(
-                "OpenAIClient needs the openai package: pip install 'gepetto[openai]'"
+                f"{type(self).__name__} needs the openai package: pip install 'gepetto[openai]'"
             ) from exc
         if not provider_name:
             raise ConfigError("provider_name must be a non-empty name such as 'openai'")
@@ -177,20 +178,34 @@ class OpenAIClient(SDKBackedClient):
             base_url=base_url,
         )
         self._use_credentials(credentials)
-        key = credentials.key or PLACEHOLDER_KEY
-        self._sdk = PerLoopClients(
-            functools.partial(
-                AsyncOpenAI,
-                api_key=key,
-                base_url=credentials.endpoint.url,
-                organization=organization,
-                default_headers=_openai_headers(credentials, key, organization, default_headers),
-                default_query=dict(credentials.endpoint.query) or None,
-                max_retries=0,
-                timeout=self.timeout,
-            )
-        )
+        self._sdk = PerLoopClients(self._sdk_factory(credentials, organization, default_headers))
         self._accepted = accepted_arguments(self._sdk.first.chat.completions.create)
+
+    def _sdk_factory(
+        self,
+        credentials: Credentials,
+        organization: str | None,
+        default_headers: Mapping[str, str] | None,
+    ) -> Callable[[], Any]:
+        """What builds this client's SDK client (once per event loop)."""
+        from openai import AsyncOpenAI
+
+        key = credentials.key or PLACEHOLDER_KEY
+        return functools.partial(
+            AsyncOpenAI,
+            api_key=key,
+            base_url=credentials.endpoint.url,
+            organization=organization,
+            default_headers=openai_headers(
+                credentials.trusted and self.provider == "openai",
+                {"Authorization": f"Bearer {key}"},
+                organization,
+                default_headers,
+            ),
+            default_query=dict(credentials.endpoint.query) or None,
+            max_retries=0,
+            timeout=self.timeout,
+        )
 
     async def _send(self, request: LMRequest) -> Completion:
         """One chat completion; raises the :mod:`gepetto.lm.errors` class of any failure."""
@@ -261,22 +276,23 @@ def _key_env(provider: str) -> str:
     return profile.key_env if profile is not None else "the api_key argument"
 
 
-def _openai_headers(
-    credentials: Credentials,
-    key: str,
+def openai_headers(
+    openai_env: bool,
+    own_auth: Mapping[str, str],
     organization: str | None,
     default_headers: Mapping[str, str] | None,
 ) -> dict[str, Any] | None:
-    """The SDK's ``default_headers``: the user's, and, for an endpoint the OpenAI
-    environment may not reach, overrides that drop what the SDK would read from it
-    (organization, project, ``$OPENAI_CUSTOM_HEADERS``)."""
+    """The SDK's ``default_headers``: the user's, and, unless the OpenAI environment may
+    reach the endpoint (``openai_env``: OpenAI's own host or ``$OPENAI_BASE_URL``), overrides
+    that drop what the SDK would read from it (organization, project,
+    ``$OPENAI_CUSTOM_HEADERS``). Other providers' hosts never get them, even official ones.
+    ``own_auth`` is the client's credential header, kept whatever the variable says."""
     headers: dict[str, Any] = {}
-    if not credentials.trusted:
+    if not openai_env:
         import openai
 
         omit = openai.Omit()
-        own = {"Authorization": f"Bearer {key}"}
-        headers.update(untrusted_env_headers("OPENAI_CUSTOM_HEADERS", omit, lambda: own))
+        headers.update(untrusted_env_headers("OPENAI_CUSTOM_HEADERS", omit, lambda: own_auth))
         if organization is None:
             headers["OpenAI-Organization"] = omit
         headers["OpenAI-Project"] = omit

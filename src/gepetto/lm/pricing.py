@@ -36,8 +36,20 @@ PROVIDER_IDS: Mapping[str, str] = {
     "openai": "openai",
     "anthropic": "anthropic",
     "openrouter": "openrouter",
+    "groq": "groq",
+    "together": "together",
+    "fireworks": "fireworks",
+    "deepseek": "deepseek",
+    "mistral": "mistral",
+    "gemini": "google",
+    "azure": "azure",
+    "bedrock": "aws",
+    "vertex_ai": "google",
 }
-"""gepetto provider names -> ``genai-prices`` provider ids (others are passed as they are)."""
+"""gepetto provider names -> ``genai-prices`` provider ids (others are passed as they are, and
+a provider the package does not know, such as ``ollama``, ``vllm`` or ``lm_studio``, prices
+every call ``None``: unknown). Azure is priced by the deployment name, so a deployment not
+named after its model is unknown too."""
 
 _MILLION = 1_000_000
 

@@ -1,16 +1,32 @@
 """Model strings: ``"provider/model"`` -> a ready LM client.
 
-=====================  ============================================================
-``openai/MODEL``       OpenAI (``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` for any
-                       OpenAI-compatible server: vLLM, Ollama, llama-server, ...)
-``anthropic/MODEL``    Anthropic Messages API (``ANTHROPIC_API_KEY``)
-``openrouter/MODEL``   OpenRouter through the OpenAI client (``OPENROUTER_API_KEY`` only,
-                       never ``OPENAI_API_KEY``)
-``local/MODEL``        a llama.cpp server that gepetto starts on 127.0.0.1 with a pinned,
-                       sha256-checked GGUF model (``scripts/setup-local-llm``); stopped
-                       when the client is closed or at exit; needs no key
-=====================  ============================================================
+The providers and litellm's names for them, so gepa users' model strings work unchanged
+(docs/lm.md has the full table with every variable):
 
+==========================================  ==================================================
+``openai/MODEL``                            OpenAI (``OPENAI_API_KEY``; ``OPENAI_BASE_URL`` or
+                                            ``base_url=`` for any OpenAI-compatible server)
+``anthropic/MODEL``                         Anthropic Messages API (``ANTHROPIC_API_KEY``)
+``openrouter/MODEL``                        OpenRouter (``OPENROUTER_API_KEY`` only)
+``groq/``, ``deepseek/``, ``mistral/``      OpenAI-compatible hosted APIs through the OpenAI
+``together/`` (``together_ai/``),           client, each with its own key variable
+``fireworks/`` (``fireworks_ai/``)          (``GROQ_API_KEY``, ...) and official host
+``gemini/MODEL``                            Google's OpenAI-compatible endpoint
+                                            (``GOOGLE_API_KEY`` or ``GEMINI_API_KEY``)
+``azure/DEPLOYMENT``                        Azure OpenAI (``AZURE_OPENAI_API_KEY`` or
+                                            ``AZURE_API_KEY``, endpoint ``AZURE_API_BASE``)
+``bedrock/anthropic.claude-...``            Claude on Amazon Bedrock (AWS credentials)
+``vertex_ai/claude-...``                    Claude on Google Vertex AI (Google credentials)
+``ollama/`` (``ollama_chat/``),             local OpenAI-compatible servers, no key needed
+``lm_studio/``, ``vllm/``                   (``OLLAMA_API_BASE``, ``LM_STUDIO_API_BASE``,
+(``hosted_vllm/``)                          ``HOSTED_VLLM_API_BASE``; vLLM has no default)
+``local/MODEL``                             a llama.cpp server that gepetto starts on
+                                            127.0.0.1 with a pinned, sha256-checked GGUF
+                                            model (``scripts/setup-local-llm``); stopped
+                                            when the client is closed or at exit
+==========================================  ==================================================
+
+Everything after the first ``/`` is the model name (``fireworks/accounts/fireworks/models/x``).
 Each provider reads only its own key variable, and sends it only to its own host (see
 :mod:`gepetto.lm.credentials`); a missing key is a ``ConfigError`` naming the variable, raised
 here before anything is sent.
@@ -29,9 +45,32 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 
-__all__ = ["PROVIDERS", "resolve_lm"]
+__all__ = ["ALIASES", "PROVIDERS", "resolve_lm"]
 
-PROVIDERS = ("openai", "anthropic", "openrouter", "local")
+OPENAI_COMPATIBLE = (
+    "openai",
+    "openrouter",
+    "groq",
+    "together",
+    "fireworks",
+    "deepseek",
+    "mistral",
+    "gemini",
+    "ollama",
+    "lm_studio",
+    "vllm",
+)
+"""Providers reached through :class:`~gepetto.lm.openai_client.OpenAIClient`."""
+
+PROVIDERS = (*OPENAI_COMPATIBLE, "azure", "anthropic", "bedrock", "vertex_ai", "local")
+
+ALIASES = {
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "ollama_chat": "ollama",
+    "hosted_vllm": "vllm",
+}
+"""litellm's provider names that differ from ours -> ours (records show ours)."""
 
 
 def resolve_lm(spec: str, **options: Any) -> LMClient:
@@ -57,6 +96,15 @@ def resolve_lm(spec: str, **options: Any) -> LMClient:
         from gepetto.lm.anthropic_client import AnthropicClient
 
         return AnthropicClient(model, **options)
+    if provider in ("bedrock", "vertex_ai"):
+        from gepetto.lm.anthropic_cloud import BedrockClient, VertexClient
+
+        cloud = BedrockClient if provider == "bedrock" else VertexClient
+        return cloud(model, **options)
+    if provider == "azure":
+        from gepetto.lm.azure_client import AzureOpenAIClient
+
+        return AzureOpenAIClient(model, **options)
     from gepetto.lm.openai_client import OpenAIClient
 
     if provider == "local":
@@ -72,8 +120,9 @@ def _parse_spec(spec: object) -> tuple[str, str]:
             f"a model string must be a str 'provider/model', got {type(spec).__name__}; {example}"
         )
     provider, _, model = spec.partition("/")
+    provider = ALIASES.get(provider, provider)
     if provider not in PROVIDERS:
-        close = difflib.get_close_matches(provider.strip().lower(), PROVIDERS, n=1)
+        close = difflib.get_close_matches(provider.strip().lower(), [*PROVIDERS, *ALIASES], n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         problem = f"{provider!r} is not a provider" if "/" in spec else "no provider"
         raise ConfigError(

@@ -110,9 +110,10 @@ def validate_template(template: str, *, where: str = "reflection_prompt_template
         raise ConfigError(f"{where} must be a string, got {type(template).__name__}")
     missing = [p for p in PLACEHOLDERS if p not in template]
     if missing:
-        raise ConfigError(
-            f"{where} is missing the placeholder(s) {', '.join(missing)}; a template must "
-            "contain <curr_param> (the current text) and <side_info> (examples with feedback)"
+        raise ConfigError(  # gepa's message first: code written for gepa matches on it
+            f"Missing placeholder(s) in prompt template: {', '.join(missing)} (in {where}); "
+            "a template must contain <curr_param> (the current text) and <side_info> "
+            "(examples with feedback)"
         )
 
 

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
+from gepetto.strategies.gepa_objects import gepa_object_hint
 from gepetto.totals import total
 
 __all__ = [
@@ -113,5 +114,9 @@ def resolve_acceptance(value: str | AcceptanceCriterion) -> AcceptanceCriterion:
     if isinstance(value, AcceptanceCriterion):
         return value
     raise ConfigError(
-        f"acceptance_criterion must be a name or an AcceptanceCriterion, got {type(value).__name__}"
+        gepa_object_hint("acceptance_criterion", value)
+        or (
+            "acceptance_criterion must be a name or an AcceptanceCriterion, got "
+            f"{type(value).__name__}"
+        )
     )

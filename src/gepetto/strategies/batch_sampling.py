@@ -16,6 +16,7 @@ from collections import deque
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
+from gepetto.strategies.gepa_objects import gepa_object_hint
 
 __all__ = [
     "BatchSampler",
@@ -93,6 +94,8 @@ def resolve_batch_sampler(value: str | BatchSampler, minibatch_size: int | None)
             f"unknown batch_sampler {value!r}; use 'epoch_shuffled', 'random' or an object "
             "with next_batch(train_size, rng)"
         )
+    if (hint := gepa_object_hint("batch_sampler", value)) is not None:
+        raise ConfigError(hint)
     if minibatch_size is not None:
         raise ConfigError(
             "reflection_minibatch_size only applies to a named batch_sampler; set the size on "

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 from gepetto.errors import ConfigError
 from gepetto.frontier import sample_from_fronts, weighted_choice
 from gepetto.state import RunState
+from gepetto.strategies.gepa_objects import gepa_object_hint
 
 __all__ = [
     "CandidateSelector",
@@ -118,6 +119,9 @@ def resolve_candidate_selector(value: str | CandidateSelector) -> CandidateSelec
     if isinstance(value, CandidateSelector):
         return value
     raise ConfigError(
-        "candidate_selection_strategy must be a name or an object with a "
-        f"select(state, rng) method, got {type(value).__name__}"
+        gepa_object_hint("candidate_selection_strategy", value)
+        or (
+            "candidate_selection_strategy must be a name or an object with a "
+            f"select(state, rng) method, got {type(value).__name__}"
+        )
     )

@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
+from gepetto.strategies.gepa_objects import gepa_object_hint
 
 __all__ = [
     "AllComponents",
@@ -68,5 +69,6 @@ def resolve_component_selector(value: str | ComponentSelector) -> ComponentSelec
     if isinstance(value, ComponentSelector):
         return value
     raise ConfigError(
-        f"module_selector must be a name or a ComponentSelector, got {type(value).__name__}"
+        gepa_object_hint("module_selector", value)
+        or (f"module_selector must be a name or a ComponentSelector, got {type(value).__name__}")
     )

@@ -24,6 +24,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
+from gepetto.strategies.gepa_objects import gepa_object_hint
 from gepetto.totals import total
 
 __all__ = [
@@ -155,6 +156,9 @@ def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> Evaluatio
     if isinstance(value, EvaluationPolicy):
         return value
     raise ConfigError(
-        "val_evaluation_policy must be 'full_eval' or an EvaluationPolicy, "
-        f"got {type(value).__name__}"
+        gepa_object_hint("val_evaluation_policy", value)
+        or (
+            "val_evaluation_policy must be 'full_eval' or an EvaluationPolicy, "
+            f"got {type(value).__name__}"
+        )
     )

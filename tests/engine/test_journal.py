@@ -1,4 +1,4 @@
-"""Fingerprints are canonical: the same examples resume in any process, whatever
+"""The journal's fingerprints are canonical: the same examples resume in any process, whatever
 PYTHONHASHSEED; a value without a stable form is refused up front, naming where it is,
 unless its example has an id."""
 
@@ -149,7 +149,7 @@ def test_examples_with_ids_resume_whatever_else_they_hold(tmp_path: Path) -> Non
 
 
 def test_canonical_forms() -> None:
-    from gepetto.engine.fingerprints import (
+    from gepetto.engine.journal import (
         canonical,
         dataset_fingerprint,
         fingerprint,
@@ -188,7 +188,7 @@ def test_canonical_forms() -> None:
 
 
 def test_a_journal_with_a_pre_canonical_fingerprint_still_resumes(tmp_path: Path) -> None:
-    from gepetto.engine.fingerprints import legacy_fingerprint
+    from gepetto.engine.journal import legacy_fingerprint
 
     # Dataclass examples: fingerprinted by their repr before canonical forms existed.
     trainset = [Ticket(f"t{i}", w, None) for i, w in enumerate(WORDS)]
