@@ -676,7 +676,7 @@ Args:
           the run: whatever one raises (``SystemExit`` included) is logged once and the
           others still get every event. An object defining one of gepa's callback
           methods that gepetto does not use (``on_iteration_start``, ...) gets gepa's 22
-          methods with gepa's dicts instead (docs/gepa-compatibility.md).
+          methods with gepa's dicts instead (docs/migrating-from-gepa.md).
         - ``display_progress_bar``: default: when stderr is a terminal.
         - ``run_dir``: a folder for the run. Its journal (``journal.sqlite``) records
           everything as it happens: calling ``optimize`` again with the same ``run_dir``

@@ -194,5 +194,5 @@ class OptimizeAnythingAdapter:
         raise ConfigError(
             "gepa's OptimizeAnythingAdapter is internal to gepa and not provided by gepetto: "
             "call gepetto.optimize_anything(...), or build "
-            "gepetto.adapters.anything.AnythingAdapter (see docs/gepa-compatibility.md)"
+            "gepetto.adapters.anything.AnythingAdapter (see docs/migrating-from-gepa.md)"
         )

@@ -22,7 +22,7 @@ moment of each event, so the ``state`` / ``final_state`` it passes (a
 Whatever a gepa callback raises is logged as a warning (gepa's message) and the run goes on.
 
 What the callbacks see where gepetto's loop differs from gepa's is listed in
-docs/gepa-compatibility.md (reflective datasets, prompts and raw LM outputs are not in
+docs/migrating-from-gepa.md (reflective datasets, prompts and raw LM outputs are not in
 gepetto's events and arrive empty; early rejection scores a child in parts; best-of-n
 evaluates several children; ``on_error`` reports iterations that failed).
 """

@@ -172,7 +172,7 @@ def refuse_gepa_strategy(name: str, value: object) -> None:
         raise ConfigError(
             f"{name}={type(value).__name__}(...) is not supported: gepa's strategy objects "
             f"read and change gepa's GEPAState, which gepetto does not have. Use "
-            f"{_GEPA_STRATEGY_INSTEAD[name]} instead (docs/gepa-compatibility.md)"
+            f"{_GEPA_STRATEGY_INSTEAD[name]} instead (docs/migrating-from-gepa.md)"
         )
 
 

@@ -90,5 +90,5 @@ def gepa_object_hint(option: str, value: object) -> str | None:
     return (
         f"{option}={type(value).__name__}(...) is one of gepa's {shape} objects, which read "
         f"gepa's mutable GEPAState; gepetto does not have that state. Use {instead} instead "
-        "(docs/gepa-compatibility.md)"
+        "(docs/migrating-from-gepa.md)"
     )
