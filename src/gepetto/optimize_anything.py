@@ -73,7 +73,7 @@ from gepetto.adapters.side_info import (
     log,
     set_log_context,
 )
-from gepetto.api import _synchronous, aoptimize
+from gepetto.api import PRE_RUN_LM_CALLS, _synchronous, aoptimize, check_cost_cap
 from gepetto.engine.config import build_config, check_datasets
 from gepetto.engine.options import (
     EngineConfig,
@@ -85,9 +85,10 @@ from gepetto.engine.options import (
 )
 from gepetto.errors import ConfigError
 from gepetto.image import Image
-from gepetto.lm.client import LMClient
+from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.errors import LMResponseError
 from gepetto.lm.protocol import as_async_lm
+from gepetto.lm.spending import CostCap
 from gepetto.proposers.prompts import extract_new_text
 from gepetto.proposers.reflective import resolve_templates
 from gepetto.result import Result
@@ -212,15 +213,66 @@ def _generate_seed_candidate(
     return {STR_CANDIDATE_KEY: found.text}
 
 
+def _with_reflection_client(settings: GEPAConfig, owned: list[LMClient]) -> GEPAConfig:
+    """``settings`` with a model-string ``reflection_lm`` resolved to a client (closed after
+    the run), so the seed's call and the run's calls go through the same metered client."""
+    lm = settings.reflection.reflection_lm
+    if not isinstance(lm, str):
+        return settings
+    from gepetto.lm.registry import resolve_lm
+
+    client = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
+    owned.append(client)
+    reflection = dataclasses.replace(settings.reflection, reflection_lm=client)
+    return dataclasses.replace(settings, reflection=reflection)
+
+
 async def _generate_seed(
-    lm: object, prompt: str, retries: int, run_dir: str | os.PathLike[str] | None
+    settings: GEPAConfig, prompt: str, calls: list[tuple[str, LMCallRecord]]
 ) -> dict[str, str]:
     """The first candidate, written by the reflection model (kept in ``run_dir``, so a
-    resumed run starts from the same one)."""
+    resumed run starts from the same one).
+
+    A gepetto client's calls are appended to ``calls`` (the run journals them) and reserve
+    their worst-case cost under the run's ``max_cost_usd`` or ``max_reflection_cost`` first,
+    so the seed is paid from the same caps as the rest of the run.
+    """
+    lm, retries = settings.reflection.reflection_lm, settings.reflection.reflection_retries
+    run_dir = settings.engine.run_dir
     path = None if run_dir is None else os.path.join(run_dir, _SEED_FILE)
     if path is not None and os.path.exists(path):
         with open(path, encoding="utf-8") as file:
             return {STR_CANDIDATE_KEY: json.load(file)["seed"]}
+    if not isinstance(lm, LMClient):
+        return await _write_seed(lm, prompt, retries, path)
+    cap = _seed_cost_cap(lm, settings.engine)
+    previous_cap = lm.cost_cap
+
+    def listen(call: LMCallRecord) -> None:
+        calls.append(("reflection", call))
+
+    lm.add_listener(listen)
+    lm.cost_cap = cap if cap is not None else previous_cap
+    try:
+        return await _write_seed(lm, prompt, retries, path)
+    finally:
+        lm.cost_cap = previous_cap
+        lm.remove_listener(listen)
+
+
+def _seed_cost_cap(client: LMClient, engine: EngineConfig) -> CostCap | None:
+    """A cap for the seed's call: the run's dollar cap that covers reflection calls."""
+    for option, limit in (
+        ("max_cost_usd", engine.max_cost_usd),
+        ("max_reflection_cost", engine.max_reflection_cost),
+    ):
+        if limit is not None:
+            check_cost_cap("reflection", client, option)
+            return CostCap(limit, option=option)
+    return None
+
+
+async def _write_seed(lm: object, prompt: str, retries: int, path: str | None) -> dict[str, str]:
     call = as_async_lm(lm)
     problems: list[str] = []
     for _ in range(retries + 1):
@@ -228,7 +280,7 @@ async def _generate_seed(
         found = extract_new_text(str(await call(prompt + note)))
         if found.text is not None:
             if path is not None:
-                os.makedirs(os.fspath(run_dir), exist_ok=True)  # type: ignore[arg-type]
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8") as file:
                     json.dump({"seed": found.text}, file)
             return {STR_CANDIDATE_KEY: found.text}
@@ -374,6 +426,7 @@ async def aoptimize_anything(
         build_config(settings, valset_size=len(checked_val))
         resolve_templates(template, [STR_CANDIDATE_KEY], settings.reflection.reflection_edit)
     owned: list[LMClient] = []
+    seed_calls: list[tuple[str, LMCallRecord]] = []
     try:
         refiner = _refiner(settings, owned)
         adapter = AnythingAdapter(
@@ -386,34 +439,26 @@ async def aoptimize_anything(
             refiner=refiner,
         )
         if seed_candidate is None:
-            lm = settings.reflection.reflection_lm
-            if isinstance(lm, str):
-                from gepetto.lm.registry import resolve_lm
-
-                client = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
-                owned.append(client)
-                settings = dataclasses.replace(
-                    settings,
-                    reflection=dataclasses.replace(settings.reflection, reflection_lm=client),
-                )
-                lm = client
-            seed: Mapping[str, str] = await _generate_seed(
-                lm,
-                _build_seed_generation_prompt(objective or "", background, dataset),
-                settings.reflection.reflection_retries,
-                settings.engine.run_dir,
-            )
+            settings = _with_reflection_client(settings, owned)
+            prompt = _build_seed_generation_prompt(objective or "", background, dataset)
+            seed: Mapping[str, str] = await _generate_seed(settings, prompt, seed_calls)
         elif isinstance(seed_candidate, str):
             seed = {STR_CANDIDATE_KEY: seed_candidate}
         else:
             seed = seed_candidate
         if refiner is not None and REFINER_COMPONENT not in seed:
             seed = {**seed, REFINER_COMPONENT: default_refiner_prompt(objective, background)}
-        if settings.engine.capture_stdio and evaluator is not None:
-            with capturing_stdio():
+        journaled_first = PRE_RUN_LM_CALLS.set(tuple(seed_calls))
+        try:
+            if settings.engine.capture_stdio and evaluator is not None:
+                with capturing_stdio():
+                    result = await aoptimize(
+                        seed, trainset, valset, adapter=adapter, config=settings
+                    )
+            else:
                 result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
-        else:
-            result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
+        finally:
+            PRE_RUN_LM_CALLS.reset(journaled_first)
     finally:
         for client in owned:
             await client.aclose()
