@@ -98,3 +98,32 @@ def test_the_migration_guide_lists_every_served_module() -> None:
     rows = set(re.findall(r"^\| `(gepa[\w.]*)`(?:, `(gepa[\w.]*)`)? \|", GUIDE.read_text(), re.M))
     listed = {name for row in rows for name in row if name}
     assert listed == {"gepa", *gepa_alias.GEPA_MODULES}
+
+
+def test_gepas_readme_example_of_optimize_anything_runs_as_written(alias: None) -> None:
+    """gepa 0.1.4's README snippet, its imports unchanged; only the system and the
+    reflection model (scripted) are ours."""
+    import gepa.optimize_anything as oa
+    from gepa.optimize_anything import EngineConfig, GEPAConfig, optimize_anything
+
+    from gepetto.testing import ScriptedLM
+
+    def run_my_system(candidate: str) -> tuple[float, str]:
+        return float("sorted(" in candidate), "" if "sorted(" in candidate else "not sorted"
+
+    def evaluate(candidate: str) -> float:
+        score, error = run_my_system(candidate)
+        oa.log(f"Output: {score}")
+        oa.log(f"Error: {error}")
+        return score
+
+    result = optimize_anything(
+        seed_candidate="return xs",
+        evaluator=evaluate,
+        objective="Describe what you want to optimize for.",
+        config=GEPAConfig(
+            engine=EngineConfig(max_metric_calls=10),
+            reflection={"reflection_lm": ScriptedLM(["```\nreturn sorted(xs)\n```"])},
+        ),
+    )
+    assert result.best_candidate == "return sorted(xs)"
