@@ -196,7 +196,7 @@ class Optimizer:
         self._ctx = ctx
         self.config = run_config
         self.state = ctx.state
-        self.gepa_state = GEPAStateView(ctx.state)
+        self.gepa_state = GEPAStateView(ctx.state, ctx.valset)
         """gepa's ``GEPAState`` names, read from :attr:`state` (for gepa's stoppers and
         callbacks)."""
         if gepa_callbacks:
