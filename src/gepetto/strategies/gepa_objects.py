@@ -324,10 +324,26 @@ class GepaEvaluationPolicy(GepaStrategy):
 
     option = "val_evaluation_policy"
 
+    def __init__(self, wrapped: Any) -> None:
+        super().__init__(wrapped)
+        self._batches: dict[str, list[int]] = {}
+        """The batch chosen for each candidate being validated, until it is scored."""
+
     def examples_to_evaluate(self, state: RunState, content_hash: str) -> list[int]:
         known = state.known_val_scores(content_hash)
-        if known:
-            return []  # gepa evaluates a candidate on one batch
+        batch = self._batches.get(content_hash)
+        if batch is None:
+            if known and state.candidates:
+                return []  # validated before (a resumed run): gepa asks once per candidate
+            batch = self._batches[content_hash] = self._choose(state)
+        remaining = [position for position in batch if position not in known]
+        if not remaining:
+            del self._batches[content_hash]
+        return remaining
+
+    def _choose(self, state: RunState) -> list[int]:
+        """The policy's batch for a new candidate (the seed's: every id unless the policy
+        has ``get_seed_eval_batch``), as example positions."""
         access = self.access
         access.refresh_valset()
         policy = self.wrapped
