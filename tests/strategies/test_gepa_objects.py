@@ -202,3 +202,21 @@ def test_a_resumed_run_replays_a_gepa_batch_sampler_exactly() -> None:
     resumed = run(storage, budget=60, batch_sampler=sampler())
     assert resumed.candidates == whole.candidates
     assert resumed.val_subscores == whole.val_subscores
+
+
+def test_gepa_callbacks_name_the_best_as_the_gepa_policy_does() -> None:
+    class Ends:
+        def __init__(self) -> None:
+            self.best: list[int] = []
+            self.is_best: list[bool] = []
+
+        def on_valset_evaluated(self, event: dict[str, Any]) -> None:
+            self.is_best.append(event["is_best_program"])
+
+        def on_optimization_end(self, event: dict[str, Any]) -> None:
+            self.best.append(event["best_candidate_idx"])
+
+    ends = Ends()
+    result = run(budget=60, val_evaluation_policy=FirstIdsPolicy(), callbacks=[ends])
+    assert len(result.candidates) > 1 and ends.best == [0]  # FirstIdsPolicy: always 0
+    assert ends.is_best == [True] + [False] * (len(result.candidates) - 1)
