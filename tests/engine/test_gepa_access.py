@@ -131,3 +131,19 @@ def test_a_resume_is_refused_when_the_grown_ids_hold_other_examples() -> None:
     changed.examples["v-gamma"] = {"needs": "other"}
     with pytest.raises(gepetto.ConfigError, match="gives other examples for the ids"):
         run(changed, storage, budget=60)
+
+
+def test_a_shared_run_refuses_a_gepa_policy_over_a_loader_valset(tmp_path: Any) -> None:
+    from gepetto.storage import SQLiteStorage
+
+    loader = ReleasingLoader(["alpha", "beta"], shown=2)
+    with pytest.raises(gepetto.ConfigError, match="may grow in one worker only"):
+        gepetto.Optimizer(
+            SEED,
+            TRAIN,
+            loader,
+            max_metric_calls=40,
+            storage=SQLiteStorage(tmp_path / "journal.sqlite"),
+            worker="a",
+            val_evaluation_policy=SeenIdsPolicy(),
+        )

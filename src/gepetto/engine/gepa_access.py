@@ -142,10 +142,25 @@ def _gepa_objects(ctx: RunContext) -> list[GepaStrategy]:
 
 
 def bind_gepa_objects(ctx: RunContext) -> None:
-    """Bind the run's wrapped gepa objects to it (nothing to do without any)."""
+    """Bind the run's wrapped gepa objects to it (nothing to do without any).
+
+    Raises:
+        ConfigError: a gepa evaluation policy reads a ``DataLoader`` valset in a run shared
+            by several workers (the valset could grow in one process only).
+    """
     objects = _gepa_objects(ctx)
     if not objects:
         return
+    if (
+        ctx.worker is not None
+        and isinstance(ctx.config.evaluation_policy, GepaStrategy)
+        and isinstance(ctx.valset, LoadedExamples)
+    ):
+        raise ConfigError(
+            "a gepa val_evaluation_policy re-reads a DataLoader valset, which may grow in "
+            "one worker only; a run shared by several workers needs gepetto's policies "
+            "('full_eval', 'incremental') or a valset given as a list"
+        )
     valset = _Valset(ctx)
     ctx.valset_index = valset
     train_positions = {example_id: n for n, example_id in enumerate(_ids(ctx.trainset))}
