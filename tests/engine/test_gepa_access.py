@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -147,3 +148,26 @@ def test_a_shared_run_refuses_a_gepa_policy_over_a_loader_valset(tmp_path: Any) 
             worker="a",
             val_evaluation_policy=SeenIdsPolicy(),
         )
+
+
+def test_a_grown_valset_resumes_from_a_run_dir(tmp_path: Any) -> None:
+    def run_in_dir(budget: int) -> gepetto.Result:
+        loader = ReleasingLoader(["alpha", "beta", "gamma"], shown=2)
+        return gepetto.optimize(
+            SEED,
+            TRAIN,
+            loader,
+            adapter=GrowingAdapter(loader),
+            reflection_lm=FeedbackFollowingLM(),
+            max_metric_calls=budget,
+            display_progress_bar=False,
+            run_dir=tmp_path,
+            val_evaluation_policy=FullEvaluationPolicy(),
+        )
+
+    first = run_in_dir(30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # gepa's FullEvaluationPolicy is known to be stateless
+        resumed = run_in_dir(60)
+    assert resumed.candidates[: len(first.candidates)] == first.candidates
+    assert any(2 in scores for scores in resumed.val_subscores)

@@ -41,6 +41,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
+from gepetto.strategies.gepa_eval_policy import FullEvaluationPolicy
 from gepetto.totals import total
 
 __all__ = [
@@ -129,8 +130,8 @@ class GepaStrategy:
 
     Attributes:
         wrapped: the gepa object.
-        replayable: whether a resumed run re-drives the object exactly (only the batch
-            sampler's wrapper).
+        replayable: whether a resumed run gets the object's decisions exactly (the batch
+            sampler, which is replayed, and gepa's stateless ``FullEvaluationPolicy``).
     """
 
     option = ""
@@ -326,6 +327,8 @@ class GepaEvaluationPolicy(GepaStrategy):
 
     def __init__(self, wrapped: Any) -> None:
         super().__init__(wrapped)
+        # gepa's full policy holds no state: a resumed run calls it exactly as before.
+        self.replayable = type(wrapped) is FullEvaluationPolicy
         self._batches: dict[str, list[int]] = {}
         """The batch chosen for each candidate being validated, until it is scored."""
 
