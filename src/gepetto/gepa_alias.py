@@ -50,6 +50,8 @@ GEPA_MODULES: dict[str, str] = {
     "gepa.core.data_loader": "gepetto.types",
     "gepa.core.result": "gepetto.result",
     "gepa.core.state": "gepetto.gepa_state",
+    "gepa.strategies.batch_sampler": "gepetto.strategies.gepa_batch_sampler",
+    "gepa.strategies.eval_policy": "gepetto.strategies.gepa_eval_policy",
     "gepa.adapters.default_adapter.default_adapter": "gepetto.adapters.default",
     "gepa.adapters.optimize_anything_adapter.optimize_anything_adapter": (
         "gepetto.adapters.evaluator_wrappers"
