@@ -68,3 +68,19 @@ def test_the_view_is_read_only_and_names_are_checked() -> None:
         status.no_such_name  # noqa: B018
     with pytest.raises(AttributeError):
         GEPAStatus().i  # noqa: B018  # no run behind it
+
+
+def test_a_loader_valset_is_named_by_its_ids_and_i_can_be_fixed() -> None:
+    from gepetto.records import CandidateRecord, EvaluationRecord
+    from gepetto.types import LoadedExamples
+
+    state = RunState(valset_size=2)
+    state.append(EvaluationRecord("h0", "val", "seed_validation", -1, (0, 1), (1.0, 0.0), None, 2))
+    state.append(CandidateRecord(0, {"a": "x", "b": "y"}, (), "seed", -1, 2, "h0"))
+    view = GEPAStateView(state, LoadedExamples([{}, {}], ["q1", "q2"]))
+    assert view.prog_candidate_val_subscores == [{"q1": 1.0, "q2": 0.0}]
+    assert view.valset_evaluations == {"q1": [0], "q2": [0]}
+    assert view.program_at_pareto_front_valset == {"q1": {0}, "q2": {0}}
+    assert view.pareto_front_valset == {"q1": 1.0, "q2": 0.0}
+    assert view.named_predictor_id_to_update_next_for_program_candidate == [0]
+    assert view.i == -1 and view.at_iteration(4).i == 4

@@ -378,8 +378,8 @@ def test_an_evaluator_breaking_the_contract_stops_with_a_clear_error(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"seed_candidate": None}, "objective is required"),
-        ({"seed_candidate": None, "objective": "  "}, "objective is required"),
+        ({"seed_candidate": None}, "'objective' is required"),
+        ({"seed_candidate": None, "objective": "  "}, "'objective' is required"),
         ({"seed_candidate": 3}, "seed_candidate must be"),
         ({"seed_candidate": {}}, "seed_candidate must be a non-empty dict"),
         ({"evaluator": None}, "pass evaluator="),

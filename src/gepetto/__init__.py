@@ -24,6 +24,7 @@ from gepetto.engine.options import (
     GEPAConfig,
     GepettoOptions,
     MergeConfig,
+    RefinerConfig,
     ReflectionConfig,
     TrackingConfig,
 )
@@ -36,6 +37,7 @@ from gepetto.errors import (
 )
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import Inline
+from gepetto.image import Image
 from gepetto.optimize_anything import AnythingResult, SideInfo, aoptimize_anything, log
 from gepetto.proposers import (
     APPEND_REFLECTION_TEMPLATE,
@@ -91,6 +93,7 @@ __all__ = [
     "GEPAResult",
     "GepettoError",
     "GepettoOptions",
+    "Image",
     "Inline",
     "MaxCandidateProposalsStopper",
     "MaxCandidates",
@@ -103,6 +106,7 @@ __all__ = [
     "Optimizer",
     "ProposalOutcome",
     "ProposesNewTexts",
+    "RefinerConfig",
     "ReflectTask",
     "ReflectionConfig",
     "Result",

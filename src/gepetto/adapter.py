@@ -21,11 +21,13 @@ Each method may be a plain method or an ``async def`` one; sync methods run in w
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import functools
 import inspect
 import math
 import numbers
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
@@ -43,6 +45,8 @@ __all__ = [
     "RolloutOutput",
     "Trajectory",
     "UsesLMClients",
+    "granting_metric_calls",
+    "request_metric_calls",
 ]
 
 ReflectiveDataset = Mapping[str, Sequence[Mapping[str, Any]]]
@@ -102,6 +106,41 @@ class HasFingerprint(Protocol):
     adapter's class stands for it."""
 
     def fingerprint(self) -> str: ...
+
+
+_METRIC_CALLS: contextvars.ContextVar[Callable[[int], int] | None] = contextvars.ContextVar(
+    "gepetto_metric_calls", default=None
+)
+
+
+def request_metric_calls(calls: int) -> int:
+    """Ask the run for ``calls`` more metric calls for the evaluation in progress.
+
+    For an adapter that evaluates an example more than once (optimize_anything's refiner):
+    it asks before each extra evaluation and reports every call it made in
+    ``EvaluationBatch.num_metric_calls``. The grant comes out of the run's budget, so the
+    run never exceeds ``max_metric_calls``. Works in an ``async def evaluate`` (and in code
+    it awaits); elsewhere, or outside a run's budget, every call is granted.
+
+    Returns:
+        How many calls were granted (0 to ``calls``), already reserved.
+
+    Example:
+        >>> request_metric_calls(2)  # outside a run: no limit
+        2
+    """
+    grant = _METRIC_CALLS.get()
+    return calls if grant is None else max(0, min(calls, grant(calls)))
+
+
+@contextlib.contextmanager
+def granting_metric_calls(grant: Callable[[int], int] | None) -> Iterator[None]:
+    """Make :func:`request_metric_calls` ask ``grant`` (the evaluation's budget) meanwhile."""
+    token = _METRIC_CALLS.set(grant)
+    try:
+        yield
+    finally:
+        _METRIC_CALLS.reset(token)
 
 
 async def call_maybe_async(

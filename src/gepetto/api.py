@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import functools
 import os
@@ -28,7 +29,7 @@ from gepetto.engine.options import (
     setting_fields,
 )
 from gepetto.errors import AdapterFailed, ConfigError
-from gepetto.lm.client import LMClient
+from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.protocol import as_async_lm
 from gepetto.lm.spending import CostCap
 from gepetto.observe.log import JsonLinesEventLog, LogObserver, gepa_logger_observer
@@ -54,6 +55,13 @@ from gepetto.strategies import (
 from gepetto.types import DataLoader, LoggerProtocol
 
 __all__ = ["aoptimize", "optimize"]
+
+PRE_RUN_LM_CALLS: contextvars.ContextVar[tuple[tuple[str, LMCallRecord], ...]] = (
+    contextvars.ContextVar("gepetto_pre_run_lm_calls", default=())
+)
+"""LM calls made for a run before it started (optimize_anything's seed, written by the
+reflection model), as ``(role, call)``: :func:`aoptimize` journals them first, so they count
+in ``lm_usage`` and in the cost caps."""
 
 
 async def aoptimize(
@@ -153,6 +161,8 @@ async def aoptimize(
             adapter_fingerprint=_adapter_fingerprint(adapter, task_lm),
             testset=testset,
         )
+        for role, call in PRE_RUN_LM_CALLS.get():
+            optimizer.record_lm_call(role, call)
         # Every call of the run's gepetto clients reserves its worst-case cost in one cap; a
         # resumed run starts from what its journal says was spent.
         cost_cap = (
@@ -410,7 +420,7 @@ class _RunResources:
         cap = self.reflection_cap if role == "reflection" else None
         cap = cap or self.cost_cap
         if cap is not None and client.cost_cap is not cap:
-            _check_cost_cap(
+            check_cost_cap(
                 role, client, "max_cost_usd" if cap is self.cost_cap else "max_reflection_cost"
             )
             client.cost_cap = cap
@@ -437,7 +447,7 @@ class _RunResources:
             self._cache.close()
 
 
-def _check_cost_cap(role: str, client: LMClient, option: str = "max_cost_usd") -> None:
+def check_cost_cap(role: str, client: LMClient, option: str = "max_cost_usd") -> None:
     """A client can join the run's dollar cap only if its calls can be priced up front.
 
     Raises:
@@ -679,7 +689,7 @@ Args:
           the run: whatever one raises (``SystemExit`` included) is logged once and the
           others still get every event. An object defining one of gepa's callback
           methods that gepetto does not use (``on_iteration_start``, ...) gets gepa's 22
-          methods with gepa's dicts instead (docs/gepa-compatibility.md).
+          methods with gepa's dicts instead (docs/migrating-from-gepa.md).
         - ``display_progress_bar``: default: when stderr is a terminal.
         - ``run_dir``: a folder for the run. Its journal (``journal.sqlite``) records
           everything as it happens: calling ``optimize`` again with the same ``run_dir``

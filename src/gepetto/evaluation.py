@@ -7,7 +7,9 @@ every evaluation of the run caps the calls in flight. With ``max_concurrency=1``
 sees the whole batch in one call, exactly as gepa calls it.
 
 An adapter's ``EvaluationBatch.num_metric_calls``, when set, is what that call counts
-(gepa's meaning); otherwise one call per example. The budget reserves one call per example
+(gepa's meaning); otherwise one call per example. An adapter that evaluates an example
+more than once asks for each extra call first (:func:`gepetto.adapter.request_metric_calls`,
+granted from the same budget as the retries below). The budget reserves one call per example
 before the evaluation; a smaller count frees the rest, a larger one is counted in full (the
 adapter already spent it) and may take the run past ``max_metric_calls`` by the difference,
 after which nothing more is dispatched.
@@ -30,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gepetto.adapter import AdapterRunner
+from gepetto.adapter import AdapterRunner, granting_metric_calls
 from gepetto.errors import AdapterContractError
 from gepetto.lm.errors import is_fatal
 from gepetto.types import EvaluationBatch, printable
@@ -187,12 +189,14 @@ class Evaluator:
     ) -> ScoredBatch:
         chunk_size = -(-len(examples) // self.max_concurrency)
         chunks = [examples[i : i + chunk_size] for i in range(0, len(examples), chunk_size)]
-        parts = await asyncio.gather(
-            *(
-                self._evaluate_chunk(candidate, chunk, capture_traces, retry_budget)
-                for chunk in chunks
+        # An adapter that evaluates an example more than once asks the same budget.
+        with granting_metric_calls(retry_budget):
+            parts = await asyncio.gather(
+                *(
+                    self._evaluate_chunk(candidate, chunk, capture_traces, retry_budget)
+                    for chunk in chunks
+                )
             )
-        )
         return _concatenate(parts, capture_traces)
 
     async def _evaluate_chunk(

@@ -50,13 +50,18 @@ GEPA_MODULES: dict[str, str] = {
     "gepa.core.data_loader": "gepetto.types",
     "gepa.core.result": "gepetto.result",
     "gepa.core.state": "gepetto.gepa_state",
+    "gepa.strategies.batch_sampler": "gepetto.strategies.gepa_batch_sampler",
+    "gepa.strategies.eval_policy": "gepetto.strategies.gepa_eval_policy",
     "gepa.adapters.default_adapter.default_adapter": "gepetto.adapters.default",
     "gepa.adapters.optimize_anything_adapter.optimize_anything_adapter": (
-        "gepetto.adapters.anything"
+        "gepetto.adapters.evaluator_wrappers"
     ),
+    "gepa.image": "gepetto.image",
+    "gepa.strategies.instruction_proposal": "gepetto.proposers.prompts",
     "gepa.strategies.proposal_sampling": "gepetto.strategies.proposal_sampling",
     "gepa.strategies.proposal_selection": "gepetto.strategies.proposal_selection",
     "gepa.utils": "gepetto.utils",
+    "gepa.utils.stdio_capture": "gepetto.adapters.side_info",
     "gepa.utils.stop_condition": "gepetto.utils.stop_condition",
     "gepa.visualization": "gepetto.visualization",
 }

@@ -31,14 +31,18 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gepetto.state import RunState
 from gepetto.stopping import RunStatus
+from gepetto.types import LoadedExamples
 
-__all__ = ["GEPA_STATE_ATTRIBUTES", "GEPAStateView", "GEPAStatus"]
+__all__ = ["GEPA_STATE_ATTRIBUTES", "GEPAState", "GEPAStateView", "GEPAStatus", "ProgramIdx"]
+
+ProgramIdx = int
+"""gepa's name for a candidate's index in the pool."""
 
 
 class GEPAStateView:
@@ -46,16 +50,38 @@ class GEPAStateView:
 
     Every attribute is computed from the live :class:`RunState` at the moment it is read and
     returned as a fresh object: changing it changes nothing in the run. Validation example
-    ids are gepa's val ids (positions in the valset); candidate indices are pool ids.
+    ids are gepa's val ids: the ids of a valset given as a gepa ``DataLoader``
+    (:class:`~gepetto.types.LoadedExamples`, including ids added while the run goes on),
+    else positions in the valset; candidate indices are pool ids.
 
     Args:
         state: the run's state.
+        valset: the run's validation examples, whose loader ids name the val ids.
+        iteration: the ``i`` to report instead of the live one (a batch sampler replayed
+            on resume sees the iteration it sampled for).
     """
 
-    __slots__ = ("_state",)
+    __slots__ = ("_i", "_state", "_valset")
 
-    def __init__(self, state: RunState) -> None:
+    def __init__(
+        self, state: RunState, valset: Sequence[Any] | None = None, iteration: int | None = None
+    ) -> None:
         self._state = state
+        self._valset = valset
+        self._i = iteration
+
+    def at_iteration(self, iteration: int) -> GEPAStateView:
+        """The same view with gepa's ``i`` fixed at ``iteration``."""
+        return GEPAStateView(self._state, self._valset, iteration)
+
+    def _val_id(self, key: Hashable) -> Hashable:
+        """gepa's val id of a validation example (its position, or a front key)."""
+        position = key if isinstance(key, int) else int(str(key))
+        valset = self._valset
+        if isinstance(valset, LoadedExamples):
+            example_id: Hashable = valset.ids[position]
+            return example_id
+        return position
 
     def __repr__(self) -> str:
         return (
@@ -66,6 +92,8 @@ class GEPAStateView:
     @property
     def i(self) -> int:
         """gepa's iteration index: -1 before the first iteration, ``k - 1`` during the k-th."""
+        if self._i is not None:
+            return self._i
         return self._state.iterations_started - 1
 
     @property
@@ -91,10 +119,13 @@ class GEPAStateView:
         return [list(c.parents) if c.parents else [None] for c in self._state.candidates]
 
     @property
-    def prog_candidate_val_subscores(self) -> list[dict[int, float]]:
+    def prog_candidate_val_subscores(self) -> list[dict[Any, float]]:
         """Each candidate's validation scores by val id (only the ids it was scored on)."""
         state = self._state
-        return [state.val_scores(c.id) for c in state.candidates]
+        return [
+            {self._val_id(k): v for k, v in state.val_scores(c.id).items()}
+            for c in state.candidates
+        ]
 
     @property
     def prog_candidate_objective_scores(self) -> list[dict[str, float]]:
@@ -118,17 +149,18 @@ class GEPAStateView:
         return self.program_full_scores_val_set
 
     @property
-    def pareto_front_valset(self) -> dict[int, float]:
+    def pareto_front_valset(self) -> dict[Any, float]:
         """The best validation score on each val id."""
         state = self._state
         return {
-            _val_id(key): state.front_best_score(_val_id(key)) for key in state.instance_fronts()
+            self._val_id(key): state.front_best_score(_position(key))
+            for key in state.instance_fronts()
         }
 
     @property
-    def program_at_pareto_front_valset(self) -> dict[int, set[int]]:
+    def program_at_pareto_front_valset(self) -> dict[Any, set[int]]:
         """The candidates reaching the best score on each val id."""
-        return {_val_id(key): set(ids) for key, ids in self._state.instance_fronts().items()}
+        return {self._val_id(key): set(ids) for key, ids in self._state.instance_fronts().items()}
 
     @property
     def objective_pareto_front(self) -> dict[str, float]:
@@ -162,14 +194,22 @@ class GEPAStateView:
         return [c.metric_calls_at_discovery for c in self._state.candidates]
 
     @property
-    def valset_evaluations(self) -> dict[int, list[int]]:
+    def valset_evaluations(self) -> dict[Any, list[int]]:
         """Per val id, the candidates scored on it."""
-        evaluated: dict[int, list[int]] = {}
+        evaluated: dict[Any, list[int]] = {}
         state = self._state
         for candidate in state.candidates:
-            for val_id in sorted(state.val_scores(candidate.id)):
-                evaluated.setdefault(val_id, []).append(candidate.id)
+            for position in sorted(state.val_scores(candidate.id)):
+                evaluated.setdefault(self._val_id(position), []).append(candidate.id)
         return evaluated
+
+    @property
+    def named_predictor_id_to_update_next_for_program_candidate(self) -> list[int]:
+        """Per candidate, the position (in :attr:`list_of_named_predictors`) of the component
+        its next round-robin reflection rewrites."""
+        state = self._state
+        size = max(len(state.candidates[0].texts), 1) if state.candidates else 1
+        return [(c.component_cursor + state.reflections_on(c.id)) % size for c in state.candidates]
 
     def get_program_average_val_subset(self, program_idx: int) -> tuple[float, int]:
         """A candidate's mean validation score and how many val ids it was scored on."""
@@ -182,9 +222,14 @@ class GEPAStateView:
         return True
 
 
-def _val_id(key: Hashable) -> int:
+def _position(key: Hashable) -> int:
     return key if isinstance(key, int) else int(str(key))
 
+
+GEPAState = GEPAStateView
+"""gepa's ``GEPAState`` name, for annotations: what gepetto hands gepa's strategy objects,
+stoppers and callbacks is a :class:`GEPAStateView`; it cannot be built from a seed and a
+``ValsetEvaluation`` as gepa's can."""
 
 GEPA_STATE_ATTRIBUTES = frozenset(name for name in dir(GEPAStateView) if not name.startswith("_"))
 """The ``GEPAState`` names a :class:`GEPAStatus` answers."""

@@ -59,6 +59,13 @@ from gepetto.adapters.anything import (
     OptimizationState,
     SideInfo,
 )
+from gepetto.adapters.evaluator_wrappers import EvaluatorWrapper
+from gepetto.adapters.refiner import (
+    DEFAULT_REFINER_PROMPT,
+    REFINER_COMPONENT,
+    Refiner,
+    default_refiner_prompt,
+)
 from gepetto.adapters.side_info import (
     LogContext,
     capturing_stdio,
@@ -66,28 +73,42 @@ from gepetto.adapters.side_info import (
     log,
     set_log_context,
 )
-from gepetto.api import _synchronous, aoptimize
+from gepetto.api import PRE_RUN_LM_CALLS, _synchronous, aoptimize, check_cost_cap
 from gepetto.engine.config import build_config, check_datasets
-from gepetto.engine.options import EngineConfig, GEPAConfig, MergeConfig, ReflectionConfig
+from gepetto.engine.options import (
+    EngineConfig,
+    GEPAConfig,
+    MergeConfig,
+    RefinerConfig,
+    ReflectionConfig,
+    TrackingConfig,
+)
 from gepetto.errors import ConfigError
-from gepetto.lm.client import LMClient
+from gepetto.image import Image
+from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.errors import LMResponseError
 from gepetto.lm.protocol import as_async_lm
+from gepetto.lm.spending import CostCap
 from gepetto.proposers.prompts import extract_new_text
 from gepetto.proposers.reflective import resolve_templates
 from gepetto.result import Result
 
 __all__ = [
     "ANYTHING_REFLECTION_TEMPLATE",
+    "DEFAULT_REFINER_PROMPT",
     "AnythingResult",
     "EngineConfig",
     "Evaluator",
+    "EvaluatorWrapper",
     "GEPAConfig",
+    "Image",
     "LogContext",
     "MergeConfig",
     "OptimizationState",
+    "RefinerConfig",
     "ReflectionConfig",
     "SideInfo",
+    "TrackingConfig",
     "aoptimize_anything",
     "get_log_context",
     "log",
@@ -114,15 +135,17 @@ version between two lines of three backticks (```) and write nothing after the c
 """The reflection template of ``optimize_anything``; ``<context>`` is filled with the
 ``objective`` and ``background`` (or removed)."""
 
-_SEED_PROMPT = """\
+_SEED_INTRO = """\
 Write the first version of a text artifact. It will be scored by an evaluator and then \
-improved step by step from the evaluation results, so aim for a correct, simple start.
+improved step by step from the evaluation results, so aim for a correct, simple start."""
 
-Goal:
-{objective}
-{extra}
-Reply with the complete artifact between two lines of three backticks (```) and write \
-nothing after the closing ```."""
+_SEED_OUTPUT = """\
+## Output Format
+
+Reply with the complete artifact inside ``` blocks (a line of three backticks before it \
+and one after it) and write nothing after the closing ```."""
+
+_STR_CANDIDATE_KEY = STR_CANDIDATE_KEY  # gepa's private name, imported by code built on gepa
 
 _SEED_FILE = "generated_seed.json"
 _DEFAULTS = {"frontier_type": "hybrid", "skip_perfect_score": False, "perfect_score": None}
@@ -152,25 +175,104 @@ def _template(objective: str | None, background: str | None) -> str:
     return ANYTHING_REFLECTION_TEMPLATE.replace("<context>", "".join(parts))
 
 
-def _seed_prompt(objective: str, background: str | None, dataset: Sequence[Any] | None) -> str:
-    extra = ""
+def _build_seed_generation_prompt(
+    objective: str, background: str | None = None, dataset: Sequence[Any] | None = None
+) -> str:
+    """The prompt that asks the reflection model for the first candidate (gepa's
+    sections: the goal, the domain context, up to 3 sample inputs, the output format)."""
+    sections = [_SEED_INTRO, f"\n## Goal\n\n{objective.strip()}"]
     if background:
-        extra += f"\nBackground:\n{background.strip()}\n"
-    if dataset:
+        sections.append(f"\n## Domain Context & Constraints\n\n{background.strip()}")
+    if dataset is not None:
         samples = "\n".join(f"- Example {i}: {e}" for i, e in enumerate(dataset[:3], start=1))
-        extra += f"\nSample inputs it will be evaluated on:\n{samples}\n"
-    return _SEED_PROMPT.format(objective=objective.strip(), extra=extra)
+        sections.append(f"\n## Sample Inputs\n\nIt will be evaluated on inputs such as:\n{samples}")
+    sections.append(f"\n{_SEED_OUTPUT}")
+    return "\n".join(sections)
+
+
+def _generate_seed_candidate(
+    lm: Callable[[str], Any],
+    objective: str,
+    background: str | None = None,
+    dataset: Sequence[Any] | None = None,
+    logger: Any = None,
+) -> dict[str, str]:
+    """The first candidate from one call of a synchronous ``lm`` (gepa's helper; a run
+    uses the async form, with retries, and keeps the seed in ``run_dir``).
+
+    Raises:
+        LMResponseError: the reply holds no usable text.
+    """
+    if logger is not None:
+        logger.log("Generating initial seed candidate via LLM...")
+    found = extract_new_text(str(lm(_build_seed_generation_prompt(objective, background, dataset))))
+    if found.text is None:
+        raise LMResponseError(f"the model wrote no usable seed candidate ({found.problem})")
+    if logger is not None:
+        logger.log(f"Generated seed candidate ({len(found.text)} chars)")
+    return {STR_CANDIDATE_KEY: found.text}
+
+
+def _with_reflection_client(settings: GEPAConfig, owned: list[LMClient]) -> GEPAConfig:
+    """``settings`` with a model-string ``reflection_lm`` resolved to a client (closed after
+    the run), so the seed's call and the run's calls go through the same metered client."""
+    lm = settings.reflection.reflection_lm
+    if not isinstance(lm, str):
+        return settings
+    from gepetto.lm.registry import resolve_lm
+
+    client = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
+    owned.append(client)
+    reflection = dataclasses.replace(settings.reflection, reflection_lm=client)
+    return dataclasses.replace(settings, reflection=reflection)
 
 
 async def _generate_seed(
-    lm: object, prompt: str, retries: int, run_dir: str | os.PathLike[str] | None
+    settings: GEPAConfig, prompt: str, calls: list[tuple[str, LMCallRecord]]
 ) -> dict[str, str]:
     """The first candidate, written by the reflection model (kept in ``run_dir``, so a
-    resumed run starts from the same one)."""
+    resumed run starts from the same one).
+
+    A gepetto client's calls are appended to ``calls`` (the run journals them) and reserve
+    their worst-case cost under the run's ``max_cost_usd`` or ``max_reflection_cost`` first,
+    so the seed is paid from the same caps as the rest of the run.
+    """
+    lm, retries = settings.reflection.reflection_lm, settings.reflection.reflection_retries
+    run_dir = settings.engine.run_dir
     path = None if run_dir is None else os.path.join(run_dir, _SEED_FILE)
     if path is not None and os.path.exists(path):
         with open(path, encoding="utf-8") as file:
             return {STR_CANDIDATE_KEY: json.load(file)["seed"]}
+    if not isinstance(lm, LMClient):
+        return await _write_seed(lm, prompt, retries, path)
+    cap = _seed_cost_cap(lm, settings.engine)
+    previous_cap = lm.cost_cap
+
+    def listen(call: LMCallRecord) -> None:
+        calls.append(("reflection", call))
+
+    lm.add_listener(listen)
+    lm.cost_cap = cap if cap is not None else previous_cap
+    try:
+        return await _write_seed(lm, prompt, retries, path)
+    finally:
+        lm.cost_cap = previous_cap
+        lm.remove_listener(listen)
+
+
+def _seed_cost_cap(client: LMClient, engine: EngineConfig) -> CostCap | None:
+    """A cap for the seed's call: the run's dollar cap that covers reflection calls."""
+    for option, limit in (
+        ("max_cost_usd", engine.max_cost_usd),
+        ("max_reflection_cost", engine.max_reflection_cost),
+    ):
+        if limit is not None:
+            check_cost_cap("reflection", client, option)
+            return CostCap(limit, option=option)
+    return None
+
+
+async def _write_seed(lm: object, prompt: str, retries: int, path: str | None) -> dict[str, str]:
     call = as_async_lm(lm)
     problems: list[str] = []
     for _ in range(retries + 1):
@@ -178,7 +280,7 @@ async def _generate_seed(
         found = extract_new_text(str(await call(prompt + note)))
         if found.text is not None:
             if path is not None:
-                os.makedirs(os.fspath(run_dir), exist_ok=True)  # type: ignore[arg-type]
+                os.makedirs(os.path.dirname(path), exist_ok=True)
                 with open(path, "w", encoding="utf-8") as file:
                     json.dump({"seed": found.text}, file)
             return {STR_CANDIDATE_KEY: found.text}
@@ -207,8 +309,14 @@ def _check_inputs(
     if seed_candidate is None:
         if not (isinstance(objective, str) and objective.strip()):
             raise ConfigError(
-                "objective is required when seed_candidate is None: the reflection model "
+                "'objective' is required when seed_candidate is None: the reflection model "
                 "writes the first candidate from it"
+            )
+        if config.reflection.reflection_lm is None:
+            raise ConfigError(
+                "reflection_lm is required when seed_candidate is None: pass "
+                "config=GEPAConfig(reflection=ReflectionConfig(reflection_lm=...)), the model "
+                "that writes the first candidate"
             )
     elif not isinstance(seed_candidate, str | Mapping):
         raise ConfigError(
@@ -220,6 +328,12 @@ def _check_inputs(
     for name, fn in (("evaluator", evaluator), ("batch_evaluator", batch_evaluator)):
         if fn is not None and not callable(fn):
             raise ConfigError(f"{name} must be callable, got {type(fn).__name__}")
+    if config.engine.capture_stdio and evaluator is None:
+        warnings.warn(
+            "capture_stdio=True captures only evaluator= calls, not batch_evaluator=",
+            UserWarning,
+            stacklevel=3,
+        )
     if (
         config.reflection.reflection_lm is None
         and config.reflection.custom_candidate_proposer is None
@@ -229,19 +343,11 @@ def _check_inputs(
             "string such as 'openai/gpt-4.1' or a callable prompt -> str (gepa defaults to "
             "'openai/gpt-5.1'; gepetto asks you to choose)"
         )
-    if seed_candidate is None and config.reflection.reflection_lm is None:
-        raise ConfigError("seed_candidate=None needs config.reflection.reflection_lm")
     template = config.reflection.reflection_prompt_template
     if (objective or background) and template is not None:
         raise ConfigError(
             "objective/background shape the reflection prompt; they cannot be combined with "
             "config.reflection.reflection_prompt_template: put them in your template instead"
-        )
-    if config.engine.capture_stdio and evaluator is None:
-        warnings.warn(
-            "capture_stdio=True captures only evaluator= calls, not batch_evaluator=",
-            UserWarning,
-            stacklevel=3,
         )
     return config
 
@@ -314,54 +420,82 @@ async def aoptimize_anything(
         settings = dataclasses.replace(
             settings, engine=dataclasses.replace(settings.engine, handle_signals=handle_signals)
         )
-    adapter = AnythingAdapter(
-        evaluator,
-        batch_evaluator,
-        str_mode=str_mode,
-        with_examples=not single_task,
-        capture_stdio=settings.engine.capture_stdio,
-        best_evals=settings.engine.best_example_evals_k,
-    )
     generated = seed_candidate is None
     if generated:  # what aoptimize checks, checked before the seed's reflection call is paid
         _, _, checked_val = check_datasets({STR_CANDIDATE_KEY: ""}, trainset, valset)
         build_config(settings, valset_size=len(checked_val))
         resolve_templates(template, [STR_CANDIDATE_KEY], settings.reflection.reflection_edit)
-    owned: LMClient | None = None
+    owned: list[LMClient] = []
+    seed_calls: list[tuple[str, LMCallRecord]] = []
     try:
+        refiner = _refiner(settings, owned)
+        adapter = AnythingAdapter(
+            evaluator,
+            batch_evaluator,
+            str_mode=str_mode,
+            with_examples=not single_task,
+            capture_stdio=settings.engine.capture_stdio,
+            best_evals=settings.engine.best_example_evals_k,
+            refiner=refiner,
+        )
         if seed_candidate is None:
-            lm = settings.reflection.reflection_lm
-            if isinstance(lm, str):
-                from gepetto.lm.registry import resolve_lm
-
-                owned = resolve_lm(lm, **dict(settings.reflection.reflection_lm_kwargs or {}))
-                settings = dataclasses.replace(
-                    settings,
-                    reflection=dataclasses.replace(settings.reflection, reflection_lm=owned),
-                )
-                lm = owned
-            seed: Mapping[str, str] = await _generate_seed(
-                lm,
-                _seed_prompt(objective or "", background, dataset),
-                settings.reflection.reflection_retries,
-                settings.engine.run_dir,
-            )
+            settings = _with_reflection_client(settings, owned)
+            prompt = _build_seed_generation_prompt(objective or "", background, dataset)
+            seed: Mapping[str, str] = await _generate_seed(settings, prompt, seed_calls)
         elif isinstance(seed_candidate, str):
             seed = {STR_CANDIDATE_KEY: seed_candidate}
         else:
             seed = seed_candidate
-        if settings.engine.capture_stdio and evaluator is not None:
-            with capturing_stdio():
+        if refiner is not None and REFINER_COMPONENT not in seed:
+            seed = {**seed, REFINER_COMPONENT: default_refiner_prompt(objective, background)}
+        journaled_first = PRE_RUN_LM_CALLS.set(tuple(seed_calls))
+        try:
+            if settings.engine.capture_stdio and evaluator is not None:
+                with capturing_stdio():
+                    result = await aoptimize(
+                        seed, trainset, valset, adapter=adapter, config=settings
+                    )
+            else:
                 result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
-        else:
-            result = await aoptimize(seed, trainset, valset, adapter=adapter, config=settings)
+        finally:
+            PRE_RUN_LM_CALLS.reset(journaled_first)
     finally:
-        if owned is not None:
-            await owned.aclose()
+        for client in owned:
+            await client.aclose()
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(Result)}
     if generated:
         fields["num_reflection_calls"] += 1  # the call that wrote the seed
     return AnythingResult(**fields, str_candidate_key=STR_CANDIDATE_KEY if str_mode else None)
+
+
+def _refiner(settings: GEPAConfig, owned: list[LMClient]) -> Refiner | None:
+    """The refiner of ``settings.refiner`` (its model: the reflection model by default; a
+    model string gets a client of its own, closed after the run)."""
+    if settings.refiner is None:
+        return None
+    lm = settings.refiner.refiner_lm
+    kwargs: Mapping[str, Any] = {}
+    if lm is None:
+        lm = settings.reflection.reflection_lm
+        kwargs = settings.reflection.reflection_lm_kwargs or {}
+    if lm is None:
+        raise ConfigError(
+            "the refiner needs a model: pass RefinerConfig(refiner_lm=...) (it defaults to "
+            "config.reflection.reflection_lm, which is not set)"
+        )
+    if isinstance(lm, str):
+        from gepetto.lm.registry import resolve_lm
+
+        client = resolve_lm(lm, **dict(kwargs))
+        owned.append(client)
+        lm = client
+    # Its calls are metered as the task's, unless it is the reflection model's own client.
+    metered = (
+        lm if isinstance(lm, LMClient) and lm is not settings.reflection.reflection_lm else None
+    )
+    return Refiner(
+        as_async_lm(lm, role="refiner_lm"), settings.refiner.max_refinements, client=metered
+    )
 
 
 optimize_anything = _synchronous(aoptimize_anything)

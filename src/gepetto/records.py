@@ -26,6 +26,7 @@ __all__ = [
     "Outcome",
     "Record",
     "ReflectionRecord",
+    "ValsetGrowthRecord",
     "record_from_dict",
     "record_to_dict",
 ]
@@ -189,6 +190,26 @@ class LMCallRecord:
     kind: Literal["lm_call"] = field(default="lm_call", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ValsetGrowthRecord:
+    """Validation examples a gepa ``DataLoader`` valset gained during the run.
+
+    A gepa evaluation policy reads the loader's ``all_ids()`` each time it chooses examples;
+    ids it had not seen become the next validation examples (positions after the last
+    one). A resumed run fetches them from the loader again and checks ``fingerprint``.
+
+    Attributes:
+        loader_ids: the new ids, in the order of ``all_ids()`` (they take the next positions).
+        fingerprint: the fingerprint of the new examples (with their ids).
+        iteration: the iteration that noticed them (-1: the seed's validation).
+    """
+
+    loader_ids: tuple[Any, ...]
+    fingerprint: str
+    iteration: int
+    kind: Literal["valset_growth"] = field(default="valset_growth", init=False)
+
+
 Record: TypeAlias = (
     CandidateRecord
     | IterationRecord
@@ -196,6 +217,7 @@ Record: TypeAlias = (
     | ReflectionRecord
     | DecisionRecord
     | LMCallRecord
+    | ValsetGrowthRecord
 )
 
 RECORD_TYPES: dict[str, type[Record]] = {
@@ -205,6 +227,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "reflection": ReflectionRecord,
     "decision": DecisionRecord,
     "lm_call": LMCallRecord,
+    "valset_growth": ValsetGrowthRecord,
 }
 
 _TUPLE_FIELDS = {
@@ -218,6 +241,7 @@ _TUPLE_FIELDS = {
     "failed_examples",
     "merge_parents",
     "tasks",
+    "loader_ids",
 }
 
 

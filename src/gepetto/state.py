@@ -22,6 +22,7 @@ from gepetto.records import (
     LMCallRecord,
     Record,
     ReflectionRecord,
+    ValsetGrowthRecord,
 )
 from gepetto.totals import RunningMean, mean
 from gepetto.types import CandidateId, ExampleId
@@ -155,6 +156,8 @@ class RunState:
             self.iterations_started += 1
         elif isinstance(record, LMCallRecord):
             self.lm_usage.setdefault(record.role, LMUsageTotals()).add(record)
+        elif isinstance(record, ValsetGrowthRecord):
+            self.valset_size += len(record.loader_ids)
         else:
             self.decisions.append(record)
             if record.task is None:  # a proposal's decision within an iteration ends none

@@ -103,12 +103,20 @@ class LoadedExamples(list[Any]):
     """The examples of a gepa :class:`DataLoader`, read once, with the loader's ids.
 
     ``ids[i]`` is the loader id of example ``i``; the run's fingerprint of the dataset holds
-    the ids, and an example without a stable form is identified by its id.
+    the ids, and an example without a stable form is identified by its id. ``loader`` is the
+    loader they were read from (a validation loader may be read again when a gepa
+    evaluation policy asks for its ids: a valset that grows during the run).
     """
 
-    def __init__(self, examples: Sequence[Any], ids: Sequence[Any]) -> None:
+    def __init__(
+        self,
+        examples: Sequence[Any],
+        ids: Sequence[Any],
+        loader: DataLoader[Any, Any] | None = None,
+    ) -> None:
         super().__init__(examples)
         self.ids: tuple[Any, ...] = tuple(ids)
+        self.loader = loader
 
 
 Candidate: TypeAlias = dict[str, str]

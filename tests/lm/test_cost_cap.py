@@ -11,6 +11,7 @@ before the fix, so it runs, and fails, against the old code; the cap itself is t
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -128,3 +129,36 @@ def test_max_reflection_cost_caps_only_the_reflection_calls(server: FaultServer)
     assert usage["calls"] == len(server.requests)
     assert "max_reflection_cost=$0.5 reached" in (result.stop_reason or "")
     assert reflection.cost_cap is None  # detached once the run is over
+
+
+def test_optimize_anythings_seed_call_is_journaled_and_capped() -> None:
+    """A seedless run: the reflection model's call that writes the seed counts in lm_usage
+    and in max_cost_usd, like every later call (it was outside both)."""
+    replies = [ok(f"```\nreturn {i}\n```", PROMPT_TOKENS, COMPLETION_TOKENS) for i in range(50)]
+    with FaultServer(*replies) as server:
+        _seed_call_is_journaled_and_capped(server)
+
+
+def _seed_call_is_journaled_and_capped(server: FaultServer) -> None:
+    reflection = task_client(server)
+
+    def evaluate(candidate: str) -> float:
+        return float(len(candidate) % 3) / 2
+
+    config = gepetto.GEPAConfig(
+        engine=gepetto.EngineConfig(max_metric_calls=4, max_cost_usd=1.0),
+        reflection=gepetto.ReflectionConfig(reflection_lm=reflection),
+    )
+    result = gepetto.optimize_anything(None, evaluator=evaluate, objective="Be 1.", config=config)
+    usage = result.lm_usage["reflection"]
+    assert usage["calls"] == result.num_reflection_calls  # the seed's call included
+    assert usage["cost_usd"] == pytest.approx(CALL_COST * usage["calls"])
+    assert len(server.requests) == usage["calls"]
+
+    tiny = dataclasses.replace(
+        config, engine=dataclasses.replace(config.engine, max_cost_usd=CALL_COST / 2)
+    )
+    sent_before = len(server.requests)
+    with pytest.raises(gepetto.GepettoError, match="max_cost_usd"):
+        gepetto.optimize_anything(None, evaluator=evaluate, objective="Be 1.", config=tiny)
+    assert len(server.requests) == sent_before  # refused before it was sent

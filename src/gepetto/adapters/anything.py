@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
 
+from gepetto.adapters.refiner import Refiner
 from gepetto.adapters.side_info import LogContext, active_context
 from gepetto.errors import AdapterContractError
 from gepetto.types import EvaluationBatch
@@ -95,12 +96,14 @@ class Evaluator(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class _Signature:
+class Signature:
+    """Which keywords a user's function takes (``**kwargs`` takes any)."""
+
     names: frozenset[str]
     takes_any: bool
 
     @classmethod
-    def of(cls, fn: Callable[..., Any]) -> _Signature:
+    def of(cls, fn: Callable[..., Any]) -> Signature:
         try:
             parameters = inspect.signature(fn).parameters.values()
         except (TypeError, ValueError):  # a builtin without a signature: offer nothing
@@ -129,6 +132,9 @@ class AnythingAdapter:
         with_examples: a dataset was given, so ``example=`` is passed.
         capture_stdio: add what the evaluator prints to its side information.
         best_evals: how many earlier evaluations per example ``opt_state`` holds.
+        refiner: refines each evaluation (:mod:`gepetto.adapters.refiner`); examples are
+            then evaluated one at a time (by ``evaluator`` when there is one, else by
+            ``batch_evaluator`` with one pair), each refinement a metric call.
     """
 
     def __init__(
@@ -140,6 +146,7 @@ class AnythingAdapter:
         with_examples: bool,
         capture_stdio: bool = False,
         best_evals: int = BEST_EXAMPLE_EVALS_K,
+        refiner: Refiner | None = None,
     ) -> None:
         self._evaluator = evaluator
         self._batch_evaluator = batch_evaluator
@@ -147,11 +154,18 @@ class AnythingAdapter:
         self._with_examples = with_examples
         self._capture_stdio = capture_stdio
         self._best_evals_k = best_evals
-        self._signature = _Signature.of(evaluator) if evaluator is not None else None
-        self._batch_signature = _Signature.of(batch_evaluator) if batch_evaluator else None
+        self._refiner = refiner
+        self._signature = Signature.of(evaluator) if evaluator is not None else None
+        self._batch_signature = Signature.of(batch_evaluator) if batch_evaluator else None
         self._lock = threading.Lock()
         self._best: dict[str, list[dict[str, Any]]] = {}
         self._warned_keys: set[str] = set()
+
+    def lm_clients(self) -> list[Any]:
+        """The refiner's gepetto LM client, for the run to meter as role ``"task"`` (its
+        tokens and dollars, under ``max_cost_usd``)."""
+        refiner = self._refiner
+        return [] if refiner is None or refiner.client is None else [refiner.client]
 
     def fingerprint(self) -> str:
         """What identifies this configuration for a resumed run."""
@@ -159,10 +173,15 @@ class AnythingAdapter:
         def name(fn: object) -> str | None:
             return None if fn is None else getattr(fn, "__qualname__", type(fn).__qualname__)
 
+        refiner = (
+            ""
+            if self._refiner is None
+            else f", refiner(max_refinements={self._refiner.max_refinements})"
+        )
         return (
             f"optimize_anything(evaluator={name(self._evaluator)}, "
             f"batch_evaluator={name(self._batch_evaluator)}, str_mode={self._str_mode}, "
-            f"with_examples={self._with_examples})"
+            f"with_examples={self._with_examples}{refiner})"
         )
 
     # ----- evaluate --------------------------------------------------------------------------
@@ -170,10 +189,15 @@ class AnythingAdapter:
     async def evaluate(
         self, batch: list[Any], candidate: dict[str, str], capture_traces: bool = False
     ) -> EvaluationBatch[SideInfo, SideInfo]:
-        shown: Any = candidate[STR_CANDIDATE_KEY] if self._str_mode else dict(candidate)
-        if self._batch_evaluator is not None:
-            results = await self._run_batch(shown, batch)
+        extra_calls: int | None = None
+        if self._refiner is not None:
+            refined = [await self._refined(candidate, example) for example in batch]
+            results = [(score, info) for score, info, _ in refined]
+            extra_calls = sum(calls for _, _, calls in refined)
+        elif self._batch_evaluator is not None:
+            results = await self._run_batch(self._shown(candidate), batch)
         else:
+            shown = self._shown(candidate)
             results = [await self._run_one(shown, example) for example in batch]
         scores = [score for score, _ in results]
         infos = [info for _, info in results]
@@ -183,7 +207,37 @@ class AnythingAdapter:
             scores=scores,
             trajectories=infos,
             objective_scores=objectives if any(objectives) else None,
+            num_metric_calls=None if extra_calls is None else len(batch) + extra_calls,
         )
+
+    def _shown(self, candidate: Mapping[str, str]) -> Any:
+        """The candidate as the evaluators get it."""
+        return candidate[STR_CANDIDATE_KEY] if self._str_mode else dict(candidate)
+
+    async def _run_single(
+        self, candidate: Mapping[str, str], example: Any
+    ) -> tuple[float, SideInfo]:
+        """One example, by ``evaluator`` when there is one, else a one-pair batch."""
+        if self._evaluator is not None:
+            return await self._run_one(self._shown(candidate), example)
+        ((score, info),) = await self._run_batch(self._shown(candidate), [example])
+        return score, info
+
+    async def _refined(
+        self, candidate: dict[str, str], example: Any
+    ) -> tuple[float, SideInfo, int]:
+        """One example evaluated, then refined: the best score, the original side
+        information with the attempts, and the refined candidates evaluated."""
+        refiner = self._refiner
+        if refiner is None:  # pragma: no cover - by construction
+            raise AdapterContractError("no refiner")
+        score, info = await self._run_single(candidate, example)
+
+        async def evaluate(refined: dict[str, str]) -> tuple[float, SideInfo]:
+            return await self._run_single(refined, example)
+
+        outcome = await refiner.refine(candidate, score, info, evaluate)
+        return outcome.score, outcome.side_info, outcome.calls
 
     async def _run_one(self, shown: Any, example: Any) -> tuple[float, SideInfo]:
         assert_signature = self._signature
@@ -206,7 +260,7 @@ class AnythingAdapter:
                 returned = await loop.run_in_executor(
                     None,
                     functools.partial(
-                        _call_in_context, evaluator, shown, kwargs, buffers[0], buffers[1], stderr
+                        call_in_context, evaluator, shown, kwargs, buffers[0], buffers[1], stderr
                     ),
                 )
         except Exception as error:  # a failing example scores 0; the run goes on
@@ -218,7 +272,7 @@ class AnythingAdapter:
             "stdout": buffers[1].drain() if buffers[1] else "",
             "stderr": stderr.drain() if stderr else "",
         }
-        info = self._with_captured(info, captured)
+        info = with_captured(info, captured, self._warned_keys)
         self._remember(example, score, info)
         return score, info
 
@@ -260,25 +314,6 @@ class AnythingAdapter:
             self._remember(example, score, info)
         return results
 
-    def _with_captured(self, info: SideInfo, captured: Mapping[str, str]) -> SideInfo:
-        for key in _CAPTURED_KEYS:
-            text = captured.get(key, "")
-            if not text:
-                continue
-            target = key
-            if key in info:
-                target = f"_gepa_{key}"
-                if key not in self._warned_keys:
-                    self._warned_keys.add(key)
-                    warnings.warn(
-                        f"the evaluator's side_info has a key {key!r}, which holds the captured "
-                        f"output; the captured text is under {target!r} instead",
-                        UserWarning,
-                        stacklevel=2,
-                    )
-            info[target] = text
-        return info
-
     # ----- opt_state -------------------------------------------------------------------------
 
     def _best_evals(self, example: Any) -> list[dict[str, Any]]:
@@ -311,7 +346,30 @@ class AnythingAdapter:
         }
 
 
-def _call_in_context(
+def with_captured(info: SideInfo, captured: Mapping[str, str], warned: set[str]) -> SideInfo:
+    """``info`` with the captured ``log``/``stdout``/``stderr`` texts that are not empty;
+    a key the evaluator used itself gets the captured text as ``_gepa_<key>`` (with a
+    warning, once per key in ``warned``)."""
+    for key in _CAPTURED_KEYS:
+        text = captured.get(key, "")
+        if not text:
+            continue
+        target = key
+        if key in info:
+            target = f"_gepa_{key}"
+            if key not in warned:
+                warned.add(key)
+                warnings.warn(
+                    f"the evaluator's side_info key {key!r} conflicts with the captured "
+                    f"output of the same name; the captured text is under {target!r} instead",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        info[target] = text
+    return info
+
+
+def call_in_context(
     fn: Callable[..., Any],
     shown: Any,
     kwargs: dict[str, Any],

@@ -1,4 +1,5 @@
-"""Side information an evaluator adds while it runs: :func:`log` and captured stdio.
+"""Side information an evaluator adds while it runs: :func:`log` and captured stdio (this
+module also serves gepa's ``gepa.utils.stdio_capture``).
 
 gepa's ``optimize_anything`` lets an evaluator call ``log(...)`` (like ``print``) to add
 text to the side information of the evaluation in progress, and optionally captures what it
@@ -27,11 +28,14 @@ from typing import Any, TextIO
 
 __all__ = [
     "LogContext",
+    "StreamCaptureManager",
+    "ThreadLocalStreamCapture",
     "active_context",
     "capturing_stdio",
     "get_log_context",
     "log",
     "set_log_context",
+    "stream_manager",
 ]
 
 
@@ -89,7 +93,9 @@ def get_log_context() -> LogContext:
     """
     context = _LOG.get()
     if context is None:
-        raise RuntimeError("no active log context: get_log_context() works inside an evaluator")
+        raise RuntimeError(
+            "No active log context: get_log_context() works inside an evaluator call"
+        )
     return context
 
 
@@ -113,13 +119,38 @@ def active_context(
         _LOG.reset(tokens[0])
 
 
-class _RoutedStream(io.TextIOBase):
-    """Stands in for ``sys.stdout``/``sys.stderr`` while evaluations capture them: a write
-    from an evaluation that captures goes to its buffer, any other to the real stream."""
+class ThreadLocalStreamCapture(io.TextIOBase):
+    """Stands in for ``sys.stdout``/``sys.stderr`` while evaluations capture them (gepa's
+    ``gepa.utils.stdio_capture.ThreadLocalStreamCapture``): a write from a thread or task
+    that captures goes to its own buffer, any other to the real stream.
 
-    def __init__(self, original: TextIO, target: contextvars.ContextVar[LogContext | None]):
+    Capturing is per thread (and per asyncio task): :meth:`start_capture` /
+    :meth:`stop_capture`, or :func:`active_context` for the installed streams.
+
+    Example:
+        >>> original = io.StringIO()
+        >>> stream = ThreadLocalStreamCapture(original)
+        >>> stream.start_capture()
+        >>> _ = stream.write("caught")
+        >>> stream.stop_capture(), original.getvalue()
+        ('caught', '')
+    """
+
+    def __init__(
+        self, original: TextIO, target: contextvars.ContextVar[LogContext | None] | None = None
+    ) -> None:
         self.original = original
-        self._target = target
+        self._target = target or contextvars.ContextVar(f"capture-{id(self)}", default=None)
+
+    def start_capture(self) -> None:
+        """Capture this thread's (or task's) writes from now on."""
+        self._target.set(LogContext())
+
+    def stop_capture(self) -> str:
+        """Stop capturing this thread's writes; what they wrote since the start."""
+        buffer = self._target.get()
+        self._target.set(None)
+        return buffer.drain() if buffer is not None else ""
 
     def write(self, text: str) -> int:
         buffer = self._target.get()
@@ -141,7 +172,13 @@ class _RoutedStream(io.TextIOBase):
         return getattr(self.original, "errors", None)
 
     def isatty(self) -> bool:
-        return bool(self.original.isatty())
+        return self._target.get() is None and bool(self.original.isatty())
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
 
     def fileno(self) -> int:
         return self.original.fileno()
@@ -150,26 +187,49 @@ class _RoutedStream(io.TextIOBase):
         return getattr(self.original, name)
 
 
-class _Installed:
-    lock = threading.Lock()
-    count = 0
+class StreamCaptureManager:
+    """Installs the capturing streams over ``sys.stdout``/``sys.stderr`` while anyone needs
+    them: :meth:`acquire` and :meth:`release` are reference counted (gepa's API)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._streams: tuple[ThreadLocalStreamCapture, ThreadLocalStreamCapture] | None = None
+
+    def acquire(self) -> tuple[ThreadLocalStreamCapture, ThreadLocalStreamCapture]:
+        """The installed ``(stdout, stderr)`` streams, installed by the first caller."""
+        with self._lock:
+            if self._streams is None:
+                self._streams = (
+                    ThreadLocalStreamCapture(sys.stdout, _STDOUT),
+                    ThreadLocalStreamCapture(sys.stderr, _STDERR),
+                )
+                sys.stdout, sys.stderr = self._streams
+            self._count += 1
+            return self._streams
+
+    def release(self) -> None:
+        """The last release puts the real streams back (unless someone replaced them
+        since); an extra release does nothing."""
+        with self._lock:
+            self._count = max(0, self._count - 1)
+            if self._count or self._streams is None:
+                return
+            for name, stream in zip(("stdout", "stderr"), self._streams, strict=True):
+                if getattr(sys, name) is stream:
+                    setattr(sys, name, stream.original)
+            self._streams = None
+
+
+stream_manager = StreamCaptureManager()
+"""The manager every capturing evaluation shares."""
 
 
 @contextlib.contextmanager
 def capturing_stdio() -> Iterator[None]:
-    """Install the routed streams for as long as any run captures (reference counted)."""
-    with _Installed.lock:
-        if _Installed.count == 0:
-            sys.stdout = _RoutedStream(sys.stdout, _STDOUT)
-            sys.stderr = _RoutedStream(sys.stderr, _STDERR)
-        _Installed.count += 1
+    """Install the capturing streams for as long as any run captures (reference counted)."""
+    stream_manager.acquire()
     try:
         yield
     finally:
-        with _Installed.lock:
-            _Installed.count -= 1
-            if _Installed.count == 0:
-                for name in ("stdout", "stderr"):
-                    stream = getattr(sys, name)
-                    if isinstance(stream, _RoutedStream):  # unless someone replaced it since
-                        setattr(sys, name, stream.original)
+        stream_manager.release()

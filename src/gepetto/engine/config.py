@@ -215,7 +215,7 @@ def load_examples(data: object, name: str) -> Any:
             f"{name}: the DataLoader's fetch() returned {len(examples)} examples for "
             f"{len(ids)} ids; it must return one example per id, in order"
         )
-    return LoadedExamples(examples, ids)
+    return LoadedExamples(examples, ids, data)
 
 
 def _as_list(data: object, name: str) -> list[Any]:

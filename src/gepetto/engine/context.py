@@ -55,6 +55,7 @@ from typing import Any, TypeAlias
 from gepetto.engine.adapter_health import AdapterHealth
 from gepetto.engine.budget import LocalBudget, Reservation, SharedBudget
 from gepetto.engine.config import OptimizerConfig
+from gepetto.engine.gepa_access import bind_gepa_objects
 from gepetto.engine.journal import Journal
 from gepetto.engine.replay import JournalReplay
 from gepetto.errors import ConfigError
@@ -161,6 +162,9 @@ class RunContext:
         self.tried_merges: set[tuple[int, int, int]] = set()
         self.tried_merge_hashes: set[str] = set()
         self.resumed_records = 0
+        self.valset_index: Any = None
+        """With gepa strategy objects: the valset's loader ids and their growth
+        (:mod:`gepetto.engine.gepa_access`)."""
         # The strategies' optional capabilities, found once (a protocol check is slow).
         acceptance, policy = config.acceptance, config.evaluation_policy
         self.rules_out = acceptance.rules_out if isinstance(acceptance, RulesOutEarly) else None
@@ -168,6 +172,7 @@ class RunContext:
         self.streak_limits: tuple[StopCondition, ...] = (StallLimit(), ReflectionErrorLimit())
         """The stop conditions every run has, checked before the configured ones."""
         self._next_task_id = 0
+        bind_gepa_objects(self)
 
     @property
     def run_id(self) -> str:

@@ -22,7 +22,7 @@ moment of each event, so the ``state`` / ``final_state`` it passes (a
 Whatever a gepa callback raises is logged as a warning (gepa's message) and the run goes on.
 
 What the callbacks see where gepetto's loop differs from gepa's is listed in
-docs/gepa-compatibility.md (reflective datasets, prompts and raw LM outputs are not in
+docs/migrating-from-gepa.md (reflective datasets, prompts and raw LM outputs are not in
 gepetto's events and arrive empty; early rejection scores a child in parts; best-of-n
 evaluates several children; ``on_error`` reports iterations that failed).
 """
@@ -30,7 +30,7 @@ evaluates several children; ``on_error`` reports iterations that failed).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,6 +118,9 @@ class GEPACallbackBridge:
         max_metric_calls: the budget ``metric_calls_remaining`` is counted from, if any.
         train_cache: the run's traced train results, by candidate hash and example id
             (read only), for the ``outputs`` and ``trajectories`` of minibatch evaluations.
+        best_program: the best candidate's index as the run's gepa evaluation policy names
+            it (its ``get_best_program(state)``), for ``is_best_program`` and the end's
+            ``best_candidate_idx``; default: the run's best.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class GEPACallbackBridge:
         run_dir: str | None,
         max_metric_calls: int | None,
         train_cache: Mapping[str, Mapping[int, KnownResult]] | None = None,
+        best_program: Callable[[], int] | None = None,
     ) -> None:
         self.callbacks = [c.observer if isinstance(c, Inline) else c for c in callbacks]
         self._state = state
@@ -149,6 +153,7 @@ class GEPACallbackBridge:
             {} if train_cache is None else train_cache
         )
         self._loader = _ListLoader(trainset)
+        self._best_program = best_program
         self._iterations: dict[int, _Iteration] = {}
         self._front: set[int] = set()
 
@@ -304,7 +309,10 @@ class GEPACallbackBridge:
                 "num_examples_evaluated": len(scores),
                 "total_valset_size": state.valset_size,
                 "parent_ids": list(record.parents),
-                "is_best_program": state.best_id == candidate_id,
+                "is_best_program": (
+                    self._best_program() if self._best_program is not None else state.best_id
+                )
+                == candidate_id,
                 "outputs_by_val_id": None,
             },
         )
@@ -391,7 +399,9 @@ class GEPACallbackBridge:
         self._notify(
             "on_optimization_end",
             {
-                "best_candidate_idx": event.best_id,
+                "best_candidate_idx": (
+                    self._best_program() if self._best_program is not None else event.best_id
+                ),
                 "total_iterations": self._view.i,
                 "total_metric_calls": event.metric_calls_used,
                 "final_state": self._view,

@@ -56,6 +56,9 @@ from gepetto.events import (
     ReflectionStarted,
 )
 from gepetto.records import CandidateRecord, DecisionRecord, IterationRecord, Outcome
+from gepetto.strategies.batch_sampling import sample_minibatch
+from gepetto.strategies.candidate_selection import select_parent
+from gepetto.strategies.component_selection import select_components
 from gepetto.strategies.proposal_selection import select_by_margin
 from gepetto.totals import total
 from gepetto.types import candidate_hash
@@ -75,10 +78,12 @@ def sample_tasks(ctx: RunContext, iteration: int) -> ProposalTasks:
     tasks: list[tuple[int, tuple[int, ...]]] = []
     for n in range(parents):
         stream = "parent" if n == 0 else f"parent/{n}"
-        parent_id = config.candidate_selector.select(ctx.state, ctx.rng(iteration, stream))
+        selector = config.candidate_selector
+        parent_id = select_parent(selector, iteration, ctx.state, ctx.rng(iteration, stream))
         for _ in range(per_parent):
             rng = ctx.rng(iteration, minibatch_stream(len(tasks)))
-            batch = tuple(config.batch_sampler.next_batch(len(ctx.trainset), rng))
+            sampler, size = config.batch_sampler, len(ctx.trainset)
+            batch = tuple(sample_minibatch(sampler, iteration, size, rng))
             tasks.append((parent_id, batch))
     return tuple(tasks)
 
@@ -224,7 +229,14 @@ class MultiProposal:
         evaluation), or why there are none."""
         iteration = self.iteration
         components = tuple(
-            ctx.config.component_selector.select(ctx.state, parent.id, ctx.components)
+            select_components(
+                ctx.config.component_selector,
+                ctx.state,
+                parent.id,
+                ctx.components,
+                parent_eval.trajectories,
+                parent_eval.scores,
+            )
         )
         reflection = ctx.replay.reflections.pop((iteration, position), None)
         if reflection is None:

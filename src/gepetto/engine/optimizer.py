@@ -77,6 +77,7 @@ from gepetto.records import LMCallRecord
 from gepetto.result import Result
 from gepetto.stopping import RunStatus
 from gepetto.storage.base import JournalStorage
+from gepetto.strategies.gepa_objects import GepaEvaluationPolicy
 from gepetto.types import printable
 from gepetto.utils.stop_condition import MaxMetricCallsStopper
 
@@ -208,7 +209,7 @@ class Optimizer:
         self._ctx = ctx
         self.config = run_config
         self.state = ctx.state
-        self.gepa_state = GEPAStateView(ctx.state)
+        self.gepa_state = GEPAStateView(ctx.state, ctx.valset)
         """gepa's ``GEPAState`` names, read from :attr:`state` (for gepa's stoppers and
         callbacks)."""
         if gepa_callbacks:
@@ -232,6 +233,7 @@ class Optimizer:
     def _gepa_bridge(self, callbacks: list[object]) -> GEPACallbackBridge:
         """gepa's callback objects get gepa's dicts, on the run's thread."""
         ctx, config = self._ctx, self.config
+        policy = config.evaluation_policy
         budgets = [
             condition.max_metric_calls
             for condition in config.stop_conditions
@@ -251,6 +253,9 @@ class Optimizer:
             run_dir=None if config.run_dir is None else os.fspath(config.run_dir),
             max_metric_calls=min(budgets) if budgets else None,
             train_cache=ctx.train_cache,
+            best_program=(
+                policy.best_program if isinstance(policy, GepaEvaluationPolicy) else None
+            ),
         )
 
     def _open_run(self, adapter_fingerprint: str | None, fork: bool) -> None:

@@ -8,7 +8,8 @@ The groups follow the ones gepa 0.1.4 chose for ``optimize_anything``:
 - :class:`ReflectionConfig`: how new texts are proposed (the reflection model, minibatches,
   the prompt, retries, guards, best-of-n);
 - :class:`MergeConfig`: GEPA's merge proposer (on when the group is given);
-- :class:`GEPAConfig`: the three groups, plus stop conditions and observers.
+- :class:`RefinerConfig`: ``optimize_anything``'s refiner (on when the group is given);
+- :class:`GEPAConfig`: the groups, plus stop conditions and observers.
 
 Each field declares, once, its type, its default, its check (a group checks itself when it
 is built: a bad value is a :class:`~gepetto.errors.ConfigError` naming the option and what
@@ -93,6 +94,7 @@ __all__ = [
     "GEPAConfig",
     "GepettoOptions",
     "MergeConfig",
+    "RefinerConfig",
     "ReflectionConfig",
     "SettingOptions",
     "TrackingConfig",
@@ -398,6 +400,46 @@ class MergeConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RefinerConfig:
+    """``optimize_anything``'s refiner (gepa's): on when :attr:`GEPAConfig.refiner` is given.
+
+    A ``refiner_prompt`` component joins the seed and is evolved with the rest. After each
+    evaluation of an example, the refiner model proposes a refined candidate from the
+    history of attempts; it is evaluated (a metric call, from the run's budget) and the
+    refining goes on while the score strictly improves, at most ``max_refinements`` times.
+    The example's score is the best one. See :mod:`gepetto.adapters.refiner`.
+
+    A resumed run may change the refiner model, not ``max_refinements`` (it changes the
+    scores; the adapter's fingerprint holds it).
+    """
+
+    refiner_lm: object | None = setting(
+        None,
+        resume="the refiner model (None: the reflection model)",
+        only="optimize_anything",
+    )
+    max_refinements: int = setting(1, only="optimize_anything")
+
+    def __post_init__(self) -> None:
+        lm = self.refiner_lm
+        if lm is not None and not isinstance(lm, str) and not callable(lm):
+            raise ConfigError(
+                "refiner_lm must be a model string, a callable prompt -> str, or None (the "
+                f"reflection model), got {type(lm).__name__}"
+            )
+        object.__setattr__(
+            self,
+            "max_refinements",
+            check_int(
+                "max_refinements",
+                self.max_refinements,
+                minimum=1,
+                meaning="refinement attempts per evaluated example",
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TrackingConfig:
     """Experiment tracking as gepa groups it: a logger, W&B and MLflow (each an observer).
 
@@ -444,7 +486,8 @@ class TrackingConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GEPAConfig:
-    """All the settings of a run, in groups; ``merge=None`` runs without merges.
+    """All the settings of a run, in groups; ``merge=None`` runs without merges and
+    ``refiner=None`` (read by ``optimize_anything`` only) without a refiner.
 
     A plain dict is accepted for a group (``GEPAConfig(engine={"seed": 3})``), as in gepa.
     """
@@ -453,6 +496,7 @@ class GEPAConfig:
     reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
     merge: MergeConfig | None = None
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    refiner: RefinerConfig | None = None
     stop_callbacks: StopCallbacks = setting(None, resume="stop conditions", recorded=False)
     callbacks: Sequence[object] | None = setting(None, resume="observers", recorded=False)
 
@@ -462,11 +506,12 @@ class GEPAConfig:
             ("reflection", ReflectionConfig),
             ("merge", MergeConfig),
             ("tracking", TrackingConfig),
+            ("refiner", RefinerConfig),
         ):
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, kind(**value))
-            elif not (isinstance(value, kind) or (name == "merge" and value is None)):
+            elif not (isinstance(value, kind) or (name in ("merge", "refiner") and value is None)):
                 raise ConfigError(
                     f"GEPAConfig.{name} must be a {kind.__name__} (or a dict of its fields), "
                     f"got {type(value).__name__}"

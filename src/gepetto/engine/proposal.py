@@ -70,6 +70,10 @@ from gepetto.events import (
 )
 from gepetto.proposers.reflective import ProposalOutcome
 from gepetto.records import CandidateRecord, IterationRecord, Outcome, ReflectionRecord
+from gepetto.strategies.batch_sampling import sample_minibatch
+from gepetto.strategies.candidate_selection import select_parent
+from gepetto.strategies.component_selection import select_components
+from gepetto.strategies.gepa_objects import MinibatchFacts
 from gepetto.totals import total
 from gepetto.types import EvaluationBatch, candidate_hash, lone_surrogate, printable
 
@@ -108,10 +112,16 @@ class ReflectionProposal:
         iteration, state = self.iteration, ctx.state
         spent_before = state.total_metric_calls
         if self.started is None:
-            parent_id = ctx.config.candidate_selector.select(state, ctx.rng(iteration, "parent"))
-            sampler = ctx.config.batch_sampler
+            parent_id = select_parent(
+                ctx.config.candidate_selector, iteration, state, ctx.rng(iteration, "parent")
+            )
             batch_ids = tuple(
-                sampler.next_batch(len(ctx.trainset), ctx.rng(iteration, "minibatch"))
+                sample_minibatch(
+                    ctx.config.batch_sampler,
+                    iteration,
+                    len(ctx.trainset),
+                    ctx.rng(iteration, "minibatch"),
+                )
             )
             ctx.record(IterationRecord(iteration, parent_id, batch_ids, ctx.worker))
         else:  # what it paid before the interruption is its own spending
@@ -162,7 +172,16 @@ class ReflectionProposal:
         if why is not None:
             decide(ctx, iteration, parent.id, *why, parent_score=parent_sum)
             return
-        components = tuple(config.component_selector.select(ctx.state, parent.id, ctx.components))
+        components = tuple(
+            select_components(
+                config.component_selector,
+                ctx.state,
+                parent.id,
+                ctx.components,
+                parent_eval.trajectories,
+                parent_eval.scores,
+            )
+        )
         reflection = ctx.replay.reflections.pop((iteration, None), None)
         if reflection is None:
             examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
@@ -483,8 +502,9 @@ class ReflectionProposal:
         checked again on a second minibatch (noise-aware acceptance): the child must also
         pass the criterion on both minibatches together."""
         config = ctx.config
+        facts = MinibatchFacts(parent.id, child, batch_ids)
         accepted, reason, gain = judge_minibatch(
-            config.acceptance, config.objective_weights, [parent_eval], [child_eval]
+            config.acceptance, config.objective_weights, [parent_eval], [child_eval], facts
         )
         margin = config.recheck_margin
         if not accepted or margin is None or gain > margin:
@@ -506,6 +526,7 @@ class ReflectionProposal:
             config.objective_weights,
             [parent_eval, parent_more],
             [child_eval, child_more],
+            MinibatchFacts(parent.id, child, batch_ids + second),
         )
         return accepted, f"rechecked on a second minibatch: {reason}"
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gepetto.engine.gepa_access import restore_gepa_objects
 from gepetto.errors import ConfigError
 from gepetto.records import (
     DecisionRecord,
@@ -29,6 +30,7 @@ from gepetto.records import (
 )
 from gepetto.state import RunState
 from gepetto.storage.base import StorageError
+from gepetto.strategies.batch_sampling import sample_minibatch
 
 if TYPE_CHECKING:
     from gepetto.engine.context import RunContext
@@ -177,6 +179,7 @@ def restore(ctx: RunContext, records: list[Record]) -> None:
             "to start a new run beside it"
         ) from error
     ctx.resumed_records = len(records)
+    restore_gepa_objects(ctx, records)
     ctx.seed_admitted = bool(ctx.state.candidates)
     ctx.workers.next_iteration = replay.next_iteration
     # Streaks that stop a run continue across a resume (a stalled run stays stalled).
@@ -205,7 +208,7 @@ def _check_minibatches(ctx: RunContext, started: list[IterationRecord]) -> None:
         journaled = [batch for _, batch in iteration.tasks] or [iteration.minibatch]
         for position, expected in enumerate(journaled):
             rng = ctx.rng(iteration.iteration, minibatch_stream(position))
-            batch = tuple(sampler.next_batch(len(ctx.trainset), rng))
+            batch = tuple(sample_minibatch(sampler, iteration.iteration, len(ctx.trainset), rng))
             if batch != expected:
                 raise ConfigError(
                     f"cannot resume: the batch sampler gave {batch} for iteration "

@@ -62,7 +62,8 @@ from gepetto.records import (
     EvaluationRecord,
     Outcome,
 )
-from gepetto.strategies.acceptance import AcceptanceCriterion
+from gepetto.strategies.acceptance import AcceptanceCriterion, JudgesProposal
+from gepetto.strategies.gepa_objects import MinibatchFacts
 from gepetto.totals import total
 from gepetto.types import Split
 
@@ -556,11 +557,14 @@ def judge_minibatch(
     weights: ObjectiveWeights | None,
     parent: Sequence[ScoredExamples],
     child: Sequence[ScoredExamples],
+    facts: MinibatchFacts | None = None,
 ) -> tuple[bool, str, float]:
     """Apply the acceptance criterion to a parent's and a child's minibatch evaluations.
 
     The criterion gets, example by example (the evaluations concatenated in order), the
-    scores, or with objective weights the weighted sums of the objectives.
+    scores, or with objective weights the weighted sums of the objectives. A criterion that
+    reads the proposal (:class:`~gepetto.strategies.acceptance.JudgesProposal`, gepa's)
+    also gets ``facts``.
 
     Returns:
         Whether the child is accepted, the reason, and the child's gain (the difference of
@@ -569,7 +573,10 @@ def judge_minibatch(
 
     parent_values = [value for evaluation in parent for value in compared(weights, evaluation)]
     child_values = [value for evaluation in child for value in compared(weights, evaluation)]
-    accepted, reason = acceptance.accept(parent_values, child_values)
+    if facts is not None and isinstance(acceptance, JudgesProposal):
+        accepted, reason = acceptance.accept_proposal(facts, parent_values, child_values)
+    else:
+        accepted, reason = acceptance.accept(parent_values, child_values)
     if weights is not None:
         reason = f"weighted objectives: {reason}"
     return accepted, reason, total(child_values) - total(parent_values)

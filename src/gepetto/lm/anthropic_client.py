@@ -6,9 +6,11 @@ rate limiting and accounting are :class:`~gepetto.lm.client.LMClient`'s, so the 
 retries are off.
 
 The chat messages are converted on the way: ``system`` messages become the ``system``
-parameter (joined with blank lines); ``max_tokens``, which the API requires, defaults to
-1024; sampling parameters the SDK's ``messages.create`` does not accept (``anthropic`` 2.x
-dropped ``temperature``, ``top_p`` and ``top_k``) are sent as JSON fields via ``extra_body``.
+parameter (joined with blank lines); OpenAI-style ``image_url`` content parts (how gepetto
+sends the images of side information) become Anthropic ``image`` blocks; ``max_tokens``,
+which the API requires, defaults to 1024; sampling parameters the SDK's ``messages.create``
+does not accept (``anthropic`` 2.x dropped ``temperature``, ``top_p`` and ``top_k``) are
+sent as JSON fields via ``extra_body``.
 SDK failures become :mod:`gepetto.lm.errors` classes exactly as for OpenAI (see
 :func:`~gepetto.lm.openai_client.status_error`; 529 "overloaded" is a retried
 :class:`~gepetto.lm.errors.LMServerError`).
@@ -22,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from gepetto.errors import ConfigError
+from gepetto.image import anthropic_image_block
 from gepetto.lm.client import Completion, LMRequest
 from gepetto.lm.credentials import AUTH_PROFILES, resolve_credentials, untrusted_env_headers
 from gepetto.lm.errors import (
@@ -234,13 +237,17 @@ def split_system(
     """The joined text of the ``system`` messages, and the other messages (as dicts).
 
     A system message's content may be a string or a list of ``{"type": "text", "text": ...}``
-    blocks; the texts are joined with blank lines, in order.
+    blocks; the texts are joined with blank lines, in order. In the other messages, an
+    OpenAI ``image_url`` content part becomes an Anthropic ``image`` block.
     """
     system: list[str] = []
     rest: list[dict[str, Any]] = []
     for message in messages:
         if message.get("role") != "system":
-            rest.append(dict(message))
+            converted = dict(message)
+            if isinstance(converted.get("content"), list):
+                converted["content"] = [_block(part) for part in converted["content"]]
+            rest.append(converted)
             continue
         content = message.get("content")
         if isinstance(content, str):
@@ -250,3 +257,10 @@ def split_system(
                 str(block.get("text", "")) for block in content if isinstance(block, Mapping)
             )
     return "\n\n".join(part for part in system if part), rest
+
+
+def _block(part: object) -> object:
+    """A content part as Anthropic takes it (``image_url`` parts converted)."""
+    if isinstance(part, Mapping) and part.get("type") == "image_url":
+        return anthropic_image_block(part)
+    return part

@@ -30,10 +30,12 @@ from gepetto.lm.protocol import Messages, Prompt
 from gepetto.lm.reliability import CircuitBreaker, RetryPolicy
 from gepetto.lm.spending import (
     DEFAULT_RESERVED_OUTPUT_TOKENS,
+    IMAGE_TOKEN_BOUND,
     CostCap,
     TokenBounds,
     output_token_bound,
     prompt_token_bound,
+    without_image_parts,
 )
 
 __all__ = [
@@ -429,6 +431,10 @@ class LMClient:
 
 
 def _estimate_tokens(request: LMRequest) -> int:
-    """A rough token estimate (4 characters per token) for rate limiting before the call."""
-    characters = sum(len(str(m.get("content", ""))) for m in request.messages)
-    return characters // 4 + int(request.params.get("max_tokens") or 256)
+    """A rough token estimate (4 characters per token, an image as
+    :data:`~gepetto.lm.spending.IMAGE_TOKEN_BOUND`) for rate limiting before the call."""
+    texts, images = without_image_parts(request.messages)
+    characters = sum(len(str(m.get("content", ""))) for m in texts)
+    return (
+        characters // 4 + images * IMAGE_TOKEN_BOUND + int(request.params.get("max_tokens") or 256)
+    )

@@ -57,6 +57,7 @@ from gepetto.lm.errors import CostCapReached
 __all__ = [
     "ABSURD_TOKENS",
     "DEFAULT_RESERVED_OUTPUT_TOKENS",
+    "IMAGE_TOKEN_BOUND",
     "PROMPT_OVERHEAD_TOKENS",
     "CostCap",
     "Reservation",
@@ -65,6 +66,7 @@ __all__ = [
     "output_token_bound",
     "prompt_token_bound",
     "usage_count",
+    "without_image_parts",
 ]
 
 DEFAULT_RESERVED_OUTPUT_TOKENS = 4096
@@ -73,6 +75,12 @@ request: some models refuse ``max_tokens``)."""
 
 PROMPT_OVERHEAD_TOKENS = 16
 """Added to the prompt bound for the chat format's own tokens."""
+
+IMAGE_TOKEN_BOUND = 10_000
+"""The prompt tokens counted for one image content part, whatever its size: above the
+per-image counts OpenAI (at most about 3,800) and Anthropic (about 1,600) publish, since
+both resize large images first. Counting the base64 bytes instead would make one photo
+look like a book."""
 
 ABSURD_TOKENS = 10_000_000
 """A usage count above this is garbage (no model reads or writes that much in one call)."""
@@ -89,9 +97,33 @@ class TokenBounds:
 
 
 def prompt_token_bound(messages: Sequence[Mapping[str, Any]], system: object = None) -> int:
-    """An upper bound on the prompt tokens of ``messages`` (and a separate system text)."""
-    payload = json.dumps([list(messages), system], ensure_ascii=False, default=str)
-    return len(payload.encode("utf-8")) + PROMPT_OVERHEAD_TOKENS
+    """An upper bound on the prompt tokens of ``messages`` (and a separate system text);
+    an image part counts :data:`IMAGE_TOKEN_BOUND`."""
+    texts, images = without_image_parts(messages)
+    payload = json.dumps([texts, system], ensure_ascii=False, default=str)
+    return len(payload.encode("utf-8")) + PROMPT_OVERHEAD_TOKENS + images * IMAGE_TOKEN_BOUND
+
+
+def without_image_parts(
+    messages: Sequence[Mapping[str, Any]],
+) -> tuple[list[Mapping[str, Any]], int]:
+    """``messages`` without their image content parts (OpenAI ``image_url``, Anthropic
+    ``image``), and how many there were."""
+    kept: list[Mapping[str, Any]] = []
+    images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [p for p in content if not (isinstance(p, Mapping) and _is_image_part(p))]
+            images += len(content) - len(parts)
+            kept.append({**message, "content": parts})
+        else:
+            kept.append(message)
+    return kept, images
+
+
+def _is_image_part(part: Mapping[str, Any]) -> bool:
+    return part.get("type") in ("image_url", "image")
 
 
 def output_token_bound(

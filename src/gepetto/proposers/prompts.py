@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gepetto.errors import ConfigError
+from gepetto.image import Image, image_message
 
 __all__ = [
     "APPEND_REFLECTION_TEMPLATE",
@@ -32,10 +33,12 @@ __all__ = [
     "PLACEHOLDERS",
     "PROBLEM_ONLY_WRONG_EXAMPLES",
     "ExtractedText",
+    "InstructionProposalSignature",
     "apply_edit",
     "correction_for",
     "extract_new_text",
     "format_side_info",
+    "reflection_images",
     "render_reflection_prompt",
     "unchanged",
     "unusable_edit_problem",
@@ -144,6 +147,39 @@ def _render_field(key: str, value: Any, depth: int) -> str:
     return "\n".join([f"{indent}- {key}:", *items]) if items else f"{indent}- {key}: (none)"
 
 
+IMAGE_PLACEHOLDER = "[IMAGE-{number} — see visual content]"
+"""Where an :class:`~gepetto.image.Image` of the side information was (gepa's marker)."""
+
+_IMAGES_NOTE = (
+    "The evaluation data below includes visual content ({count} image(s)), attached after "
+    "this text in the order of their [IMAGE-N] markers. Look at the images as well as the "
+    "text when deciding what to improve.\n\n"
+)
+
+
+def _without_images(value: Any, images: list[Image]) -> Any:
+    """``value`` with each image replaced by its placeholder (appended to ``images``)."""
+    if isinstance(value, Image):
+        images.append(value)
+        return IMAGE_PLACEHOLDER.format(number=len(images))
+    if isinstance(value, Mapping):
+        return {k: _without_images(v, images) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_images(v, images) for v in value]
+    return value
+
+
+def _split_images(records: Sequence[Mapping[str, Any]]) -> tuple[list[Any], list[Image]]:
+    images: list[Image] = []
+    return [_without_images(record, images) for record in records], images
+
+
+def reflection_images(records: Sequence[Mapping[str, Any]]) -> list[Image]:
+    """The images in ``records``, numbered in the order of their placeholders in
+    :func:`render_reflection_prompt`."""
+    return _split_images(records)[1]
+
+
 def max_words(current_text: str) -> int:
     """The length limit offered to the model: 150 words, or twice the current text's length."""
     return max(150, 2 * len(current_text.split()))
@@ -152,8 +188,16 @@ def max_words(current_text: str) -> int:
 def render_reflection_prompt(
     template: str, current_text: str, records: Sequence[Mapping[str, Any]]
 ) -> str:
-    """Fill a template with the current text, the formatted records and the length limit."""
-    side_info = format_side_info(records)
+    """Fill a template with the current text, the formatted records and the length limit.
+
+    An :class:`~gepetto.image.Image` in the records is shown as ``[IMAGE-N — see visual
+    content]``, after a note saying how many there are; :func:`reflection_images` gives
+    them, to send with the text (:func:`gepetto.image.image_message`).
+    """
+    shown, images = _split_images(records)
+    side_info = format_side_info(shown)
+    if images:
+        side_info = _IMAGES_NOTE.format(count=len(images)) + side_info
     return (
         template.replace("<max_words>", str(max_words(current_text)))
         .replace("<curr_param>", current_text)
@@ -338,3 +382,41 @@ def unchanged(current: str, proposed: str) -> bool:
 
 def _squashed(text: str) -> str:
     return " ".join(text.split()).lower()
+
+
+class InstructionProposalSignature:
+    """gepa's ``InstructionProposalSignature`` (``gepa.strategies.instruction_proposal``),
+    served by this module's functions: code built on gepa renders and reads reflection
+    prompts through it. The template and the formatting are gepetto's (this module's
+    docstring), so its prompts read differently from gepa's."""
+
+    default_prompt_template = DEFAULT_REFLECTION_TEMPLATE
+    input_keys = ("current_instruction_doc", "dataset_with_feedback", "prompt_template")
+    output_keys = ("new_instruction",)
+
+    @classmethod
+    def validate_prompt_template(cls, prompt_template: str | None) -> None:
+        """Check ``prompt_template`` (``None``: the default).
+
+        Raises:
+            ConfigError: a placeholder is missing (a ``ValueError``).
+        """
+        if prompt_template is not None:
+            validate_template(prompt_template)
+
+    @classmethod
+    def prompt_renderer(cls, input_dict: Mapping[str, Any]) -> str | list[dict[str, Any]]:
+        """The reflection prompt: a ``str``, or one user message with the images of the
+        records after the text (:func:`gepetto.image.image_message`)."""
+        template = input_dict.get("prompt_template") or cls.default_prompt_template
+        cls.validate_prompt_template(template)
+        records = input_dict["dataset_with_feedback"]
+        text = render_reflection_prompt(template, input_dict["current_instruction_doc"], records)
+        return image_message(text, reflection_images(records))
+
+    @classmethod
+    def output_extractor(cls, lm_out: str) -> dict[str, str]:
+        """``{"new_instruction": text}`` from a reply (:func:`extract_new_text`; the reply
+        stripped when it delimits no text)."""
+        found = extract_new_text(lm_out)
+        return {"new_instruction": found.text if found.text is not None else lm_out.strip()}

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gepetto.errors import ConfigError
+from gepetto.image import image_message
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
 from gepetto.proposers.guards import GuardMode, check_proposal, drop_wrong_examples
@@ -31,6 +32,7 @@ from gepetto.proposers.prompts import (
     correction_for,
     extract_new_text,
     max_words,
+    reflection_images,
     render_reflection_prompt,
     unchanged,
     unusable_edit_problem,
@@ -219,6 +221,7 @@ class ReflectiveProposer:
         if failed is not None and len(failed) != len(records):
             failed = None
         prompt = render_reflection_prompt(self._templates[name], current, records)
+        images = reflection_images(records)  # sent after the text, when there are any
         if rejected:
             prompt += render_rejected(rejected)
         calls = 0
@@ -232,7 +235,7 @@ class ReflectiveProposer:
             logger.debug("reflection prompt for %s (attempt %d):\n%s", name, attempt + 1, asked)
             calls += 1
             try:
-                reply = await self._lm(asked)
+                reply = await self._lm(image_message(asked, images))
             except Exception as error:  # an LM failure is a failed proposal, not a crash
                 if is_fatal(error):
                     raise

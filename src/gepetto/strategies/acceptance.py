@@ -30,12 +30,13 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
-from gepetto.strategies.gepa_objects import gepa_object_hint
+from gepetto.strategies.gepa_objects import MinibatchFacts, wrap_gepa_object
 from gepetto.totals import total
 
 __all__ = [
     "AcceptanceCriterion",
     "ImprovementOrEqual",
+    "JudgesProposal",
     "RulesOutEarly",
     "StrictImprovement",
     "resolve_acceptance",
@@ -60,6 +61,16 @@ class RulesOutEarly(Protocol):
         """Why a child whose minibatch sum is at most ``child_bound`` cannot be accepted,
         or ``None`` if it still could be."""
         ...
+
+
+@runtime_checkable
+class JudgesProposal(Protocol):
+    """The optional capability of a criterion that also reads the proposal (parent, child
+    texts, minibatch) and the run's state (gepa's criteria); the engine then calls this."""
+
+    def accept_proposal(
+        self, facts: MinibatchFacts, parent_scores: Sequence[float], child_scores: Sequence[float]
+    ) -> tuple[bool, str]: ...
 
 
 class StrictImprovement:
@@ -96,7 +107,7 @@ class ImprovementOrEqual:
         return f"minibatch sum gets worse ({parent_sum:.4g} -> at most {child_bound:.4g})"
 
 
-def resolve_acceptance(value: str | AcceptanceCriterion) -> AcceptanceCriterion:
+def resolve_acceptance(value: object) -> AcceptanceCriterion:
     """An acceptance criterion from its name or an object.
 
     Raises:
@@ -113,10 +124,10 @@ def resolve_acceptance(value: str | AcceptanceCriterion) -> AcceptanceCriterion:
         )
     if isinstance(value, AcceptanceCriterion):
         return value
+    wrapped = wrap_gepa_object("acceptance_criterion", value)
+    if isinstance(wrapped, AcceptanceCriterion):
+        return wrapped
     raise ConfigError(
-        gepa_object_hint("acceptance_criterion", value)
-        or (
-            "acceptance_criterion must be a name or an AcceptanceCriterion, got "
-            f"{type(value).__name__}"
-        )
+        "acceptance_criterion must be a name, an AcceptanceCriterion or gepa's criterion "
+        f"(should_accept(proposal, state)), got {type(value).__name__}"
     )

@@ -16,13 +16,15 @@ from collections import deque
 from typing import Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
-from gepetto.strategies.gepa_objects import gepa_object_hint
+from gepetto.strategies.gepa_objects import wrap_gepa_object
 
 __all__ = [
     "BatchSampler",
     "EpochShuffledSampler",
     "RandomSampler",
+    "SamplesForIteration",
     "resolve_batch_sampler",
+    "sample_minibatch",
 ]
 
 
@@ -36,6 +38,23 @@ class BatchSampler(Protocol):
     minibatch_size: int
 
     def next_batch(self, train_size: int, rng: random.Random) -> list[int]: ...
+
+
+@runtime_checkable
+class SamplesForIteration(Protocol):
+    """The optional capability of a sampler that needs the iteration it samples for (gepa's
+    samplers read ``state.i``); the engine then calls this instead of ``next_batch``."""
+
+    def next_batch_at(self, iteration: int, train_size: int, rng: random.Random) -> list[int]: ...
+
+
+def sample_minibatch(
+    sampler: BatchSampler, iteration: int, train_size: int, rng: random.Random
+) -> list[int]:
+    """The minibatch of ``iteration`` from ``sampler`` (with the iteration if it needs it)."""
+    if isinstance(sampler, SamplesForIteration):
+        return sampler.next_batch_at(iteration, train_size, rng)
+    return sampler.next_batch(train_size, rng)
 
 
 class EpochShuffledSampler:
@@ -78,8 +97,10 @@ class RandomSampler:
         return rng.sample(range(train_size), min(self.minibatch_size, train_size))
 
 
-def resolve_batch_sampler(value: str | BatchSampler, minibatch_size: int | None) -> BatchSampler:
-    """A sampler from its name (with ``minibatch_size``, default 3) or a sampler object.
+def resolve_batch_sampler(value: object, minibatch_size: int | None) -> BatchSampler:
+    """A sampler from its name (with ``minibatch_size``, default 3), a sampler object, or
+    gepa's sampler object (``next_minibatch_ids(loader, state)``, wrapped:
+    :mod:`gepetto.strategies.gepa_objects`).
 
     Raises:
         ConfigError: unknown name, or ``minibatch_size`` given together with an object.
@@ -94,8 +115,7 @@ def resolve_batch_sampler(value: str | BatchSampler, minibatch_size: int | None)
             f"unknown batch_sampler {value!r}; use 'epoch_shuffled', 'random' or an object "
             "with next_batch(train_size, rng)"
         )
-    if (hint := gepa_object_hint("batch_sampler", value)) is not None:
-        raise ConfigError(hint)
+    wrapped = wrap_gepa_object("batch_sampler", value)
     if minibatch_size is not None:
         raise ConfigError(
             "reflection_minibatch_size only applies to a named batch_sampler; set the size on "
@@ -103,7 +123,10 @@ def resolve_batch_sampler(value: str | BatchSampler, minibatch_size: int | None)
         )
     if isinstance(value, BatchSampler):
         return value
+    if isinstance(wrapped, BatchSampler):
+        return wrapped
     raise ConfigError(
-        "batch_sampler must be a name or an object with next_batch(train_size, rng) and "
-        f"minibatch_size, got {type(value).__name__}"
+        "batch_sampler must be a name, an object with next_batch(train_size, rng) and "
+        "minibatch_size, or gepa's next_minibatch_ids(loader, state), got "
+        f"{type(value).__name__}"
     )

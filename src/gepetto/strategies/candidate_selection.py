@@ -18,15 +18,17 @@ from typing import Protocol, runtime_checkable
 from gepetto.errors import ConfigError
 from gepetto.frontier import sample_from_fronts, weighted_choice
 from gepetto.state import RunState
-from gepetto.strategies.gepa_objects import gepa_object_hint
+from gepetto.strategies.gepa_objects import wrap_gepa_object
 
 __all__ = [
     "CandidateSelector",
     "CurrentBestSelector",
     "EpsilonGreedySelector",
     "ParetoSelector",
+    "SelectsForIteration",
     "TopKParetoSelector",
     "resolve_candidate_selector",
+    "select_parent",
 ]
 
 
@@ -39,6 +41,23 @@ class CandidateSelector(Protocol):
     """
 
     def select(self, state: RunState, rng: random.Random) -> int: ...
+
+
+@runtime_checkable
+class SelectsForIteration(Protocol):
+    """The optional capability of a selector that needs the iteration it selects for (gepa's
+    selectors read ``state.i``); the engine then calls this instead of ``select``."""
+
+    def select_at(self, iteration: int, state: RunState, rng: random.Random) -> int: ...
+
+
+def select_parent(
+    selector: CandidateSelector, iteration: int, state: RunState, rng: random.Random
+) -> int:
+    """The parent ``selector`` chooses for ``iteration`` (given the iteration if it needs it)."""
+    if isinstance(selector, SelectsForIteration):
+        return selector.select_at(iteration, state, rng)
+    return selector.select(state, rng)
 
 
 class ParetoSelector:
@@ -102,8 +121,9 @@ _BY_NAME: dict[str, Callable[[], CandidateSelector]] = {
 }
 
 
-def resolve_candidate_selector(value: str | CandidateSelector) -> CandidateSelector:
-    """A selector from its name or an object with ``select(state, rng)``.
+def resolve_candidate_selector(value: object) -> CandidateSelector:
+    """A selector from its name, an object with ``select(state, rng)``, or gepa's selector
+    object (``select_candidate_idx(state)``, wrapped: :mod:`gepetto.strategies.gepa_objects`).
 
     Raises:
         ConfigError: for an unknown name or an object without ``select``.
@@ -118,10 +138,10 @@ def resolve_candidate_selector(value: str | CandidateSelector) -> CandidateSelec
         return factory()
     if isinstance(value, CandidateSelector):
         return value
+    wrapped = wrap_gepa_object("candidate_selection_strategy", value)
+    if isinstance(wrapped, CandidateSelector):
+        return wrapped
     raise ConfigError(
-        gepa_object_hint("candidate_selection_strategy", value)
-        or (
-            "candidate_selection_strategy must be a name or an object with a "
-            f"select(state, rng) method, got {type(value).__name__}"
-        )
+        "candidate_selection_strategy must be a name, an object with select(state, rng) or "
+        f"gepa's select_candidate_idx(state), got {type(value).__name__}"
     )

@@ -10,17 +10,19 @@ A component selector is any object with ``select(state, parent_id, components) -
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
-from gepetto.strategies.gepa_objects import gepa_object_hint
+from gepetto.strategies.gepa_objects import wrap_gepa_object
 
 __all__ = [
     "AllComponents",
     "ComponentSelector",
+    "ReadsParentMinibatch",
     "RoundRobinComponents",
     "resolve_component_selector",
+    "select_components",
 ]
 
 
@@ -33,6 +35,35 @@ class ComponentSelector(Protocol):
     """
 
     def select(self, state: RunState, parent_id: int, components: Sequence[str]) -> list[str]: ...
+
+
+@runtime_checkable
+class ReadsParentMinibatch(Protocol):
+    """The optional capability of a selector that reads the parent's minibatch traces and
+    scores (gepa's ``module_selector`` callables); the engine then calls this instead."""
+
+    def select_after_minibatch(
+        self,
+        state: RunState,
+        parent_id: int,
+        components: Sequence[str],
+        trajectories: Sequence[Any] | None,
+        scores: Sequence[float],
+    ) -> list[str]: ...
+
+
+def select_components(
+    selector: ComponentSelector,
+    state: RunState,
+    parent_id: int,
+    components: Sequence[str],
+    trajectories: Sequence[Any] | None,
+    scores: Sequence[float],
+) -> list[str]:
+    """The components ``selector`` chooses (given the parent's minibatch if it reads it)."""
+    if isinstance(selector, ReadsParentMinibatch):
+        return selector.select_after_minibatch(state, parent_id, components, trajectories, scores)
+    return selector.select(state, parent_id, components)
 
 
 class RoundRobinComponents:
@@ -51,7 +82,7 @@ class AllComponents:
         return list(components)
 
 
-def resolve_component_selector(value: str | ComponentSelector) -> ComponentSelector:
+def resolve_component_selector(value: object) -> ComponentSelector:
     """A component selector from its name (``module_selector``) or an object.
 
     Raises:
@@ -68,7 +99,11 @@ def resolve_component_selector(value: str | ComponentSelector) -> ComponentSelec
         )
     if isinstance(value, ComponentSelector):
         return value
+    wrapped = wrap_gepa_object("module_selector", value)
+    if isinstance(wrapped, ComponentSelector):
+        return wrapped
     raise ConfigError(
-        gepa_object_hint("module_selector", value)
-        or (f"module_selector must be a name or a ComponentSelector, got {type(value).__name__}")
+        "module_selector must be a name, a ComponentSelector or gepa's callable selector "
+        f"(state, trajectories, subsample_scores, candidate_idx, candidate), got "
+        f"{type(value).__name__}"
     )

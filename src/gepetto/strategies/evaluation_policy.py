@@ -24,7 +24,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from gepetto.errors import ConfigError
 from gepetto.state import RunState
-from gepetto.strategies.gepa_objects import gepa_object_hint
+from gepetto.strategies.gepa_objects import wrap_gepa_object
 from gepetto.totals import total
 
 __all__ = [
@@ -135,7 +135,7 @@ def keeps_up_with_best(state: RunState, scores: Mapping[int, float]) -> bool:
     return total(scores[e] for e in shared) >= total(best[e] for e in shared)
 
 
-def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> EvaluationPolicy:
+def resolve_evaluation_policy(value: object) -> EvaluationPolicy:
     """A policy from its name (``"full_eval"``, ``"incremental"``, ``"incremental_mean"``),
     ``None`` (full) or an object.
 
@@ -155,10 +155,10 @@ def resolve_evaluation_policy(value: str | EvaluationPolicy | None) -> Evaluatio
         )
     if isinstance(value, EvaluationPolicy):
         return value
+    wrapped = wrap_gepa_object("val_evaluation_policy", value)
+    if isinstance(wrapped, EvaluationPolicy):
+        return wrapped
     raise ConfigError(
-        gepa_object_hint("val_evaluation_policy", value)
-        or (
-            "val_evaluation_policy must be 'full_eval' or an EvaluationPolicy, "
-            f"got {type(value).__name__}"
-        )
+        "val_evaluation_policy must be 'full_eval', an EvaluationPolicy or gepa's policy "
+        f"(get_eval_batch(loader, state, target_program_idx)), got {type(value).__name__}"
     )

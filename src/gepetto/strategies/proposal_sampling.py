@@ -135,7 +135,7 @@ def resolve_sampling(value: object) -> SamplingStrategy | None:
         "SingleMutationSampling(), SameParentSampling(n), IndependentSampling(n) and "
         "PxNSampling(p, n) (gepa.strategies.proposal_sampling, or "
         "gepetto.strategies.proposal_sampling) itself; a strategy of your own would read "
-        "gepa's GEPAState, which gepetto does not have (docs/gepa-compatibility.md)"
+        "gepa's GEPAState, which gepetto does not have (docs/migrating-from-gepa.md)"
     )
 
 

@@ -106,7 +106,7 @@ def resolve_selection(value: object) -> SelectionStrategy | None:
         "gepa's AllImprovements(), BestImprovement() and TopKImprovements(k) "
         "(gepa.strategies.proposal_selection, or gepetto.strategies.proposal_selection) "
         "itself; a strategy of your own would read gepa's GEPAState, which gepetto does not "
-        "have (docs/gepa-compatibility.md)"
+        "have (docs/migrating-from-gepa.md)"
     )
 
 
