@@ -353,3 +353,43 @@ def test_a_run_dir_resumed_with_a_larger_budget_extends_the_run(tmp_path: Path) 
     straight = run(budget=150, run_dir=tmp_path / "b", **SAMPLING)
     assert first.total_metric_calls <= 70
     assert summary(extended) == summary(straight)
+
+
+class EveryOtherCall:
+    """gepa's AcceptanceCriterion shape, stateful: it must be asked once per proposal."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def should_accept(self, proposal: Any, state: Any) -> bool:
+        self.calls += 1
+        return self.calls % 2 == 1
+
+
+def test_a_gepa_acceptance_criterion_is_asked_once_per_scored_proposal() -> None:
+    criterion = EveryOtherCall()
+    result = run(sampling_strategy=SameParentSampling(n=2), acceptance_criterion=criterion)
+    scored = [d for d in result.decisions if d["task"] is not None and d["child_score"] is not None]
+    assert criterion.calls == len(scored) > 0
+    assert any(d["outcome"] == "accepted" for d in scored)
+
+
+def test_gepa_batch_sampler_moves_on_within_an_iteration_and_resumes(tmp_path: Path) -> None:
+    import random
+
+    from gepetto.strategies.gepa_batch_sampler import EpochShuffledBatchSampler
+
+    def sampled(budget: int, run_dir: Path) -> gepetto.Result:
+        sampler = EpochShuffledBatchSampler(minibatch_size=2, rng=random.Random(0))
+        return run(
+            budget=budget,
+            run_dir=run_dir,
+            batch_sampler=sampler,
+            sampling_strategy=SameParentSampling(n=3),
+        )
+
+    straight = sampled(150, tmp_path / "b")
+    first = sampled(70, tmp_path / "a")
+    extended = sampled(150, tmp_path / "a")
+    assert first.total_metric_calls <= 70
+    assert summary(extended) == summary(straight)
