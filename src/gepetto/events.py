@@ -30,12 +30,13 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 __all__ = [
     "EVENT_TYPES",
+    "NOT_LOGGED",
     "CandidateAccepted",
     "CandidateAdded",
     "CandidateRejected",
@@ -57,6 +58,10 @@ __all__ = [
 logger = logging.getLogger("gepetto.events")
 
 EVENT_SCHEMA_VERSION = 1
+
+NOT_LOGGED = "gepetto_not_logged"
+"""Key of a field's ``metadata`` marking an event field that ``events.jsonl`` leaves out (it
+repeats, bulkily, what another field shows)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +151,10 @@ class ReflectionStarted(Event):
 class ReflectionFinished(Event):
     """The reflection step returned; ``failures`` maps components to why they are unusable,
     ``flags`` components whose kept text looks suspicious (proposal guards) or was repaired
-    (``drop_wrong_examples``) to why."""
+    (``drop_wrong_examples``) to why. ``prompts`` and ``replies`` hold, per component, the
+    last prompt sent to the reflection model and its reply (empty for a custom proposer or
+    an adapter's ``propose_new_texts``); ``reflective_dataset`` the adapter's records it was
+    built from (not written to ``events.jsonl``: the prompt shows them)."""
 
     name: ClassVar[str] = "reflection_finished"
     iteration: int
@@ -157,6 +165,11 @@ class ReflectionFinished(Event):
     lm_calls: int
     task_id: int | None = None
     flags: Mapping[str, str] = field(default_factory=dict)
+    prompts: Mapping[str, Any] = field(default_factory=dict)
+    replies: Mapping[str, str] = field(default_factory=dict)
+    reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]] = field(
+        default_factory=dict, metadata={NOT_LOGGED: True}
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -372,6 +372,29 @@ def test_values_follow_gepa(recorded: list[tuple[str, dict[str, Any]]]) -> None:
     assert end["final_state"].total_num_evals == end["total_metric_calls"]
 
 
+def test_reflection_events_carry_the_dataset_prompts_and_replies(
+    recorded: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """gepa passes the reflective dataset it built, and per proposed component the prompt
+    sent to the reflection model and its raw reply."""
+    built = [e for name, e in recorded if name == "on_reflective_dataset_built"]
+    assert built and all(e["dataset"] for e in built)
+    for event in built:
+        assert set(event["dataset"]) <= set(event["components"])
+        for records in event["dataset"].values():
+            assert records and all(isinstance(r, dict) for r in records)
+    starts = [e for name, e in recorded if name == "on_proposal_start"]
+    assert [e["reflective_dataset"] for e in starts] == [e["dataset"] for e in built]
+    ends = [e for name, e in recorded if name == "on_proposal_end"]
+    assert ends
+    for event in ends:
+        proposed = set(event["new_instructions"])
+        assert set(event["prompts"]) == set(event["raw_lm_outputs"]) == proposed
+        for component, text in event["new_instructions"].items():
+            assert isinstance(event["prompts"][component], str)
+            assert text in event["raw_lm_outputs"][component]  # the reply the text came from
+
+
 def test_one_accepted_iteration_follows_gepas_order() -> None:
     callback = RecordingCallback()
     run([callback], reflection_lm=FeedbackFollowingLM(3))

@@ -56,6 +56,11 @@ def test_jsonl_event_log_in_run_dir(tmp_path: Path) -> None:
     assert lines[0]["event"] == "run_started" and lines[-1]["event"] == "run_finished"
     assert lines[-1]["best_score"] == result.best_score
     assert all(x["schema"] == 1 and isinstance(x["emitted_at"], float) for x in lines)
+    reflections = [x for x in lines if x["event"] == "reflection_finished"]
+    assert reflections and all("reflective_dataset" not in x for x in reflections)
+    for reflection in reflections:  # the prompt that made each proposal, and the reply
+        assert set(reflection["prompts"]) == set(reflection["replies"]) == {"instructions"}
+        assert "missing words" in reflection["prompts"]["instructions"]
 
 
 def test_a_blocked_observer_does_not_stop_the_loop() -> None:

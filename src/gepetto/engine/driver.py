@@ -237,7 +237,7 @@ class Driver:
             logger.warning("the custom proposer failed", exc_info=True)
             reason = f"reflection LM failed: {type(error).__name__}: {error}"
             return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=1)
-        return ProposalOutcome(texts, lm_calls=1)
+        return ProposalOutcome(texts, lm_calls=1, reflective_dataset=dataset)
 
     # ----- signals -------------------------------------------------------------------------
 

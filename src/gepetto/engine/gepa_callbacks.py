@@ -22,9 +22,9 @@ moment of each event, so the ``state`` / ``final_state`` it passes (a
 Whatever a gepa callback raises is logged as a warning (gepa's message) and the run goes on.
 
 What the callbacks see where gepetto's loop differs from gepa's is listed in
-docs/migrating-from-gepa.md (reflective datasets, prompts and raw LM outputs are not in
-gepetto's events and arrive empty; early rejection scores a child in parts; best-of-n
-evaluates several children; ``on_error`` reports iterations that failed).
+docs/migrating-from-gepa.md (the reflection's events are sent together once it returned;
+early rejection scores a child in parts; best-of-n evaluates several children; ``on_error``
+reports iterations that failed).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ from gepetto.events import (
     IterationFinished,
     IterationStarted,
     ReflectionFinished,
-    ReflectionStarted,
     RunFinished,
     RunStarted,
 )
@@ -240,37 +239,41 @@ class GEPACallbackBridge:
                 },
             )
 
-    def on_reflection_started(self, event: ReflectionStarted) -> None:
-        number, components = event.iteration + 1, list(event.components)
-        # gepetto builds the reflective dataset in the driver; its events do not carry it.
-        self._notify(
-            "on_reflective_dataset_built",
-            {
-                "iteration": number,
-                "candidate_idx": event.parent_id,
-                "components": components,
-                "dataset": {},
-            },
-        )
-        self._notify(
-            "on_proposal_start",
-            {
-                "iteration": number,
-                "parent_candidate": dict(self._state.candidates[event.parent_id].texts),
-                "components": components,
-                "reflective_dataset": {},
-            },
-        )
-
     def on_reflection_finished(self, event: ReflectionFinished) -> None:
+        """gepa's reflection events, sent once gepetto's reflection step returned (it builds
+        the reflective dataset and calls the model in one task): the dataset built, the
+        proposal's start and, when texts came back, its end with the prompts and replies."""
+        number, components = event.iteration + 1, list(event.components)
+        dataset = {name: list(records) for name, records in event.reflective_dataset.items()}
+        if dataset or event.proposed:
+            self._notify(
+                "on_reflective_dataset_built",
+                {
+                    "iteration": number,
+                    "candidate_idx": event.parent_id,
+                    "components": components,
+                    "dataset": dataset,
+                },
+            )
+            self._notify(
+                "on_proposal_start",
+                {
+                    "iteration": number,
+                    "parent_candidate": dict(self._state.candidates[event.parent_id].texts),
+                    "components": components,
+                    "reflective_dataset": dataset,
+                },
+            )
         if event.proposed:
             self._notify(
                 "on_proposal_end",
                 {
-                    "iteration": event.iteration + 1,
+                    "iteration": number,
                     "new_instructions": dict(event.proposed),
-                    "prompts": {},
-                    "raw_lm_outputs": {},
+                    "prompts": {k: v for k, v in event.prompts.items() if k in event.proposed},
+                    "raw_lm_outputs": {
+                        k: v for k, v in event.replies.items() if k in event.proposed
+                    },
                 },
             )
 

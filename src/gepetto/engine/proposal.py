@@ -744,7 +744,17 @@ def record_reflection(
     ctx.record(record)
     ctx.bus.emit(
         ReflectionFinished(
-            iteration, parent.id, components, texts, failures, outcome.lm_calls, task_id, flags
+            iteration,
+            parent.id,
+            components,
+            texts,
+            failures,
+            outcome.lm_calls,
+            task_id,
+            flags,
+            prompts=dict(outcome.prompts),
+            replies=dict(outcome.replies),
+            reflective_dataset=outcome.reflective_dataset,
         )
     )
     lm_errors = [why for why in failures.values() if why.startswith("reflection LM failed")]

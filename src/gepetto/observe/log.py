@@ -19,6 +19,7 @@ from typing import Any
 
 from gepetto.events import (
     EVENT_SCHEMA_VERSION,
+    NOT_LOGGED,
     CandidateAccepted,
     CandidateAdded,
     CandidateRejected,
@@ -151,7 +152,13 @@ class JsonLinesEventLog:
 
     def __call__(self, event: Event) -> None:
         data: dict[str, Any] = {"event": event.name, "schema": EVENT_SCHEMA_VERSION}
-        data.update({f.name: getattr(event, f.name) for f in dataclasses.fields(event)})
+        data.update(
+            {
+                f.name: getattr(event, f.name)
+                for f in dataclasses.fields(event)
+                if not f.metadata.get(NOT_LOGGED)
+            }
+        )
         line = json.dumps(data, ensure_ascii=False, default=repr)
         with self._lock:
             if not self._file.closed:

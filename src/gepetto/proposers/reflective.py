@@ -13,6 +13,7 @@ call: those become ``failures`` (component -> reason) in the returned
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,11 @@ class ProposalOutcome:
     (see :mod:`gepetto.proposers.guards`), to the reason. ``alternatives``, when there are several
     proposals (best-of-n), lists them all, ``texts`` first; the engine scores each on the
     parent's minibatch and goes on with the best.
+
+    What the reflection saw and said, for observers (gepa's callbacks get them; they are not
+    journaled): ``reflective_dataset``, the adapter's records per component; ``prompts``, per
+    component, the last prompt sent (a ``str``, or the message list when images were sent);
+    ``replies``, per component, the model's reply to it.
     """
 
     texts: Mapping[str, str]
@@ -59,6 +65,9 @@ class ProposalOutcome:
     lm_calls: int = 0
     flags: Mapping[str, str] = field(default_factory=dict)
     alternatives: tuple[Mapping[str, str], ...] = ()
+    reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    prompts: Mapping[str, Any] = field(default_factory=dict)
+    replies: Mapping[str, str] = field(default_factory=dict)
 
 
 def resolve_edit_mode(edit: object) -> str:
@@ -197,12 +206,16 @@ class ReflectiveProposer:
             {name: options[min(i, len(options) - 1)] for name, options in texts.items()}
             for i in range(depth)
         )
+        shown = [next((r for r in rs if r.text is not None), rs[0]) for rs in per_component]
         return ProposalOutcome(
             texts=alternatives[0] if alternatives else {},
             failures=failures,
             lm_calls=calls,
             flags=flags,
             alternatives=alternatives if len(alternatives) > 1 else (),
+            reflective_dataset=reflective_dataset,
+            prompts={r.name: r.prompt for r in shown if r.prompt is not None},
+            replies={r.name: r.reply for r in shown if r.reply is not None},
         )
 
     async def _propose_one(
@@ -226,6 +239,8 @@ class ReflectiveProposer:
             prompt += render_rejected(rejected)
         calls = 0
         problem = "no reflection call made"
+        sent: Any = None
+        reply: str | None = None
         for attempt in range(self._retries + 1):
             asked = (
                 prompt
@@ -234,24 +249,26 @@ class ReflectiveProposer:
             )
             logger.debug("reflection prompt for %s (attempt %d):\n%s", name, attempt + 1, asked)
             calls += 1
+            sent, reply = image_message(asked, images), None
             try:
-                reply = await self._lm(image_message(asked, images))
+                reply = await self._lm(sent)
             except Exception as error:  # an LM failure is a failed proposal, not a crash
                 if is_fatal(error):
                     raise
                 problem = f"reflection LM failed: {type(error).__name__}: {error}"
-                return _ComponentProposal(name, None, problem, calls)
+                return _ComponentProposal(name, None, problem, calls, prompt=sent)
             extracted = extract_new_text(reply)
             if extracted.text is None:
                 problem = extracted.problem or "no text in reply"
             else:
                 text, problem, repair = self._new_text(current, extracted.text, records, failed)
                 if text is not None:
-                    return self._checked(name, current, text, records, calls, repair)
+                    checked = self._checked(name, current, text, records, calls, repair)
+                    return dataclasses.replace(checked, prompt=sent, reply=reply)
             logger.info("reflection reply for %s unusable (%s)", name, problem)
         if calls > 1:
             problem = f"{problem} (after {calls} attempts)"
-        return _ComponentProposal(name, None, problem, calls)
+        return _ComponentProposal(name, None, problem, calls, prompt=sent, reply=reply)
 
     def _new_text(
         self,
@@ -300,6 +317,8 @@ class _ComponentProposal:
     problem: str | None
     calls: int
     flag: str | None = None
+    prompt: Any = None  # the last prompt sent, and the reply to it
+    reply: str | None = None
 
 
 def _repair_note(dropped: Sequence[str]) -> str:
