@@ -38,13 +38,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
-from gepetto.engine.context import Gather, ReflectTask, RunContext, Task, TaskGenerator, Wait
-from gepetto.engine.proposal import (
-    ReflectionProposal,
-    record_reflection,
-    reflection_inputs,
-    rejected_memory,
-)
+from gepetto.engine.context import Gather, RunContext, Task, TaskGenerator, Wait
+from gepetto.engine.proposal import ReflectionProposal, reflect
 from gepetto.engine.replay import minibatch_stream
 from gepetto.engine.steps import ScoredExamples, evaluate, minibatch_value
 from gepetto.errors import BudgetExhausted
@@ -53,12 +48,10 @@ from gepetto.events import (
     CandidateRejected,
     IterationFinished,
     IterationStarted,
-    ReflectionStarted,
 )
 from gepetto.records import CandidateRecord, DecisionRecord, IterationRecord, Outcome
 from gepetto.strategies.batch_sampling import sample_minibatch
 from gepetto.strategies.candidate_selection import select_parent
-from gepetto.strategies.component_selection import select_components
 from gepetto.strategies.proposal_selection import select_by_margin
 from gepetto.totals import total
 from gepetto.types import candidate_hash
@@ -228,35 +221,9 @@ class MultiProposal:
         """The proposed texts (with best-of-n, the best on the minibatch, and its
         evaluation), or why there are none."""
         iteration = self.iteration
-        components = tuple(
-            select_components(
-                ctx.config.component_selector,
-                ctx.state,
-                parent.id,
-                ctx.components,
-                parent_eval.trajectories,
-                parent_eval.scores,
-            )
+        reflection = yield from reflect(
+            ctx, iteration, parent, batch_ids, parent_eval, usable, position
         )
-        reflection = ctx.replay.reflections.pop((iteration, position), None)
-        if reflection is None:
-            examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
-            task_id = ctx.task_id()
-            ctx.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
-            outcome = yield ReflectTask(
-                id=task_id,
-                iteration=iteration,
-                parent_id=parent.id,
-                candidate=dict(parent.texts),
-                components=components,
-                examples=examples,
-                eval_batch=eval_batch,
-                rejected=rejected_memory(ctx, components),
-            )
-            reflection = record_reflection(
-                ctx, iteration, parent, components, outcome, task_id, task=position
-            )
-            ctx.check_streaks()
         if not reflection.proposed:
             failures = reflection.failures
             reason = "; ".join(f"{c}: {why}" for c, why in failures.items()) or "no new text"

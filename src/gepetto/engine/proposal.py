@@ -82,6 +82,7 @@ __all__ = [
     "ReflectionProposal",
     "earlier_failures",
     "record_reflection",
+    "reflect",
     "reflection_inputs",
     "rejected_memory",
 ]
@@ -172,33 +173,7 @@ class ReflectionProposal:
         if why is not None:
             decide(ctx, iteration, parent.id, *why, parent_score=parent_sum)
             return
-        components = tuple(
-            select_components(
-                config.component_selector,
-                ctx.state,
-                parent.id,
-                ctx.components,
-                parent_eval.trajectories,
-                parent_eval.scores,
-            )
-        )
-        reflection = ctx.replay.reflections.pop((iteration, None), None)
-        if reflection is None:
-            examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
-            task_id = ctx.task_id()
-            ctx.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
-            outcome = yield ReflectTask(
-                id=task_id,
-                iteration=iteration,
-                parent_id=parent.id,
-                candidate=dict(parent.texts),
-                components=components,
-                examples=examples,
-                eval_batch=eval_batch,
-                rejected=rejected_memory(ctx, components),
-            )
-            reflection = record_reflection(ctx, iteration, parent, components, outcome, task_id)
-            ctx.check_streaks()
+        reflection = yield from reflect(ctx, iteration, parent, batch_ids, parent_eval, usable)
         yield from self._after_reflection(ctx, parent, batch_ids, parent_eval, reflection)
 
     def _after_reflection(
@@ -700,6 +675,51 @@ def earlier_failures(
     ]
     found.sort(key=lambda entry: (entry[0], entry[1]))
     return [(example_id, known) for _, example_id, known in found[:limit]]
+
+
+def reflect(
+    ctx: RunContext,
+    iteration: int,
+    parent: CandidateRecord,
+    batch_ids: tuple[int, ...],
+    parent_eval: ScoredExamples,
+    usable: list[int],
+    position: int | None = None,
+) -> Generator[Task | Wait, Any, ReflectionRecord]:
+    """The reflection step of one proposal: select the components to rewrite, ask for new
+    texts (a :class:`ReflectTask` with what the reflection sees) and record them; on resume,
+    the journaled reflection instead. ``position`` is the proposal's place in an iteration
+    that makes several (``None`` for one)."""
+    components = tuple(
+        select_components(
+            ctx.config.component_selector,
+            ctx.state,
+            parent.id,
+            ctx.components,
+            parent_eval.trajectories,
+            parent_eval.scores,
+        )
+    )
+    reflection = ctx.replay.reflections.pop((iteration, position), None)
+    if reflection is None:
+        examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
+        task_id = ctx.task_id()
+        ctx.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
+        outcome = yield ReflectTask(
+            id=task_id,
+            iteration=iteration,
+            parent_id=parent.id,
+            candidate=dict(parent.texts),
+            components=components,
+            examples=examples,
+            eval_batch=eval_batch,
+            rejected=rejected_memory(ctx, components),
+        )
+        reflection = record_reflection(
+            ctx, iteration, parent, components, outcome, task_id, task=position
+        )
+        ctx.check_streaks()
+    return reflection
 
 
 def record_reflection(
