@@ -323,6 +323,7 @@ def tracking_observers(
                 init_kwargs=tracking.wandb_init_kwargs,
                 key_prefix=tracking.key_prefix,
                 api_key=tracking.wandb_api_key,
+                step_metric=tracking.wandb_step_metric,
             )
         )
     if tracking.use_mlflow:
