@@ -110,6 +110,7 @@ def test_every_gepa_keyword_is_a_setting_of_one_group() -> None:
         "mlflow_experiment_name",
         "mlflow_attach_existing",
         "tracking_key_prefix",
+        "wandb_step_metric",  # optimize_anything's TrackingConfig only, in gepa
     }
 
 

@@ -323,6 +323,7 @@ def tracking_observers(
                 init_kwargs=tracking.wandb_init_kwargs,
                 key_prefix=tracking.key_prefix,
                 api_key=tracking.wandb_api_key,
+                step_metric=tracking.wandb_step_metric,
             )
         )
     if tracking.use_mlflow:
@@ -685,6 +686,13 @@ Args:
           sequential algorithm, deterministic for a fixed ``seed``).
         - ``cache_evaluation``: reuse scores of identical (texts, example, split)
           evaluations (default true; set false for a stochastic system).
+        - ``cache_evaluation_storage``: gepa's ``"auto"``/``"memory"``/``"disk"``, with gepa's
+          checks (``"disk"`` needs a ``run_dir``); it changes nothing: a run with a
+          ``run_dir`` journals every evaluation whatever the value.
+        - ``max_candidate_proposals``: stop after this many iterations (gepa's
+          ``MaxCandidateProposalsStopper``); a resume may change it.
+        - ``wandb_step_metric``: with ``use_wandb``, a metric of your own as the x axis of
+          the tracker's metrics (docs/observability-wandb.md).
         - ``callbacks``: a list of observers of :mod:`gepetto.events`. They cannot break
           the run: whatever one raises (``SystemExit`` included) is logged once and the
           others still get every event. An object defining one of gepa's callback

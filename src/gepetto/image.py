@@ -8,6 +8,12 @@ is the text followed by the images (:func:`image_message`): OpenAI-style ``image
 parts, which gepetto's Anthropic client turns into Anthropic ``image`` blocks
 (:func:`anthropic_image_block`). Without images the prompt stays a plain ``str``.
 
+A run's journal keeps an image as data (:func:`image_to_data`: a one-key object
+``{"__gepetto_image__": {...}}`` with its URL, or its base64 data and media type; an image
+given by ``path`` is read then, so the journal holds the picture itself) and a resumed run
+gets :class:`Image` objects back (:func:`restore_images`), so its reflection prompts are the
+ones an uninterrupted run sends.
+
 Example:
     >>> Image(url="https://example.com/plot.png").to_openai_content_part()
     {'type': 'image_url', 'image_url': {'url': 'https://example.com/plot.png'}}
@@ -30,7 +36,18 @@ from typing import Any
 
 from gepetto.errors import ConfigError
 
-__all__ = ["Image", "anthropic_image_block", "image_message"]
+__all__ = [
+    "IMAGE_TAG",
+    "Image",
+    "anthropic_image_block",
+    "image_from_data",
+    "image_message",
+    "image_to_data",
+    "restore_images",
+]
+
+IMAGE_TAG = "__gepetto_image__"
+"""The only key of an image's journaled form (:func:`image_to_data`)."""
 
 _MEDIA_TYPES = {
     ".png": "image/png",
@@ -77,10 +94,7 @@ class Image:
         if self.url is not None:
             return self.url
         if self.path is not None:
-            with open(self.path, "rb") as file:
-                data = base64.b64encode(file.read()).decode("ascii")
-            extension = os.path.splitext(os.fspath(self.path))[1].lower()
-            media_type = self.media_type or _MEDIA_TYPES.get(extension, "image/png")
+            media_type, data = _file_data(self.path, self.media_type)
             return f"data:{media_type};base64,{data}"
         return f"data:{self.media_type};base64,{self.base64_data}"
 
@@ -91,6 +105,74 @@ class Image:
     def to_anthropic_content_block(self) -> dict[str, Any]:
         """The image as an Anthropic Messages content block (``{"type": "image", ...}``)."""
         return anthropic_image_block(self.to_openai_content_part())
+
+
+def _file_data(path: str | os.PathLike[str], media_type: str | None) -> tuple[str, str]:
+    """The media type (guessed from the extension unless given) and base64 data of a file."""
+    with open(path, "rb") as file:
+        data = base64.b64encode(file.read()).decode("ascii")
+    extension = os.path.splitext(os.fspath(path))[1].lower()
+    return media_type or _MEDIA_TYPES.get(extension, "image/png"), data
+
+
+def image_to_data(image: Image) -> dict[str, Any]:
+    """The image as JSON data for the journal: ``{IMAGE_TAG: fields}``.
+
+    An image given by ``path`` is read now and kept as base64 data with its media type (the
+    one its data URL has), so a resumed run shows the same picture even if the file has
+    changed or gone since; a file that cannot be read keeps its path.
+
+    Example:
+        >>> image_to_data(Image(url="https://example.com/a.png"))
+        {'__gepetto_image__': {'url': 'https://example.com/a.png'}}
+        >>> restore_images([image_to_data(Image(base64_data="AAA", media_type="image/gif"))])
+        [Image(url=None, path=None, base64_data='AAA', media_type='image/gif')]
+    """
+    fields: dict[str, Any]
+    if image.url is not None:
+        fields = {"url": image.url}
+    elif image.path is not None:
+        try:
+            media_type, data = _file_data(image.path, image.media_type)
+        except OSError:
+            fields = {"path": os.fspath(image.path)}
+        else:
+            fields = {"base64_data": data, "media_type": media_type}
+    else:
+        fields = {"base64_data": image.base64_data}
+    if image.media_type is not None:
+        fields.setdefault("media_type", image.media_type)
+    return {IMAGE_TAG: fields}
+
+
+def image_from_data(value: object) -> Image | None:
+    """The :class:`Image` of a journaled form (:func:`image_to_data`), else ``None`` (also
+    for an object with the tag whose fields do not make an image)."""
+    if not (isinstance(value, Mapping) and len(value) == 1 and IMAGE_TAG in value):
+        return None
+    fields = value[IMAGE_TAG]
+    if not isinstance(fields, Mapping) or not set(fields) <= _IMAGE_FIELDS:
+        return None
+    try:
+        return Image(**fields)
+    except (ConfigError, TypeError):
+        return None
+
+
+_IMAGE_FIELDS = frozenset({"url", "path", "base64_data", "media_type"})
+
+
+def restore_images(value: Any) -> Any:
+    """``value`` (JSON data read back from a journal) with each journaled image an
+    :class:`Image` again, at any depth in dicts and lists; everything else unchanged."""
+    if isinstance(value, dict):
+        image = image_from_data(value)
+        if image is not None:
+            return image
+        return {key: restore_images(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [restore_images(item) for item in value]
+    return value
 
 
 def image_message(text: str, images: list[Image]) -> str | list[dict[str, Any]]:

@@ -563,3 +563,50 @@ def test_wandb_api_key_goes_to_wandb_init_settings(monkeypatch: pytest.MonkeyPat
     )
     assert len(module.inits) == 1
     assert active.logged and active.finished == 0
+
+
+def metric_definitions(records: list[Any]) -> dict[str, Any]:
+    """``{name or glob: MetricRecord}`` of the run's ``define_metric`` calls."""
+    return {
+        r.metric.name or r.metric.glob_name: r.metric
+        for r in records
+        if r.WhichOneof("record_type") == "metric"
+    }
+
+
+@pytest.mark.parametrize("prefix", ["", "gepetto/"])
+def test_wandb_step_metric_is_every_metrics_x_axis(
+    tmp_path: Path, offline_wandb: Sentinel, no_network: list[Any], prefix: str
+) -> None:
+    """gepa's ``wandb_step_metric``: declared once the run exists, the x-axis of every key
+    the tracker logs (``prefix*``), and logged with each row instead of ``step=``."""
+    import wandb
+
+    result = gepetto.optimize(
+        SEED,
+        keyword_dataset(WORDS),
+        keyword_dataset(WORDS),
+        adapter=KeywordAdapter(),
+        reflection_lm=FeedbackFollowingLM(),
+        max_metric_calls=60,
+        display_progress_bar=False,
+        use_wandb=True,
+        wandb_init_kwargs={"dir": str(tmp_path), "mode": "offline"},
+        tracking_key_prefix=prefix,
+        config=gepetto.GEPAConfig(tracking=gepetto.TrackingConfig(wandb_step_metric="outer")),
+    )
+    wandb.teardown()
+    [log] = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
+    records = read_records(log)
+    metrics = metric_definitions(records)
+    assert not metrics["outer"].options.hidden
+    assert metrics[f"{prefix}*"].step_metric == "outer"
+    # gepetto's own per-key definitions (on "iteration") would win over the glob: none.
+    assert f"{prefix}best_score" not in metrics
+    rows = history_rows(records)
+    iteration_rows = [row for row in rows if f"{prefix}front_size" in row]
+    assert [row["outer"] for row in iteration_rows] == list(range(result.num_iterations))
+    assert all("outer" in row for row in rows)
+    # W&B's own step just counts the rows (no explicit step= was passed).
+    assert [row["_step"] for row in rows] == list(range(len(rows)))
+    assert no_network == [] and offline_wandb.connections == []

@@ -9,6 +9,7 @@ the seed candidate and the datasets. Nothing here calls the adapter or an LM.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 from gepetto.engine.options import (
     DEFAULT_REFLECTION_HISTORY,
+    EngineConfig,
     GEPAConfig,
     MergeConfig,
     describe,
@@ -39,12 +41,14 @@ from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evalu
 from gepetto.strategies.proposal_sampling import SamplingStrategy, resolve_sampling
 from gepetto.strategies.proposal_selection import SelectionStrategy, resolve_selection
 from gepetto.types import DataLoader, LoadedExamples, lone_surrogate, printable
+from gepetto.utils.stop_condition import MaxCandidateProposalsStopper
 
 __all__ = [
     "DEFAULT_REFLECTION_HISTORY",
     "STOP_FILE_NAME",
     "OptimizerConfig",
     "build_config",
+    "check_cache_storage",
     "check_datasets",
     "load_examples",
 ]
@@ -112,6 +116,8 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         stop_conditions.insert(0, MaxMetricCalls(max_metric_calls))
     if engine.max_cost_usd is not None:
         stop_conditions.append(MaxCost(engine.max_cost_usd))
+    if engine.max_candidate_proposals is not None:
+        stop_conditions.append(MaxCandidateProposalsStopper(engine.max_candidate_proposals))
     # max_reflection_cost is a hard cap on the reflection clients: a refused call stops the run.
     if not stop_conditions and engine.max_reflection_cost is None:
         raise ConfigError(
@@ -153,6 +159,36 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         sampling=resolve_sampling(engine.sampling_strategy),
         selection=resolve_selection(engine.selection_strategy),
     )
+
+
+def check_cache_storage(engine: EngineConfig, *, journaled: bool) -> None:
+    """gepa's checks of ``cache_evaluation_storage`` (which changes nothing in gepetto: a
+    journaled run keeps every evaluation in its journal, whatever the value).
+
+    Args:
+        engine: the run's engine group.
+        journaled: whether the run has a journal (a ``run_dir`` or a ``storage``).
+
+    Raises:
+        ConfigError: ``"disk"`` with ``cache_evaluation`` on and no journal (gepa's
+            ``ValueError``); with ``cache_evaluation=False`` any value but ``"auto"`` only
+            warns, as in gepa.
+    """
+    storage = engine.cache_evaluation_storage
+    if not engine.cache_evaluation:
+        if storage != "auto":
+            warnings.warn(
+                f"cache_evaluation_storage={storage!r} is set but cache_evaluation=False, so "
+                "caching is disabled. Set cache_evaluation=True to enable caching with the "
+                "specified storage mode.",
+                UserWarning,
+                stacklevel=3,
+            )
+    elif storage == "disk" and not journaled:
+        raise ConfigError(
+            "cache_evaluation_storage='disk' requires run_dir in EngineConfig (or a "
+            "storage=): gepetto keeps evaluations on disk in the run's journal"
+        )
 
 
 def check_datasets(

@@ -56,6 +56,7 @@ from gepetto.gepa_callbacks import (
     notify_callbacks,
 )
 from gepetto.gepa_state import GEPAStateView
+from gepetto.image import restore_images
 from gepetto.records import EvaluationRecord, IterationRecord
 from gepetto.state import RunState
 
@@ -472,7 +473,8 @@ class GEPACallbackBridge:
                 return [known[i][0] for i in ids], [known[i][2] for i in ids]
         if record is not None and record.outputs is not None:
             trajectories = record.trajectories
-            return list(record.outputs), None if trajectories is None else list(trajectories)
+            outputs = restore_images(list(record.outputs))
+            return outputs, None if trajectories is None else restore_images(list(trajectories))
         return [], None
 
     def _evaluation_record(self, event: EvaluationFinished) -> EvaluationRecord | None:

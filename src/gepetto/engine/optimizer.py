@@ -47,7 +47,12 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, Unpack
 
-from gepetto.engine.config import build_config, check_datasets, check_testset
+from gepetto.engine.config import (
+    build_config,
+    check_cache_storage,
+    check_datasets,
+    check_testset,
+)
 from gepetto.engine.context import (
     Gather,
     RunContext,
@@ -193,6 +198,7 @@ class Optimizer:
                     "(gepetto.storage.open_storage(url) opens one; optimize() opens URLs itself)"
                 )
             storage = engine.storage
+        check_cache_storage(engine, journaled=storage is not None)
         run_id, fork, worker = engine.run_id, engine.fork, resolve_worker_name(engine.worker)
         bus, gepa_callbacks = _event_bus(settings.callbacks if callbacks is None else callbacks)
         ctx = RunContext(

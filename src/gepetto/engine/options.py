@@ -86,6 +86,7 @@ from gepetto.strategies.proposal_selection import describe_selection, resolve_se
 from gepetto.types import LoggerProtocol
 
 __all__ = [
+    "CACHE_EVALUATION_STORAGES",
     "DEFAULTS",
     "DEFAULT_REFLECTION_HISTORY",
     "INPUTS",
@@ -116,6 +117,9 @@ __all__ = [
 DEFAULT_REFLECTION_HISTORY = 3
 """Earlier failures of the parent added to each reflection (``reflection_history``); chosen
 by the local-model quality benchmark (docs/quality.md#reflection-history)."""
+
+CACHE_EVALUATION_STORAGES = ("auto", "memory", "disk")
+"""gepa's ``cache_evaluation_storage`` values (see :class:`EngineConfig`)."""
 
 StopCallbacks = StopCondition | Callable[[RunStatus], object] | Sequence[object] | None
 
@@ -159,17 +163,38 @@ def _describe_strategy(value: object) -> object:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
-    """How the search runs: the budget, selection, validation, concurrency, the run store."""
+    """How the search runs: the budget, selection, validation, concurrency, the run store.
+
+    ``max_candidate_proposals=N`` (gepa's) stops the run after N iterations
+    (:class:`~gepetto.utils.stop_condition.MaxCandidateProposalsStopper`), like a stop
+    condition passed in ``stop_callbacks``.
+
+    ``cache_evaluation_storage`` is accepted for gepa and changes nothing in gepetto:
+    evaluations are cached in memory (with ``cache_evaluation``), and a run with a
+    ``run_dir`` (or a ``storage``) journals every evaluation whatever the value, so a
+    resumed run is served from its journal; ``"memory"`` does not stop that journaling.
+    gepa's checks are kept: ``"disk"`` needs a ``run_dir`` (or a ``storage``) when
+    ``cache_evaluation`` is on, and a value other than ``"auto"`` with
+    ``cache_evaluation=False`` warns that nothing is cached.
+    """
 
     max_metric_calls: int | None = setting(None, resume="the budget: a larger one extends it")
     max_cost_usd: float | None = setting(None, resume="a budget")
     max_reflection_cost: float | None = setting(None, resume="a budget")
+    max_candidate_proposals: int | None = setting(
+        None, resume="a limit on iterations: a larger one extends the run"
+    )
     candidate_selection_strategy: str | CandidateSelector = setting("pareto")
     frontier_type: str = setting("instance")
     val_evaluation_policy: str | EvaluationPolicy | None = setting(None)
     acceptance_criterion: str | AcceptanceCriterion = setting("strict_improvement")
     objective_weights: Mapping[str, float] | None = setting(None)
     cache_evaluation: bool = setting(True)
+    cache_evaluation_storage: str = setting(
+        "auto",
+        resume="accepted for gepa: the evaluations are kept in memory and in the journal",
+        recorded=False,
+    )
     seed: int = setting(0)
     parallel_proposals: int = setting(1, resume="how many proposals are in flight at once")
     max_concurrency: int = setting(
@@ -236,6 +261,16 @@ class EngineConfig:
             _set(self, "max_metric_calls", check_int("max_metric_calls", self.max_metric_calls))
         if self.max_cost_usd is not None:
             _set(self, "max_cost_usd", check_cost_limit(self.max_cost_usd))
+        _set(
+            self,
+            "max_candidate_proposals",
+            check_optional_int(
+                "max_candidate_proposals",
+                self.max_candidate_proposals,
+                minimum=1,
+                meaning="iterations before the run stops",
+            ),
+        )
         if self.max_reflection_cost is not None:
             _set(
                 self,
@@ -256,6 +291,12 @@ class EngineConfig:
         resolve_acceptance(self.acceptance_criterion)
         resolve_objective_weights(self.objective_weights)
         check_bool("cache_evaluation", self.cache_evaluation)
+        if self.cache_evaluation_storage not in CACHE_EVALUATION_STORAGES:
+            raise ConfigError(
+                "cache_evaluation_storage must be one of "
+                f"{', '.join(map(repr, CACHE_EVALUATION_STORAGES))}, got "
+                f"{self.cache_evaluation_storage!r}"
+            )
         _set(self, "seed", check_int("seed", self.seed))
         _set(
             self,
@@ -460,6 +501,7 @@ class TrackingConfig:
     key_prefix: str = setting(
         "", resume="an observer", recorded=False, keyword="tracking_key_prefix"
     )
+    wandb_step_metric: str | None = setting(None, resume="an observer", recorded=False)
 
     def __post_init__(self) -> None:
         if self.logger is not None and not isinstance(self.logger, LoggerProtocol):
@@ -469,7 +511,12 @@ class TrackingConfig:
             )
         for name in ("use_wandb", "wandb_attach_existing", "use_mlflow", "mlflow_attach_existing"):
             check_bool(name, getattr(self, name))
-        for name in ("wandb_api_key", "mlflow_tracking_uri", "mlflow_experiment_name"):
+        for name in (
+            "wandb_api_key",
+            "mlflow_tracking_uri",
+            "mlflow_experiment_name",
+            "wandb_step_metric",
+        ):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name} must be a str or None, got {type(value).__name__}")
@@ -715,6 +762,9 @@ class GepettoOptions(TypedDict, total=False):
     fork: bool
     worker: str | bool | None
     handle_signals: bool | None
+    max_candidate_proposals: int | None
+    cache_evaluation_storage: str
+    wandb_step_metric: str | None
 
 
 class SettingOptions(GepettoOptions, total=False):

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from gepetto.engine.gepa_access import restore_gepa_objects
 from gepetto.errors import ConfigError
+from gepetto.image import restore_images
 from gepetto.records import (
     DecisionRecord,
     EvaluationRecord,
@@ -225,8 +226,9 @@ def minibatch_stream(position: int) -> str:
 
 def _cache_traced(ctx: RunContext, record: EvaluationRecord) -> None:
     failed = set(record.failed_examples)
-    outputs = record.outputs or [None] * len(record.example_ids)
-    trajectories = record.trajectories or []
+    # Journaled images are Image objects again, as in the run that evaluated them.
+    outputs = restore_images(list(record.outputs or [None] * len(record.example_ids)))
+    trajectories = restore_images(list(record.trajectories or []))
     objectives = record.objective_scores
     cache = ctx.train_cache.setdefault(record.candidate_hash, {})
     for position, example_id in enumerate(record.example_ids):

@@ -54,6 +54,7 @@ from gepetto.events import (
     IterationFinished,
     NewBestCandidate,
 )
+from gepetto.image import IMAGE_TAG, Image, image_to_data, restore_images
 from gepetto.objectives import ObjectiveWeights
 from gepetto.records import (
     CandidateRecord,
@@ -583,17 +584,32 @@ def judge_minibatch(
 
 
 def jsonable_or_none(values: Sequence[Any] | None) -> list[Any] | None:
-    """``values`` as a list if it survives a JSON round trip unchanged in type, else ``None``.
+    """``values`` as a list if they are JSON (with :class:`~gepetto.image.Image` objects as
+    their journaled form, :func:`~gepetto.image.image_to_data`), else ``None``.
 
     Outputs and trajectories are the adapter's own objects; they are journaled only when they
-    are plain JSON, so a resumed run can reflect on them without evaluating again.
+    are plain JSON (and images), so a resumed run can reflect on them without evaluating
+    again (:func:`~gepetto.image.restore_images` gives the images back). Data that holds
+    the image tag as a key of its own is not journaled: it would be read back as an image.
     """
     if values is None:
         return None
+    images = 0
+
+    def image_data(value: object) -> object:
+        nonlocal images
+        if isinstance(value, Image):
+            images += 1
+            return image_to_data(value)
+        raise TypeError(f"{type(value).__name__} is not JSON")
+
     try:
-        return list(json.loads(json.dumps(list(values))))
+        text = json.dumps(list(values), default=image_data)
     except (TypeError, ValueError):
         return None
+    if IMAGE_TAG in text and text.count(f'"{IMAGE_TAG}":') != images:
+        return None
+    return list(json.loads(text))
 
 
 def jsonable_each(values: Sequence[Any], failed: Sequence[bool]) -> list[Any]:
@@ -622,9 +638,9 @@ def scores_from_record(record: EvaluationRecord) -> ScoredExamples:
     failed = set(record.failed_examples)
     return ScoredExamples(
         record.example_ids,
-        list(record.outputs) if record.outputs is not None else [None] * size,
+        restore_images(list(record.outputs)) if record.outputs is not None else [None] * size,
         list(record.scores),
-        list(record.trajectories) if record.trajectories is not None else None,
+        restore_images(list(record.trajectories)) if record.trajectories is not None else None,
         tuple(i in failed for i in record.example_ids),
         (),
         record.objective_scores,

@@ -69,6 +69,13 @@ class WandbTracker:
         api_key: the W&B API key of a new run (gepa's ``wandb_api_key``), handed to
             ``wandb.init`` as ``settings.api_key`` and nowhere else (``WANDB_API_KEY`` or
             ``wandb login`` when ``None``).
+        step_metric: gepa's ``wandb_step_metric``: a metric of its own as the x-axis of the
+            tracker's metrics, for a run whose step counter belongs to someone else (a
+            training loop that logs into the same run). Once the run exists it is declared
+            with ``define_metric(step_metric, hidden=False)`` and every key the tracker logs
+            (``key_prefix + "*"``, or ``"*"`` without a prefix) gets it as ``step_metric``;
+            each logged row then carries ``step_metric`` = the iteration (the step the tracker
+            would otherwise pass) and no explicit ``step=``. Not prefixed, as in gepa.
 
     History (one row per iteration, ``step`` = iteration for a run the tracker started):
     ``best_score``, ``pool_size``, ``front_size``, ``metric_calls``, ``cost_usd``,
@@ -97,6 +104,7 @@ class WandbTracker:
         init_kwargs: Mapping[str, Any] | None = None,
         key_prefix: str = "",
         api_key: str | None = None,
+        step_metric: str | None = None,
     ) -> None:
         self._wandb = _import_wandb()
         self._api_key = api_key  # a secret: only handed to wandb.init's settings
@@ -107,6 +115,7 @@ class WandbTracker:
         self.attach_to_active_run = attach_to_active_run
         self.init_kwargs = dict(init_kwargs or {})
         self.key_prefix = key_prefix
+        self.step_metric = step_metric or None
         self.run: Any = None
         """The W&B run being logged to (``None`` before ``run_started``)."""
         self._owns_run = False
@@ -134,6 +143,12 @@ class WandbTracker:
             self.run.config.update(config, allow_val_change=True)
         else:
             self.run, self._owns_run = self._init(config, active is not None), True
+        if self.step_metric is not None:
+            # gepa's declaration: the step metric, then every key of this tracker on it (a
+            # key-specific definition would win over the glob, so there is none then).
+            self.run.define_metric(self.step_metric, hidden=False)
+            self.run.define_metric(f"{self.key_prefix}*", step_metric=self.step_metric)
+            return
         iteration = self._key("iteration")
         for key in (*_ITERATION_KEYS, "candidate/val_score", "candidate/id"):
             self.run.define_metric(self._key(key), step_metric=iteration)
@@ -227,7 +242,10 @@ class WandbTracker:
 
     def _log(self, values: Mapping[str, Any], *, commit: bool | None = None) -> None:
         data = self._keys(values)
-        if self._owns_run:
+        if self.step_metric is not None:
+            data[self.step_metric] = self._step  # the x-axis, instead of W&B's own step
+            self.run.log(data, commit=commit)
+        elif self._owns_run:
             self.run.log(data, step=self._step, commit=commit)
         else:
             self.run.log(data, commit=commit)
