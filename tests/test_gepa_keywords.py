@@ -7,6 +7,7 @@ priced client against a local server (tests/lm/test_cost_cap.py).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import types
 from collections.abc import Sequence
@@ -394,3 +395,80 @@ def test_best_outputs_keep_json_outputs_example_by_example() -> None:
     assert best is not None
     assert 0 not in best and 1 not in best  # alpha: not JSON; beta: raised
     assert best[2] and best[3]
+
+
+# Every field of gepa 0.1.4's config classes (gepa/optimize_anything.py), in gepa's order.
+GEPA_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
+    "EngineConfig": (
+        "run_dir",
+        "seed",
+        "display_progress_bar",
+        "raise_on_exception",
+        "use_cloudpickle",
+        "track_best_outputs",
+        "max_metric_calls",
+        "max_candidate_proposals",
+        "max_reflection_cost",
+        "val_evaluation_policy",
+        "candidate_selection_strategy",
+        "frontier_type",
+        "acceptance_criterion",
+        "parallel",
+        "max_workers",
+        "cache_evaluation",
+        "cache_evaluation_storage",
+        "best_example_evals_k",
+        "capture_stdio",
+        "sampling_strategy",
+        "selection_strategy",
+    ),
+    "ReflectionConfig": (
+        "skip_perfect_score",
+        "perfect_score",
+        "reflection_strategy",
+        "batch_sampler",
+        "reflection_minibatch_size",
+        "module_selector",
+        "reflection_lm",
+        "reflection_lm_kwargs",
+        "reflection_prompt_template",
+        "custom_candidate_proposer",
+    ),
+    "MergeConfig": (
+        "max_merge_invocations",
+        "merge_val_overlap_floor",
+    ),
+    "RefinerConfig": (
+        "refiner_lm",
+        "max_refinements",
+    ),
+    "TrackingConfig": (
+        "logger",
+        "use_wandb",
+        "wandb_api_key",
+        "wandb_init_kwargs",
+        "wandb_attach_existing",
+        "wandb_step_metric",
+        "use_mlflow",
+        "mlflow_tracking_uri",
+        "mlflow_experiment_name",
+        "mlflow_attach_existing",
+        "key_prefix",
+    ),
+    "GEPAConfig": (
+        "engine",
+        "reflection",
+        "tracking",
+        "merge",
+        "refiner",
+        "stop_callbacks",
+        "callbacks",
+    ),
+}
+
+
+@pytest.mark.parametrize("group", sorted(GEPA_CONFIG_FIELDS))
+def test_every_field_of_gepas_config_classes_exists(group: str) -> None:
+    ours = {field.name for field in dataclasses.fields(getattr(gepetto, group))}
+    missing = [name for name in GEPA_CONFIG_FIELDS[group] if name not in ours]
+    assert not missing, f"gepetto.{group} lacks gepa's {missing}"
