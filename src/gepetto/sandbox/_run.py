@@ -1,0 +1,430 @@
+"""The caller's side of the sandbox: start the launcher, feed it, read it, stop it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from gepetto.errors import ConfigError, SandboxUnavailable
+
+LAUNCHER = Path(__file__).with_name("_child.py")
+SETUP_FAILED = 125
+UID_BASE = 1_900_000_000  # far above real accounts and the usual subordinate-id ranges
+UID_SPAN = 200_000_000
+_RUNS = itertools.count()
+_READ_CHUNK = 65536
+
+LIMITS = ("wall_time", "cpu_time", "memory", "processes", "output", "file_size")
+"""Names :attr:`SandboxResult.limit` can take for a limit that stopped the run; ``"network"``
+and ``"filesystem"`` name a protection behind the uncaught error that ended it."""
+
+__all__ = ["LIMITS", "SandboxResult", "run_command", "run_python"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SandboxResult:
+    """How one sandboxed run ended.
+
+    Attributes:
+        returncode: the exit code, or minus the signal that killed it (as in ``subprocess``).
+        stdout: standard output (UTF-8, undecodable bytes replaced), cut at the output limit.
+        stderr: standard error, likewise.
+        duration_s: wall time from start to end, in seconds.
+        limit: ``None``, or what stopped it: one of :data:`LIMITS`, or ``"network"`` /
+            ``"filesystem"`` when the run died of an error from the network or filesystem
+            protection (Python only).
+        cpu_s: CPU seconds the candidate used (``None`` when it was killed from outside).
+    """
+
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    limit: str | None = None
+    cpu_s: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """It exited with code 0 and no limit stopped it."""
+        return self.returncode == 0 and self.limit is None
+
+    def as_side_info(self, max_chars: int = 4000) -> dict[str, Any]:
+        """Side information for reflection (``optimize_anything``'s evaluator's second value):
+        the outcome, a reason in words, and the ends of both streams (``max_chars`` each).
+
+        Example:
+            >>> SandboxResult(0, "4\\n", "", 0.02).as_side_info()["outcome"]
+            'exited with code 0'
+        """
+        info: dict[str, Any] = {"outcome": self.reason(), "returncode": self.returncode}
+        if self.limit is not None:
+            info["limit"] = self.limit
+        info["duration_s"] = round(self.duration_s, 3)
+        for name, text in (("stdout", self.stdout), ("stderr", self.stderr)):
+            if text:
+                info[name] = text if len(text) <= max_chars else "…" + text[-max_chars:]
+        return info
+
+    side_info = as_side_info
+
+    def reason(self) -> str:
+        """What happened, in words."""
+        reasons = {
+            "wall_time": "killed: wall-time limit reached",
+            "cpu_time": "killed: CPU-time limit reached",
+            "memory": "stopped: memory limit reached (MemoryError)",
+            "processes": "stopped: process limit reached (fork failed)",
+            "output": "killed: output limit reached",
+            "file_size": "stopped: file-size limit reached",
+            "network": "stopped: the network is not available in the sandbox",
+            "filesystem": "stopped: writing outside the working directory is not allowed",
+        }
+        if self.limit is not None:
+            return reasons.get(self.limit, f"stopped: {self.limit}")
+        if self.returncode < 0:
+            return f"killed by signal {signal.Signals(-self.returncode).name}"
+        return f"exited with code {self.returncode}"
+
+
+def run_python(
+    source: str,
+    *,
+    stdin: str | bytes = "",
+    timeout_s: float = 10.0,
+    cpu_s: int | None = None,
+    memory_mb: int = 512,
+    max_output_bytes: int = 1_000_000,
+    allow_network: bool = False,
+    max_processes: int = 64,
+    env: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+    args: Sequence[str] = (),
+) -> SandboxResult:
+    """Run Python ``source`` in a sandbox (see :mod:`gepetto.sandbox`) and return how it ended.
+
+    The source runs as ``main.py`` in a fresh working directory, with this interpreter and
+    its installed packages, under every limit of :func:`run_command`.
+
+    Example:
+        >>> run_python("print(6 * 7)").stdout
+        '42\\n'
+    """
+    for name in files or {}:
+        if name == "main.py":
+            raise ConfigError("files: 'main.py' is the source itself; name the file otherwise")
+    sources = {**(files or {}), "main.py": source}
+    return _run(
+        {"mode": "python", "script": "main.py", "argv": list(args)},
+        stdin,
+        _Limits(timeout_s, cpu_s, memory_mb, max_output_bytes, max_processes),
+        allow_network,
+        env,
+        sources,
+    )
+
+
+def run_command(
+    argv: Sequence[str],
+    *,
+    stdin: str | bytes = "",
+    timeout_s: float = 10.0,
+    cpu_s: int | None = None,
+    memory_mb: int = 512,
+    max_output_bytes: int = 1_000_000,
+    allow_network: bool = False,
+    max_processes: int = 64,
+    env: Mapping[str, str] | None = None,
+    files: Mapping[str, str | bytes] | None = None,
+) -> SandboxResult:
+    """Run the command ``argv`` in a sandbox (see :mod:`gepetto.sandbox`).
+
+    Args:
+        argv: the program (looked up on the sandbox's ``PATH``) and its arguments.
+        stdin: fed to its standard input.
+        timeout_s: wall-time limit; the whole sandbox is killed when it is reached.
+        cpu_s: CPU-time limit in seconds (default: ``timeout_s`` rounded up).
+        memory_mb: address-space limit of each process, in MiB.
+        max_output_bytes: limit of each of stdout and stderr; the sandbox is killed when
+            one goes over it and the result keeps the first ``max_output_bytes`` bytes.
+        allow_network: ``False`` (default) runs it in a network namespace of its own.
+        max_processes: processes and threads the sandbox's user may have at once.
+        env: variables added to the minimal environment (``PATH``, ``LANG``, ``HOME`` and
+            ``TMPDIR`` set to the working directory); nothing else of this process's.
+        files: files to write in the working directory first (relative path -> content).
+
+    Raises:
+        SandboxUnavailable: a protection asked for cannot be had here (the message says
+            which and what to do).
+        ConfigError: a limit is not positive, or a file name leaves the working directory.
+
+    Example:
+        >>> run_command(["echo", "hello"]).stdout
+        'hello\\n'
+    """
+    if not argv:
+        raise ConfigError("argv: give the program to run")
+    return _run(
+        {"mode": "command", "argv": list(argv)},
+        stdin,
+        _Limits(timeout_s, cpu_s, memory_mb, max_output_bytes, max_processes),
+        allow_network,
+        env,
+        files or {},
+    )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Limits:
+    timeout_s: float
+    cpu_s: int | None
+    memory_mb: int
+    max_output_bytes: int
+    max_processes: int
+
+    def __post_init__(self) -> None:
+        for name in ("timeout_s", "memory_mb", "max_output_bytes", "max_processes"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.cpu_s is not None and self.cpu_s <= 0:
+            raise ConfigError(f"cpu_s must be positive, got {self.cpu_s!r}")
+
+
+def _sandbox_uid() -> int | None:
+    """A user id of the sandbox's own, when running as root: its process count (the fork
+    limit) and its files are its alone. ``None`` otherwise (the caller's user is kept)."""
+    if os.geteuid() != 0:
+        return None
+    return UID_BASE + (os.getpid() * 4096 + next(_RUNS)) % UID_SPAN
+
+
+def _hidden_folders(workdir: str) -> dict[str, list[str]]:
+    """The caller's home (where keys and tokens live) to hide, and the folders of this
+    interpreter found under it, bound back read-only so that Python still runs there."""
+    home = os.path.realpath(os.path.expanduser("~"))
+    if home in ("/", "") or not os.path.isdir(home) or _under(workdir, home):
+        return {"hide": [], "read_only": []}
+    needed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    needed.add(os.path.dirname(os.path.realpath(sys.executable)))
+    needed.update(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p))
+    inside = sorted(p for p in needed if _under(p, home))
+    # a folder inside another one already kept is bound with it
+    outer = [p for p in inside if not any(q != p and _under(p, q) for q in inside)]
+    return {"hide": [home], "read_only": outer}
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _minimal_env(workdir: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+    path = os.pathsep.join(
+        dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"])
+    )
+    env = {"PATH": path, "LANG": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+    env.update(extra or {})
+    return env
+
+
+def _write_files(workdir: Path, files: Mapping[str, str | bytes], uid: int | None) -> None:
+    for name, content in files.items():
+        relative = PurePosixPath(name)
+        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+            raise ConfigError(f"files: {name!r} must be a relative path inside the workdir")
+        target = workdir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        data = content.encode() if isinstance(content, str) else content
+        target.write_bytes(data)
+    if uid is not None:
+        for path in (workdir, *workdir.rglob("*")):
+            os.chown(path, uid, uid)
+
+
+def _run(
+    target: dict[str, Any],
+    stdin: str | bytes,
+    limits: _Limits,
+    allow_network: bool,
+    env: Mapping[str, str] | None,
+    files: Mapping[str, str | bytes],
+) -> SandboxResult:
+    uid = _sandbox_uid()
+    with tempfile.TemporaryDirectory(prefix="gepetto-sandbox-") as folder:
+        workdir = Path(folder)
+        _write_files(workdir, files, uid)
+        workdir.chmod(0o700)
+        status_read, status_write = os.pipe()
+        config = {
+            **target,
+            "workdir": folder,
+            "uid": uid,
+            "allow_network": allow_network,
+            "pid_ns": True,
+            "mount_ns": True,
+            "tmp_mb": min(limits.memory_mb, 64),
+            **_hidden_folders(folder),
+            "memory_mb": limits.memory_mb,
+            "cpu_s": limits.cpu_s or max(1, int(limits.timeout_s + 0.999)),
+            "max_processes": limits.max_processes,
+            "max_file_bytes": max(limits.max_output_bytes, 64 * 1024 * 1024),
+            "max_open_files": 256,
+            "status_fd": status_write,
+        }
+        try:
+            result = _launch(
+                config, stdin, limits, status_read, status_write, _minimal_env(folder, env)
+            )
+        finally:
+            os.close(status_read)
+        if uid is not None:  # files it made are its own; root removes them all the same
+            shutil.rmtree(folder, ignore_errors=True)
+            os.makedirs(folder, exist_ok=True)
+    return result
+
+
+def _launch(
+    config: dict[str, Any],
+    stdin: str | bytes,
+    limits: _Limits,
+    status_read: int,
+    status_write: int,
+    env: dict[str, str],
+) -> SandboxResult:
+    with tempfile.TemporaryFile() as stdin_file:  # a file, not a pipe: nothing to pump
+        stdin_file.write(stdin.encode() if isinstance(stdin, str) else stdin)
+        stdin_file.seek(0)
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
+                stdin=stdin_file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                cwd=config["workdir"],
+                env=env,
+                start_new_session=True,
+                pass_fds=(status_write,),
+            )
+        finally:
+            os.close(status_write)
+    try:
+        stdout, stderr, limit = _collect(process, started + limits.timeout_s, limits)
+    finally:
+        _kill(process)
+    duration = time.monotonic() - started
+    status = _read_status(status_read)
+    if "setup_error" in status:
+        raise SandboxUnavailable(_refusal(str(status["setup_error"]), config))
+    returncode = process.returncode
+    if "signal" in status:
+        returncode = -int(status["signal"])
+    elif "exit" in status:
+        returncode = int(status["exit"])
+    cpu = status.get("cpu_s")
+    if limit is None:
+        limit = status.get("limit")
+        if cpu is not None and returncode in (-signal.SIGXCPU, -signal.SIGKILL):
+            limit = "cpu_time" if cpu >= config["cpu_s"] - 0.05 else limit
+        if returncode == -signal.SIGXFSZ:
+            limit = "file_size"
+    return SandboxResult(
+        returncode,
+        stdout.decode("utf-8", "replace"),
+        stderr.decode("utf-8", "replace"),
+        duration,
+        limit,
+        cpu,
+    )
+
+
+def _collect(
+    process: subprocess.Popen[bytes], deadline: float, limits: _Limits
+) -> tuple[bytes, bytes, str | None]:
+    """Read both streams until they close, the deadline passes or one is over the limit."""
+    chunks: dict[int, list[bytes]] = {}
+    sizes: dict[int, int] = {}
+    limit = None
+    with selectors.DefaultSelector() as selector:
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                selector.register(stream.fileno(), selectors.EVENT_READ)
+                chunks[stream.fileno()], sizes[stream.fileno()] = [], 0
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                limit = "wall_time"
+                break
+            for key, _ in selector.select(remaining):
+                fd = int(key.fd)
+                data = os.read(fd, _READ_CHUNK)
+                if not data:
+                    selector.unregister(fd)
+                    continue
+                room = limits.max_output_bytes - sizes[fd]
+                chunks[fd].append(data[:room])
+                sizes[fd] += len(data)
+                if sizes[fd] > limits.max_output_bytes:
+                    limit = "output"
+            if limit is not None:
+                break
+    if limit is None:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            limit = "wall_time"
+    out, err = (b"".join(chunks[fd]) for fd in sorted(chunks, key=_stream_order(process)))
+    return out, err, limit
+
+
+def _stream_order(process: subprocess.Popen[bytes]) -> Any:
+    """Sort key putting stdout's descriptor before stderr's."""
+    order = [s.fileno() for s in (process.stdout, process.stderr) if s is not None]
+    return order.index
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    """Kill the launcher's process group (PID 1 of the sandbox with it: every process in its
+    PID namespace dies too) and reap the launcher."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _read_status(fd: int) -> dict[str, Any]:
+    os.set_blocking(fd, False)
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, _READ_CHUNK):
+            data += chunk
+    status: dict[str, Any] = {}
+    for line in data.decode("utf-8", "replace").splitlines():
+        with contextlib.suppress(ValueError):
+            fields = json.loads(line)
+            if isinstance(fields, dict):
+                status.update({k: v for k, v in fields.items() if k not in status})
+    return status
+
+
+def _refusal(error: str, config: dict[str, Any]) -> str:
+    advice = (
+        " Run as root, or enable unprivileged user namespaces "
+        "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)"
+    )
+    if not config["allow_network"]:
+        advice += ", or pass allow_network=True to run without network isolation"
+    return f"the sandbox cannot be set up here: {error}.{advice}."
