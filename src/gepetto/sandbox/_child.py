@@ -254,6 +254,7 @@ def main() -> int:
         return SETUP_FAILED
     pid = os.fork()
     if pid:  # the launcher: outside the namespaces, waits for PID 1
+        _report(status_fd, init=pid)
         _, status = os.waitpid(pid, 0)
         return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else SETUP_FAILED
     limit_fd = _init(config, status_fd)

@@ -26,6 +26,8 @@ UID_BASE = 1_900_000_000  # far above real accounts and the usual subordinate-id
 UID_SPAN = 200_000_000
 _RUNS = itertools.count()
 _READ_CHUNK = 65536
+_STATUS_CAP = 65536
+_STOP_WAIT_S = 5.0
 
 LIMITS = ("wall_time", "cpu_time", "memory", "processes", "output", "file_size")
 """Names :attr:`SandboxResult.limit` can take for a limit that stopped the run; ``"network"``
@@ -319,16 +321,19 @@ def _launch(
             )
         finally:
             os.close(status_write)
+    reader = _Reader(process, status_read, limits.max_output_bytes)
     try:
-        stdout, stderr, limit = _collect(process, started + limits.timeout_s, limits)
+        limit = reader.collect(started + limits.timeout_s)
     finally:
-        _kill(process)
+        _stop(process, reader)
     duration = time.monotonic() - started
-    status = _read_status(status_read)
+    status = reader.status()
     if "setup_error" in status:
         raise SandboxUnavailable(_refusal(str(status["setup_error"]), config))
     returncode = process.returncode
-    if "signal" in status:
+    if limit is not None:  # stopped from here: killed
+        returncode = -signal.SIGKILL
+    elif "signal" in status:
         returncode = -int(status["signal"])
     elif "exit" in status:
         returncode = int(status["exit"])
@@ -339,85 +344,95 @@ def _launch(
             limit = "cpu_time" if cpu >= config["cpu_s"] - 0.05 else limit
         if returncode == -signal.SIGXFSZ:
             limit = "file_size"
-    return SandboxResult(
-        returncode,
-        stdout.decode("utf-8", "replace"),
-        stderr.decode("utf-8", "replace"),
-        duration,
-        limit,
-        cpu,
-    )
+    stdout, stderr = reader.output()
+    return SandboxResult(returncode, stdout, stderr, duration, limit, cpu)
 
 
-def _collect(
-    process: subprocess.Popen[bytes], deadline: float, limits: _Limits
-) -> tuple[bytes, bytes, str | None]:
-    """Read both streams until they close, the deadline passes or one is over the limit."""
-    chunks: dict[int, list[bytes]] = {}
-    sizes: dict[int, int] = {}
-    limit = None
-    with selectors.DefaultSelector() as selector:
-        for stream in (process.stdout, process.stderr):
-            if stream is not None:
-                selector.register(stream.fileno(), selectors.EVENT_READ)
-                chunks[stream.fileno()], sizes[stream.fileno()] = [], 0
-        while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                limit = "wall_time"
-                break
-            for key, _ in selector.select(remaining):
-                fd = int(key.fd)
-                data = os.read(fd, _READ_CHUNK)
-                if not data:
-                    selector.unregister(fd)
-                    continue
-                room = limits.max_output_bytes - sizes[fd]
-                chunks[fd].append(data[:room])
-                sizes[fd] += len(data)
-                if sizes[fd] > limits.max_output_bytes:
-                    limit = "output"
-            if limit is not None:
-                break
-    if limit is None:
+class _Reader:
+    """Reads stdout and stderr (each up to the output limit) and the launcher's status pipe."""
+
+    def __init__(self, process: subprocess.Popen[bytes], status_fd: int, cap: int) -> None:
+        if process.stdout is None or process.stderr is None:
+            raise ValueError("both streams must be pipes")
+        self.out, self.err = process.stdout.fileno(), process.stderr.fileno()
+        self.status_fd = status_fd
+        self.process = process
+        self.caps = {self.out: cap, self.err: cap, status_fd: _STATUS_CAP}
+        self.data: dict[int, bytearray] = {fd: bytearray() for fd in self.caps}
+        self.over = False
+
+    def collect(self, deadline: float) -> str | None:
+        """Read until every stream is closed; the limit that stopped it, if one did."""
+        with selectors.DefaultSelector() as selector:
+            for fd in self.caps:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return "wall_time"
+                for key, _ in selector.select(remaining):
+                    if self._read(int(key.fd)) == 0:
+                        selector.unregister(key.fd)
+                if self.over:
+                    return "output"
         try:
-            process.wait(max(0.0, deadline - time.monotonic()))
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            limit = "wall_time"
-    out, err = (b"".join(chunks[fd]) for fd in sorted(chunks, key=_stream_order(process)))
-    return out, err, limit
+            return "wall_time"
+        return None
+
+    def _read(self, fd: int) -> int | None:
+        """Read once from ``fd``: the bytes read (0 at its end), ``None`` when none are ready."""
+        try:
+            chunk = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return None
+        room = self.caps[fd] - len(self.data[fd])
+        self.data[fd] += chunk[: max(room, 0)]
+        if len(chunk) > room and fd != self.status_fd:
+            self.over = True
+        return len(chunk)
+
+    def status(self) -> dict[str, Any]:
+        """What the launcher reported; later lines win (PID 1 writes its report last)."""
+        os.set_blocking(self.status_fd, False)
+        while self._read(self.status_fd) and len(self.data[self.status_fd]) < _STATUS_CAP:
+            pass  # until no more is ready, its end, or the cap
+        status: dict[str, Any] = {}
+        for line in self.data[self.status_fd].decode("utf-8", "replace").splitlines():
+            with contextlib.suppress(ValueError):
+                fields = json.loads(line)
+                if isinstance(fields, dict):
+                    status.update(fields)
+        return status
+
+    def output(self) -> tuple[str, str]:
+        return (
+            self.data[self.out].decode("utf-8", "replace"),
+            self.data[self.err].decode("utf-8", "replace"),
+        )
 
 
-def _stream_order(process: subprocess.Popen[bytes]) -> Any:
-    """Sort key putting stdout's descriptor before stderr's."""
-    order = [s.fileno() for s in (process.stdout, process.stderr) if s is not None]
-    return order.index
+def _stop(process: subprocess.Popen[bytes], reader: _Reader) -> None:
+    """Make sure nothing of the sandbox is left when this returns.
 
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    """Kill the launcher's process group (PID 1 of the sandbox with it: every process in its
-    PID namespace dies too) and reap the launcher."""
+    Killing PID 1 of the sandbox's PID namespace kills every process in it, and PID 1 is not
+    gone (its launcher's ``wait`` does not return) before all of them are. The launcher is
+    then killed with its process group, a safety net where no PID namespace was made.
+    """
+    if process.poll() is None:
+        init = reader.status().get("init")  # the launcher has not reaped it: the pid is its
+        if isinstance(init, int) and init > 1:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(init, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(_STOP_WAIT_S)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
-
-
-def _read_status(fd: int) -> dict[str, Any]:
-    os.set_blocking(fd, False)
-    data = b""
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, _READ_CHUNK):
-            data += chunk
-    status: dict[str, Any] = {}
-    for line in data.decode("utf-8", "replace").splitlines():
-        with contextlib.suppress(ValueError):
-            fields = json.loads(line)
-            if isinstance(fields, dict):
-                status.update({k: v for k, v in fields.items() if k not in status})
-    return status
 
 
 def _refusal(error: str, config: dict[str, Any]) -> str:
