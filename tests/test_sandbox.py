@@ -323,13 +323,28 @@ def test_a_sandbox_that_cannot_be_built_refuses_clearly(
     # A launcher that fails as an unshare refused by the kernel would: nothing runs.
     fake = tmp_path / "launcher.py"
     fake.write_text(
-        "import json, os, sys\n"
-        "config = json.loads(sys.argv[1])\n"
-        "os.write(config['status_fd'], b'{\"setup_error\": \"unshare: Operation not "
-        "permitted\"}\\n')\n"
+        "import marshal, os, sys\n"
+        "config = marshal.loads(bytes.fromhex(sys.argv[1]))\n"
+        "os.write(config['status_fd'], b'setup_error=unshare: Operation not permitted\\n')\n"
         "sys.exit(125)\n"
     )
     monkeypatch.setattr(sandbox_run, "LAUNCHER", fake)
     with pytest.raises(SandboxUnavailable, match="allow_network=True") as error:
         run_python("print('never')")
     assert "Operation not permitted" in str(error.value)
+
+
+def test_threads_are_joined_and_atexit_handlers_run_before_the_end() -> None:
+    source = (
+        "import atexit, threading, time\n"
+        "atexit.register(lambda: print('atexit ran', flush=True))\n"
+        "def late():\n"
+        "    time.sleep(0.2)\n"
+        "    print('thread done', flush=True)\n"
+        "threading.Thread(target=late).start()\n"
+        "print('main done', end='')\n"  # unflushed at the end: must still come out
+        "print()\n"
+    )
+    result = run_python(source)
+    assert result.ok, result.stderr
+    assert result.stdout == "main done\nthread done\natexit ran\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
-import json
+import marshal
 import os
 import selectors
 import shutil
@@ -27,6 +27,7 @@ UID_SPAN = 200_000_000
 _RUNS = itertools.count()
 _READ_CHUNK = 65536
 _STATUS_CAP = 65536
+_STATUS_FIELDS = {"init": int, "exit": int, "signal": int, "cpu_s": float}
 _STOP_WAIT_S = 5.0
 
 LIMITS = ("wall_time", "cpu_time", "memory", "processes", "output", "file_size")
@@ -263,7 +264,8 @@ def _run(
     files: Mapping[str, str | bytes],
 ) -> SandboxResult:
     uid = _sandbox_uid()
-    with tempfile.TemporaryDirectory(prefix="gepetto-sandbox-") as folder:
+    folder = tempfile.mkdtemp(prefix="gepetto-sandbox-")
+    try:
         workdir = Path(folder)
         _write_files(workdir, files, uid)
         workdir.chmod(0o700)
@@ -290,9 +292,8 @@ def _run(
             )
         finally:
             os.close(status_read)
-        if uid is not None:  # files it made are its own; root removes them all the same
-            shutil.rmtree(folder, ignore_errors=True)
-            os.makedirs(folder, exist_ok=True)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return result
 
 
@@ -310,7 +311,7 @@ def _launch(
         started = time.monotonic()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
+                [sys.executable, "-I", "-S", str(LAUNCHER), marshal.dumps(config).hex()],
                 stdin=stdin_file,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -362,19 +363,28 @@ class _Reader:
         self.over = False
 
     def collect(self, deadline: float) -> str | None:
-        """Read until every stream is closed; the limit that stopped it, if one did."""
+        """Read until every stream is closed and the launcher has exited; the limit that
+        stopped it, if one did. The launcher's exit is watched through a pidfd where there is
+        one (``Popen.wait`` with a timeout polls, at up to 50 ms a step)."""
+        exited = _pidfd(self.process.pid)
         with selectors.DefaultSelector() as selector:
             for fd in self.caps:
                 selector.register(fd, selectors.EVENT_READ)
-            while selector.get_map():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return "wall_time"
-                for key, _ in selector.select(remaining):
-                    if self._read(int(key.fd)) == 0:
-                        selector.unregister(key.fd)
-                if self.over:
-                    return "output"
+            if exited is not None:
+                selector.register(exited, selectors.EVENT_READ)
+            try:
+                while selector.get_map():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return "wall_time"
+                    for key, _ in selector.select(remaining):
+                        if key.fd == exited or self._read(int(key.fd)) == 0:
+                            selector.unregister(key.fd)
+                    if self.over:
+                        return "output"
+            finally:
+                if exited is not None:
+                    os.close(exited)
         try:
             self.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -400,10 +410,9 @@ class _Reader:
             pass  # until no more is ready, its end, or the cap
         status: dict[str, Any] = {}
         for line in self.data[self.status_fd].decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
             with contextlib.suppress(ValueError):
-                fields = json.loads(line)
-                if isinstance(fields, dict):
-                    status.update(fields)
+                status[key] = _STATUS_FIELDS.get(key, str)(value)
         return status
 
     def output(self) -> tuple[str, str]:
@@ -411,6 +420,14 @@ class _Reader:
             self.data[self.out].decode("utf-8", "replace"),
             self.data[self.err].decode("utf-8", "replace"),
         )
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux 5.3+), or ``None``."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _stop(process: subprocess.Popen[bytes], reader: _Reader) -> None:
