@@ -77,7 +77,9 @@ def table(times: dict[str, list[float]]) -> str:
         p90 = statistics.quantiles(values, n=10)[-1]
         excess = "" if name == "plain subprocess" else f"{median - base:+.1f}"
         lines.append(f"| {name} | {median:.1f} | {p90:.1f} | {excess} |")
-    worst = max(statistics.median(times[n]) - base for n in ("run_python", "run_command (python -c)"))
+    worst = max(
+        statistics.median(times[n]) - base for n in ("run_python", "run_command (python -c)")
+    )
     verdict = "within" if worst <= TARGET_MS else "over"
     lines.append("")
     lines.append(

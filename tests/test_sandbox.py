@@ -348,3 +348,35 @@ def test_threads_are_joined_and_atexit_handlers_run_before_the_end() -> None:
     result = run_python(source)
     assert result.ok, result.stderr
     assert result.stdout == "main done\nthread done\natexit ran\n"
+
+
+def test_optimize_anything_reflects_on_what_the_sandbox_reported() -> None:
+    import importlib.util
+
+    import gepetto
+    from gepetto import EngineConfig, GEPAConfig, ReflectionConfig
+    from gepetto.testing import ScriptedLM
+
+    path = Path(__file__).parent.parent / "examples" / "sandboxed_code_evolution.py"
+    spec = importlib.util.spec_from_file_location("sandboxed_code_evolution", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    lm = ScriptedLM(example.SCRIPTED_REPLIES, repeat_last=True)
+    result = gepetto.optimize_anything(
+        example.SEED,
+        evaluator=example.evaluate,
+        config=GEPAConfig(
+            engine=EngineConfig(max_metric_calls=8),
+            reflection=ReflectionConfig(reflection_lm=lm),
+        ),
+    )
+    assert result.best_score == 1.0
+    assert "(values[middle - 1] + values[middle]) / 2" in result.best_candidate
+    assert "expected 2.5" in str(lm.prompts[0])  # the seed's failures, from the sandbox
+    hanging = example.SCRIPTED_REPLIES[0].strip("`\n")
+    score, side_info = example.evaluate(hanging)  # the first proposal: killed and scored 0
+    assert score == 0.0
+    assert side_info["limit"] == "wall_time"
+    assert side_info["outcome"] == "killed: wall-time limit reached"
+    assert sandbox_processes() == []
