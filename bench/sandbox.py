@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 
 from _harness import provenance, replace_section
-
 from gepetto.sandbox import run_command, run_python
 
 CODE = "print(sum(range(1000)))"
@@ -38,7 +37,7 @@ START, END = "<!-- sandbox:start -->", "<!-- sandbox:end -->"
 
 
 def plain() -> str:
-    done = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", CODE], check=True, capture_output=True, text=True)
     return done.stdout
 
 
