@@ -11,6 +11,7 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
@@ -379,4 +380,46 @@ def test_optimize_anything_reflects_on_what_the_sandbox_reported() -> None:
     assert score == 0.0
     assert side_info["limit"] == "wall_time"
     assert side_info["outcome"] == "killed: wall-time limit reached"
+    assert sandbox_processes() == []
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a non-root caller")
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no world-readable system Python 3")
+def test_a_non_root_caller_gets_the_namespaces_through_a_user_namespace(
+    listener: socket.socket,
+) -> None:
+    port = listener.getsockname()[1]
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent.parent / 'src')!r})\n"
+        "from gepetto.sandbox import run_python\n"
+        "flood = 'import os, time\\nfor _ in range(100):\\n    if os.fork() == 0:\\n"
+        "        time.sleep(30)\\n        os._exit(0)\\n'\n"
+        "print(run_python(flood, max_processes=16).limit)\n"
+        "connect = 'import socket\\nsocket.create_connection((\"127.0.0.1\", %d), timeout=2)'\n"
+        f"print(run_python(connect % {port}).limit)\n"
+        "print(run_python('while True: pass', timeout_s=0.5).limit)\n"
+    )
+    done = subprocess.run(
+        [str(SYSTEM_PYTHON), "-I", "-c", script],
+        user=65534,
+        group=65534,
+        extra_groups=[],
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent"},
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if "SandboxUnavailable" in done.stderr:  # no unprivileged user namespaces here
+        assert "allow_network=True" in done.stderr
+        pytest.skip("unprivileged user namespaces are not available: the refusal was clear")
+    if "SyntaxError" in done.stderr or "ImportError" in done.stderr:
+        pytest.skip(f"the system Python cannot import gepetto: {done.stderr[-200:]}")
+    assert done.stdout.split() == ["processes", "network", "wall_time"], done.stderr
+    assert not accepted(listener)
     assert sandbox_processes() == []
