@@ -104,7 +104,10 @@ def main() -> None:
             "What running a candidate in `gepetto.sandbox` costs over running the same code in "
             "a plain subprocess (`bench/sandbox.py`: `print(sum(range(1000)))`, interleaved "
             f"calls, {args.repeat} per variant, as root, where the sandbox uses network, PID and "
-            "mount namespaces and a user id of its own).\n\n"
+            "mount namespaces and a user id of its own). *run_command* starts a second "
+            "interpreter (the command's own), so its excess is the launcher's start; other "
+            "work ran beside the measurement (see the load average), which inflates every "
+            "row.\n\n"
         )
         section = f"{START}\n{intro}{provenance(command, load)}{body}{END}"
         replace_section(section, START, END)
