@@ -423,3 +423,17 @@ def test_a_non_root_caller_gets_the_namespaces_through_a_user_namespace(
     assert done.stdout.split() == ["processes", "network", "wall_time"], done.stderr
     assert not accepted(listener)
     assert sandbox_processes() == []
+
+
+def test_runs_from_several_threads_at_once_stay_apart() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    source = "import os, sys\nprint(sys.stdin.read(), os.getuid(), os.getcwd())\n"
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: run_python(source, stdin=str(i)), range(8)))
+    assert all(result.ok for result in results), [r.stderr for r in results if not r.ok]
+    lines = [result.stdout.split() for result in results]
+    assert [line[0] for line in lines] == [str(i) for i in range(8)]
+    assert len({line[2] for line in lines}) == 8  # a working directory each
+    if os.geteuid() == 0:
+        assert len({line[1] for line in lines}) == 8  # and a user id each
