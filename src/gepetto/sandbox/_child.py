@@ -287,8 +287,8 @@ def main() -> int:
     status_fd = config["status_fd"]
     try:
         _enter_namespaces(config)
-    except OSError as error:
-        _report(status_fd, setup_error=str(error))
+    except Exception as error:  # OSError, or no unshare in this libc (not Linux)
+        _report(status_fd, setup_error=f"{type(error).__name__}: {error}")
         return SETUP_FAILED
     pid = os.fork()
     if pid:  # the launcher: outside the namespaces, waits for PID 1

@@ -263,6 +263,8 @@ def _run(
     env: Mapping[str, str] | None,
     files: Mapping[str, str | bytes],
 ) -> SandboxResult:
+    if not sys.platform.startswith("linux"):
+        raise SandboxUnavailable(_refusal(f"this is {sys.platform}, not Linux"))
     uid = _sandbox_uid()
     folder = tempfile.mkdtemp(prefix="gepetto-sandbox-")
     try:
@@ -330,7 +332,7 @@ def _launch(
     duration = time.monotonic() - started
     status = reader.status()
     if "setup_error" in status:
-        raise SandboxUnavailable(_refusal(str(status["setup_error"]), config))
+        raise SandboxUnavailable(_refusal(str(status["setup_error"])))
     returncode = process.returncode
     if limit is not None:  # stopped from here: killed
         returncode = -signal.SIGKILL
@@ -452,11 +454,11 @@ def _stop(process: subprocess.Popen[bytes], reader: _Reader) -> None:
             stream.close()
 
 
-def _refusal(error: str, config: dict[str, Any]) -> str:
-    advice = (
-        " Run as root, or enable unprivileged user namespaces "
-        "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0)"
+def _refusal(error: str) -> str:
+    return (
+        f"the sandbox cannot be set up here, nothing was run: {error}. It needs Linux with "
+        "PID and mount namespaces (and a network namespace unless allow_network=True): run "
+        "as root, or enable unprivileged user namespaces (sysctl "
+        "kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0, no AppArmor "
+        "restriction on them)"
     )
-    if not config["allow_network"]:
-        advice += ", or pass allow_network=True to run without network isolation"
-    return f"the sandbox cannot be set up here: {error}.{advice}."
