@@ -437,3 +437,29 @@ def test_runs_from_several_threads_at_once_stay_apart() -> None:
     assert len({line[2] for line in lines}) == 8  # a working directory each
     if os.geteuid() == 0:
         assert len({line[1] for line in lines}) == 8  # and a user id each
+
+
+def test_filling_the_disk_stops_at_the_working_directorys_size() -> None:
+    source = (
+        "chunk = b'x' * (1024 * 1024)\n"
+        "for i in range(40):\n"
+        "    with open(f'fill{i}', 'wb') as f:\n"
+        "        for _ in range(20):\n"
+        "            f.write(chunk)\n"
+    )
+    result = run_python(source, disk_mb=64)
+    assert result.limit == "disk"
+    assert "No space left on device" in result.stderr
+    assert "disk limit" in result.reason()
+    with pytest.raises(ConfigError, match="disk_mb"):
+        run_python("pass", files={"big.bin": b"x" * (2 * 1024 * 1024)}, disk_mb=2)
+
+
+def test_run_command_runs_prepared_files() -> None:
+    result = run_command(["./tool.sh", "arg"], files={"tool.sh": "#!/bin/sh\necho ran $1\n"})
+    assert result.returncode == 126  # written without the executable bit: refused, as sh does
+    result = run_command(
+        ["sh", "-c", "chmod +x tool.sh && ./tool.sh arg"],
+        files={"tool.sh": "#!/bin/sh\necho ran $1\n"},
+    )
+    assert result.ok and result.stdout == "ran arg\n", result.stderr

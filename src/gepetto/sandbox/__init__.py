@@ -12,7 +12,8 @@
 - a **process** limit (``RLIMIT_NPROC``, ``max_processes``): a fork flood fails to fork;
 - an **output** limit (``max_output_bytes`` per stream): reading stops and the sandbox is
   killed as soon as it is passed; a **file-size** limit (``RLIMIT_FSIZE``);
-- a fresh temporary **working directory**, removed afterwards;
+- a fresh **working directory** of ``disk_mb`` (a tmpfs of its own holding the prepared
+  ``files``), gone with the run;
 - a **minimal environment** (``PATH``, ``LANG``, ``HOME``/``TMPDIR`` = the working
   directory): no API key or other variable of the optimizer's process;
 - **no network** unless ``allow_network=True``: a network namespace of its own, whose only
@@ -34,8 +35,7 @@ What is *not* prevented, honestly:
   owner can read. As a non-root caller, the candidate runs as the caller's user and can
   write anything that user can (the private ``/tmp`` still applies);
 - the memory limit is on address space per process, not on the total of all processes
-  (``max_processes`` bounds the product); the working directory has no total size cap
-  (each file is capped by ``RLIMIT_FSIZE``);
+  (``max_processes`` bounds the product), and the tmpfs folders are memory as well;
 - no seccomp filter: every system call is allowed, including to the kernel's attack surface;
 - where neither root nor unprivileged user namespaces are available the sandbox refuses to
   run (:class:`~gepetto.errors.SandboxUnavailable`), rather than run without the namespaces.

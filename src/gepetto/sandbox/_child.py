@@ -50,7 +50,7 @@ SIGKILL = 9
 PR_SET_PDEATHSIG = 1
 PR_SET_NO_NEW_PRIVS = 38
 SETUP_FAILED = 125  # exit code of a launcher that could not build the sandbox
-KNOWN_LIMITS = {"memory", "processes", "file_size", "network", "filesystem"}
+KNOWN_LIMITS = {"memory", "processes", "file_size", "disk", "network", "filesystem"}
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -99,8 +99,9 @@ def _enter_namespaces(config: dict[str, Any]) -> None:
 
 def _private_folders(config: dict[str, Any]) -> None:
     """Private, size-capped ``/tmp``-like folders and an empty home for the caller's, the
-    interpreter's folders bound back read-only, the working directory bound back in place,
-    and a ``/proc`` showing only the sandbox's processes."""
+    interpreter's folders bound back read-only, a size-capped working directory at the same
+    path holding a copy of the prepared one, and a ``/proc`` showing only the sandbox's
+    processes."""
     workdir = config["workdir"]
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     keep = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY)
@@ -117,11 +118,32 @@ def _private_folders(config: dict[str, Any]) -> None:
         _mount("none", path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC, None)
         os.close(fd)
     os.makedirs(workdir, exist_ok=True)  # it was hidden if it lay under one of them
-    _mount(f"/proc/self/fd/{keep}", workdir, None, MS_BIND, None)
+    owner = "" if config["uid"] is None else f",uid={config['uid']},gid={config['uid']}"
+    _mount("tmpfs", workdir, "tmpfs", MS_NOSUID | MS_NODEV, f"size={config['disk_mb']}m{owner}")
+    os.chmod(workdir, 0o700)
+    _copy_tree(f"/proc/self/fd/{keep}", workdir, config["uid"])
     os.close(keep)
     if config["pid_ns"]:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
     os.chdir(workdir)
+
+
+def _copy_tree(source: str, target: str, uid: int | None) -> None:
+    """Copy the prepared files (modes kept) into the sandbox's own working directory."""
+    for folder, _, names in os.walk(source):
+        destination = os.path.normpath(os.path.join(target, os.path.relpath(folder, source)))
+        os.makedirs(destination, exist_ok=True)
+        paths = [destination]
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as src:
+                with open(os.path.join(destination, name), "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+                os.chmod(dst.name, os.fstat(src.fileno()).st_mode & 0o777)
+            paths.append(os.path.join(destination, name))
+        if uid is not None:
+            for path in paths:
+                os.chown(path, uid, uid)
 
 
 def _limit(config: dict[str, Any]) -> None:
@@ -158,6 +180,7 @@ def _limit_behind(error: BaseException) -> str | None:
         return {
             errno.EAGAIN: "processes",
             errno.EFBIG: "file_size",
+            errno.ENOSPC: "disk",
             errno.ENETUNREACH: "network",
             errno.EADDRNOTAVAIL: "network",
             errno.EACCES: "filesystem",
@@ -243,7 +266,7 @@ def _worker(config: dict[str, Any], status_fd: int, limit_fd: int) -> None:
     except OSError as error:
         print(f"sandbox: cannot run {config['argv'][0]!r}: {error}", file=sys.stderr)
         sys.stderr.flush()
-        os._exit(127)
+        os._exit(127 if isinstance(error, FileNotFoundError) else 126)  # as a shell does
 
 
 def _init(config: dict[str, Any], status_fd: int) -> int:

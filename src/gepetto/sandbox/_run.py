@@ -30,7 +30,7 @@ _STATUS_CAP = 65536
 _STATUS_FIELDS = {"init": int, "exit": int, "signal": int, "cpu_s": float}
 _STOP_WAIT_S = 5.0
 
-LIMITS = ("wall_time", "cpu_time", "memory", "processes", "output", "file_size")
+LIMITS = ("wall_time", "cpu_time", "memory", "processes", "output", "file_size", "disk")
 """Names :attr:`SandboxResult.limit` can take for a limit that stopped the run; ``"network"``
 and ``"filesystem"`` name a protection behind the uncaught error that ended it."""
 
@@ -92,6 +92,7 @@ class SandboxResult:
             "processes": "stopped: process limit reached (fork failed)",
             "output": "killed: output limit reached",
             "file_size": "stopped: file-size limit reached",
+            "disk": "stopped: the working directory is full (disk limit)",
             "network": "stopped: the network is not available in the sandbox",
             "filesystem": "stopped: writing outside the working directory is not allowed",
         }
@@ -112,6 +113,7 @@ def run_python(
     max_output_bytes: int = 1_000_000,
     allow_network: bool = False,
     max_processes: int = 64,
+    disk_mb: int = 128,
     env: Mapping[str, str] | None = None,
     files: Mapping[str, str | bytes] | None = None,
     args: Sequence[str] = (),
@@ -132,7 +134,7 @@ def run_python(
     return _run(
         {"mode": "python", "script": "main.py", "argv": list(args)},
         stdin,
-        _Limits(timeout_s, cpu_s, memory_mb, max_output_bytes, max_processes),
+        _Limits(timeout_s, cpu_s, memory_mb, max_output_bytes, max_processes, disk_mb),
         allow_network,
         env,
         sources,
@@ -149,6 +151,7 @@ def run_command(
     max_output_bytes: int = 1_000_000,
     allow_network: bool = False,
     max_processes: int = 64,
+    disk_mb: int = 128,
     env: Mapping[str, str] | None = None,
     files: Mapping[str, str | bytes] | None = None,
 ) -> SandboxResult:
@@ -164,6 +167,8 @@ def run_command(
             one goes over it and the result keeps the first ``max_output_bytes`` bytes.
         allow_network: ``False`` (default) runs it in a network namespace of its own.
         max_processes: processes and threads the sandbox's user may have at once.
+        disk_mb: size of the working directory (a tmpfs of its own: what is written there is
+            gone with the run), in MiB; ``files`` must fit in it.
         env: variables added to the minimal environment (``PATH``, ``LANG``, ``HOME`` and
             ``TMPDIR`` set to the working directory); nothing else of this process's.
         files: files to write in the working directory first (relative path -> content).
@@ -182,7 +187,7 @@ def run_command(
     return _run(
         {"mode": "command", "argv": list(argv)},
         stdin,
-        _Limits(timeout_s, cpu_s, memory_mb, max_output_bytes, max_processes),
+        _Limits(timeout_s, cpu_s, memory_mb, max_output_bytes, max_processes, disk_mb),
         allow_network,
         env,
         files or {},
@@ -196,9 +201,10 @@ class _Limits:
     memory_mb: int
     max_output_bytes: int
     max_processes: int
+    disk_mb: int
 
     def __post_init__(self) -> None:
-        for name in ("timeout_s", "memory_mb", "max_output_bytes", "max_processes"):
+        for name in ("timeout_s", "memory_mb", "max_output_bytes", "max_processes", "disk_mb"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
         if self.cpu_s is not None and self.cpu_s <= 0:
@@ -241,7 +247,9 @@ def _minimal_env(workdir: str, extra: Mapping[str, str] | None) -> dict[str, str
     return env
 
 
-def _write_files(workdir: Path, files: Mapping[str, str | bytes], uid: int | None) -> None:
+def _write_files(workdir: Path, files: Mapping[str, str | bytes], disk_mb: int) -> None:
+    """Write ``files`` in the staging folder, which the sandbox copies into its own."""
+    total = 0
     for name, content in files.items():
         relative = PurePosixPath(name)
         if relative.is_absolute() or ".." in relative.parts or not relative.parts:
@@ -250,9 +258,9 @@ def _write_files(workdir: Path, files: Mapping[str, str | bytes], uid: int | Non
         target.parent.mkdir(parents=True, exist_ok=True)
         data = content.encode() if isinstance(content, str) else content
         target.write_bytes(data)
-    if uid is not None:
-        for path in (workdir, *workdir.rglob("*")):
-            os.chown(path, uid, uid)
+        total += len(data)
+    if total > disk_mb * 1024 * 1024 * 0.9:  # leave the candidate room to work
+        raise ConfigError(f"files: {total:,} bytes do not fit in disk_mb={disk_mb}; raise it")
 
 
 def _run(
@@ -269,7 +277,7 @@ def _run(
     folder = tempfile.mkdtemp(prefix="gepetto-sandbox-")
     try:
         workdir = Path(folder)
-        _write_files(workdir, files, uid)
+        _write_files(workdir, files, limits.disk_mb)
         workdir.chmod(0o700)
         status_read, status_write = os.pipe()
         config = {
@@ -284,7 +292,8 @@ def _run(
             "memory_mb": limits.memory_mb,
             "cpu_s": limits.cpu_s or max(1, int(limits.timeout_s + 0.999)),
             "max_processes": limits.max_processes,
-            "max_file_bytes": max(limits.max_output_bytes, 64 * 1024 * 1024),
+            "disk_mb": limits.disk_mb,
+            "max_file_bytes": 64 * 1024 * 1024,
             "max_open_files": 256,
             "status_fd": status_write,
         }
