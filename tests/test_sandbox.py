@@ -463,3 +463,26 @@ def test_run_command_runs_prepared_files() -> None:
         files={"tool.sh": "#!/bin/sh\necho ran $1\n"},
     )
     assert result.ok and result.stdout == "ran arg\n", result.stderr
+
+
+def test_signalling_everything_or_regaining_root_reaches_nothing_outside() -> None:
+    source = (
+        "import os, signal\n"
+        "for attempt in (lambda: os.setuid(0),\n"
+        f"                lambda: os.kill({os.getpid()}, signal.SIGKILL),  # this test's pid\n"
+        "                lambda: os.kill(1, signal.SIGKILL)):  # the sandbox's PID 1\n"
+        "    try:\n"
+        "        attempt()\n"
+        "        print('allowed')\n"
+        "    except OSError as error:\n"
+        "        print(type(error).__name__)\n"
+        "os.kill(-1, signal.SIGKILL)  # every process it may signal\n"
+        "print('still here')\n"
+    )
+    result = run_python(source)
+    lines = result.stdout.splitlines()
+    if os.geteuid() == 0:
+        assert lines[:3] == ["PermissionError", "ProcessLookupError", "PermissionError"]
+    assert lines[3] == "still here"  # kill(-1) spares the caller and reached nothing else
+    assert result.ok
+    assert my_children() == []
