@@ -488,3 +488,16 @@ def test_signalling_everything_or_regaining_root_reaches_nothing_outside() -> No
     assert lines[3] == "none to signal"
     assert result.ok
     assert my_children() == []
+
+
+def test_a_key_file_in_the_callers_home_is_hidden() -> None:
+    key_file = Path.home() / f".gepetto-sandbox-test-key-{os.getpid()}"
+    key_file.write_text(SECRET)
+    key_file.chmod(0o644)  # readable by anyone on the host: the hidden home still protects it
+    try:
+        result = run_python(f"print(open({str(key_file)!r}).read())\n")
+    finally:
+        key_file.unlink()
+    assert SECRET not in result.stdout + result.stderr
+    assert "FileNotFoundError" in result.stderr
+    assert score(result, SECRET) == 0.0

@@ -171,6 +171,7 @@ def run_command(
             gone with the run), in MiB; ``files`` must fit in it.
         env: variables added to the minimal environment (``PATH``, ``LANG``, ``HOME`` and
             ``TMPDIR`` set to the working directory); nothing else of this process's.
+            (:func:`run_python` runs Python isolated: ``PYTHON*`` variables are ignored.)
         files: files to write in the working directory first (relative path -> content).
 
     Raises:
@@ -220,14 +221,19 @@ def _sandbox_uid() -> int | None:
 
 
 def _hidden_folders(workdir: str) -> dict[str, list[str]]:
-    """The caller's home (where keys and tokens live) to hide, and the folders of this
-    interpreter found under it, bound back read-only so that Python still runs there."""
+    """The caller's home (where keys, tokens and ``.env`` files live) to hide, and the
+    folders of this interpreter and its packages found under it, bound back read-only so
+    that Python still runs there. Other ``sys.path`` entries under the home (a project's
+    own folder) stay hidden."""
     home = os.path.realpath(os.path.expanduser("~"))
     if home in ("/", "") or not os.path.isdir(home) or _under(workdir, home):
         return {"hide": [], "read_only": []}
-    needed = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-    needed.add(os.path.dirname(os.path.realpath(sys.executable)))
-    needed.update(os.path.realpath(p) for p in sys.path if p and os.path.isdir(p))
+    prefixes = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    needed = prefixes | {os.path.dirname(os.path.realpath(sys.executable))}
+    for entry in sys.path:
+        path = os.path.realpath(entry) if entry else ""
+        if os.path.basename(path) in ("site-packages", "dist-packages") and os.path.isdir(path):
+            needed.add(path)
     inside = sorted(p for p in needed if _under(p, home))
     # a folder inside another one already kept is bound with it
     outer = [p for p in inside if not any(q != p and _under(p, q) for q in inside)]
