@@ -304,8 +304,9 @@ def _init(config: dict[str, Any], status_fd: int) -> int:
 
 
 def main() -> int:
-    """Launcher, then (after each fork) PID 1 and the worker; the worker's normal end is the
-    interpreter's own (atexit handlers run, threads are joined, output is flushed)."""
+    """The launcher, then (after each fork) PID 1 and the worker. Neither of the last two
+    returns: PID 1 and a Python worker leave with ``os._exit``, a command replaces the
+    worker (``exec``)."""
     config = marshal.loads(bytes.fromhex(sys.argv[1]))
     status_fd = config["status_fd"]
     try:
