@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -236,8 +237,10 @@ def test_printing_1_gb_is_cut_at_the_output_limit_quickly() -> None:
     source = (
         "import sys\nchunk = 'x' * 65536\nfor _ in range(16384):\n    sys.stdout.write(chunk)\n"
     )
+    peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
     started = time.monotonic()
     result = run_python(source, max_output_bytes=100_000, timeout_s=30.0)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before < 50_000
     assert result.limit == "output"
     assert len(result.stdout) == 100_000
     assert time.monotonic() - started < 3.0
