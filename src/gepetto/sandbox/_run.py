@@ -450,20 +450,22 @@ def _pidfd(pid: int) -> int | None:
 def _stop(process: subprocess.Popen[bytes], reader: _Reader) -> None:
     """Make sure nothing of the sandbox is left when this returns.
 
-    Killing PID 1 of the sandbox's PID namespace kills every process in it, and PID 1 is not
-    gone (its launcher's ``wait`` does not return) before all of them are. The launcher is
-    then killed with its process group, a safety net where no PID namespace was made.
+    A launcher that was waited for has exited after its PID 1, and PID 1 is not gone before
+    every process of its PID namespace is: nothing is left. Otherwise the launcher's process
+    group (the launcher, PID 1 and the worker) is killed while the launcher is not reaped yet,
+    so its group id cannot have been given to another process; then PID 1's end is awaited.
     """
-    if process.poll() is None:
-        init = reader.status().get("init")  # the launcher has not reaped it: the pid is its
-        if isinstance(init, int) and init > 1:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(init, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(_STOP_WAIT_S)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    if process.returncode is None:
+        init = reader.status().get("init")
+        watch = _pidfd(init) if isinstance(init, int) and init > 1 else None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        if watch is not None:  # readable once PID 1 and its whole namespace are gone
+            with selectors.DefaultSelector() as selector:
+                selector.register(watch, selectors.EVENT_READ)
+                selector.select(_STOP_WAIT_S)
+            os.close(watch)
     for stream in (process.stdout, process.stderr):
         if stream is not None:
             stream.close()
