@@ -23,6 +23,7 @@ this drawing complete)::
     │   ├── LMResponseError      an answer that cannot be used
     │   ├── CostCapReached       max_cost_usd has no room for the call (it was not sent)
     │   └── CircuitOpenError     too many failures in a row: the client stopped calling
+    ├── SandboxUnavailable       gepetto.sandbox: a protection asked for cannot be had here
     └── LocalModelError          gepetto.lm: the local models and their server
         ├── UnknownModelError    not a known local model name
         ├── ModelNotInstalledError   the GGUF file is missing or corrupt
@@ -53,6 +54,7 @@ __all__ = [
     "BudgetExhausted",
     "ConfigError",
     "GepettoError",
+    "SandboxUnavailable",
 ]
 
 
@@ -99,6 +101,12 @@ class AdapterFailed(GepettoError):
     a later call resumes the run). With ``raise_on_exception=False`` the result is returned
     instead, with that ``stop_reason``.
     """
+
+
+class SandboxUnavailable(GepettoError):
+    """:mod:`gepetto.sandbox` cannot give a protection that was asked for on this machine
+    (for example no network namespace for ``allow_network=False`` as a non-root user
+    without user namespaces). Nothing was run; the message says what to change."""
 
 
 class BudgetExhausted(GepettoError):
