@@ -137,7 +137,9 @@ def test_tool_errors_are_results_and_turns_are_capped() -> None:
         'KeyError: "no ',
         "unknown tool '",
     ]  # the third reply's call is not run: out of turns
-    assert "Tool lookup_price failed: KeyError" in trajectory["messages"][3]["content"]
+    assert trajectory["messages"][3]["content"].startswith(
+        'lookup_price({"item": "kiwi"}) failed: KeyError'
+    )
 
 
 def test_failures_score_zero_with_feedback_and_fatal_errors_stop() -> None:
@@ -174,7 +176,7 @@ def test_reflective_dataset_per_component() -> None:
     (agent_record,) = dataset[SYSTEM_PROMPT]
     assert agent_record["Inputs"] == "How much do 3 apples cost?"
     assert '[Agent] ```json\n{"tool": "lookup_price"' in agent_record["Trajectory"]
-    assert "[Tools] Tool lookup_price returned: 0.5" in agent_record["Trajectory"]
+    assert '[Tool] lookup_price({"item": "apple"}) returned: 0.5\n' in agent_record["Trajectory"]
     assert agent_record["Generated Outputs"] == "0.5"
     assert agent_record["Feedback"].startswith("Incorrect: expected 1.5")
     (price_record,) = dataset["tool:lookup_price"]
@@ -220,3 +222,23 @@ def test_optimize_improves_the_agent_on_held_out_examples() -> None:
     assert result.best_test_score == 1.0
     assert result.best_candidate[SYSTEM_PROMPT] == GOOD_PROMPT
     assert result.best_candidate["tool:multiply"] == TOTAL
+
+
+def test_one_call_per_turn_and_the_final_answer_tool() -> None:
+    replies = [
+        '```json\n{"tool": "lookup_price", "arguments": {"item": "pear"}}\n'
+        '{"tool": "final_answer", "arguments": {"answer": "guess"}}\n```',
+        '{"tool": "final_answer", "arguments": {"answer": 1.5}}',
+    ]
+    adapter = agent(ScriptedLM(replies))
+    batch = evaluate(adapter, shop_examples([(2, "pear")]), {SYSTEM_PROMPT: "x"})
+    trajectory = batch.trajectories[0]
+    assert [c["tool"] for c in trajectory["tool_calls"]] == ["lookup_price"]
+    assert "(only the first tool call of a message is run)" in trajectory["messages"][3]["content"]
+    assert trajectory["final_answer"] == "1.5" and batch.scores == [1.0]
+    with pytest.raises(ConfigError, match="final_answer"):
+
+        def final_answer(answer: str) -> str:
+            return answer
+
+        AgentAdapter(scripted_agent, [final_answer], shop_metric)

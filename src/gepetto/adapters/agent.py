@@ -3,7 +3,8 @@ descriptions are the texts the optimizer rewrites.
 
 Tools are plain Python functions (sync or ``async def``, see :mod:`gepetto.adapters.tools`);
 the model calls them with the text protocol of that module, sees their results, and ends
-with a final answer (a reply without a tool call) or runs out of turns. A metric scores the
+with a final answer (the built-in ``final_answer`` tool, or a reply without a tool call) or
+runs out of turns. A metric scores the
 final answer, with the whole trajectory at hand::
 
     def lookup_price(item: str) -> float:
@@ -53,10 +54,15 @@ from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM, as_async_lm
 from gepetto.types import EvaluationBatch
 
-__all__ = ["SYSTEM_PROMPT", "TOOL_PREFIX", "AgentAdapter", "Metric"]
+__all__ = ["FINAL_ANSWER", "PROTOCOL", "SYSTEM_PROMPT", "TOOL_PREFIX", "AgentAdapter", "Metric"]
 
 SYSTEM_PROMPT = "system_prompt"
 """The component holding the agent's system prompt."""
+
+FINAL_ANSWER = "final_answer"
+"""The built-in tool that ends the loop: its ``answer`` argument is the final answer (a reply
+without any tool call is a final answer too). Small models that keep calling tools stop
+more reliably when the answer is one more tool call."""
 
 TOOL_PREFIX = "tool:"
 """Tool description components are named ``"tool:<tool name>"``."""
@@ -69,13 +75,23 @@ Metric = Callable[
 PROTOCOL = """You can call these tools:
 {tools}
 
-To call a tool, reply with only a JSON object in a fenced block, and nothing else:
+To call a tool, reply with only one JSON object in a fenced block, and nothing else:
 ```json
-{{"tool": "<tool name>", "arguments": {{"<parameter>": <value>}}}}
+{"tool": "<tool name>", "arguments": {"<parameter>": <value>}}
 ```
 The result comes back in the next message; call tools as many times as you need. When you
-know the answer, reply with the final answer only, without a tool call."""
+know the answer, give it with the final_answer tool:
+```json
+{"tool": "final_answer", "arguments": {"answer": "<the answer>"}}
+```"""
 """What the model is told about the tools and how to call them (not optimized)."""
+
+_NEXT_STEP = (
+    "If this answers the question, call final_answer now; otherwise call the next tool you need."
+)
+"""Ends every tool results message: small models otherwise repeat the call they made."""
+
+_ONE_CALL = " (only the first tool call of a message is run)"
 
 _RESULT_CHARS = 2000
 """A tool result longer than this is cut in the trajectory and the next message."""
@@ -120,8 +136,11 @@ class AgentAdapter:
             raise ConfigError("LM options only apply to a model string; configure your client")
         built = [t if isinstance(t, Tool) else Tool.from_function(t) for t in tools]
         names = [t.name for t in built]
-        if not built or len(set(names)) != len(names):
-            raise ConfigError(f"an agent needs tools with distinct names, got {names}")
+        if not built or len(set(names)) != len(names) or FINAL_ANSWER in names:
+            raise ConfigError(
+                f"an agent needs tools with distinct names other than {FINAL_ANSWER!r} (the "
+                f"built-in tool that ends the loop), got {names}"
+            )
         if max_turns < 1 or max_concurrency < 1:
             raise ConfigError(
                 f"max_turns and max_concurrency must be >= 1, got {max_turns}, {max_concurrency}"
@@ -236,11 +255,19 @@ class AgentAdapter:
             if not calls:
                 trajectory["stopped"] = "answer"
                 return
+            call = calls[0]  # one action per turn: later calls were written blind
+            if call.name == FINAL_ANSWER:
+                trajectory["final_answer"] = _as_answer(call.arguments)
+                trajectory["stopped"] = "answer"
+                return
             if turn == self.max_turns:
-                return  # out of turns: the calls of the last reply are not run
-            results = [await self._call(call, turn) for call in calls]
-            trajectory["tool_calls"].extend(results)
-            messages.append({"role": "user", "content": _results_message(results)})
+                return  # out of turns: the call of the last reply is not run
+            result = await self._call(call, turn)
+            trajectory["tool_calls"].append(result)
+            note = _ONE_CALL if len(calls) > 1 else ""
+            messages.append(
+                {"role": "user", "content": _results_message(result, trajectory["input"], note)}
+            )
 
     async def _call(self, call: ToolCall, turn: int) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -298,31 +325,43 @@ class AgentAdapter:
         return dataset
 
 
+def _as_answer(arguments: Mapping[str, Any]) -> str:
+    """The text of a final_answer call (its ``answer``, else its only argument)."""
+    value = arguments.get(
+        "answer", next(iter(arguments.values()), "") if len(arguments) == 1 else ""
+    )
+    return value.strip() if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= _RESULT_CHARS else text[:_RESULT_CHARS] + " ...[cut]"
 
 
+def _call_head(call: Mapping[str, Any]) -> str:
+    return f"{call['tool']}({json.dumps(call['arguments'], ensure_ascii=False)})"
+
+
 def _call_text(call: Mapping[str, Any]) -> str:
-    arguments = json.dumps(call["arguments"], ensure_ascii=False)
     outcome = f"error: {call['error']}" if "error" in call else f"-> {call.get('result', '')}"
-    return f"{call['tool']}({arguments}) {outcome}"
+    return f"{_call_head(call)} {outcome}"
 
 
-def _results_message(calls: Sequence[Mapping[str, Any]]) -> str:
-    return "\n".join(
-        f"Tool {c['tool']} failed: {c['error']}"
-        if "error" in c
-        else f"Tool {c['tool']} returned: {c.get('result', '')}"
-        for c in calls
+def _results_message(call: Mapping[str, Any], question: str, note: str) -> str:
+    outcome = (
+        f"failed: {call['error']}" if "error" in call else f"returned: {call.get('result', '')}"
     )
+    lines = [f"{_call_head(call)} {outcome}{note}", f"The question was: {question}", _NEXT_STEP]
+    return "\n".join(lines)
 
 
 def _steps_text(trajectory: Mapping[str, Any]) -> str:
     """The agent's turns after the user's message, as the reflection reads them."""
     lines = []
     for message in trajectory["messages"][2:]:
-        who = "Agent" if message["role"] == "assistant" else "Tools"
-        lines.append(f"[{who}] {message['content']}")
+        if message["role"] == "assistant":
+            lines.append(f"[Agent] {message['content']}")
+        else:  # the outcome line, without the reminders that follow it
+            lines.append(f"[Tool] {message['content'].splitlines()[0]}")
     if trajectory.get("stopped") == "max_turns":
         lines.append("[Stopped: out of turns before a final answer]")
     if trajectory.get("error"):

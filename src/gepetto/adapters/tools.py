@@ -219,6 +219,8 @@ def parse_tool_calls(reply: str) -> list[ToolCall]:
     calls: list[ToolCall] = []
     for chunk in chunks:
         value = _load(chunk.strip())
+        if value is None:  # one call per line, as small models write several
+            value = [_load(line.strip()) for line in chunk.splitlines() if line.strip()]
         for item in value if isinstance(value, list) else [value]:
             call = _as_call(item)
             if call is not None:
