@@ -87,7 +87,8 @@ know the answer, give it with the final_answer tool:
 """What the model is told about the tools and how to call them (not optimized)."""
 
 _NEXT_STEP = (
-    "If this answers the question, call final_answer now; otherwise call the next tool you need."
+    "Call the next tool your instructions ask for, or final_answer once the question is fully "
+    "answered."
 )
 """Ends every tool results message: small models otherwise repeat the call they made."""
 
