@@ -31,7 +31,7 @@ from gepetto.testing import ScriptedLM
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
-TRAIN, VAL, TEST = shop_orders(4, seed=1), shop_orders(4, seed=2), shop_orders(6, seed=3)
+TRAIN, VAL, TEST = shop_orders(4, seed=1), shop_orders(4, seed=2), shop_orders(8, seed=3)
 
 
 @pytest.fixture(scope="module")
