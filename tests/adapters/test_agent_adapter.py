@@ -12,6 +12,7 @@ import gepetto
 from gepetto.adapters.agent import SYSTEM_PROMPT, AgentAdapter
 from gepetto.adapters.tools import Tool, ToolCall, parse_tool_calls, run_tool
 from gepetto.errors import ConfigError
+from gepetto.lm.client import Completion, LMClient, LMRequest, Usage
 from gepetto.lm.errors import LMAuthError
 from gepetto.testing import ScriptedLM
 from tests.adapters.agent_fakes import (
@@ -242,3 +243,32 @@ def test_one_call_per_turn_and_the_final_answer_tool() -> None:
             return answer
 
         AgentAdapter(scripted_agent, [final_answer], shop_metric)
+
+
+class ScriptedClient(LMClient):
+    """A gepetto LM client whose replies come from the scripted agent (no network)."""
+
+    provider = "scripted"
+
+    async def _send(self, request: LMRequest) -> Completion:
+        text = scripted_agent([dict(m) for m in request.messages])
+        return Completion(text, self.model, Usage(10, 5))
+
+
+def test_the_run_meters_every_turn_of_the_agent() -> None:
+    adapter = agent(ScriptedClient("agent-model", temperature=0))
+    assert adapter.lm_clients() == [adapter.model]
+    candidate = {**adapter.seed_candidate(GOOD_PROMPT), "tool:multiply": TOTAL}
+    result = gepetto.optimize(
+        candidate,
+        shop_examples([(3, "apple")]),
+        shop_examples([(2, "pear"), (1, "melon")]),
+        adapter=adapter,
+        reflection_lm=ScriptedLM(["```\nx\n```"], repeat_last=True),
+        max_metric_calls=2,
+        display_progress_bar=False,
+    )
+    task = result.lm_usage["task"]
+    assert result.total_metric_calls == 2
+    assert task["calls"] == 6  # three model calls per example: lookup, multiply, answer
+    assert task["input_tokens"] == 60 and task["output_tokens"] == 30
