@@ -264,7 +264,7 @@ def test_concurrent_evaluations_keep_their_logs_apart() -> None:
         batches = await asyncio.gather(
             *(adapter.evaluate([n], {"current_candidate": "c"}) for n in range(4))
         )
-        return [b.trajectories[0]["log"] for b in batches]
+        return [b.outputs[0]["log"] for b in batches]
 
     expected = [f"start {n}\nend {n}\n" for n in range(4)]
     assert asyncio.run(run(evaluate)) == expected

@@ -205,7 +205,7 @@ class AnythingAdapter:
         return EvaluationBatch(
             outputs=infos,
             scores=scores,
-            trajectories=infos,
+            trajectories=infos if capture_traces else None,
             objective_scores=objectives if any(objectives) else None,
             num_metric_calls=None if extra_calls is None else len(batch) + extra_calls,
         )

@@ -8,13 +8,23 @@ examples with a vague seed prompt and a hand-written reference prompt:
   (:data:`SEED_PROMPT`, :data:`LABELS_PROMPT`, :data:`HANDWRITTEN_PROMPT`);
 - :func:`date_normalization`: write the date of a message as ``YYYY-MM-DD``
   (:data:`DATES_SEED_PROMPT`, :data:`DATES_FORMAT_PROMPT`, :data:`DATES_HANDWRITTEN_PROMPT`;
-  also ``gepetto.datasets.dates.SEED_PROMPT`` and so on).
+  also ``gepetto.datasets.dates.SEED_PROMPT`` and so on);
+- :func:`shop_orders`: price an order with two tools, :func:`~gepetto.datasets.shop.lookup_price`
+  and :func:`~gepetto.datasets.shop.multiply` (for the agent adapter; :data:`SHOP_SEED_PROMPT`,
+  :data:`SHOP_MULTIPLY_DESCRIPTION`, :func:`~gepetto.datasets.shop.shop_metric`).
 """
 
 from gepetto.datasets.dates import FORMAT_PROMPT as DATES_FORMAT_PROMPT
 from gepetto.datasets.dates import HANDWRITTEN_PROMPT as DATES_HANDWRITTEN_PROMPT
 from gepetto.datasets.dates import SEED_PROMPT as DATES_SEED_PROMPT
 from gepetto.datasets.dates import date_normalization
+from gepetto.datasets.shop import (
+    SHOP_HANDWRITTEN_PROMPT,
+    SHOP_MULTIPLY_DESCRIPTION,
+    SHOP_SEED_PROMPT,
+    shop_metric,
+    shop_orders,
+)
 from gepetto.datasets.tickets import (
     HANDWRITTEN_PROMPT,
     LABELS,
@@ -32,7 +42,12 @@ __all__ = [
     "LABELS",
     "LABELS_PROMPT",
     "SEED_PROMPT",
+    "SHOP_HANDWRITTEN_PROMPT",
+    "SHOP_MULTIPLY_DESCRIPTION",
+    "SHOP_SEED_PROMPT",
     "date_normalization",
+    "shop_metric",
+    "shop_orders",
     "ticket_routing",
     "ticket_routing_splits",
 ]

@@ -9,6 +9,10 @@ They make engine tests deterministic and let users try gepetto without a model:
   task where an example is solved when the instructions contain its required words;
 - :class:`FlakyAdapter`: wraps an adapter and raises on chosen examples.
 
+Contract suites for your own implementations live beside them:
+:mod:`gepetto.testing.adapter_contract` (adapters) and :mod:`gepetto.testing.storage_contract`
+(journal storages).
+
 Example:
     >>> lm = ScriptedLM(["```\\nnew text\\n```"])
     >>> lm("any prompt")
