@@ -25,6 +25,8 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from tests.lm.isolation import CLOSED_PORT_PROXY
+
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 OUTCOMES = HERE / "outcomes.json"
@@ -54,7 +56,7 @@ def gepa_tests_dir() -> Path:
 def isolated_env() -> dict[str, str]:
     """This process's environment without provider credentials, all traffic kept local."""
     env = {k: v for k, v in os.environ.items() if not k.endswith(_PROVIDER_KEYS)}
-    closed = "http://127.0.0.1:9"
+    closed = CLOSED_PORT_PROXY
     env.update(
         HTTP_PROXY=closed,
         HTTPS_PROXY=closed,

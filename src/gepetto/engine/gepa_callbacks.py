@@ -59,6 +59,7 @@ from gepetto.gepa_state import GEPAStateView
 from gepetto.image import restore_images
 from gepetto.records import EvaluationRecord, IterationRecord
 from gepetto.state import RunState
+from gepetto.types import ListDataLoader
 
 __all__ = [
     "GEPA_CALLBACK_METHODS",
@@ -70,22 +71,6 @@ __all__ = [
 _PARENT_PURPOSES = frozenset({"parent_minibatch", "recheck_parent"})
 _CHILD_PURPOSES = frozenset({"child_minibatch", "recheck_child"})
 _UNBUDGETED = frozenset({"seed_validation", "test"})
-
-
-class _ListLoader:
-    """gepa's ``DataLoader`` reading of a list: ids are positions."""
-
-    def __init__(self, items: Sequence[Any]) -> None:
-        self._items = items
-
-    def all_ids(self) -> list[int]:
-        return list(range(len(self._items)))
-
-    def fetch(self, ids: Sequence[int]) -> list[Any]:
-        return [self._items[i] for i in ids]
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(slots=True)
@@ -152,7 +137,7 @@ class GEPACallbackBridge:
         self._train_cache: Mapping[str, Mapping[int, KnownResult]] = (
             {} if train_cache is None else train_cache
         )
-        self._loader = _ListLoader(trainset)
+        self._loader = ListDataLoader(trainset)
         self._best_program = best_program
         self._iterations: dict[int, _Iteration] = {}
         self._front: set[int] = set()
