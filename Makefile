@@ -6,6 +6,7 @@ export DO_NOT_TRACK := 1
 export WANDB_MODE := offline
 export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
+export LITELLM_LOCAL_MODEL_COST_MAP := True
 
 .PHONY: setup setup-llm gepa-tests test test-fast lint format hooks demo quickstart bench clean
 
