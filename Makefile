@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 
-.PHONY: setup setup-llm gepa-tests test test-fast lint format hooks demo quickstart bench clean
+.PHONY: setup setup-llm gepa-tests test test-fast lint format hooks demo quickstart bench docs clean
 
 setup: $(VENV)/.installed
 
@@ -59,8 +59,12 @@ demo: setup setup-llm
 quickstart: setup
 	$(PY) examples/quickstart.py
 
+# The documentation site, built offline into site/ (open site/index.html).
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: setup
 	$(PY) bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site

@@ -144,8 +144,9 @@ class Optimizer:
         storage: where the journal goes (``None``: nowhere). A storage that already holds
             ``run_id`` resumes that run: its records are replayed, the iterations that were
             in flight are redone, and nothing that finished is done again.
-        (``config.engine``) run_id: the run's name in the storage; fork: if the stored run has
-            other inputs, start a new run beside it instead of refusing; worker: this
+            From ``config.engine``: ``run_id``, the run's name in the storage; ``fork``: if
+            the stored run has other inputs, start a new run beside it instead of refusing;
+            ``worker``: this
             process's name in a run shared by several worker processes (the storage must be
             a :class:`~gepetto.storage.base.SharedRunStorage`; ``True`` names it after the
             host and process): candidate ids, iteration numbers and the budget are then

@@ -169,7 +169,9 @@ class LMClient:
 
     Args:
         model: the provider's model name.
-        temperature, top_p, max_tokens: sampling parameters (``None``: provider default).
+        temperature: sampling temperature (``None``: provider default).
+        top_p: nucleus sampling (``None``: provider default).
+        max_tokens: most output tokens (``None``: provider default).
         timeout: seconds per request attempt.
         extra_body: extra request fields passed to the provider as they are.
         retry: the retry policy (default: 6 attempts, exponential backoff with jitter).
