@@ -57,7 +57,7 @@ demo: setup setup-llm
 
 # The quick start with scripted stand-ins for the LM (no model needed, a few seconds).
 quickstart: setup
-	$(PY) examples/quickstart.py
+	$(PY) examples/quickstart_scripted.py
 
 # The documentation site, built offline into site/ (open site/index.html).
 docs: setup

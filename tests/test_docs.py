@@ -4,11 +4,10 @@ A fenced ``python`` block preceded by an HTML comment is run by these tests:
 
 - ``<!-- runnable -->``: the block runs on its own;
 - ``<!-- runnable: NAME -->``: the blocks of one page with the same NAME run in order in one
-  namespace (a page that builds something step by step);
-- ``<!-- runnable: llm -->``: each block runs on its own against the real local models
-  (marked ``slow`` and ``llm``).
+  namespace (a page that builds something step by step).
 
-Every other block is illustration (a hosted model, a shell command) and is not run.
+Every other block is illustration (a hosted model, a shell command) and is not run; blocks
+that need the local models are examples in ``examples/``, run by ``tests/test_examples.py``.
 """
 
 from __future__ import annotations
@@ -37,10 +36,7 @@ def runnable_blocks() -> list[tuple[str, str, list[str]]]:
         groups: dict[str, list[str]] = defaultdict(list)
         for index, match in enumerate(_BLOCK.finditer(page.read_text(encoding="utf-8"))):
             name = match["name"]
-            key = f"block{index}" if name in (None, "llm") else name
-            if name == "llm":
-                key = f"llm{index}"
-            groups[key].append(match["code"])
+            groups[name or f"block{index}"].append(match["code"])
         relative = str(page.relative_to(DOCS))
         found.extend((relative, key, codes) for key, codes in groups.items())
     return found
@@ -71,23 +67,10 @@ def test_the_docs_have_runnable_blocks() -> None:
 
 @pytest.mark.parametrize(
     ("page", "group", "codes"),
-    [block for block in BLOCKS if not block[1].startswith("llm")],
+    BLOCKS,
     ids=lambda value: value if isinstance(value, str) else "",
 )
 def test_runnable_block(page: str, group: str, codes: list[str], tmp_path: Path) -> None:
-    run_blocks(codes, tmp_path)
-
-
-@pytest.mark.slow
-@pytest.mark.llm
-@pytest.mark.parametrize(
-    ("page", "group", "codes"),
-    [block for block in BLOCKS if block[1].startswith("llm")],
-    ids=lambda value: value if isinstance(value, str) else "",
-)
-def test_runnable_block_on_the_local_models(
-    page: str, group: str, codes: list[str], tmp_path: Path
-) -> None:
     run_blocks(codes, tmp_path)
 
 

@@ -11,13 +11,19 @@ examples with a vague seed prompt and a hand-written reference prompt:
   also ``gepetto.datasets.dates.SEED_PROMPT`` and so on);
 - :func:`shop_orders`: price an order with two tools, :func:`~gepetto.datasets.shop.lookup_price`
   and :func:`~gepetto.datasets.shop.multiply` (for the agent adapter; :data:`SHOP_SEED_PROMPT`,
-  :data:`SHOP_MULTIPLY_DESCRIPTION`, :func:`~gepetto.datasets.shop.shop_metric`).
+  :data:`SHOP_MULTIPLY_DESCRIPTION`, :func:`~gepetto.datasets.shop.shop_metric`);
+- :func:`arithmetic_problems`: arithmetic word problems with a numeric answer, scored by
+  :func:`numeric_answer_evaluator` (prompts in :mod:`gepetto.datasets.arithmetic`);
+- :func:`shipping_requests`: extract five fields of a shipping request as JSON, scored per
+  field by :func:`field_match_evaluator` (prompts in :mod:`gepetto.datasets.extraction`).
 """
 
+from gepetto.datasets.arithmetic import arithmetic_problems, numeric_answer_evaluator
 from gepetto.datasets.dates import FORMAT_PROMPT as DATES_FORMAT_PROMPT
 from gepetto.datasets.dates import HANDWRITTEN_PROMPT as DATES_HANDWRITTEN_PROMPT
 from gepetto.datasets.dates import SEED_PROMPT as DATES_SEED_PROMPT
 from gepetto.datasets.dates import date_normalization
+from gepetto.datasets.extraction import field_match_evaluator, shipping_requests
 from gepetto.datasets.shop import (
     SHOP_HANDWRITTEN_PROMPT,
     SHOP_MULTIPLY_DESCRIPTION,
@@ -45,7 +51,11 @@ __all__ = [
     "SHOP_HANDWRITTEN_PROMPT",
     "SHOP_MULTIPLY_DESCRIPTION",
     "SHOP_SEED_PROMPT",
+    "arithmetic_problems",
     "date_normalization",
+    "field_match_evaluator",
+    "numeric_answer_evaluator",
+    "shipping_requests",
     "shop_metric",
     "shop_orders",
     "ticket_routing",
