@@ -276,6 +276,7 @@ def dashboard(
 
     for source in runs:
         open_store(source).close()  # a path that is not a run: exit 2 before serving
+    _check_port(host, port)
     try:  # imported by name: the dashboard is optional in a gepetto build
         web: Any = importlib.import_module("gepetto.dashboard")
     except ModuleNotFoundError as error:
@@ -288,7 +289,6 @@ def dashboard(
             f"the dashboard needs {error.name}: pip install 'gepetto[dashboard]'",
             ExitCode.UNAVAILABLE,
         ) from None
-    _check_port(host, port)
     try:
         web.serve(list(runs), host=host, port=port, open_browser=open_browser)
     except OSError as error:
