@@ -159,10 +159,11 @@ class RunView:
         )
 
     def front_ids(self) -> list[int]:
-        """The non-dominated candidates (the ones parent selection samples), in id order."""
-        if not self.state.candidates:
-            return []
-        return sorted(self.state.selection_weights()[0])
+        """The candidates on the Pareto front: best (or tied best) on at least one
+        validation example (on at least one key of the run's ``frontier_type``), in id
+        order; as :mod:`gepetto.visualization` and gepa's ``pareto_front_programs`` count
+        them."""
+        return self.state.front_members() if self.state.candidates else []
 
     def point_time(self, point: ProgressPoint) -> float | None:
         """When a progress point happened (epoch seconds), from the event log."""
