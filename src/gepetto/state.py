@@ -359,6 +359,13 @@ class RunState:
             return sorted(c for c, keys in table.keys_of.items() if keys)
         return sorted({c for ids in self.fronts().values() for c in ids})
 
+    def front_aggregate_score(self) -> float:
+        """The mean over validation examples of the best score any pool member has on it
+        (gepa's "valset Pareto front aggregate score": the score of the front taken as an
+        ensemble); NaN before any score. O(examples scored)."""
+        best = self._instance_front.best
+        return mean(list(best.values())) if best else float("nan")
+
     def selection_weights(self) -> tuple[list[CandidateId], list[int]]:
         """Non-dominated pool members and how many fronts each is on (GEPA's sampling weights).
 
