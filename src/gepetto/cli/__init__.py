@@ -35,31 +35,10 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from enum import IntEnum
 
-from gepetto.errors import GepettoError
+from gepetto.cli._errors import CommandError, ExitCode
 
 __all__ = ["CommandError", "ExitCode", "main"]
-
-
-class ExitCode(IntEnum):
-    """What a ``gepetto`` command's exit status means (see the module docstring)."""
-
-    OK = 0
-    RUN_FAILED = 1
-    BAD_INPUT = 2
-    STORE_ERROR = 3
-    RUN_IN_USE = 4
-    UNAVAILABLE = 5
-    INTERRUPTED = 130
-
-
-class CommandError(GepettoError):
-    """A ``gepetto`` command could not do its work; ``exit_code`` says why."""
-
-    def __init__(self, message: str, exit_code: ExitCode = ExitCode.BAD_INPUT) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

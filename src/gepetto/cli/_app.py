@@ -18,7 +18,7 @@ from typing import Annotated, Any, Optional
 import typer
 from typer.exceptions import TyperException
 
-from gepetto.cli import CommandError, ExitCode
+from gepetto.cli._errors import CommandError, ExitCode
 from gepetto.errors import ConfigError, GepettoError
 from gepetto.runview import NotARun, RunView, open_run
 from gepetto.storage.base import RunInUse, StorageError

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gepetto.cli import CommandError, ExitCode
+from gepetto.cli._errors import CommandError, ExitCode
 from gepetto.cli._task import Task, check_option_names, load_task
 
 __all__ = ["TASK_RECORD", "CliOptions", "default_run_dir", "optimize_task", "resume_run"]

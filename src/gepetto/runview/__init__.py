@@ -26,10 +26,13 @@ Errors: :class:`NotARun` (nothing there, a folder without a journal, no such run
 :class:`~gepetto.storage.base.StorageError` (a damaged journal), each with a one-line
 message that says what to do.
 
-Example:
-    >>> with open_run("runs/my-run") as view:  # doctest: +SKIP
-    ...     print(summary(view).best_score)
-    ...     new = progress(view, after=view.last_seq)  # nothing new yet
+Example::
+
+    with open_run("runs/my-run") as view:
+        print(summary(view).best_score)
+        seen = view.last_seq
+        view.refresh()  # later: only the records written since are read
+        new_points = progress(view, after=seen).points
 """
 
 from __future__ import annotations
