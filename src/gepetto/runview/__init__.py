@@ -37,17 +37,16 @@ Example::
 
 from __future__ import annotations
 
+from gepetto.runview._compare import RunComparison, compare_runs
 from gepetto.runview._data import (
     CandidateDetail,
     Lineage,
     ProgressSeries,
-    RunComparison,
     RunListing,
     RunStatus,
     RunSummary,
     ScoreMatrix,
     candidate_detail,
-    compare_runs,
     component_diff,
     lineage,
     list_runs,
