@@ -6,12 +6,15 @@ this drawing complete)::
 
     GepettoError
     ├── ConfigError              bad arguments; raised before any LM or adapter call is paid
+    │   └── TaskError            gepetto.cli: a task file of `gepetto optimize` is not usable
     ├── AdapterContractError     the adapter broke the protocol (wrong lengths, bad scores)
     ├── AdapterFailed            optimize(raise_on_exception=True): the adapter raised on all
     ├── BudgetExhausted          internal signal: a reservation did not fit in the budget
     ├── StorageError             gepetto.storage: the journal cannot be used
     │   ├── RunExists            a run with this id was already created
     │   └── RunInUse             another process holds the run (its lock)
+    ├── NotARun                  gepetto.runview: nothing to read there (no journal, no run)
+    ├── CommandError             gepetto.cli: a command cannot do its work (``exit_code``)
     ├── LMError                  gepetto.lm.errors: an LM call failed (model, status, ...)
     │   ├── LMAuthError          401/403: the key is missing or wrong (never retried)
     │   ├── LMQuotaError         the account has no credit left (never retried)
