@@ -26,6 +26,7 @@ from gepetto.errors import AdapterContractError, GepettoError
 from gepetto.evaluation import Evaluator, ScoredBatch
 from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.errors import CostCapReached, is_fatal
+from gepetto.lm.streaming import listening
 from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer
 from gepetto.result import Result
 from gepetto.types import printable
@@ -197,6 +198,11 @@ class Driver:
         return await self._reflect(task)
 
     async def _reflect(self, task: ReflectTask) -> ProposalOutcome:
+        # The text of the task's streamed LM calls goes to events and the store as it comes.
+        with listening(self.optimizer.stream_listener(task)):
+            return await self._reflect_listened(task)
+
+    async def _reflect_listened(self, task: ReflectTask) -> ProposalOutcome:
         components = list(task.components)
         try:
             dataset = await self.runner.make_reflective_dataset(

@@ -1,0 +1,171 @@
+"""Streamed reflection text reaches events and the run's store as it arrives; replay and
+resume ignore it (a streamed run resumes and ends exactly as one that does not stream)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import gepetto
+from gepetto.events import ReflectionDelta, ReflectionFinished
+from gepetto.records import ReflectionStreamed, record_from_dict
+from gepetto.storage import SQLiteStorage
+from gepetto.testing import (
+    FeedbackFollowingLM,
+    KeywordAdapter,
+    ScriptedLM,
+    StreamingScriptedLM,
+    keyword_dataset,
+)
+
+WORDS = [f"w{i}" for i in range(6)]
+TRAIN = keyword_dataset(WORDS, copies=2)
+VAL = keyword_dataset(WORDS)
+SEED = {"instructions": "Answer."}
+
+
+def run(run_dir: Path, lm: Any, budget: int = 60, callbacks: Any = ()) -> gepetto.Result:
+    return gepetto.optimize(
+        SEED,
+        TRAIN,
+        VAL,
+        adapter=KeywordAdapter(),
+        reflection_lm=lm,
+        max_metric_calls=budget,
+        run_dir=run_dir,
+        display_progress_bar=False,
+        callbacks=list(callbacks),
+    )
+
+
+def stored(run_dir: Path) -> list[Any]:
+    storage = SQLiteStorage(run_dir / "journal.sqlite")
+    try:
+        return [record_from_dict(data) for _, data in storage.read("default")]
+    finally:
+        storage.close()
+
+
+def summary(result: gepetto.Result) -> dict[str, Any]:
+    data = result.to_dict()
+    return {k: data[k] for k in ("candidates", "parents", "val_subscores", "total_metric_calls")}
+
+
+def streams_of(records: list[Any]) -> dict[tuple[int, int], list[ReflectionStreamed]]:
+    streams: dict[tuple[int, int], list[ReflectionStreamed]] = defaultdict(list)
+    for record in records:
+        if isinstance(record, ReflectionStreamed):
+            streams[(record.iteration, record.stream)].append(record)
+    return streams
+
+
+def test_streamed_text_reaches_events_and_store_and_equals_the_reply(tmp_path: Path) -> None:
+    deltas: list[ReflectionDelta] = []
+    replies: dict[int, str] = {}
+
+    class Watcher:
+        def on_reflection_delta(self, event: ReflectionDelta) -> None:
+            deltas.append(event)
+
+        def on_reflection_finished(self, event: ReflectionFinished) -> None:
+            replies[event.iteration] = event.replies["instructions"]
+
+    lm = StreamingScriptedLM(FeedbackFollowingLM(), chunk_chars=3, chunk_delay=0.002)
+    result = run(tmp_path / "a", lm, callbacks=[Watcher()])
+    assert result.num_candidates > 1, "the run improved (so reflections happened)"
+    streams = streams_of(stored(tmp_path / "a"))
+    assert {iteration for iteration, _ in streams} == set(replies), "every reflection streamed"
+    for (iteration, _), records in streams.items():
+        assert [r.seq for r in records] == list(range(len(records))), "seq from 0, in order"
+        assert [r.done for r in records] == [False] * (len(records) - 1) + [True]
+        assert records[0].components == ("instructions",)
+        assert "".join(r.text for r in records) == replies[iteration]
+        assert not any(r.discarded for r in records)
+    by_stream: dict[tuple[int, int], list[ReflectionDelta]] = defaultdict(list)
+    for event in deltas:
+        by_stream[(event.iteration, event.stream)].append(event)
+    assert set(by_stream) == set(streams)
+    for (iteration, _), events in by_stream.items():
+        assert [e.seq for e in events] == list(range(len(events)))
+        assert events[-1].done and not any(e.done for e in events[:-1])
+        assert "".join(e.text for e in events) == replies[iteration]
+        assert all(e.task_id is not None for e in events)
+    # Not in events.jsonl: one line per piece would swamp it (the reply is in
+    # reflection_finished).
+    assert "reflection_delta" not in (tmp_path / "a" / "events.jsonl").read_text()
+
+
+def test_a_streamed_run_ends_and_resumes_as_one_that_does_not_stream(tmp_path: Path) -> None:
+    plain = run(tmp_path / "plain", ScriptedLM(FeedbackFollowingLM()), budget=40)
+    streamed = run(tmp_path / "streamed", StreamingScriptedLM(FeedbackFollowingLM()), budget=40)
+    assert summary(streamed) == summary(plain)
+    assert streams_of(stored(tmp_path / "streamed")), "the streamed run wrote progress records"
+    assert not streams_of(stored(tmp_path / "plain")), "a run that does not stream writes none"
+    # Resuming the streamed journal (it holds progress records) extends it as the plain one.
+    extended_plain = run(tmp_path / "plain", ScriptedLM(FeedbackFollowingLM()), budget=90)
+    extended = run(tmp_path / "streamed", StreamingScriptedLM(FeedbackFollowingLM()), budget=90)
+    assert summary(extended) == summary(extended_plain)
+    again = run(tmp_path / "streamed", StreamingScriptedLM(FeedbackFollowingLM()), budget=90)
+    assert again.total_metric_calls == extended.total_metric_calls, "nothing paid twice"
+
+
+def test_a_reader_of_the_store_sees_the_text_within_a_second_at_most_four_records_a_second(
+    tmp_path: Path,
+) -> None:
+    """A long reply streamed over about 3 s: a second process-like reader (its own SQLite
+    connection, polling) sees each piece within 1 s of its event, and each stream is
+    written in at most about 4 records per second."""
+    reply = "```\n" + " ".join(f"w{i % 6} word{i}" for i in range(60)) + "\n```"
+    lm = StreamingScriptedLM([reply], repeat_last=True, chunk_chars=4, chunk_delay=0.02)
+    emitted: list[tuple[float, int]] = []  # (time, characters of the reply so far)
+
+    class Watcher:
+        def __init__(self) -> None:
+            self.length = 0
+
+        def on_reflection_delta(self, event: ReflectionDelta) -> None:
+            self.length = 0 if event.seq == 0 else self.length
+            self.length += len(event.text)
+            emitted.append((time.monotonic(), self.length))
+
+    seen: list[tuple[float, int]] = []  # (time, characters the reader had read)
+    stop = threading.Event()
+
+    def reader() -> None:
+        path = tmp_path / "run" / "journal.sqlite"
+        while not path.exists() and not stop.is_set():
+            time.sleep(0.01)
+        storage = SQLiteStorage(path)
+        try:
+            while True:
+                last = stop.is_set()  # one more read once the run is over
+                records = [record_from_dict(d) for _, d in storage.read("default")]
+                streams = streams_of(records)
+                if streams:
+                    first = streams[min(streams)]
+                    seen.append((time.monotonic(), sum(len(r.text) for r in first)))
+                if last:
+                    break
+                time.sleep(0.05)
+        finally:
+            storage.close()
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        run(tmp_path / "run", lm, budget=12, callbacks=[Watcher()])
+    finally:
+        stop.set()
+        thread.join()
+    first_stream = emitted[: len(reply) // 4 + 2]
+    for at, length in first_stream:
+        caught_up = next((t for t, n in seen if n >= length), None)
+        assert caught_up is not None and caught_up - at < 1.0, (at, length, seen[-3:])
+    records = streams_of(stored(tmp_path / "run"))
+    for stream in records.values():
+        duration = len(reply) / 4 * 0.02
+        assert len(stream) <= duration * 4 + 3, (len(stream), duration)
+        assert len(stream) >= 3, "the text went to the store in pieces, not all at the end"
