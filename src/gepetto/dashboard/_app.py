@@ -146,6 +146,8 @@ class Dashboard:
 
     def __init__(self, sources: Sequence[str], *, poll_interval: float = 0.25) -> None:
         self.poll_interval = poll_interval
+        self.closing = threading.Event()
+        """Set when the server stops: open live channels end."""
         self.stores: list[RunStore] = []
         self.runs: dict[str, RunFeed] = {}
         try:
@@ -307,7 +309,7 @@ def build_app(dashboard: Dashboard, *, allowed_hosts: Sequence[str] = ("*",)) ->
         if not feeds:
             return _error(404, f"no run {', '.join(keys) or '(none given)'} here")
         return StreamingResponse(
-            _live_events(request, feeds, dashboard.poll_interval),
+            _live_events(request, feeds, dashboard),
             media_type="text/event-stream",
             headers={"X-Accel-Buffering": "no"},
         )
@@ -333,7 +335,7 @@ def build_app(dashboard: Dashboard, *, allowed_hosts: Sequence[str] = ("*",)) ->
 
 
 async def _live_events(
-    request: Request, feeds: list[RunFeed], poll_interval: float
+    request: Request, feeds: list[RunFeed], dashboard: Dashboard
 ) -> AsyncIterator[bytes]:
     """Server-sent events for ``feeds``: ``update`` when a run's store position moves,
     ``reflection`` when its streamed reflection changes; a comment every 15 s otherwise."""
@@ -342,7 +344,7 @@ async def _live_events(
     sent: dict[str, tuple[Any, Any]] = {}
     quiet_since = time.monotonic()
     yield b"retry: 1000\n\n"
-    while not await request.is_disconnected():
+    while not dashboard.closing.is_set() and not await request.is_disconnected():
         for feed in feeds:
             live = await run_in_threadpool(feed.live_state)
             update, stream = live["update"], live["reflection"]
@@ -357,7 +359,7 @@ async def _live_events(
         if time.monotonic() - quiet_since > 15:
             quiet_since = time.monotonic()
             yield b": still here\n\n"
-        await asyncio.sleep(poll_interval)
+        await asyncio.sleep(dashboard.poll_interval)
 
 
 def _event(name: str, data: Any) -> bytes:

@@ -124,7 +124,14 @@ class DashboardServer:
             timeout_graceful_shutdown=1,
             lifespan="off",
         )
-        self._server = uvicorn.Server(config)
+        closing = self.dashboard.closing
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:  # Ctrl-C: end live channels
+                closing.set()
+                super().handle_exit(sig, frame)
+
+        self._server = Server(config)
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
@@ -147,6 +154,7 @@ class DashboardServer:
 
     def stop(self) -> None:
         """Stop serving (open pages are cut off) and close the stores."""
+        self.dashboard.closing.set()
         self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -184,7 +184,7 @@ def open_run_store(source: str | os.PathLike[str]) -> RunStore:
             )
     elif not path.exists():
         raise SourceError(f"{path} does not exist: pass the run_dir of a run, or its journal")
-    elif path.stat().st_size == 0:
+    if path.stat().st_size == 0:
         raise SourceError(
             f"{path} is empty (0 bytes): the journal is damaged; restore it from a backup"
         )

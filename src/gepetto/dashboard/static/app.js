@@ -6,6 +6,7 @@ const state = {
   source: null,       // EventSource of the followed run
   sourceKey: null,
   seq: {},            // run key -> last seq seen
+  running: {},        // run key -> whether a process runs it now
   loading: false,
   dirty: false,
   decisionsShown: 200,
@@ -23,7 +24,7 @@ function el(tag, attrs, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -130,6 +131,7 @@ function follow(keys) {
   if (state.source) state.source.close();
   state.source = null;
   state.sourceKey = id;
+  state.running = {};
   const live = $("#live");
   if (!keys.length) { live.className = "live off"; live.textContent = "idle"; return; }
   const query = keys.map((k) => "run=" + encodeURIComponent(k)).join("&");
@@ -141,7 +143,8 @@ function follow(keys) {
     const data = JSON.parse(message.data);
     const before = state.seq[data.key];
     state.seq[data.key] = data.seq;
-    live.textContent = data.running ? "live" : "finished";
+    state.running[data.key] = data.running;
+    live.textContent = Object.values(state.running).some(Boolean) ? "live" : "not running";
     if (before !== undefined && before !== data.seq && state.route.view !== "reflection") render();
   });
   source.addEventListener("reflection", (message) => showReflection(JSON.parse(message.data)));
@@ -163,10 +166,12 @@ function showReflection(data) {
     box.dataset.length = String(text.length);
     box.scrollTop = box.scrollHeight;
     const status = $("#stream-status");
-    status.textContent = !text ? "waiting for a reflection" : data.done
-      ? `iteration ${data.iteration}: done (${text.length} characters)`
+    status.textContent = !text ? "waiting for a reflection" : data.discarded
+      ? `iteration ${data.iteration}: this attempt was cut off and is retried`
+      : data.done ? `iteration ${data.iteration}: done (${text.length} characters)`
       : `iteration ${data.iteration}: writing… (${text.length} characters)`;
     status.className = "stream-status" + (data.done || !text ? "" : " writing");
+    box.classList.toggle("discarded", Boolean(data.discarded));
     $("#stream-components").textContent = (data.components || []).join(", ");
   }
 }
@@ -221,13 +226,13 @@ function summaryCards(s, prefix) {
     card("accepted / rejected", `${fmt(s.outcomes.accepted || 0)} / ${fmt(s.outcomes.rejected || 0)}`),
     card("metric calls", fmt(s.budget_used) + (s.budget_total ? " / " + fmt(s.budget_total) : ""), p + "metric-calls"),
     card("cost", fmtCost(s.cost_usd)),
-    card("elapsed", fmtDuration(s.elapsed_s)),
+    card("elapsed", fmtDuration(s.elapsed_s ?? (s.updated_at ? Math.max(0, s.updated_at - s.created_at) : null))),
     card("status", s.status, p + "status"));
 }
 
 const SERIES = [
-  ["best", "#0969da", "best (validation mean)", "best_score", true],
-  ["front", "#bf8700", "front mean", "front_mean", true],
+  ["front", "#bf8700", "front mean", "front_mean", true, "5 3"],
+  ["best", "#0969da", "best (validation mean)", "best_score", true, null],
 ];
 
 function progressCharts(points, idPrefix) {
@@ -235,8 +240,8 @@ function progressCharts(points, idPrefix) {
   const grid = el("div", { class: "grid3" });
   for (const [field, kind, label] of axes) {
     const usable = points.filter((p) => p[field] !== null && p[field] !== undefined);
-    const series = SERIES.map(([name, color, text, key, step]) => ({
-      name, color, label: text, step,
+    const series = SERIES.map(([name, color, text, key, step, dash]) => ({
+      name, color, label: text, step, dash,
       points: usable.filter((p) => p[key] !== null).map((p) => [p[field], p[key]]),
     }));
     const priced = usable.some((p) => p.cost_usd > 0);
@@ -289,21 +294,29 @@ VIEWS.front = async (route) => {
   const front = new Set(m.front);
   const meanOf = new Map(m.candidate_ids.map((id, i) => [id, m.means[i]]));
   const frontSorted = [...m.front].sort((x, y) => (meanOf.get(y) ?? -1) - (meanOf.get(x) ?? -1));
-  const frontList = el("ol", { id: "front-list" }, frontSorted.map((id) =>
-    el("li", { "data-id": id }, candidateLink(route.key, id), ` ${fmt(meanOf.get(id))}`,
-      id === m.best_id ? el("span", { class: "pill best" }, "best") : null)));
+  const rowOf = new Map(m.candidate_ids.map((id, i) => [id, i]));
+  const wins = (id) => m.scores[rowOf.get(id)].filter((v, j) => v !== null && v === m.example_best[j]).length;
+  const frontList = el("table", { id: "front-table" },
+    el("thead", {}, el("tr", {}, el("th", {}, "candidate"), el("th", { class: "num" }, "validation mean"),
+      el("th", { class: "num" }, "examples where it is best"), el("th"))),
+    el("tbody", { id: "front-list" }, frontSorted.map((id) => el("tr", { "data-id": id },
+      el("td", {}, candidateLink(route.key, id)), el("td", { class: "num" }, fmt(meanOf.get(id))),
+      el("td", { class: "num" }, `${wins(id)} of ${m.example_ids.length}`),
+      el("td", {}, id === m.best_id ? el("span", { class: "pill best" }, "best") : null)))));
   const nRows = m.candidate_ids.length, nCols = m.example_ids.length;
-  const cell = { w: Math.max(2, Math.min(14, Math.floor(1100 / Math.max(1, nCols)))),
-    h: Math.max(2, Math.min(14, Math.floor(2400 / Math.max(1, nRows)))) };
+  const cell = { w: Math.max(2, Math.min(24, Math.floor(1180 / Math.max(1, nCols)))),
+    h: Math.max(2, Math.min(16, Math.floor(2400 / Math.max(1, nRows)))) };
   const canvas = el("canvas", { id: "heatmap" });
-  charts.heatmap(canvas, m.scores, m.lo, m.hi, cell);
+  const marks = m.candidate_ids.map((id) => id === m.best_id ? "best" : front.has(id) ? "front" : "");
+  const gutter = charts.heatmap(canvas, m.scores, m.lo, m.hi, cell, m.candidate_ids, marks);
   canvas.dataset.rows = String(nRows);
   canvas.dataset.cols = String(nCols);
   const info = el("div", { id: "heat-info", class: "muted" }, "point at a cell; click a row to open its candidate");
   const at = (event) => {
     const box = canvas.getBoundingClientRect();
-    const c = Math.floor((event.clientX - box.left) / (box.width / nCols));
-    const r = Math.floor((event.clientY - box.top) / (box.height / nRows));
+    const scale = box.width / canvas.width;
+    const c = Math.floor((event.clientX - box.left - gutter * scale) / (cell.w * scale));
+    const r = Math.floor((event.clientY - box.top) / (cell.h * scale));
     return r >= 0 && r < nRows && c >= 0 && c < nCols ? [r, c] : null;
   };
   canvas.addEventListener("mousemove", (event) => {
@@ -319,11 +332,12 @@ VIEWS.front = async (route) => {
   return el("section", {},
     el("h2", {}, "Pareto front and score matrix"),
     el("div", { class: "grid2" },
-      el("div", { class: "panel" }, el("h3", {}, `Pareto front (${m.front.length} candidates, by validation mean)`), frontList),
-      el("div", { class: "panel" }, el("h3", {}, "examples won"),
+      el("div", { class: "panel" }, el("h3", {}, `Pareto front: ${m.front.length} candidate${m.front.length === 1 ? "" : "s"}`), frontList),
+      el("div", { class: "panel" }, el("h3", {}, "reading the matrix"),
         el("p", { class: "muted" }, `${nRows} candidates × ${nCols} validation examples. A candidate is on the front when it has the best score on some example.`),
         el("p", {}, el("span", { class: "muted" }, fmt(m.lo, 2) + " "), el("span", { class: "scale" }), el("span", { class: "muted" }, " " + fmt(m.hi, 2)),
-          el("span", { class: "muted" }, "   grey: not evaluated")))),
+          el("span", { class: "muted" }, "   grey: not evaluated")),
+        el("p", { class: "muted" }, "Row marks: blue = best candidate, yellow = on the front."))),
     el("div", { class: "panel" }, el("h3", {}, "score matrix (rows: candidates, columns: validation examples)"),
       info, el("div", { id: "heatmap-wrap" }, canvas)));
 };
@@ -452,7 +466,7 @@ VIEWS.compare = async (route) => {
   return el("section", {},
     el("h2", {}, "Two runs side by side"),
     el("div", { class: "panel" }, el("h3", {}, "best score against metric calls"),
-      charts.lineChart(series, { id: "chart-compare", xLabel: "metric calls", xKind: "calls" }), charts.legend(series),
+      charts.lineChart(series, { id: "chart-compare", xLabel: "metric calls", xKind: "calls", width: 1100, height: 300 }), charts.legend(series),
       el("p", { class: "muted" }, `best candidates on the ${cmp.shared_examples.length} validation examples both were scored on: ` +
         `A ${fmt(cmp.a_mean_shared)} vs B ${fmt(cmp.b_mean_shared)} (A better on ${w.a || 0}, B on ${w.b || 0}, tied on ${w.tie || 0})`)),
     el("div", { class: "cols", id: "compare" }, column(a, "A", "a-"), column(b, "B", "b-")),

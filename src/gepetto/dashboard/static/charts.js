@@ -82,6 +82,7 @@ function lineChart(series, options) {
     });
     const path = svgEl("path", { d, fill: "none", stroke: s.color, "stroke-width": 2,
       class: "series series-" + s.name }, svg);
+    if (s.dash) path.setAttribute("stroke-dasharray", s.dash);
     path.dataset.points = String(s.points.length);
     const [lx, ly] = s.points[s.points.length - 1];
     svgEl("circle", { cx: sx(lx), cy: sy(ly), r: 3, fill: s.color }, svg);
@@ -96,7 +97,7 @@ function legend(series) {
     const item = document.createElement("span");
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    swatch.style.background = s.color;
+    swatch.style.background = s.dash ? `repeating-linear-gradient(90deg, ${s.color} 0 4px, transparent 4px 6px)` : s.color;
     item.append(swatch, s.label || s.name);
     box.append(item);
   }
@@ -113,11 +114,13 @@ function heatColour(value, lo, hi) {
 }
 
 /**
- * Draw the score matrix on a canvas: rows = candidates, columns = examples.
- * Returns the canvas; each cell is cell x cell CSS pixels.
+ * Draw the score matrix on a canvas: rows = candidates, columns = examples, each cell
+ * cell.w x cell.h pixels, after a gutter of row labels; marks[r] is "best", "front" or "".
+ * Returns the gutter width (for mapping the mouse to a cell).
  */
-function heatmap(canvas, rows, lo, hi, cell) {
+function heatmap(canvas, rows, lo, hi, cell, labels, marks) {
   const nRows = rows.length, nCols = nRows ? rows[0].length : 0;
+  const gutter = cell.h >= 9 ? 44 : 8;
   const image = new ImageData(Math.max(1, nCols), Math.max(1, nRows));
   for (let r = 0; r < nRows; r++) {
     const row = rows[r];
@@ -130,11 +133,27 @@ function heatmap(canvas, rows, lo, hi, cell) {
   const small = document.createElement("canvas");
   small.width = image.width; small.height = image.height;
   small.getContext("2d").putImageData(image, 0, 0);
-  canvas.width = Math.max(1, nCols * cell.w); canvas.height = Math.max(1, nRows * cell.h);
+  canvas.width = gutter + Math.max(1, nCols * cell.w); canvas.height = Math.max(1, nRows * cell.h);
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;
-  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
-  return canvas;
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, gutter, canvas.height);
+  ctx.drawImage(small, gutter, 0, nCols * cell.w, nRows * cell.h);
+  const markColour = { best: "#0969da", front: "#d4a72c" };
+  for (let r = 0; r < nRows; r++) {
+    if (markColour[marks[r]]) {
+      ctx.fillStyle = markColour[marks[r]];
+      ctx.fillRect(gutter - 6, r * cell.h, 4, cell.h);
+    }
+    if (gutter > 8) {
+      ctx.fillStyle = "#57606a";
+      ctx.font = `${Math.min(11, cell.h - 1)}px system-ui, sans-serif`;
+      ctx.textAlign = "right";
+      ctx.textBaseline = "middle";
+      ctx.fillText("#" + labels[r], gutter - 9, r * cell.h + cell.h / 2);
+    }
+  }
+  return gutter;
 }
 
 /**
