@@ -12,6 +12,7 @@ this drawing complete)::
     ├── StorageError             gepetto.storage: the journal cannot be used
     │   ├── RunExists            a run with this id was already created
     │   └── RunInUse             another process holds the run (its lock)
+    ├── NotARun                  gepetto.runview: nothing to read there (no journal, no run)
     ├── LMError                  gepetto.lm.errors: an LM call failed (model, status, ...)
     │   ├── LMAuthError          401/403: the key is missing or wrong (never retried)
     │   ├── LMQuotaError         the account has no credit left (never retried)

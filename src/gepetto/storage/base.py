@@ -38,6 +38,7 @@ __all__ = [
     "JOURNAL_SCHEMA_VERSION",
     "HeldRun",
     "JournalStorage",
+    "ListsRuns",
     "RunExists",
     "RunHeader",
     "RunInUse",
@@ -127,6 +128,17 @@ class JournalStorage(Protocol):
     def read(self, run_id: str, after: int = 0) -> list[tuple[int, dict[str, Any]]]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ListsRuns(Protocol):
+    """A storage that can name the runs it holds (for viewers: :mod:`gepetto.runview`).
+
+    ``run_ids()`` returns the id of every run that has a header, in a stable order (the
+    order they were created where the backend knows it); it never writes.
+    """
+
+    def run_ids(self) -> list[str]: ...
 
 
 @runtime_checkable

@@ -192,6 +192,11 @@ class MemoryStorage:
             run = self._runs.get(run_id)
             return run.header if run else None
 
+    def run_ids(self) -> list[str]:
+        """The ids of the runs, in the order they were created."""
+        with self._lock:
+            return list(self._runs)
+
     def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append records (all or none); returns their sequence numbers, increasing."""
         texts = encode_records(records)

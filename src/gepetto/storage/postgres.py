@@ -199,6 +199,17 @@ class PostgresStorage:
             return None
         return RunHeader.from_json(row[0], f"the header of run {run_id!r} in {self._where}")
 
+    def run_ids(self) -> list[str]:
+        """The ids of the runs in the database, by their first record (runs without
+        records last, by id)."""
+        with self._tx() as cur:
+            cur.execute(
+                "SELECT r.run_id FROM runs r ORDER BY "
+                "(SELECT MIN(seq) FROM records WHERE run_id = r.run_id) NULLS LAST, r.run_id"
+            )
+            rows = cur.fetchall()
+        return [str(row[0]) for row in rows]
+
     def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append records in one transaction; returns their sequence numbers, increasing."""
         texts = encode_records(records)

@@ -276,6 +276,15 @@ class SQLiteStorage:
             return None
         return RunHeader.from_json(row[0], f"the header of run {run_id!r} in {self.path}")
 
+    def run_ids(self) -> list[str]:
+        """The ids of the runs in the file, in the order they were created."""
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT run_id FROM runs ORDER BY rowid").fetchall()
+            except sqlite3.Error as error:
+                raise StorageError(describe_sqlite_error(self.path, error)) from error
+        return [str(row[0]) for row in rows]
+
     def append(self, run_id: str, records: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append records in one transaction; returns their sequence numbers, increasing."""
         texts = encode_records(records)

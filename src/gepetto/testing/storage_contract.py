@@ -40,6 +40,7 @@ from typing import Any
 
 from gepetto.storage.base import (
     JournalStorage,
+    ListsRuns,
     RunExists,
     RunHeader,
     SharedRunStorage,
@@ -139,15 +140,29 @@ def check_journal_contract(make_storage: JournalFactory) -> None:
     - ``append`` to an unknown run raises :class:`StorageError`;
     - what one storage wrote, the next one from the factory reads (after ``close``);
     - concurrent appends from threads (sharing one storage or each with its own) all land,
-      each batch contiguous in the run's log.
+      each batch contiguous in the run's log;
+    - a backend that lists its runs (:class:`~gepetto.storage.base.ListsRuns`) lists every
+      created run once, and none that was not created.
     """
     _need_assertions()
     _with_storage(make_storage, _check_create_and_header)
+    _with_storage(make_storage, _check_run_ids)
     _with_storage(make_storage, _check_append_and_read)
     _with_storage(make_storage, _check_atomic_batches)
     _with_storage(make_storage, _check_unknown_run)
     _check_reopen(make_storage)
     _check_concurrent_appends(make_storage)
+
+
+def _check_run_ids(storage: JournalStorage) -> None:
+    if not isinstance(storage, ListsRuns):
+        return
+    first, second = _new_run(storage, "list"), _new_run(storage, "list")
+    listed = storage.run_ids()
+    assert listed.count(first) == 1 and listed.count(second) == 1, (
+        f"run_ids() should list each created run once, got {listed!r}"
+    )
+    assert _run_id("never-created") not in listed
 
 
 def _check_create_and_header(storage: JournalStorage) -> None:
