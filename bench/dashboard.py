@@ -91,8 +91,14 @@ class SyntheticRun:
         scores = [round(min(1.0, max(0.0, self.rng.gauss(skill, 0.25))), 2) for _ in ids]
         self.calls += len(ids)
         record = EvaluationRecord(
-            candidate_hash(texts), split, purpose, self.iteration, tuple(ids),  # type: ignore[arg-type]
-            tuple(scores), None, len(ids),
+            candidate_hash(texts),
+            split,
+            purpose,
+            self.iteration,
+            tuple(ids),  # type: ignore[arg-type]
+            tuple(scores),
+            None,
+            len(ids),
         )
         return record_to_dict(record)
 
@@ -103,15 +109,22 @@ class SyntheticRun:
         self.storage.append("default", records)
         self.events.flush()
 
-    def _candidate(self, texts: dict[str, str], parents: tuple[int, ...], iteration: int) -> dict[str, Any]:
+    def _candidate(
+        self, texts: dict[str, str], parents: tuple[int, ...], iteration: int
+    ) -> dict[str, Any]:
         number = len(self.texts)
         self.texts.append(texts)
         self.skill.append(0.2 + 0.6 * number / 500)
         self._emit("candidate_added", candidate_id=number, parent_ids=list(parents))
         return record_to_dict(
             CandidateRecord(
-                number, texts, parents, "seed" if not parents else "reflection", iteration,
-                self.calls, candidate_hash(texts),
+                number,
+                texts,
+                parents,
+                "seed" if not parents else "reflection",
+                iteration,
+                self.calls,
+                candidate_hash(texts),
                 ("instructions",) if parents else (),
             )
         )
@@ -121,7 +134,9 @@ class SyntheticRun:
         parent = max(0, len(self.texts) - 1 - int(self.rng.expovariate(0.3)))
         batch = self.rng.sample(range(self.examples), 3)
         parent_texts = self.texts[parent]
-        new_line = f"Rule {self.iteration}: check field {self.rng.randrange(100)} before answering.\n"
+        new_line = (
+            f"Rule {self.iteration}: check field {self.rng.randrange(100)} before answering.\n"
+        )
         child = {"instructions": parent_texts["instructions"] + new_line}
         prompt = f"Improve the instructions.\n```\n{parent_texts['instructions']}```\nfeedback..."
         reply = f"Here is the new text:\n```\n{child['instructions']}```"
@@ -137,15 +152,20 @@ class SyntheticRun:
             self._evaluate(child, "train", "child_minibatch", batch, self.skill[parent] + 0.1),
         ]
         self._emit(
-            "reflection_finished", iteration=self.iteration, parent_id=parent,
-            components=["instructions"], proposed=child,
-            prompts={"instructions": prompt}, replies={"instructions": reply},
+            "reflection_finished",
+            iteration=self.iteration,
+            parent_id=parent,
+            components=["instructions"],
+            proposed=child,
+            prompts={"instructions": prompt},
+            replies={"instructions": reply},
         )
         if accept:
             number = len(self.texts)
             records.append(
-                self._evaluate(child, "val", "validation", list(range(self.examples)),
-                               0.2 + 0.6 * number / 500)
+                self._evaluate(
+                    child, "val", "validation", list(range(self.examples)), 0.2 + 0.6 * number / 500
+                )
             )
             records.append(self._candidate(child, (parent,), self.iteration))
             outcome, child_id = "accepted", number
@@ -153,9 +173,17 @@ class SyntheticRun:
             outcome, child_id = "rejected", None
         records.append(
             record_to_dict(
-                DecisionRecord(self.iteration, parent, child_id, outcome,  # type: ignore[arg-type]
-                               "minibatch sum improved 1.2 -> 2.1" if accept
-                               else "minibatch sum did not improve (1.4 -> 1.1)", 1.4, 2.1)
+                DecisionRecord(
+                    self.iteration,
+                    parent,
+                    child_id,
+                    outcome,  # type: ignore[arg-type]
+                    "minibatch sum improved 1.2 -> 2.1"
+                    if accept
+                    else "minibatch sum did not improve (1.4 -> 1.1)",
+                    1.4,
+                    2.1,
+                )
             )
         )
         self._emit("iteration_finished", iteration=self.iteration)
@@ -205,11 +233,15 @@ def measure_open(run_dir: Path, run: SyntheticRun) -> dict[str, Any]:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             errors: list[str] = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            views = [("runs", "#/"), ("overview", "#/run/default/overview"),
-                     ("front", "#/run/default/front"), ("lineage", "#/run/default/lineage"),
-                     ("candidate", "#/run/default/candidate/250"),
-                     ("reflection", "#/run/default/reflection")]
-            for repeat in range(3):
+            views = [
+                ("runs", "#/"),
+                ("overview", "#/run/default/overview"),
+                ("front", "#/run/default/front"),
+                ("lineage", "#/run/default/lineage"),
+                ("candidate", "#/run/default/candidate/250"),
+                ("reflection", "#/run/default/reflection"),
+            ]
+            for _ in range(3):
                 for name, route in views:
                     page.goto("about:blank")
                     began = time.perf_counter()
@@ -306,7 +338,7 @@ def measure_pollers(budget: int, repeats: int) -> dict[str, list[float]]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     rates: dict[str, list[float]] = {"alone": [], "20 pages": []}
     reloads: list[int] = []
-    for repeat in range(repeats):
+    for _ in range(repeats):
         for mode in ("alone", "20 pages"):
             with tempfile.TemporaryDirectory() as folder:
                 run_dir = Path(folder) / "run"
@@ -317,13 +349,18 @@ def measure_pollers(budget: int, repeats: int) -> dict[str, list[float]]:
                 counts: list[int] = []
                 runner = subprocess.Popen(
                     [sys.executable, "-c", RUN_SCRIPT, str(run_dir), str(budget)],
-                    stdout=subprocess.PIPE, text=True, env=env,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                    env=env,
                 )
                 if mode == "20 pages":
                     wait_for_run(run_dir / "journal.sqlite")
                     dashboard = subprocess.Popen(
                         [sys.executable, "-c", DASHBOARD_SCRIPT, str(run_dir)],
-                        stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, env=env,
+                        stdout=subprocess.PIPE,
+                        stdin=subprocess.PIPE,
+                        text=True,
+                        env=env,
                     )
                     assert dashboard.stdout is not None
                     url = dashboard.stdout.readline().strip()
@@ -356,7 +393,7 @@ def report(open_result: dict[str, Any], rates: dict[str, list[float]], shape: st
         "navigation to the view drawn, median of 3 (max in brackets); the first full read of "
         "the store happens once, when the dashboard starts.",
         "",
-        f"Command: `.venv/bin/python bench/dashboard.py --write-docs`  ",
+        "Command: `.venv/bin/python bench/dashboard.py --write-docs`  ",
         f"Date: {time.strftime('%a %b %d %H:%M:%S UTC %Y', time.gmtime())}  ",
         f"Load average before: {os.getloadavg()[0]:.2f}",
         "",
@@ -375,8 +412,9 @@ def report(open_result: dict[str, Any], rates: dict[str, list[float]], shape: st
     lines += [
         "",
         "New event on the open page (one accepted iteration appended to the journal, until "
-        f"the overview shows the new candidate count), 5 times: median **{statistics.median(live):.2f} s**, "
-        f"max {max(live):.2f} s (the store is polled every 0.25 s).",
+        "the overview shows the new candidate count), 5 times: median "
+        f"**{statistics.median(live):.2f} s**, max {max(live):.2f} s (the store is polled "
+        "every 0.25 s while a page is open).",
         "",
         "A real run's metric-call rate (zero-latency keyword adapter, 400 train / 50 validation "
         "examples, CPU-bound: the worst case for sharing the machine) alone and with a "
@@ -390,11 +428,16 @@ def report(open_result: dict[str, Any], rates: dict[str, list[float]], shape: st
         values = rates[mode]
         lines.append(
             f"| {mode} | {len(values)} | **{statistics.median(values):,.0f}** | "
-            + ", ".join(f"{v:,.0f}" for v in values) + " |"
+            + ", ".join(f"{v:,.0f}" for v in values)
+            + " |"
         )
     if rates.get("reloads"):
-        lines += ["", f"Overview reloads served per run to the 20 followers: "
-                  + ", ".join(f"{int(r):,}" for r in rates["reloads"]) + "."]
+        lines += [
+            "",
+            "Overview reloads served per run to the 20 followers: "
+            + ", ".join(f"{int(r):,}" for r in rates["reloads"])
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -433,7 +476,7 @@ def main() -> None:
         print(f"built {shape} in {time.perf_counter() - began:.1f} s", flush=True)
         open_result = measure_open(run_dir, run)
         run.close()
-    print(json.dumps({k: v for k, v in open_result.items()}, indent=1, default=str), flush=True)
+    print(json.dumps(open_result, indent=1, default=str), flush=True)
     rates = measure_pollers(args.budget, args.repeats)
     print(json.dumps(rates, indent=1), flush=True)
     text = report(open_result, rates, shape)

@@ -13,6 +13,9 @@ this drawing complete)::
     │   ├── RunExists            a run with this id was already created
     │   └── RunInUse             another process holds the run (its lock)
     ├── NotARun                  gepetto.runview: nothing to read there (no journal, no run)
+    ├── DashboardError           gepetto.dashboard: the dashboard cannot start
+    │   ├── SourceError          a source is not a readable run store (missing, damaged)
+    │   └── PortInUse            the port is taken: pass another one
     ├── LMError                  gepetto.lm.errors: an LM call failed (model, status, ...)
     │   ├── LMAuthError          401/403: the key is missing or wrong (never retried)
     │   ├── LMQuotaError         the account has no credit left (never retried)

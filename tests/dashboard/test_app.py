@@ -3,6 +3,7 @@ never shows, and the errors that stop it from starting."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import socket
@@ -72,9 +73,7 @@ def test_every_view_of_a_finished_run(finished_run: Path) -> None:
 def test_only_get_is_served(finished_run: Path) -> None:
     with DashboardServer([str(finished_run)], port=0) as server:
         for method in ("POST", "PUT", "DELETE", "PATCH"):
-            request = urllib.request.Request(
-                server.url + "api/runs", data=b"{}", method=method
-            )
+            request = urllib.request.Request(server.url + "api/runs", data=b"{}", method=method)
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(request, timeout=10)
             assert refused.value.code == 405, method
@@ -131,7 +130,7 @@ def test_a_path_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
         DashboardServer([str(tmp_path / "missing")], port=0)
     assert not (tmp_path / "missing").exists(), "nothing was created"
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SourceError, match="holds no journal.sqlite"):
+    with pytest.raises(SourceError, match=r"holds no journal\.sqlite"):
         DashboardServer([str(tmp_path / "empty")], port=0)
     text = tmp_path / "notes.txt"
     text.write_text("hello, this is no database at all" * 100)
@@ -149,7 +148,7 @@ def test_a_path_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_damaged_journal_is_a_clear_error(finished_run: Path) -> None:
     journal = finished_run / "journal.sqlite"
     with sqlite3.connect(journal) as db:
-        db.execute("UPDATE records SET body = '{\"kind\": \"cand' WHERE seq = 3")
+        db.execute('UPDATE records SET body = \'{"kind": "cand\' WHERE seq = 3')
     with pytest.raises(SourceError, match=r"record 3 of run 'default' .* is damaged") as error:
         DashboardServer([str(finished_run)], port=0)
     assert "\n" not in str(error.value)
@@ -206,7 +205,9 @@ def test_several_sources_and_the_comparison(tmp_path: Path, finished_run: Path) 
         run_dir=second,
         display_progress_bar=False,
     )
-    with DashboardServer([str(finished_run), f"sqlite:///{second}/journal.sqlite"], port=0) as server:
+    with DashboardServer(
+        [str(finished_run), f"sqlite:///{second}/journal.sqlite"], port=0
+    ) as server:
         keys = [r["key"] for r in get_json(server.url + "api/runs")["runs"]]
         assert keys == ["1.default", "2.default"]
         compared = get_json(server.url + "api/compare?a=1.default&b=2.default")
@@ -247,12 +248,15 @@ def test_the_live_channel_follows_a_run_in_progress(tmp_path: Path) -> None:
             def grew_and_moved(events: list[tuple[str, Any]]) -> bool:
                 texts = [d["text"] for n, d in events if n == "reflection" and d["text"]]
                 moved = [d["seq"] for n, d in events if n == "update" and d["seq"] > start_seq]
-                return len(set(texts)) >= 3 and any(d["done"] for n, d in events
-                                                    if n == "reflection") and bool(moved)
+                return (
+                    len(set(texts)) >= 3
+                    and any(d["done"] for n, d in events if n == "reflection")
+                    and bool(moved)
+                )
 
             events = read_events(live, grew_and_moved)
             texts = [d["text"] for n, d in events if n == "reflection" and d["text"]]
-            assert all(b.startswith(a) for a, b in zip(texts, texts[1:], strict=False))
+            assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
             assert texts[-1].startswith("Reading the feedback") and "```" in texts[-1]
             run.wait_for_candidates(2)
             summary = get_json(server.url + "api/runs/default/summary")
@@ -271,8 +275,16 @@ def test_streamed_pieces_make_one_text_per_call(finished_run: Path) -> None:
     storage = SQLiteStorage(finished_run / "journal.sqlite")
 
     def piece(seq: int, text: str, **extra: Any) -> dict[str, Any]:
-        return {"kind": "reflection_stream", "iteration": 7, "components": ["instructions"],
-                "seq": seq, "text": text, "done": False, "stream": 0, **extra}
+        return {
+            "kind": "reflection_stream",
+            "iteration": 7,
+            "components": ["instructions"],
+            "seq": seq,
+            "text": text,
+            "done": False,
+            "stream": 0,
+            **extra,
+        }
 
     try:
         storage.append("default", [piece(0, "Hel"), piece(1, "lo")])

@@ -31,7 +31,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, MutableMapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -46,10 +46,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gepetto.dashboard import _payloads
 from gepetto.dashboard._errors import SourceError
+from gepetto.dashboard._followed import FollowedRun
 from gepetto.dashboard._sources import open_run_store
 from gepetto.errors import GepettoError
 from gepetto.redaction import redact_text
-from gepetto.dashboard._followed import FollowedRun
 from gepetto.runview import RunStore
 
 __all__ = ["Dashboard", "RunFeed", "build_app", "redact_payload"]
@@ -224,7 +224,7 @@ class _SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: dict[str, Any]) -> None:
+        async def send_with_headers(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 names = {name.lower() for name, _ in headers}

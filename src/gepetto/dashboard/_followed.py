@@ -84,8 +84,14 @@ class FollowedRun(RunView):
         stream = self.stream
         if stream is None:
             return {
-                "iteration": None, "stream": None, "components": [], "text": "",
-                "done": False, "discarded": False, "seq": 0, "streams": 0,
+                "iteration": None,
+                "stream": None,
+                "components": [],
+                "text": "",
+                "done": False,
+                "discarded": False,
+                "seq": 0,
+                "streams": 0,
             }
         return {
             "iteration": stream.iteration,

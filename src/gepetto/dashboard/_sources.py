@@ -105,8 +105,7 @@ class ReadOnlyPostgresJournal(_ReadOnly):
             import psycopg
         except ImportError:
             raise SourceError(
-                f"{self.where}: reading PostgreSQL needs psycopg 3: "
-                "pip install 'gepetto[postgres]'"
+                f"{self.where}: reading PostgreSQL needs psycopg 3: pip install 'gepetto[postgres]'"
             ) from None
         self._psycopg = psycopg
         self._lock = threading.Lock()
@@ -123,7 +122,7 @@ class ReadOnlyPostgresJournal(_ReadOnly):
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
             try:
-                return self._conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+                return self._conn.execute(sql, params).fetchall()
             except self._psycopg.Error as error:
                 raise StorageError(f"{self.where}: {_one_line(str(error))}") from None
 
