@@ -136,3 +136,24 @@ def finished_run(tmp_path: Path) -> Path:
         display_progress_bar=False,
     )
     return run_dir
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh schema on the server of ``scripts/start-postgres`` (dropped after)."""
+    import os
+    import uuid
+    from urllib.parse import quote
+
+    url = os.environ.get("GEPETTO_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("GEPETTO_TEST_POSTGRES_URL is unset (run scripts/start-postgres)")
+    import psycopg
+
+    schema = f"gepetto_dash_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in url else "?"
+    yield f"{url}{separator}options={quote(f'-csearch_path={schema}')}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")

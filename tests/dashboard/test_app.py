@@ -319,3 +319,34 @@ def test_every_asset_ships_in_the_package_and_loads_nothing_from_elsewhere() -> 
         urls = set(re.findall(r"(?:https?:)?//[A-Za-z0-9.-]+\.[a-z]{2,}[^\s\"')]*", text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)
         assert "@import" not in text and "cdn" not in text.lower(), name
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_postgresql_store_with_several_runs(postgres_url: str) -> None:
+    for run_id, words in (("first", ["w1"]), ("second", ["w1", "w2"])):
+        gepetto.optimize(
+            {"instructions": "Answer."},
+            [{"needs": w} for w in words] * 2,
+            [{"needs": w} for w in words],
+            adapter=KeywordAdapter(),
+            reflection_lm=FeedbackFollowingLM(),
+            max_metric_calls=24,
+            storage=postgres_url,
+            run_id=run_id,
+            display_progress_bar=False,
+        )
+    with DashboardServer([postgres_url], port=0) as server:
+        runs = get_json(server.url + "api/runs")["runs"]
+        assert [r["key"] for r in runs] == ["first", "second"]
+        assert all(r["candidates"] >= 2 for r in runs)
+        assert runs[0]["source"].startswith("postgresql://***@127.0.0.1:")  # user, options hidden
+        summary = get_json(server.url + "api/runs/second/summary")
+        assert summary["best_score"] == 1.0
+        store = server.dashboard.stores[0]
+        with pytest.raises(gepetto.GepettoError, match="read-only"):
+            store.storage.append("first", [{"kind": "decision"}])
+        import psycopg
+
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            store.storage._conn.execute("DELETE FROM records")  # type: ignore[attr-defined]

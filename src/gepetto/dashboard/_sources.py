@@ -110,9 +110,9 @@ class ReadOnlyPostgresJournal(_ReadOnly):
         self._psycopg = psycopg
         self._lock = threading.Lock()
         try:
-            self._conn = psycopg.connect(
-                url, autocommit=True, options="-c default_transaction_read_only=on"
-            )
+            settings = psycopg.conninfo.conninfo_to_dict(url)
+            options = f"{settings.get('options') or ''} -c default_transaction_read_only=on"
+            self._conn = psycopg.connect(url, autocommit=True, options=options.strip())
             self._conn.execute("SELECT 1 FROM runs LIMIT 1")
         except psycopg.Error as error:
             raise SourceError(
