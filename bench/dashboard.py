@@ -65,7 +65,7 @@ BASE_TEXT = (
 class SyntheticRun:
     """Writes a run's records and events as the engine would, one iteration at a time."""
 
-    def __init__(self, run_dir: Path, examples: int, seed: int = 0) -> None:
+    def __init__(self, run_dir: Path, examples: int, seed: int = 0, budget: int = 110_000) -> None:
         self.run_dir = run_dir
         self.examples = examples
         self.rng = random.Random(seed)
@@ -73,13 +73,13 @@ class SyntheticRun:
         self.events = (run_dir / "events.jsonl").open("a", encoding="utf-8")
         self.clock = 1_800_000_000.0
         self.storage.create(
-            RunHeader("default", config={"max_metric_calls": 110_000}, created_at=self.clock)
+            RunHeader("default", config={"max_metric_calls": budget}, created_at=self.clock)
         )
         self.texts: list[dict[str, str]] = []
         self.skill: list[float] = []
         self.calls = 0
         self.iteration = 0
-        self._emit("run_started", max_metric_calls=110_000, resumed_records=0)
+        self._emit("run_started", max_metric_calls=budget, resumed_records=0)
 
     def _emit(self, name: str, **fields: Any) -> None:
         self.clock += 0.05
@@ -181,8 +181,8 @@ class SyntheticRun:
                     "minibatch sum improved 1.2 -> 2.1"
                     if accept
                     else "minibatch sum did not improve (1.4 -> 1.1)",
-                    1.4,
-                    2.1,
+                    1.2 if accept else 1.4,
+                    2.1 if accept else 1.1,
                 )
             )
         )
@@ -190,6 +190,11 @@ class SyntheticRun:
         self.storage.append("default", records)
         self.events.flush()
         self.iteration += 1
+
+    def finish(self, reason: str) -> None:
+        """The run's end, as the engine reports it."""
+        self._emit("run_finished", stop_reason=reason)
+        self.events.flush()
 
     def close(self) -> None:
         self.events.close()
@@ -251,7 +256,7 @@ def measure_open(run_dir: Path, run: SyntheticRun) -> dict[str, Any]:
             # live: the overview open, one more accepted iteration appended to the journal
             page.goto(server.url + "#/run/default/overview")
             page.wait_for_selector("main[data-view=overview]")
-            page.wait_for_selector("#live.on", timeout=10_000)
+            page.wait_for_selector("#live:text-is('not running')", timeout=10_000)
             latencies = []
             for _ in range(5):
                 expected = len(run.texts) + 1
@@ -293,12 +298,13 @@ server.stop()
 """
 
 
-def follower(url: str, stop: threading.Event, counts: list[int]) -> None:
+def follower(url: str, stop: threading.Event, connected: list[int], counts: list[int]) -> None:
     """One open page: the live channel, and the overview's data reloaded on each update."""
     import http.client
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
+    first = True
     while not stop.is_set():
         try:
             connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
@@ -309,6 +315,9 @@ def follower(url: str, stop: threading.Event, counts: list[int]) -> None:
                 if not line:
                     break
                 if line.startswith(b"event: update"):
+                    if first:
+                        connected.append(1)
+                        first = False
                     fetch(url + "api/runs/default/summary")
                     fetch(url + "api/runs/default/progress")
                     counts.append(1)
@@ -317,44 +326,33 @@ def follower(url: str, stop: threading.Event, counts: list[int]) -> None:
             time.sleep(0.2)
 
 
-def wait_for_run(journal: Path) -> None:
-    """Until the run has written its first records (the dashboard opens runs that exist)."""
-    import sqlite3
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists():
-            try:
-                with sqlite3.connect(f"file:{journal}?mode=ro", uri=True) as db:
-                    if db.execute("SELECT COUNT(*) FROM records").fetchone()[0]:
-                        return
-            except sqlite3.Error:
-                pass
-        time.sleep(0.01)
-    raise RuntimeError(f"no run appeared in {journal}")
+def run_once(run_dir: Path, budget: int, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_SCRIPT, str(run_dir), str(budget)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def measure_pollers(budget: int, repeats: int) -> dict[str, list[float]]:
+    """Each measured run extends a short run made first (same run folder, larger budget),
+    so the dashboard and its 20 followers are attached before the measured run starts."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     rates: dict[str, list[float]] = {"alone": [], "20 pages": []}
-    reloads: list[int] = []
+    reloads: list[float] = []
     for _ in range(repeats):
         for mode in ("alone", "20 pages"):
             with tempfile.TemporaryDirectory() as folder:
                 run_dir = Path(folder) / "run"
-                run_dir.mkdir()
-                # an empty run in the store first, so the dashboard can open it at once
-                dashboard = stop = None
-                threads: list[threading.Thread] = []
+                first = run_once(run_dir, 50, env)
+                dashboard = None
+                stop = threading.Event()
                 counts: list[int] = []
-                runner = subprocess.Popen(
-                    [sys.executable, "-c", RUN_SCRIPT, str(run_dir), str(budget)],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                    env=env,
-                )
                 if mode == "20 pages":
-                    wait_for_run(run_dir / "journal.sqlite")
                     dashboard = subprocess.Popen(
                         [sys.executable, "-c", DASHBOARD_SCRIPT, str(run_dir)],
                         stdout=subprocess.PIPE,
@@ -366,21 +364,24 @@ def measure_pollers(budget: int, repeats: int) -> dict[str, list[float]]:
                     url = dashboard.stdout.readline().strip()
                     if not url.startswith("http"):
                         raise RuntimeError("the dashboard did not start")
-                    stop = threading.Event()
-                    threads = [
-                        threading.Thread(target=follower, args=(url, stop, counts), daemon=True)
-                        for _ in range(20)
-                    ]
-                    for thread in threads:
-                        thread.start()
-                out, _ = runner.communicate(timeout=600)
-                data = json.loads(out.strip().splitlines()[-1])
-                rates[mode].append(data["calls"] / data["wall"])
-                if stop is not None and dashboard is not None:
+                    connected: list[int] = []
+                    for _ in range(20):
+                        threading.Thread(
+                            target=follower, args=(url, stop, connected, counts), daemon=True
+                        ).start()
+                    deadline = time.monotonic() + 60
+                    while len(connected) < 20 and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    if len(connected) < 20:
+                        raise RuntimeError(f"only {len(connected)} followers connected")
+                    counts.clear()
+                data = run_once(run_dir, budget + first["calls"], env)
+                rates[mode].append((data["calls"] - first["calls"]) / data["wall"])
+                if dashboard is not None:
                     stop.set()
                     dashboard.communicate("", timeout=30)
-                    reloads.append(len(counts))
-    rates["reloads"] = [float(r) for r in reloads]
+                    reloads.append(float(len(counts)))
+    rates["reloads"] = reloads
     return rates
 
 
@@ -390,7 +391,7 @@ def report(open_result: dict[str, Any], rates: dict[str, list[float]], shape: st
         "",
         "A run of " + shape + " opened by `gepetto.dashboard` (`bench/dashboard.py`; "
         "real headless Chromium, Debian's `/usr/bin/chromium`, 1400×1000). *open* = from "
-        "navigation to the view drawn, median of 3 (max in brackets); the first full read of "
+        "navigation to the view drawn, median and max of 3; the first full read of "
         "the store happens once, when the dashboard starts.",
         "",
         "Command: `.venv/bin/python bench/dashboard.py --write-docs`  ",
@@ -454,6 +455,42 @@ def write_docs(text: str) -> None:
     path.write_text(body, encoding="utf-8")
 
 
+def screenshots(folder: Path) -> None:
+    """Pictures of each view for the docs: two smaller synthetic runs (80 and 60 candidates
+    × 40 examples), shown side by side in the comparison."""
+    from playwright.sync_api import sync_playwright
+
+    from gepetto.dashboard import DashboardServer
+
+    with tempfile.TemporaryDirectory() as scratch:
+        sources = []
+        for name, candidates, seed in (("prompt-v2", 80, 1), ("prompt-v1", 60, 2)):
+            run_dir = Path(scratch) / name
+            run_dir.mkdir()
+            run = SyntheticRun(run_dir, 40, seed=seed, budget=5_000)
+            run.seed()
+            while len(run.texts) < candidates:
+                run.step(accept=run.rng.random() < 0.45)
+            run.finish(f"budget exhausted: {run.calls:,}/5,000 metric calls used")
+            run.close()
+            sources.append(str(run_dir))
+        with DashboardServer(sources, port=0) as server, sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            for view, route in (
+                ("runs", "#/"),
+                ("overview", "#/run/1.default/overview"),
+                ("front", "#/run/1.default/front"),
+                ("lineage", "#/run/1.default/lineage"),
+                ("candidate", "#/run/1.default/candidate/57"),
+                ("compare", "#/compare/1.default/2.default"),
+            ):
+                page.goto(server.url + route)
+                page.wait_for_selector(f"main[data-view={view}]", timeout=30_000)
+                page.screenshot(path=str(folder / f"dashboard-{view}.png"), full_page=False)
+            browser.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--candidates", type=int, default=500)
@@ -462,7 +499,11 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=20_000, help="metric calls of the real run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--screenshots", type=Path, help="only save pictures of each view here")
     args = parser.parse_args()
+    if args.screenshots:
+        screenshots(args.screenshots)
+        return
     with tempfile.TemporaryDirectory() as folder:
         run_dir = Path(folder) / "big"
         run_dir.mkdir()

@@ -141,14 +141,16 @@ def test_the_open_pages_follow_a_run_in_progress(
         page.open(f"#/run/{key}/reflection", "reflection")
         live_run.allow(1)
         lengths: list[int] = []
+        shot = False
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             status = page.text("#stream-status")
             length = int(page.attribute("#stream-text", "data-length") or 0)
             if not lengths or length != lengths[-1]:
                 lengths.append(length)
-            if "writing" in status and len(lengths) == 4:
-                page.shot("reflection")
+            if "writing" in status and length >= 130 and not shot:
+                page.shot("reflection")  # half written
+                shot = True
             if "done" in status and len(lengths) > 4:
                 break
             time.sleep(0.05)
@@ -159,6 +161,7 @@ def test_the_open_pages_follow_a_run_in_progress(
         assert len(growing) >= 5, f"the streamed text did not grow step by step: {lengths}"
         assert growing == sorted(growing), lengths
         assert page.text("#stream-text").startswith("Reading the feedback")
+        assert shot, "no picture of the reflection half written"
 
         # the lineage: every candidate and every decision with its reason
         live_run.wait_for_candidates(rows + 2)

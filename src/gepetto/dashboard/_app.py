@@ -96,10 +96,6 @@ class RunFeed:
         self.error: str | None = None
         self.view = FollowedRun(store, run_id)  # reads the whole run (raises if damaged)
 
-    @property
-    def seq(self) -> int:
-        return self.view.last_seq
-
     def refresh(self, *, force: bool = False) -> None:
         """Read what the run wrote since the last read, at most once per poll interval."""
         with self.lock:
@@ -117,7 +113,8 @@ class RunFeed:
         """The JSON of a view, computed once per store position."""
         self.refresh()
         with self.lock:
-            seq = self.view.last_seq
+            # the streamed reflection changes with every piece; the other views do not
+            seq = self.view.last_seq if name == "reflection" else self.view.data_seq
             cached = self._cache.get(name)
             if cached is not None and cached[0] == seq:
                 return cached[1]

@@ -49,6 +49,9 @@ class FollowedRun(RunView):
     def __init__(self, store: RunStore, run_id: str = "default") -> None:
         self.stream: StreamedReflection | None = None
         self.streams_seen = 0
+        self.data_seq = 0
+        """The store position of the last record that is not a streamed piece: the views'
+        data changes only when it moves (a streaming reflection writes a few pieces a second)."""
         super().__init__(store, run_id)
 
     def _apply(self, seq: int, data: dict[str, Any]) -> None:
@@ -56,6 +59,7 @@ class FollowedRun(RunView):
             self._add_piece(seq, data)
             return
         super()._apply(seq, data)
+        self.data_seq = seq
 
     def _add_piece(self, store_seq: int, data: dict[str, Any]) -> None:
         try:

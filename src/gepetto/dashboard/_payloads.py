@@ -109,11 +109,11 @@ def reflection(view: FollowedRun) -> dict[str, Any]:
 
 
 def live_state(key: str, view: FollowedRun) -> dict[str, Any]:
-    """What the live channel sends: the store position, whether the run is live, and the
-    streamed reflection."""
+    """What the live channel sends: the store position of the views' data (streamed pieces
+    left out), whether the run is live, and the streamed reflection."""
     status, _ = runview.run_status(view)
     stream = view.streamed_reflection()
     return {
-        "update": {"key": key, "seq": view.last_seq, "running": status == "live"},
+        "update": {"key": key, "seq": view.data_seq, "running": status == "live"},
         "reflection": {"key": key, **stream},
     }

@@ -137,14 +137,16 @@ function follow(keys) {
   const query = keys.map((k) => "run=" + encodeURIComponent(k)).join("&");
   const source = new EventSource("api/live?" + query);
   state.source = source;
-  source.addEventListener("open", () => { live.className = "live on"; live.textContent = "live"; });
+  source.addEventListener("open", () => { live.className = "live off"; live.textContent = "connected"; });
   source.addEventListener("error", () => { live.className = "live off"; live.textContent = "reconnecting"; });
   source.addEventListener("update", (message) => {
     const data = JSON.parse(message.data);
     const before = state.seq[data.key];
     state.seq[data.key] = data.seq;
     state.running[data.key] = data.running;
-    live.textContent = Object.values(state.running).some(Boolean) ? "live" : "not running";
+    const running = Object.values(state.running).some(Boolean);
+    live.textContent = running ? "live" : "not running";
+    live.className = running ? "live on" : "live off";
     if (before !== undefined && before !== data.seq && state.route.view !== "reflection") render();
   });
   source.addEventListener("reflection", (message) => showReflection(JSON.parse(message.data)));
@@ -332,7 +334,8 @@ VIEWS.front = async (route) => {
   return el("section", {},
     el("h2", {}, "Pareto front and score matrix"),
     el("div", { class: "grid2" },
-      el("div", { class: "panel" }, el("h3", {}, `Pareto front: ${m.front.length} candidate${m.front.length === 1 ? "" : "s"}`), frontList),
+      el("div", { class: "panel" }, el("h3", {}, `Pareto front: ${m.front.length} candidate${m.front.length === 1 ? "" : "s"}`),
+        el("div", { class: "scroll-box" }, frontList)),
       el("div", { class: "panel" }, el("h3", {}, "reading the matrix"),
         el("p", { class: "muted" }, `${nRows} candidates × ${nCols} validation examples. A candidate is on the front when it has the best score on some example.`),
         el("p", {}, el("span", { class: "muted" }, fmt(m.lo, 2) + " "), el("span", { class: "scale" }), el("span", { class: "muted" }, " " + fmt(m.hi, 2)),

@@ -177,6 +177,12 @@ function lineageTree(nodes, onPick) {
   const width = Math.max(300, widest * gapX + 40), height = rows.length * gapY + 30;
   const pos = new Map();
   rows.forEach((row, d) => {
+    // each row ordered by where its nodes' parents stand, so edges cross less
+    const parentX = (n) => {
+      const xs = n.parents.filter((p) => pos.has(p)).map((p) => pos.get(p)[0]);
+      return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+    };
+    row.sort((a, b) => parentX(a) - parentX(b) || a.id - b.id);
     const offset = (width - row.length * gapX) / 2 + gapX / 2;
     row.forEach((n, i) => pos.set(n.id, [offset + i * gapX, 24 + d * gapY]));
   });
