@@ -309,6 +309,7 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small stream chunks go out at once, as real servers send
     timeout = 10  # an idle keep-alive connection is closed after this many seconds
     owner: FaultServer
 
