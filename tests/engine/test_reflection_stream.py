@@ -9,6 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import gepetto
 from gepetto.events import ReflectionDelta, ReflectionFinished
 from gepetto.records import ReflectionStreamed, record_from_dict
@@ -169,3 +171,53 @@ def test_a_reader_of_the_store_sees_the_text_within_a_second_at_most_four_record
         duration = len(reply) / 4 * 0.02
         assert len(stream) <= duration * 4 + 3, (len(stream), duration)
         assert len(stream) >= 3, "the text went to the store in pieces, not all at the end"
+
+
+def test_a_run_with_a_streaming_client_retries_a_cut_reflection_and_counts_it_once(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The real OpenAI client streams the reflection from the fault server; the first
+    stream is cut mid-reply. The store shows the cut stream discarded and the retry's whole
+    text; the run's tokens and dollars count the completed attempts only."""
+    from gepetto.lm.openai_client import OpenAIClient
+    from gepetto.lm.pricing import StaticPrices
+    from gepetto.lm.reliability import RetryPolicy
+    from tests.lm.fault_server import FaultServer, streamed
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    reply = "Better instructions:\n```\nAnswer with " + " ".join(WORDS) + ".\n```"
+    with FaultServer() as server:
+        server.play(
+            streamed(reply, prompt_tokens=900, completion_tokens=900, cut_after=4),
+            *(streamed(reply, prompt_tokens=50, completion_tokens=20) for _ in range(20)),
+        )
+        client = OpenAIClient(
+            "fault-model",
+            base_url=server.openai_base_url,
+            api_key="k",
+            prices=StaticPrices({("openai", "fault-model"): (1.0, 2.0)}),
+            retry=RetryPolicy(max_attempts=3, base_delay=0.01),
+        )
+        replies: dict[int, str] = {}
+
+        class Watcher:
+            def on_reflection_finished(self, event: ReflectionFinished) -> None:
+                replies[event.iteration] = event.replies.get("instructions", "")
+
+        result = run(tmp_path / "run", client, budget=24, callbacks=[Watcher()])
+        requests = len(server.requests)
+    streams = streams_of(stored(tmp_path / "run"))
+    first = min(replies)
+    cut, retried = streams[(first, 0)], streams[(first, 1)]
+    assert cut[-1].done and cut[-1].discarded and cut[-1].text == ""
+    # What was written of the cut stream (its first piece at once; text still waiting for
+    # the throttle when the cut came is dropped, being void) is a start of the reply.
+    written = "".join(r.text for r in cut)
+    assert written and reply.startswith(written) and len(written) <= 4 * 4
+    assert [r.seq for r in retried] == list(range(len(retried))) and retried[-1].done
+    assert "".join(r.text for r in retried) == reply == replies[first]
+    usage = result.lm_usage["reflection"]
+    completed = requests - 1  # every request but the cut one completed
+    assert usage["calls"] == completed  # the cut attempt and its retry make one call
+    assert (usage["input_tokens"], usage["output_tokens"]) == (50 * completed, 20 * completed)
+    assert usage["cost_usd"] == pytest.approx(completed * (50 * 1.0 + 20 * 2.0) / 1e6)

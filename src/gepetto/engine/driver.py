@@ -198,11 +198,6 @@ class Driver:
         return await self._reflect(task)
 
     async def _reflect(self, task: ReflectTask) -> ProposalOutcome:
-        # The text of the task's streamed LM calls goes to events and the store as it comes.
-        with listening(self.optimizer.stream_listener(task)):
-            return await self._reflect_listened(task)
-
-    async def _reflect_listened(self, task: ReflectTask) -> ProposalOutcome:
         components = list(task.components)
         try:
             dataset = await self.runner.make_reflective_dataset(
@@ -216,15 +211,19 @@ class Driver:
             logger.warning("make_reflective_dataset failed", exc_info=True)
             reason = f"make_reflective_dataset failed: {type(error).__name__}: {error}"
             return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=0)
+        # The proposal's streamed LM calls (not the dataset's: an adapter may call its task
+        # model there) hand their text to events and the store as it arrives.
         if self.custom_proposer is not None or self.runner.proposes_texts:
-            return await self._custom_proposal(task.candidate, dataset, components)
+            with listening(self.optimizer.stream_listener(task)):
+                return await self._custom_proposal(task.candidate, dataset, components)
         if self.proposer is None:  # guarded by optimize(); kept for external drivers
             raise AdapterContractError("no reflection_lm and no propose_new_texts to use")
         perfect = self.optimizer.config.perfect_score
         failed = [score < perfect for score in task.eval_batch.scores]
-        return await self.proposer.propose(
-            task.candidate, dataset, components, task.rejected, failed
-        )
+        with listening(self.optimizer.stream_listener(task)):
+            return await self.proposer.propose(
+                task.candidate, dataset, components, task.rejected, failed
+            )
 
     async def _custom_proposal(
         self, candidate: dict[str, str], dataset: ReflectiveDataset, components: list[str]

@@ -125,7 +125,39 @@ def open_stream() -> TextStream | None:
     if listener is None:
         return None
     try:
-        return listener.open_stream(_labels.get())
+        return _Guarded(listener.open_stream(_labels.get()))
     except Exception:
         logger.exception("stream listener %r failed", listener)
         return None
+
+
+class _Guarded:
+    """A stream whose failures are logged (the first one) and ignored: a listener never
+    breaks the call it listens to."""
+
+    def __init__(self, stream: TextStream) -> None:
+        self._stream = stream
+        self._failed = False
+
+    def _failure(self) -> None:
+        if not self._failed:
+            logger.exception("text stream %r failed", self._stream)
+        self._failed = True
+
+    def write(self, text: str) -> None:
+        try:
+            self._stream.write(text)
+        except Exception:
+            self._failure()
+
+    def discard(self) -> None:
+        try:
+            self._stream.discard()
+        except Exception:
+            self._failure()
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except Exception:
+            self._failure()
