@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import signal
 import socket
 import sqlite3
-import threading
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -171,26 +174,31 @@ def test_a_port_in_use_is_a_clear_error(finished_run: Path) -> None:
         DashboardServer([str(finished_run)], port=70000)
 
 
-def test_the_serve_function_prints_its_url_and_blocks(
-    finished_run: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from gepetto.dashboard import serve
-
+def test_serve_prints_its_url_blocks_and_stops_on_ctrl_c(finished_run: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    thread = threading.Thread(target=serve, args=([str(finished_run)],), kwargs={"port": port})
-    thread.daemon = True
-    thread.start()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            assert get_json(f"http://127.0.0.1:{port}/api/runs")["runs"]
-            break
-        except (OSError, AssertionError):
-            time.sleep(0.05)
-    assert f"http://127.0.0.1:{port}/" in capsys.readouterr().out
-    assert thread.is_alive()
+    script = f"from gepetto.dashboard import serve; serve([{str(finished_run)!r}], port={port})"
+    server = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(gepetto.__file__).parents[1])},
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}/" in line, line
+        assert get_json(f"http://127.0.0.1:{port}/api/runs")["runs"]
+        live = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/live?run=default", timeout=10)
+        assert live.readline()  # a page stays connected while the server stops
+        server.send_signal(signal.SIGINT)
+        _, errors = server.communicate(timeout=20)
+    finally:
+        server.kill()
+    assert server.returncode == 0, errors
+    assert "Traceback" not in errors, errors
 
 
 def test_several_sources_and_the_comparison(tmp_path: Path, finished_run: Path) -> None:

@@ -170,7 +170,7 @@ class DashboardServer:
 def serve(
     sources: list[str], *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False
 ) -> None:
-    """Serve the dashboard of ``sources`` until Ctrl-C; prints the URL first.
+    """Serve the dashboard of ``sources`` until Ctrl-C (then return); prints the URL first.
 
     Args:
         sources: run folders, journal files, ``sqlite:///path`` or ``postgresql://`` URLs;
@@ -197,4 +197,8 @@ def serve(
     sys.stdout.flush()
     if open_browser:
         threading.Timer(0.5, webbrowser.open, args=(server.url,)).start()
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn hands Ctrl-C back once it has stopped: done
+        pass
+    print("gepetto dashboard: stopped")
