@@ -6,6 +6,7 @@ background thread (tests, benchmarks, notebooks).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import ipaddress
 import socket
@@ -197,8 +198,6 @@ def serve(
     sys.stdout.flush()
     if open_browser:
         threading.Timer(0.5, webbrowser.open, args=(server.url,)).start()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once stopped
         server.run()
-    except KeyboardInterrupt:  # uvicorn hands Ctrl-C back once it has stopped: done
-        pass
     print("gepetto dashboard: stopped")
