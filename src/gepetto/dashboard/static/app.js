@@ -155,7 +155,7 @@ function follow(keys) {
 function showReflection(data) {
   const ticker = $("#ticker");
   const text = data.text || "";
-  if (data.done || !text) {
+  if (data.done || !text || state.route.view === "reflection") {
     ticker.hidden = true;
   } else if (state.route.view !== "reflection") {
     ticker.hidden = false;
