@@ -44,6 +44,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gepetto import runview
 from gepetto.dashboard import _payloads
 from gepetto.dashboard._errors import SourceError
 from gepetto.dashboard._followed import FollowedRun
@@ -94,6 +95,8 @@ class RunFeed:
         self._last_poll = 0.0
         self._cache: dict[str, tuple[int, bytes]] = {}
         self.error: str | None = None
+        self._running = False
+        self._status_read_at = -1e9
         self.view = FollowedRun(store, run_id)  # reads the whole run (raises if damaged)
 
     def refresh(self, *, force: bool = False) -> None:
@@ -128,10 +131,18 @@ class RunFeed:
             return body
 
     def live_state(self) -> dict[str, Any]:
-        """What the page's live channel sends: the position and the streamed reflection."""
+        """What the page's live channel sends: the position and the streamed reflection.
+
+        Whether the run is live is read at most once a second (it reads the kernel's lock
+        table), whatever the number of pages."""
         self.refresh()
         with self.lock:
-            return redact_payload(_payloads.live_state(self.key, self.view))  # type: ignore[no-any-return]
+            now = time.monotonic()
+            if now - self._status_read_at >= 1.0:
+                self._running = runview.run_status(self.view)[0] == "live"
+                self._status_read_at = now
+            state = _payloads.live_state(self.key, self.view, self._running)
+            return redact_payload(state)  # type: ignore[no-any-return]
 
 
 class Dashboard:

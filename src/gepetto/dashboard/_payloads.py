@@ -108,12 +108,10 @@ def reflection(view: FollowedRun) -> dict[str, Any]:
     return view.streamed_reflection()
 
 
-def live_state(key: str, view: FollowedRun) -> dict[str, Any]:
+def live_state(key: str, view: FollowedRun, running: bool) -> dict[str, Any]:
     """What the live channel sends: the store position of the views' data (streamed pieces
-    left out), whether the run is live, and the streamed reflection."""
-    status, _ = runview.run_status(view)
-    stream = view.streamed_reflection()
+    left out), whether a process runs the run now, and the streamed reflection."""
     return {
-        "update": {"key": key, "seq": view.data_seq, "running": status == "live"},
-        "reflection": {"key": key, **stream},
+        "update": {"key": key, "seq": view.data_seq, "running": running},
+        "reflection": {"key": key, **view.streamed_reflection()},
     }
