@@ -225,6 +225,25 @@ def test_objective_cartesian_and_hybrid_fronts():
     }
 
 
+def test_front_members_are_the_candidates_best_somewhere():
+    state = state_of(evaluation("h0", [1.0, 0.0, 0.5]), candidate(0))
+    state.append(evaluation("h1", [1.0, 0.5, 0.0]))
+    state.append(candidate(1))
+    assert state.front_members() == [0, 1]
+    state.append(evaluation("h2", [1.0, 1.0, 1.0]))
+    state.append(candidate(2))
+    assert state.front_members() == [0, 1, 2]  # 0 and 1 tie on example 0
+    state.append(evaluation("h3", [2.0, 1.0, 1.0]))
+    state.append(candidate(3))
+    assert state.front_members() == [2, 3]  # 0 and 1 left every front
+
+
+@pytest.mark.parametrize("frontier_type", ["instance", "objective", "hybrid", "cartesian"])
+def test_front_members_match_the_fronts(frontier_type):
+    state = objective_state(frontier_type)
+    assert state.front_members() == sorted({c for ids in state.fronts().values() for c in ids})
+
+
 @pytest.mark.parametrize("frontier_type", ["instance", "objective", "hybrid", "cartesian"])
 def test_fronts_default_to_the_run_frontier_type(frontier_type):
     state = objective_state(frontier_type)

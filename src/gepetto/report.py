@@ -113,7 +113,7 @@ def plot_progress(data: ReportData, path: str | os.PathLike[str], x: XAxis) -> b
     xs = [p[x] for p in points]
     for key, label, colour, style in (
         ("best_score", "best candidate", "#1f77b4", "-"),
-        ("front_mean", "Pareto front mean", "#f28e2b", "--"),
+        ("front_mean", "Pareto front aggregate (best per example)", "#f28e2b", "--"),
     ):
         ys = [p[key] if p[key] is not None else float("nan") for p in points]
         axes.step(xs, ys, where="post", label=label, color=colour, linewidth=2, linestyle=style)
@@ -347,7 +347,10 @@ def report_html(data: ReportData, images: Mapping[str, bytes]) -> str:
             f"{head.iterations} ({outcomes})",
         ),
         ("best", f"candidate {head.best_id}: {_fmt(head.best_score)}"),
-        ("Pareto front", f"{', '.join(map(str, head.front))} (mean {_fmt(head.front_mean)})"),
+        (
+            "Pareto front",
+            f"{', '.join(map(str, head.front))} (aggregate score {_fmt(head.front_mean)})",
+        ),
         ("pool", f"{head.pool_size} candidates on {head.valset_size} validation examples"),
     ]
     parts = [

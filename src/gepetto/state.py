@@ -351,6 +351,25 @@ class RunState:
         hybrid.update({("objective", key): ids for key, ids in self.objective_fronts().items()})
         return hybrid
 
+    def front_members(self) -> list[CandidateId]:
+        """The pool members on at least one front of the run's type (best on some key), in id
+        order: gepa's ``pareto_front_programs`` flattened, dominated members included (see
+        :meth:`selection_weights` for the non-dominated ones). O(pool size) for the
+        instance and cartesian fronts, which are kept up to date as scores arrive."""
+        table = {"instance": self._instance_front, "cartesian": self._cartesian_front}.get(
+            self.frontier_type
+        )
+        if table is not None:
+            return sorted(c for c, keys in table.keys_of.items() if keys)
+        return sorted({c for ids in self.fronts().values() for c in ids})
+
+    def front_aggregate_score(self) -> float:
+        """The mean over validation examples of the best score any pool member has on it
+        (gepa's "valset Pareto front aggregate score": the score of the front taken as an
+        ensemble); NaN before any score. O(examples scored)."""
+        best = self._instance_front.best
+        return mean(list(best.values())) if best else float("nan")
+
     def selection_weights(self) -> tuple[list[CandidateId], list[int]]:
         """Non-dominated pool members and how many fronts each is on (GEPA's sampling weights).
 

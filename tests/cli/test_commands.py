@@ -272,3 +272,22 @@ def test_a_key_is_never_printed(tmp_path: Path) -> None:
     assert env_key not in result.stdout and "pw" not in result.stdout and "k=s" not in result.stdout
     data = json.loads(result.stdout)
     assert data["key_variables"] == [{"name": "OPENAI_API_KEY", "set": True}]
+
+
+def test_a_failing_adapter_exits_1(tmp_path: Path) -> None:
+    task = tmp_path / "failing.py"
+    task.write_text(
+        textwrap.dedent(
+            """
+            from gepetto.testing import FeedbackFollowingLM, FlakyAdapter, KeywordAdapter
+
+            seed_candidate = {"instructions": "Answer."}
+            trainset = [{"needs": "alpha"}, {"needs": "beta"}]
+            adapter = FlakyAdapter(KeywordAdapter(), lambda example: True)
+            reflection_lm = FeedbackFollowingLM()
+            options = {"max_metric_calls": 10}
+            """
+        )
+    )
+    result = gepetto("optimize", task, "--run-dir", "f", "-q", cwd=tmp_path)
+    _one_error_line(result, 1, "boom")

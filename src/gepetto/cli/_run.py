@@ -192,13 +192,18 @@ def _run(
 
 
 def _log_handler(quiet: bool) -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    """The run's log lines (INFO and up) on standard error; with ``quiet`` none at all (a
+    handler that drops them, so Python's last-resort handler does not print warnings)."""
     logger = logging.getLogger("gepetto")
-    if not quiet:
-        logger.addHandler(handler)
+    handler: logging.Handler
+    if quiet:
+        handler = logging.NullHandler()
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
     return handler
 
 

@@ -53,7 +53,8 @@ def summary_text(head: RunSummary) -> str:
         f"iterations {head.iterations} ({outcomes})",
         f"pool       {head.pool_size} candidates, {head.valset_size} validation examples",
         f"best       candidate {head.best_id}: {_score(head.best_score)}",
-        f"front      {', '.join(map(str, head.front)) or '-'} (mean {_score(head.front_mean)})",
+        f"front      {', '.join(map(str, head.front)) or '-'} "
+        f"(aggregate score {_score(head.front_mean)})",
     ]
     return "\n".join(lines)
 
@@ -129,7 +130,7 @@ def comparison_text(comparison: RunComparison) -> str:
         ("run", f"{a.run_id} in {a.source}", f"{b.run_id} in {b.source}"),
         ("status", a.status, b.status),
         ("best", f"{a.best_id}: {_score(a.best_score)}", f"{b.best_id}: {_score(b.best_score)}"),
-        ("front mean", _score(a.front_mean), _score(b.front_mean)),
+        ("front aggr.", _score(a.front_mean), _score(b.front_mean)),
         ("budget", _budget(a), _budget(b)),
         ("cost", _cost(a), _cost(b)),
         ("iterations", str(a.iterations), str(b.iterations)),

@@ -118,7 +118,10 @@ class RunSummary:
     best_score: float | None
     best_texts: Mapping[str, str]
     front: tuple[int, ...]
+    """The non-dominated candidates (the ones parent selection samples from)."""
     front_mean: float | None
+    """The front's aggregate score: the mean over validation examples of the best score any
+    candidate has on it (gepa's "valset Pareto front aggregate score")."""
     cost_usd: float
     unpriced_lm_calls: int
     lm_calls: Mapping[str, int]
@@ -188,7 +191,7 @@ def summary(view: RunView) -> RunSummary:
         best_score=state.val_score(state.best_id) if has_best else None,
         best_texts=dict(state.candidates[state.best_id].texts) if has_best else {},
         front=tuple(front),
-        front_mean=(sum(state.val_score(i) for i in front) / len(front)) if front else None,
+        front_mean=state.front_aggregate_score() if has_best else None,
         cost_usd=state.cost_usd,
         unpriced_lm_calls=sum(t.unpriced_calls for t in state.lm_usage.values()),
         lm_calls={role: totals.calls for role, totals in sorted(state.lm_usage.items())},
@@ -204,9 +207,10 @@ class ProgressSeries:
 
     Each point (a dict in ``to_json``): ``seq``, ``iteration`` (-1 for the seed),
     ``metric_calls``, ``at`` (epoch seconds, ``None`` without an event log), ``elapsed_s``
-    (since the run was created), ``cost_usd``, ``best_id``, ``best_score``, ``front_mean``,
-    ``front_size``, ``pool_size``, ``candidate_id`` (the candidate the step added, or
-    ``None``).
+    (since the run was created), ``cost_usd``, ``best_id``, ``best_score``, ``front_mean``
+    (the front's aggregate score: the mean over validation examples of the best score any
+    candidate has on it), ``front_size`` (candidates best or tied best on at least one
+    example), ``pool_size``, ``candidate_id`` (the candidate the step added, or ``None``).
     """
 
     run_id: str

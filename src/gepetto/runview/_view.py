@@ -21,7 +21,6 @@ from gepetto.records import CandidateRecord, DecisionRecord, record_from_dict
 from gepetto.runview._store import EventLog, NotARun, RunStore, open_store
 from gepetto.state import RunState
 from gepetto.storage.base import RunHeader, StorageError
-from gepetto.totals import mean
 
 __all__ = ["DecisionEntry", "ProgressPoint", "RunView", "open_run"]
 
@@ -42,7 +41,10 @@ class ProgressPoint:
     best_id: int
     best_score: float
     front_mean: float
+    """The front's aggregate score: the mean over validation examples of the best score any
+    candidate has on it (:meth:`~gepetto.state.RunState.front_aggregate_score`)."""
     front_size: int
+    """Candidates best (or tied best) on at least one validation example."""
     pool_size: int
     cost_usd: float
     candidate_id: int | None
@@ -144,22 +146,22 @@ class RunView:
 
     def _point(self, seq: int, iteration: int, candidate_id: int | None) -> ProgressPoint:
         state = self.state
-        front = self.front_ids()
         return ProgressPoint(
             seq=seq,
             iteration=iteration,
             metric_calls=state.total_metric_calls,
             best_id=state.best_id,
             best_score=state.val_score(state.best_id) if state.candidates else float("nan"),
-            front_mean=mean([state.val_score(i) for i in front]) if front else float("nan"),
-            front_size=len(front),
+            front_mean=state.front_aggregate_score(),
+            front_size=len(state.front_members()),
             pool_size=len(state.candidates),
             cost_usd=state.cost_usd,
             candidate_id=candidate_id,
         )
 
     def front_ids(self) -> list[int]:
-        """The non-dominated candidates (the ones parent selection samples), in id order."""
+        """The Pareto front: the non-dominated candidates (the ones parent selection
+        samples from), in id order."""
         if not self.state.candidates:
             return []
         return sorted(self.state.selection_weights()[0])
