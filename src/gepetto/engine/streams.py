@@ -83,19 +83,23 @@ class _TaskListener:
         self.owner = owner
         self.task = task
         self.loop = loop
+        self.loop_thread = threading.get_ident()  # made on the loop (see listener())
 
     def open_stream(self, labels: tuple[str, ...]) -> TextStream:
         components = tuple(labels) if labels else tuple(self.task.components)
-        return _OnLoop(_ReflectionStream(self.owner, self.task, components, self.loop), self.loop)
+        stream = _ReflectionStream(self.owner, self.task, components, self.loop)
+        return _OnLoop(stream, self.loop, self.loop_thread)
 
 
 class _OnLoop:
     """Runs a stream's methods on the loop's thread (now, or handed over)."""
 
-    def __init__(self, stream: _ReflectionStream, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, stream: _ReflectionStream, loop: asyncio.AbstractEventLoop, loop_thread: int
+    ) -> None:
         self._stream = stream
         self._loop = loop
-        self._thread = threading.get_ident()
+        self._thread = loop_thread
 
     def _run(self, method: Callable[..., None], *args: Any) -> None:
         if threading.get_ident() == self._thread:
