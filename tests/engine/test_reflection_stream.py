@@ -265,3 +265,29 @@ def test_text_streamed_from_another_thread_is_handed_to_the_loop(tmp_path: Path)
     for (iteration, _), records in streams.items():
         assert [r.seq for r in records] == list(range(len(records))) and records[-1].done
         assert "".join(r.text for r in records) == replies[iteration]
+
+
+def test_an_ask_tell_caller_streams_by_hand_without_an_event_loop() -> None:
+    from gepetto import EvaluateTask, Optimizer, ProposalOutcome
+    from gepetto.lm.streaming import listening, open_stream
+    from gepetto.storage import MemoryStorage
+
+    storage = MemoryStorage()
+    opt = Optimizer(SEED, TRAIN, VAL, max_metric_calls=20, storage=storage)
+    adapter = KeywordAdapter()
+    text = "```\nAnswer with " + " ".join(WORDS) + "\n```"
+    while (task := opt.ask()) is not None:
+        if isinstance(task, EvaluateTask):
+            opt.tell(task.id, adapter.evaluate(task.examples, task.candidate, task.capture_traces))
+            continue
+        with listening(opt.stream_listener(task)):
+            stream = open_stream()
+            assert stream is not None
+            for piece in ("```\nAnswer", " with ", text[len("```\nAnswer with ") :]):
+                stream.write(piece)
+            stream.close()
+        opt.tell(task.id, ProposalOutcome({"instructions": text.strip("`\n")}, lm_calls=1))
+    records = [record_from_dict(d) for _, d in storage.read("default")]
+    [stream_records] = streams_of(records).values()
+    assert "".join(r.text for r in stream_records) == text and stream_records[-1].done
+    assert stream_records[0].text == "```\nAnswer", "the first piece at once"

@@ -18,11 +18,15 @@ from gepetto.testing import KeywordAdapter, keyword_dataset
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
+# Loading the 1.5B model and one reflection of at most 40 tokens: about 2 minutes on two idle
+# cores, much more when the machine is shared.
+
 WORDS = ["apple", "river", "stone"]
 
 
+@pytest.mark.timeout(900)
 def test_a_real_reflection_streams_into_the_store(tmp_path: Path) -> None:
-    reflection = resolve_lm("local/qwen2.5-coder-1.5b", temperature=0, max_tokens=80)
+    reflection = resolve_lm("local/qwen2.5-coder-1.5b", temperature=0, max_tokens=40)
     deltas: list[tuple[float, str, int]] = []
     replies: list[str] = []
 
