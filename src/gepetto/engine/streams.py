@@ -56,8 +56,15 @@ class ReflectionStreams:
         """Progress records written so far (for tests and benchmarks)."""
 
     def listener(self, task: ReflectTask) -> StreamListener:
-        """The listener for the LM calls of reflection task ``task`` (call on the loop)."""
-        return _TaskListener(self, task, asyncio.get_running_loop())
+        """The listener for the LM calls of reflection task ``task``, called on the thread
+        that runs the task (the driver's event loop). Without a running loop (an ask/tell
+        caller streaming by hand), text that waits for the throttle is written with the
+        stream's next piece or its end, as no timer can run."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        return _TaskListener(self, task, loop)
 
     def next_stream(self, iteration: int) -> int:
         """A new stream number for ``iteration`` (0, 1, ... in the order streams start)."""
@@ -78,27 +85,31 @@ class ReflectionStreams:
 
 class _TaskListener:
     def __init__(
-        self, owner: ReflectionStreams, task: ReflectTask, loop: asyncio.AbstractEventLoop
+        self, owner: ReflectionStreams, task: ReflectTask, loop: asyncio.AbstractEventLoop | None
     ) -> None:
         self.owner = owner
         self.task = task
         self.loop = loop
+        self.loop_thread = threading.get_ident()  # made on the loop (see listener())
 
     def open_stream(self, labels: tuple[str, ...]) -> TextStream:
         components = tuple(labels) if labels else tuple(self.task.components)
-        return _OnLoop(_ReflectionStream(self.owner, self.task, components, self.loop), self.loop)
+        stream = _ReflectionStream(self.owner, self.task, components, self.loop)
+        return _OnLoop(stream, self.loop, self.loop_thread)
 
 
 class _OnLoop:
     """Runs a stream's methods on the loop's thread (now, or handed over)."""
 
-    def __init__(self, stream: _ReflectionStream, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, stream: _ReflectionStream, loop: asyncio.AbstractEventLoop | None, loop_thread: int
+    ) -> None:
         self._stream = stream
         self._loop = loop
-        self._thread = threading.get_ident()
+        self._thread = loop_thread
 
     def _run(self, method: Callable[..., None], *args: Any) -> None:
-        if threading.get_ident() == self._thread:
+        if threading.get_ident() == self._thread or self._loop is None:
             method(*args)
         elif not self._loop.is_closed():
             self._loop.call_soon_threadsafe(method, *args)
@@ -121,7 +132,7 @@ class _ReflectionStream:
         owner: ReflectionStreams,
         task: ReflectTask,
         components: tuple[str, ...],
-        loop: asyncio.AbstractEventLoop,
+        loop: asyncio.AbstractEventLoop | None,
     ) -> None:
         self.owner = owner
         self.task = task
@@ -149,7 +160,7 @@ class _ReflectionStream:
         wait = self.last_record + self.owner.min_interval - time.monotonic()
         if wait <= 0:
             self._record(done=False)
-        elif self.timer is None:
+        elif self.timer is None and self.loop is not None:
             self.timer = self.loop.call_later(wait, self._on_timer)
 
     def discard(self) -> None:
