@@ -15,6 +15,9 @@ this drawing complete)::
     │   └── RunInUse             another process holds the run (its lock)
     ├── NotARun                  gepetto.runview: nothing to read there (no journal, no run)
     ├── CommandError             gepetto.cli: a command cannot do its work (``exit_code``)
+    ├── DashboardError           gepetto.dashboard: the dashboard cannot start
+    │   ├── SourceError          a source is not a readable run store (missing, damaged)
+    │   └── PortInUse            the port is taken: pass another one
     ├── LMError                  gepetto.lm.errors: an LM call failed (model, status, ...)
     │   ├── LMAuthError          401/403: the key is missing or wrong (never retried)
     │   ├── LMQuotaError         the account has no credit left (never retried)

@@ -49,6 +49,7 @@ __all__ = [
     "IterationStarted",
     "LMCallFinished",
     "NewBestCandidate",
+    "ReflectionDelta",
     "ReflectionFinished",
     "ReflectionStarted",
     "RunFinished",
@@ -71,6 +72,8 @@ class Event:
     observers should use rather than the time they receive it."""
 
     name: ClassVar[str] = "event"
+    in_event_log: ClassVar[bool] = True
+    """Whether ``events.jsonl`` records it (not the many small :class:`ReflectionDelta`)."""
     emitted_at: float = field(default_factory=time.time, kw_only=True)
 
 
@@ -170,6 +173,34 @@ class ReflectionFinished(Event):
     reflective_dataset: Mapping[str, Sequence[Mapping[str, Any]]] = field(
         default_factory=dict, metadata={NOT_LOGGED: True}
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ReflectionDelta(Event):
+    """New text of a reflection reply while the reflection model writes it (only when the
+    reflection client streams, see ``docs/lm.md``), between its task's
+    :class:`ReflectionStarted` and :class:`ReflectionFinished`.
+
+    One *stream* is one reflection LM call: ``stream`` numbers the streams of an iteration
+    from 0 (best-of-n samples, several components or proposals stream at once), ``seq``
+    counts a stream's deltas from 0, and ``text`` is what arrived since the previous delta;
+    the reply so far is the stream's texts joined. ``done``: the stream's last delta (its
+    ``text`` is empty). ``discarded``: the call's attempt was cut (a dropped connection, a
+    malformed chunk, a stall), so the stream's text is void; the retry streams again as a new
+    stream. Not written to ``events.jsonl`` (the reply is in :class:`ReflectionFinished`);
+    the run's store keeps it, throttled (:class:`gepetto.records.ReflectionStreamed`).
+    """
+
+    name: ClassVar[str] = "reflection_delta"
+    in_event_log: ClassVar[bool] = False
+    iteration: int
+    components: tuple[str, ...]
+    text: str
+    seq: int
+    task_id: int | None = None
+    stream: int = 0
+    done: bool = False
+    discarded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +315,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     EvaluationStarted,
     EvaluationFinished,
     ReflectionStarted,
+    ReflectionDelta,
     ReflectionFinished,
     CandidateAccepted,
     CandidateRejected,

@@ -1,7 +1,9 @@
 """A live progress display (rich), as an ordinary event observer.
 
 Shows iterations, metric calls against the budget, the best validation score, the pool
-size, the dollars spent on priced LM calls and the elapsed/remaining time. It is used by
+size, the dollars spent on priced LM calls and the elapsed/remaining time, and, while a
+reflection streams (:class:`~gepetto.events.ReflectionDelta`), the last line of its text on a
+second line. It is used by
 ``optimize()`` when ``display_progress_bar`` is true, or by default when stderr is a
 terminal and rich is installed (``pip install gepetto[progress]``).
 """
@@ -15,11 +17,30 @@ from gepetto.events import (
     EvaluationFinished,
     IterationFinished,
     NewBestCandidate,
+    ReflectionDelta,
+    ReflectionFinished,
     RunFinished,
     RunStarted,
 )
 
-__all__ = ["RichProgress", "progress_wanted", "rich_available"]
+__all__ = ["RichProgress", "last_line", "progress_wanted", "rich_available"]
+
+SHOWN_CHARS = 70
+"""Most characters of a streamed reflection's last line the display shows."""
+
+
+def last_line(text: str, width: int = SHOWN_CHARS) -> str:
+    r"""The last non-blank line of ``text``, its end kept when longer than ``width``.
+
+    Example:
+        >>> last_line("first\nsecond line\n")
+        'second line'
+        >>> last_line("x" * 10, width=5)
+        '…xxxx'
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= width else "…" + line[-(width - 1) :]
 
 
 def rich_available() -> bool:
@@ -51,8 +72,19 @@ class RichProgress:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.text import Text
 
-        self._progress = Progress(
+        class ProgressWithLine(Progress):
+            """The progress table, then the streamed reflection's last line (if any)."""
+
+            line = ""
+
+            def get_renderables(self) -> Any:
+                yield self.make_tasks_table(self.tasks)
+                if self.line:
+                    yield Text(f"  reflecting: {self.line}", style="dim", no_wrap=True)
+
+        self._progress = ProgressWithLine(
             TextColumn("[bold]gepetto[/]"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -67,6 +99,7 @@ class RichProgress:
             transient=False,
         )
         self._task: Any = None
+        self._streams: dict[tuple[int, int], str] = {}
 
     def on_run_started(self, event: RunStarted) -> None:
         self._progress.start()
@@ -91,6 +124,22 @@ class RichProgress:
     def on_new_best_candidate(self, event: NewBestCandidate) -> None:
         if self._task is not None:
             self._progress.update(self._task, best=f"{event.score:.4f}")
+
+    def on_reflection_delta(self, event: ReflectionDelta) -> None:
+        key = (event.iteration, event.stream)
+        if event.done:
+            self._streams.pop(key, None)
+            return
+        if event.seq == 0:  # a new stream (also the retry of a cut one)
+            self._streams[key] = ""
+        text = self._streams[key] = self._streams.get(key, "") + event.text
+        self._progress.line = last_line(text)
+
+    def on_reflection_finished(self, event: ReflectionFinished) -> None:
+        for key in [k for k in self._streams if k[0] == event.iteration]:
+            del self._streams[key]
+        if not self._streams:
+            self._progress.line = ""
 
     def on_run_finished(self, event: RunFinished) -> None:
         if self._task is not None:

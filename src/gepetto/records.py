@@ -26,6 +26,7 @@ __all__ = [
     "Outcome",
     "Record",
     "ReflectionRecord",
+    "ReflectionStreamed",
     "ValsetGrowthRecord",
     "record_from_dict",
     "record_to_dict",
@@ -210,6 +211,50 @@ class ValsetGrowthRecord:
     kind: Literal["valset_growth"] = field(default="valset_growth", init=False)
 
 
+@dataclass(frozen=True, slots=True)
+class ReflectionStreamed:
+    """Text of a reflection reply while the reflection model writes it (for live readers).
+
+    Written only while a reflection LM call streams (a gepetto client with streaming on,
+    see ``docs/lm.md``); a run whose reflection model does not stream writes none. These
+    records are *progress*, not state: replay, resume and every view of the run ignore them
+    (:class:`gepetto.engine.journal.Journal` never hands them to the engine), so a run
+    resumes the same with or without them.
+
+    The contract for a reader of the store (the live dashboard):
+
+    - JSON ``kind`` ``"reflection_stream"``; fields ``iteration`` (int), ``components``
+      (list of str: the component(s) the streamed call rewrites), ``seq`` (int), ``text``
+      (str), ``done`` (bool), and ``stream`` and ``discarded`` below.
+    - One *stream* is one reflection LM call. Its records have ``seq`` 0, 1, 2, ... in the
+      order written; ``text`` is the text that arrived since the stream's previous record
+      (possibly ``""``); the reply so far is the concatenation of the stream's ``text`` in
+      ``seq`` order. The last record of a stream has ``done=True``.
+    - Records are written throttled: at most about 4 per second per stream, plus the final
+      ``done=True`` one, each in its own transaction as it is made, so a reader polling the
+      store sees new text within about a second of its arrival. They interleave with the
+      run's other records (whose order they do not change).
+    - A record with ``seq=0`` starts a new stream: a reader that shows one text per
+      ``(iteration, components)`` starts that text over. ``stream`` numbers the streams of
+      one iteration from 0 (in the order they started) and tells apart streams that run at
+      once (best-of-n samples, several components, several proposals of one iteration).
+    - ``discarded=True`` (on a ``done=True`` record): the call's attempt was cut (a
+      connection dropped, a malformed chunk, a stalled stream) and its text so far is void;
+      the client retries it as a new stream (``seq`` 0 again), or the call fails.
+    - A reply served from the response cache is written as one stream (its whole text, then
+      the ``done=True`` record).
+    """
+
+    iteration: int
+    components: tuple[str, ...]
+    seq: int
+    text: str
+    done: bool
+    stream: int = 0
+    discarded: bool = False
+    kind: Literal["reflection_stream"] = field(default="reflection_stream", init=False)
+
+
 Record: TypeAlias = (
     CandidateRecord
     | IterationRecord
@@ -218,7 +263,9 @@ Record: TypeAlias = (
     | DecisionRecord
     | LMCallRecord
     | ValsetGrowthRecord
+    | ReflectionStreamed
 )
+"""Every record a journal holds (:class:`ReflectionStreamed` is progress only, see there)."""
 
 RECORD_TYPES: dict[str, type[Record]] = {
     "candidate": CandidateRecord,
@@ -228,6 +275,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "decision": DecisionRecord,
     "lm_call": LMCallRecord,
     "valset_growth": ValsetGrowthRecord,
+    "reflection_stream": ReflectionStreamed,
 }
 
 _TUPLE_FIELDS = {

@@ -22,6 +22,7 @@ from gepetto.records import (
     LMCallRecord,
     Record,
     ReflectionRecord,
+    ReflectionStreamed,
     ValsetGrowthRecord,
 )
 from gepetto.totals import RunningMean, mean
@@ -140,7 +141,10 @@ class RunState:
     # ----- appending -------------------------------------------------------------------------
 
     def append(self, record: Record) -> None:
-        """Append a record and update every view."""
+        """Append a record and update every view (a :class:`ReflectionStreamed` is progress,
+        not state: ignored)."""
+        if isinstance(record, ReflectionStreamed):
+            return
         self.records.append(record)
         if isinstance(record, EvaluationRecord):
             self._on_evaluation(record)

@@ -11,9 +11,13 @@ script is used up)::
         ...
     assert len(server.requests) == 2
 
-Behaviours: :func:`ok`, :func:`status`, :func:`slow`, :func:`malformed`, :func:`drop` and
-:func:`raw`. Every request is recorded (:attr:`FaultServer.requests`) with its parsed JSON body,
-headers and arrival time. The server binds 127.0.0.1 only, on a port the OS picks.
+Behaviours: :func:`ok`, :func:`status`, :func:`slow`, :func:`malformed`, :func:`drop`,
+:func:`raw` and :func:`streamed`. A request with ``"stream": true`` gets its ``ok`` reply as a
+server-sent event stream in each protocol's format (OpenAI: ``chat.completion.chunk`` events
+then ``[DONE]``, the usage in a last chunk when ``stream_options.include_usage`` asks for it;
+Anthropic: ``message_start`` ... ``message_stop``); :func:`streamed` also cuts, stalls or
+corrupts that stream. Every request is recorded (:attr:`FaultServer.requests`) with its
+parsed JSON body, headers and arrival time. The server binds 127.0.0.1 only, on a port the OS picks.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "raw",
     "slow",
     "status",
+    "streamed",
 ]
 
 HOST = "127.0.0.1"
@@ -61,6 +66,14 @@ class Behaviour:
     body: bytes | None = None
     message: str | None = None
     code: str | None = None
+    chunk_chars: int = 4
+    chunk_delay: float = 0.0
+    cut_after: int | None = None
+    end_after: int | None = None
+    malformed_at: int | None = None
+    stall_after: int | None = None
+    stall: float = 0.0
+    usage: bool = True
 
 
 def ok(text: str = "ok", prompt_tokens: int = 3, completion_tokens: int = 2) -> Behaviour:
@@ -104,6 +117,53 @@ def slow(seconds: float, text: str = "ok") -> Behaviour:
 def malformed() -> Behaviour:
     """200 with ``Content-Type: application/json`` and a body that is not JSON."""
     return Behaviour("raw", status=200, body=b'{"choices": [', headers=_JSON_HEADER)
+
+
+def streamed(
+    text: str = "ok",
+    *,
+    prompt_tokens: int = 3,
+    completion_tokens: int = 2,
+    chunk_chars: int = 4,
+    chunk_delay: float = 0.0,
+    cut_after: int | None = None,
+    end_after: int | None = None,
+    malformed_at: int | None = None,
+    stall_after: int | None = None,
+    stall: float = 0.0,
+    usage: bool = True,
+) -> Behaviour:
+    """A reply whose text goes out in pieces of ``chunk_chars`` characters when the request
+    asks for a stream (a request that does not gets it whole, like :func:`ok`).
+
+    Args:
+        text, prompt_tokens, completion_tokens: the reply and its usage.
+        chunk_chars: characters per text event.
+        chunk_delay: seconds before each text event.
+        cut_after: after this many text events, drop the connection mid-response (the
+            chunked body never ends: the client sees an incomplete read).
+        end_after: after this many text events, end the response cleanly, without the rest
+            (no finish reason, no usage, no ``[DONE]`` / ``message_stop``).
+        malformed_at: the text event with this index (from 0) is not JSON.
+        stall_after: after this many text events, wait ``stall`` seconds (or until the server
+            closes) before going on.
+        usage: send the usage (OpenAI: only when asked with ``include_usage``); ``False``
+            plays a server that never reports it in a stream.
+    """
+    return Behaviour(
+        "ok",
+        text,
+        prompt_tokens,
+        completion_tokens,
+        chunk_chars=chunk_chars,
+        chunk_delay=chunk_delay,
+        cut_after=cut_after,
+        end_after=end_after,
+        malformed_at=malformed_at,
+        stall_after=stall_after,
+        stall=stall,
+        usage=usage,
+    )
 
 
 def drop() -> Behaviour:
@@ -249,6 +309,7 @@ def _make_handler(server: FaultServer) -> type[BaseHTTPRequestHandler]:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # small stream chunks go out at once, as real servers send
     timeout = 10  # an idle keep-alive connection is closed after this many seconds
     owner: FaultServer
 
@@ -280,7 +341,9 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.delay and self.owner._closing.wait(behaviour.delay):
             self.close_connection = True
             return
-        if behaviour.kind == "ok":
+        if behaviour.kind == "ok" and body.get("stream") is True:
+            self._stream(behaviour, body, anthropic)
+        elif behaviour.kind == "ok":
             reply = _anthropic_reply if anthropic else _openai_reply
             self._send(200, json.dumps(reply(behaviour, body)).encode(), _JSON_HEADER)
         elif behaviour.kind == "status":
@@ -290,6 +353,37 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             self._send(behaviour.status, behaviour.body or b"", behaviour.headers)
+
+    def _stream(self, behaviour: Behaviour, body: dict[str, Any], anthropic: bool) -> None:
+        """Play ``behaviour`` as a server-sent event stream (chunked transfer encoding)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        events = _anthropic_events if anthropic else _openai_events
+        head, pieces, tail = events(behaviour, body)
+        for event in head:
+            self._chunk(event)
+        for index, event in enumerate(pieces):
+            if index in (behaviour.cut_after, behaviour.end_after):
+                break
+            if index == behaviour.stall_after and self.owner._closing.wait(behaviour.stall):
+                break
+            if behaviour.chunk_delay and self.owner._closing.wait(behaviour.chunk_delay):
+                break
+            self._chunk(_corrupt(event) if index == behaviour.malformed_at else event)
+        else:
+            for event in tail:
+                self._chunk(event)
+        if behaviour.cut_after is not None and behaviour.cut_after < len(pieces):
+            self.close_connection = True  # no last chunk: the body is cut
+            return
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
     def _send(self, code: int, payload: bytes, headers: tuple[tuple[str, str], ...]) -> None:
         self.send_response(code)
@@ -336,6 +430,91 @@ def _anthropic_reply(behaviour: Behaviour, body: dict[str, Any]) -> dict[str, An
             "output_tokens": behaviour.completion_tokens,
         },
     }
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data)}\n\n".encode()
+
+
+def _corrupt(event: bytes) -> bytes:
+    """The event with its data cut short (not JSON), its ``event:`` line kept."""
+    head, _, data = event.partition(b"data: ")
+    return head + b"data: " + data[: len(data) // 2] + b"\n\n"
+
+
+def _pieces(behaviour: Behaviour) -> list[str]:
+    size = max(1, behaviour.chunk_chars)
+    return [behaviour.text[i : i + size] for i in range(0, len(behaviour.text), size)]
+
+
+Events = tuple[list[bytes], list[bytes], list[bytes]]
+"""A stream's opening events, its text events and its closing events."""
+
+
+def _openai_events(behaviour: Behaviour, body: dict[str, Any]) -> Events:
+    model = body.get("model", "fault-model")
+    base = {"id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 0}
+    base["model"] = model
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return _sse({**base, "choices": [choice]})
+
+    head = [chunk({"role": "assistant", "content": ""})]
+    pieces = [chunk({"content": piece}) for piece in _pieces(behaviour)]
+    tail = [chunk({}, "stop")]
+    options = body.get("stream_options") or {}
+    if behaviour.usage and options.get("include_usage"):
+        usage = {
+            "prompt_tokens": behaviour.prompt_tokens,
+            "completion_tokens": behaviour.completion_tokens,
+            "total_tokens": behaviour.prompt_tokens + behaviour.completion_tokens,
+        }
+        tail.append(_sse({**base, "choices": [], "usage": usage}))
+    tail.append(b"data: [DONE]\n\n")
+    return head, pieces, tail
+
+
+def _anthropic_events(behaviour: Behaviour, body: dict[str, Any]) -> Events:
+    usage_in = {"input_tokens": behaviour.prompt_tokens, "output_tokens": 1}
+    message = {
+        "id": "msg_fault",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "fault-model"),
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": usage_in if behaviour.usage else {},
+    }
+    head = [
+        _sse({"type": "message_start", "message": message}, "message_start"),
+        _sse(
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            "content_block_start",
+        ),
+    ]
+    pieces = [
+        _sse(
+            {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}},
+            "content_block_delta",
+        )
+        for p in _pieces(behaviour)
+    ]
+    delta: dict[str, Any] = {"type": "message_delta"}
+    delta["delta"] = {"stop_reason": "end_turn", "stop_sequence": None}
+    delta["usage"] = {"output_tokens": behaviour.completion_tokens} if behaviour.usage else {}
+    tail = [
+        _sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+        _sse(delta, "message_delta"),
+        _sse({"type": "message_stop"}, "message_stop"),
+    ]
+    return head, pieces, tail
 
 
 _ERROR_TYPES = {

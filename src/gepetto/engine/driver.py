@@ -26,6 +26,7 @@ from gepetto.errors import AdapterContractError, GepettoError
 from gepetto.evaluation import Evaluator, ScoredBatch
 from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.errors import CostCapReached, is_fatal
+from gepetto.lm.streaming import listening
 from gepetto.proposers.reflective import ProposalOutcome, ReflectiveProposer
 from gepetto.result import Result
 from gepetto.types import printable
@@ -210,15 +211,19 @@ class Driver:
             logger.warning("make_reflective_dataset failed", exc_info=True)
             reason = f"make_reflective_dataset failed: {type(error).__name__}: {error}"
             return ProposalOutcome({}, dict.fromkeys(components, reason), lm_calls=0)
+        # The proposal's streamed LM calls (not the dataset's: an adapter may call its task
+        # model there) hand their text to events and the store as it arrives.
         if self.custom_proposer is not None or self.runner.proposes_texts:
-            return await self._custom_proposal(task.candidate, dataset, components)
+            with listening(self.optimizer.stream_listener(task)):
+                return await self._custom_proposal(task.candidate, dataset, components)
         if self.proposer is None:  # guarded by optimize(); kept for external drivers
             raise AdapterContractError("no reflection_lm and no propose_new_texts to use")
         perfect = self.optimizer.config.perfect_score
         failed = [score < perfect for score in task.eval_batch.scores]
-        return await self.proposer.propose(
-            task.candidate, dataset, components, task.rejected, failed
-        )
+        with listening(self.optimizer.stream_listener(task)):
+            return await self.proposer.propose(
+                task.candidate, dataset, components, task.rejected, failed
+            )
 
     async def _custom_proposal(
         self, candidate: dict[str, str], dataset: ReflectiveDataset, components: list[str]

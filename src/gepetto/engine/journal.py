@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import re
 import time
 import types
@@ -56,7 +57,7 @@ from typing import Any
 
 from gepetto.engine.options import changed_settings
 from gepetto.errors import ConfigError, GepettoError
-from gepetto.records import Record, record_from_dict, record_to_dict
+from gepetto.records import Record, ReflectionStreamed, record_from_dict, record_to_dict
 from gepetto.storage.base import (
     JOURNAL_SCHEMA_VERSION,
     HeldRun,
@@ -68,6 +69,8 @@ from gepetto.storage.base import (
     StorageError,
 )
 from gepetto.types import LoadedExamples
+
+logger = logging.getLogger("gepetto")
 
 __all__ = [
     "Journal",
@@ -94,6 +97,7 @@ class Journal:
         self._own_seqs: set[int] = set()
         self._hold: HeldRun | None = None
         self._unwritten: RunHeader | None = None
+        self._progress_failed = False
         self.synced_seq = 0
         """The last sequence number read from the storage."""
 
@@ -184,7 +188,7 @@ class Journal:
         self._check(header, prints, inputs, settings)
         stored = self.storage.read(self.run_id)
         self.synced_seq = stored[-1][0] if stored else 0
-        return [self._record(seq, data) for seq, data in stored]
+        return [self._record(seq, data) for seq, data in stored if not _is_progress(data)]
 
     def _record(self, seq: int, data: Mapping[str, Any]) -> Record:
         try:
@@ -259,6 +263,28 @@ class Journal:
             if isinstance(seqs, list):
                 self._own_seqs.update(seqs)
 
+    def write_progress(self, records: Sequence[ReflectionStreamed]) -> bool:
+        """Write progress records at once, in their own transaction, outside the buffer that
+        :meth:`flush` writes (so the run's own records keep their transactions).
+
+        Progress is for live readers of the store and is never read back by the engine
+        (:meth:`open` and :meth:`read_others` skip it). Best effort: before the run is
+        stored (its first :meth:`flush`), or when the storage fails, nothing is written
+        (the failure is logged once) and ``False`` is returned; the run goes on.
+        """
+        if self.storage is None or self._unwritten is not None or not records:
+            return False
+        try:
+            seqs = self.storage.append(self.run_id, [record_to_dict(r) for r in records])
+        except Exception as error:  # progress must never stop a run
+            if not self._progress_failed:
+                logger.warning("could not write streamed text to the run's store: %s", error)
+            self._progress_failed = True
+            return False
+        if isinstance(seqs, list):
+            self._own_seqs.update(seqs)
+        return True
+
     def _create(self, header: RunHeader) -> None:
         if self.storage is None:
             raise RuntimeError("a journal without storage has no run to create")
@@ -281,9 +307,14 @@ class Journal:
             self.synced_seq = seq
             if seq in self._own_seqs:
                 self._own_seqs.discard(seq)
-            else:
+            elif not _is_progress(data):
                 records.append(self._record(seq, data))
         return records
+
+
+def _is_progress(data: Mapping[str, Any]) -> bool:
+    """A stored progress record (:class:`~gepetto.records.ReflectionStreamed`): not state."""
+    return data.get("kind") == "reflection_stream"
 
 
 def _examples(examples: Sequence[Any]) -> list[Any]:

@@ -55,6 +55,7 @@ from gepetto.engine.config import (
 )
 from gepetto.engine.context import (
     Gather,
+    ReflectTask,
     RunContext,
     Task,
     Wait,
@@ -74,10 +75,12 @@ from gepetto.engine.options import (
 from gepetto.engine.proposal import ReflectionProposal
 from gepetto.engine.replay import restore
 from gepetto.engine.steps import reserve_retries
+from gepetto.engine.streams import ReflectionStreams
 from gepetto.errors import ConfigError
 from gepetto.events import EventBus, Inline, LMCallFinished, RunFinished, RunStarted
 from gepetto.gepa_state import GEPAStateView, GEPAStatus
 from gepetto.lm.client import LMCallRecord as ClientCallRecord
+from gepetto.lm.streaming import StreamListener
 from gepetto.records import LMCallRecord
 from gepetto.result import Result
 from gepetto.stopping import RunStatus
@@ -235,6 +238,7 @@ class Optimizer:
         self._active = 0
         self._finished_event_sent = False
         self._workers = ctx.workers = WorkerCoordination(ctx, storage, clock, lease_ttl)
+        self._streams = ReflectionStreams(ctx.journal, ctx.bus)
         self._open_run(adapter_fingerprint, fork)
 
     def _gepa_bridge(self, callbacks: list[object]) -> GEPACallbackBridge:
@@ -418,6 +422,11 @@ class Optimizer:
         are granted. Raises ``KeyError`` for a task that is not an outstanding evaluation.
         """
         return reserve_retries(self._ctx, task_id, calls)
+
+    def stream_listener(self, task: ReflectTask) -> StreamListener:
+        """Where the streamed text of reflection task ``task``'s LM calls goes: events and
+        the run's store (see :mod:`gepetto.engine.streams`). Call it on the run's loop."""
+        return self._streams.listener(task)
 
     def record_lm_call(self, role: str, call: ClientCallRecord, task: Task | None = None) -> None:
         """Account for one LM call made for the run (the driver forwards its clients' calls).

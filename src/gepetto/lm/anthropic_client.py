@@ -11,6 +11,11 @@ sends the images of side information) become Anthropic ``image`` blocks; ``max_t
 which the API requires, defaults to 1024; sampling parameters the SDK's ``messages.create``
 does not accept (``anthropic`` 2.x dropped ``temperature``, ``top_p`` and ``top_k``) are
 sent as JSON fields via ``extra_body``.
+A streamed call (see :mod:`gepetto.lm.client` for when a call streams) reads the SDK's raw
+events (``messages.create(stream=True)``): the text from ``text_delta`` events, the input
+tokens from ``message_start`` and the output tokens from the last ``message_delta``; a
+stream without ``message_stop`` is cut (retried). Bedrock and Vertex AI clients do not
+stream yet.
 SDK failures become :mod:`gepetto.lm.errors` classes exactly as for OpenAI (see
 :func:`~gepetto.lm.openai_client.status_error`; 529 "overloaded" is a retried
 :class:`~gepetto.lm.errors.LMServerError`).
@@ -34,11 +39,13 @@ from gepetto.lm.errors import (
 from gepetto.lm.openai_client import (
     PerLoopClients,
     SDKBackedClient,
+    StreamReading,
     accepted_arguments,
     read_usage,
     sdk_arguments,
     translate_sdk_error,
 )
+from gepetto.lm.streaming import TextStream
 from gepetto.redaction import protect_logs
 
 if TYPE_CHECKING:
@@ -79,6 +86,39 @@ class MessagesClient(SDKBackedClient):
                 provider=self.provider,
             ) from exc
         return self._completion(response, request)
+
+    async def _send_streamed(self, request: LMRequest, stream: TextStream | None) -> Completion:
+        """One streamed Messages API call: each ``text_delta`` goes to ``stream`` as it
+        arrives; usage from ``message_start`` (input) and ``message_delta`` (output)."""
+        import anthropic
+
+        create: Any = self._sdk.get().messages.create
+        reading = StreamReading(self.base_url, self.timeout, self.provider, request.model)
+        reply = _StreamedMessage(stream)
+        try:
+            response = await create(**self._arguments(request), stream=True)
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            raise self._translate(exc, request.model) from None  # the body may echo the key
+        except anthropic.APIError as exc:
+            raise self._translate(exc, request.model) from exc
+        try:
+            async with response:
+                async for event in response:
+                    reading.chunks += 1
+                    reply.take(event)
+        except Exception as exc:
+            translate = functools.partial(self._translate, model=request.model)
+            raise reading.error(exc, anthropic, translate) from exc
+        if not reply.finished:
+            raise reading.unfinished("no message_stop event")
+        tokens, missing = read_usage(reply.input_tokens, reply.output_tokens)
+        return Completion(
+            text="".join(reply.parts),
+            model=reply.model if isinstance(reply.model, str) and reply.model else request.model,
+            usage=tokens,
+            finish_reason=reply.stop_reason,
+            missing_usage=missing,
+        )
 
     def _arguments(self, request: LMRequest) -> dict[str, Any]:
         """The ``messages.create`` keyword arguments for ``request``."""
@@ -140,6 +180,44 @@ class MessagesClient(SDKBackedClient):
         )
 
 
+class _StreamedMessage:
+    """A Messages API reply put together from its stream's raw events."""
+
+    def __init__(self, stream: TextStream | None) -> None:
+        self.stream = stream
+        self.parts: list[str] = []
+        self.input_tokens: object = None
+        self.output_tokens: object = None
+        self.stop_reason: str | None = None
+        self.model: object = None
+        self.finished = False
+
+    def take(self, event: object) -> None:
+        kind = getattr(event, "type", None)
+        if kind == "content_block_delta":
+            delta = getattr(event, "delta", None)
+            text = getattr(delta, "text", None)
+            if getattr(delta, "type", None) == "text_delta" and isinstance(text, str) and text:
+                self.parts.append(text)
+                if self.stream is not None:
+                    self.stream.write(text)
+        elif kind == "message_start":
+            message = getattr(event, "message", None)
+            self.model = getattr(message, "model", None)
+            self.input_tokens = getattr(getattr(message, "usage", None), "input_tokens", None)
+        elif kind == "message_delta":
+            usage = getattr(event, "usage", None)
+            self.output_tokens = getattr(usage, "output_tokens", None)
+            # Newer API versions repeat the input count here (server tools may add to it).
+            later_input = getattr(usage, "input_tokens", None)
+            if later_input is not None:
+                self.input_tokens = later_input
+            reason = getattr(getattr(event, "delta", None), "stop_reason", None)
+            self.stop_reason = reason if isinstance(reason, str) else self.stop_reason
+        elif kind == "message_stop":
+            self.finished = True
+
+
 class AnthropicClient(MessagesClient):
     """Claude models through the official ``anthropic`` SDK (``AsyncAnthropic``).
 
@@ -164,6 +242,7 @@ class AnthropicClient(MessagesClient):
     """
 
     provider = "anthropic"
+    can_stream = True
 
     def __init__(
         self,

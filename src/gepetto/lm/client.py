@@ -11,6 +11,16 @@ listener (the run turns these into events and totals).
 
 A client is an LM in the sense of :mod:`gepetto.lm.protocol`: ``await client(prompt)``
 returns the text.
+
+Streaming (a client whose provider class implements :meth:`LMClient._send_streamed`): with
+``stream=None`` (the default) a call streams when a listener hears it (a run's reflection
+calls, see :mod:`gepetto.lm.streaming`), ``stream=True`` streams every call, ``stream=False``
+none. A streamed attempt hands its text to the context's :class:`~gepetto.lm.streaming.TextStream`
+as it arrives; ``timeout`` then bounds the wait for each piece (an idle timeout), not the
+whole reply. An attempt cut in the middle (dropped connection, malformed or missing chunk,
+stall) is a retryable failure like any other: its text is discarded (the stream is told), it
+reports no usage, and the retry starts over, so tokens, dollars and the cap count the call
+once, from the usage of the attempt that completed.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from gepetto.lm.spending import (
     prompt_token_bound,
     without_image_parts,
 )
+from gepetto.lm.streaming import TextStream, current_listener, open_stream
 
 __all__ = [
     "Completion",
@@ -182,10 +193,16 @@ class LMClient:
         prices: the price table for dollar costs, or ``None`` (cost unknown).
         cost_cap: a :class:`~gepetto.lm.spending.CostCap` every call reserves its worst-case
             cost in before it is sent (a run with ``max_cost_usd`` sets its own), or ``None``.
+        stream: ``None`` (default): stream a call when a stream listener hears it (a run's
+            reflection calls); ``True``: stream every call; ``False``: never. Only for
+            clients that can stream (:attr:`can_stream`); others ignore it.
     """
 
     provider: str = "base"
     """The provider name reported in call records (a class default; instances may override)."""
+
+    can_stream: bool = False
+    """Whether the class implements :meth:`_send_streamed` (a class default)."""
 
     default_output_bound: int = DEFAULT_RESERVED_OUTPUT_TOKENS
     """Output tokens reserved for a call without ``max_tokens`` (a client that sends its own
@@ -207,11 +224,15 @@ class LMClient:
         cache_all: bool = False,
         prices: PriceTable | None = None,
         cost_cap: CostCap | None = None,
+        stream: bool | None = None,
     ) -> None:
         if not model:
             raise ConfigError("model must be a non-empty model name")
         if timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds, got {timeout}")
+        if stream not in (None, True, False):
+            raise ConfigError(f"stream must be None, True or False, got {stream!r}")
+        self.stream = stream
         self.model = model
         self.params: dict[str, Any] = {
             k: v
@@ -252,13 +273,32 @@ class LMClient:
             self.model, tuple(to_messages(prompt)), {**self.params, **params}, self.extra_body
         )
         key = request.cache_key(self.provider) if self._cacheable(request) else None
+        heard = current_listener() is not None
         if key is not None and self.cache is not None:
             hit = self.cache.get(key)
             if hit is not None:
                 self._notify(
                     LMCallRecord(self.provider, self.model, Usage(0, 0, 0.0), True, 0.0, 0, {})
                 )
+                if heard:
+                    _write_whole(hit.text)
                 return Completion(hit.text, hit.model, Usage(0, 0, 0.0), hit.finish_reason, True)
+        streaming = self.can_stream and (self.stream or (self.stream is None and heard))
+        text_stream = open_stream() if streaming and heard else None
+        try:
+            return await self._complete(request, key, streaming, text_stream)
+        finally:
+            if text_stream is not None:
+                text_stream.close()
+
+    async def _complete(
+        self,
+        request: LMRequest,
+        key: str | None,
+        streaming: bool,
+        text_stream: TextStream | None,
+    ) -> Completion:
+        """The call after a cache miss: reserve in the cap, call with retries, settle, cache."""
         bounds = self.token_bounds(request)
         cap = self.cost_cap
         reservation = None
@@ -266,7 +306,7 @@ class LMClient:
             worst = self._worst_case_cost(bounds)
             reservation = await cap.reserve(worst, provider=self.provider, model=self.model)
         try:
-            completion = await self._call_with_retries(request, bounds)
+            completion = await self._call_with_retries(request, bounds, streaming, text_stream)
         except asyncio.CancelledError:
             if reservation is not None:
                 reservation.settle(None)  # it may have been sent and billed: keep it charged
@@ -315,6 +355,16 @@ class LMClient:
         """One attempt of ``request``; raise an :class:`LMError` subclass on failure."""
         raise NotImplementedError
 
+    async def _send_streamed(self, request: LMRequest, stream: TextStream | None) -> Completion:
+        """One streamed attempt of ``request`` (for a class with :attr:`can_stream`).
+
+        Writes each piece of the reply's text to ``stream`` (when given) as it arrives, and
+        returns the whole reply with the usage the stream reported. A stream that breaks off
+        (connection dropped, unreadable chunk, no data within ``timeout``, or an end without
+        the provider's final event) raises a retryable :class:`LMError`.
+        """
+        raise NotImplementedError
+
     # ----- internals -----------------------------------------------------------------------
 
     def _cacheable(self, request: LMRequest) -> bool:
@@ -336,7 +386,13 @@ class LMClient:
             )
         return cost
 
-    async def _call_with_retries(self, request: LMRequest, bounds: TokenBounds) -> Completion:
+    async def _call_with_retries(
+        self,
+        request: LMRequest,
+        bounds: TokenBounds,
+        streaming: bool = False,
+        text_stream: TextStream | None = None,
+    ) -> Completion:
         started = time.monotonic()
         faults: dict[str, int] = {}
         estimate = _estimate_tokens(request)
@@ -346,10 +402,15 @@ class LMClient:
             if self.rate_limiter is not None:
                 await self.rate_limiter.acquire(estimate)
             try:
-                completion = await self._send(request)
+                if streaming:
+                    completion = await self._send_streamed(request, text_stream)
+                else:
+                    completion = await self._send(request)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if text_stream is not None:
+                    text_stream.discard()  # what the failed attempt streamed is void
                 faults[type(error).__name__] = faults.get(type(error).__name__, 0) + 1
                 # Only LMErrors can be retryable; anything else is a bug or an unmapped
                 # failure: recorded, counted by the breaker, and raised.
@@ -430,6 +491,15 @@ class LMClient:
                 listener(record)
             except Exception:
                 logger.exception("LM call listener %r failed", listener)
+
+
+def _write_whole(text: str) -> None:
+    """Hand a whole reply (a cache hit) to the context's stream listener as one piece."""
+    stream = open_stream()
+    if stream is not None:
+        if text:
+            stream.write(text)
+        stream.close()
 
 
 def _estimate_tokens(request: LMRequest) -> int:

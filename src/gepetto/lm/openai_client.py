@@ -12,6 +12,12 @@ Every SDK failure becomes one :mod:`gepetto.lm.errors` class (see :func:`status_
 the HTTP statuses). Messages name the model, the endpoint (redacted: no user-info, no query
 string) and where the key came from, never the key itself.
 
+Streaming (:meth:`OpenAIClient._send_streamed`, see :mod:`gepetto.lm.client` for when a call
+streams) asks for ``stream_options={"include_usage": True}``, so the usage comes exactly in
+the stream's last chunk (OpenAI, llama-server, vLLM and OpenRouter send it); a server that
+does not report it has its call counted at the call's upper bound, as a reply without usage
+is, with a warning.
+
 Sampling parameters the SDK method does not accept (server-specific ones such as
 llama.cpp's ``repeat_penalty``) are sent as JSON fields through ``extra_body``.
 
@@ -56,6 +62,7 @@ from gepetto.lm.errors import (
     LMTimeoutError,
 )
 from gepetto.lm.spending import usage_count
+from gepetto.lm.streaming import TextStream
 from gepetto.redaction import protect_logs, redact_text, redact_url
 
 if TYPE_CHECKING:
@@ -65,6 +72,7 @@ __all__ = [
     "PLACEHOLDER_KEY",
     "OpenAIClient",
     "PerLoopClients",
+    "StreamReading",
     "accepted_arguments",
     "openai_headers",
     "retry_after_seconds",
@@ -147,6 +155,7 @@ class OpenAIClient(SDKBackedClient):
     """
 
     provider = "openai"
+    can_stream = True
 
     def __init__(
         self,
@@ -226,6 +235,58 @@ class OpenAIClient(SDKBackedClient):
                 provider=self.provider,
             ) from exc
         return self._completion(response, request)
+
+    async def _send_streamed(self, request: LMRequest, stream: TextStream | None) -> Completion:
+        """One streamed chat completion: each content delta goes to ``stream`` as it
+        arrives; the usage is the last chunk's (``include_usage``)."""
+        import openai
+
+        arguments = {"model": request.model, "messages": list(request.messages), **request.params}
+        arguments["stream"] = True
+        arguments["stream_options"] = {"include_usage": True}
+        create: Any = self._sdk.get().chat.completions.create
+        reading = StreamReading(self.base_url, self.timeout, self.provider, request.model)
+        parts: list[str] = []
+        usage: Any = None
+        finish_reason: str | None = None
+        model: object = None
+        try:
+            response = await create(**sdk_arguments(arguments, request.extra, self._accepted))
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+            raise self._translate(exc, request.model) from None  # the body may echo the key
+        except openai.APIError as exc:
+            raise self._translate(exc, request.model) from exc
+        try:
+            async with response:
+                async for chunk in response:
+                    reading.chunks += 1
+                    model = getattr(chunk, "model", None) or model
+                    usage = getattr(chunk, "usage", None) or usage
+                    choices = getattr(chunk, "choices", None) or ()
+                    choice = next((c for c in choices if getattr(c, "index", 0) == 0), None)
+                    if choice is None:
+                        continue
+                    content = getattr(getattr(choice, "delta", None), "content", None)
+                    if isinstance(content, str) and content:
+                        parts.append(content)
+                        if stream is not None:
+                            stream.write(content)
+                    reason = getattr(choice, "finish_reason", None)
+                    finish_reason = reason if isinstance(reason, str) else finish_reason
+        except Exception as exc:
+            raise reading.error(exc, openai, lambda e: self._translate(e, request.model)) from exc
+        if finish_reason is None:
+            raise reading.unfinished("no chunk with a finish reason")
+        tokens, missing = read_usage(
+            getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+        )
+        return Completion(
+            text="".join(parts),
+            model=model if isinstance(model, str) and model else request.model,
+            usage=tokens,
+            finish_reason=finish_reason,
+            missing_usage=missing,
+        )
 
     def _translate(self, exc: openai.APIError, model: str) -> LMError:
         """The gepetto error for an SDK error (timeouts, connections, HTTP statuses)."""
@@ -393,6 +454,65 @@ def translate_sdk_error(
     return LMResponseError(
         f"unreadable reply from {endpoint} ({type(exc).__name__})", model=model, provider=provider
     )
+
+
+class StreamReading:
+    """What went wrong while reading a streamed reply, as a retryable gepetto error that
+    says how far the stream got (shared with :mod:`gepetto.lm.anthropic_client`)."""
+
+    def __init__(self, endpoint: str, timeout: float, provider: str, model: str) -> None:
+        self.endpoint = redact_url(endpoint)
+        self.timeout = timeout
+        self.provider = provider
+        self.model = model
+        self.chunks = 0
+        """Events read so far."""
+
+    def error(self, exc: Exception, sdk: Any, translate: Callable[[Any], LMError]) -> LMError:
+        """The error for an exception raised while the stream was read: a stall, a cut
+        connection (the SDK's connection errors or ``httpx``'s), a chunk that is not JSON, an
+        error event (``translate``: the SDK error's gepetto error); an :class:`LMError` as
+        it is. ``sdk`` is the ``openai`` or ``anthropic`` module."""
+        import httpx
+
+        if isinstance(exc, LMError):
+            return exc
+        where, after = f"the stream from {self.endpoint}", f"after {self.chunks} chunks"
+        if isinstance(exc, sdk.APITimeoutError | httpx.TimeoutException):
+            return LMTimeoutError(
+                f"{where} stalled {after}: no data within {self.timeout:g} s",
+                model=self.model,
+                provider=self.provider,
+            )
+        if isinstance(exc, sdk.APIConnectionError | httpx.TransportError):
+            cause = exc.__cause__ if isinstance(exc, sdk.APIConnectionError) else exc
+            return LMConnectionError(
+                f"{where} was cut {after} ({type(cause or exc).__name__})",
+                model=self.model,
+                provider=self.provider,
+            )
+        if isinstance(exc, sdk.APIError):
+            return translate(exc)
+        if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | ValueError):
+            return LMResponseError(
+                f"{where} has a chunk that is not valid JSON ({after})",
+                model=self.model,
+                provider=self.provider,
+            )
+        return LMResponseError(
+            f"{where} is unreadable {after} ({type(exc).__name__})",
+            model=self.model,
+            provider=self.provider,
+        )
+
+    def unfinished(self, why: str) -> LMError:
+        """The error for a stream that ended cleanly but early (``why``: what was missing)."""
+        return LMConnectionError(
+            f"the stream from {self.endpoint} ended after {self.chunks} chunks, before the "
+            f"reply was complete ({why})",
+            model=self.model,
+            provider=self.provider,
+        )
 
 
 def _message_text(content: object) -> str:

@@ -138,7 +138,8 @@ def gepa_logger_observer(target: LoggerProtocol) -> LogObserver:
 
 
 class JsonLinesEventLog:
-    """Appends every event to a file as ``{"event": name, "schema": 1, ...fields}`` lines.
+    """Appends every event to a file as ``{"event": name, "schema": 1, ...fields}`` lines
+    (except those whose ``in_event_log`` is false: :class:`~gepetto.events.ReflectionDelta`).
 
     The file is opened in append mode, so a resumed run continues the same log; each line is
     flushed when written, and the file is closed after ``run_finished``.
@@ -151,6 +152,8 @@ class JsonLinesEventLog:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
+        if not event.in_event_log:
+            return
         data: dict[str, Any] = {"event": event.name, "schema": EVENT_SCHEMA_VERSION}
         data.update(
             {

@@ -23,6 +23,7 @@ from gepetto.errors import ConfigError
 from gepetto.image import image_message
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
+from gepetto.lm.streaming import stream_labels
 from gepetto.proposers.guards import GuardMode, check_proposal, drop_wrong_examples
 from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
@@ -251,7 +252,8 @@ class ReflectiveProposer:
             calls += 1
             sent, reply = image_message(asked, images), None
             try:
-                reply = await self._lm(sent)
+                with stream_labels(name):  # a streaming client's text is this component's
+                    reply = await self._lm(sent)
             except Exception as error:  # an LM failure is a failed proposal, not a crash
                 if is_fatal(error):
                     raise

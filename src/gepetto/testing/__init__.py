@@ -3,6 +3,9 @@
 They make engine tests deterministic and let users try gepetto without a model:
 
 - :class:`ScriptedLM`: replies from a fixed list (records the prompts it got);
+- :class:`StreamingScriptedLM`: the same replies, streamed piece by piece like a streaming
+  client's (so a run's :class:`~gepetto.events.ReflectionDelta` events and
+  ``reflection_stream`` records can be tested without a model);
 - :class:`FeedbackFollowingLM`: a reflection "model" that reads the feedback in the prompt
   and adds the words it asks for, so a run really improves a toy task step by step;
 - :class:`KeywordAdapter` (sync) and :class:`AsyncKeywordAdapter` (``async def``): a toy
@@ -27,6 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from gepetto.lm.streaming import open_stream
 from gepetto.types import EvaluationBatch
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "FlakyAdapter",
     "KeywordAdapter",
     "ScriptedLM",
+    "StreamingScriptedLM",
     "keyword_dataset",
 ]
 
@@ -74,6 +79,60 @@ class ScriptedLM:
     def calls(self) -> int:
         """Number of calls received."""
         return len(self.prompts)
+
+
+class StreamingScriptedLM:
+    """A :class:`ScriptedLM` whose replies stream: an ``async`` LM that writes each reply to
+    the stream listener of its context (:mod:`gepetto.lm.streaming`; in a run, the
+    reflection's) in pieces of ``chunk_chars`` characters, ``chunk_delay`` seconds apart, as
+    a streaming client does, then returns it whole.
+
+    Args:
+        replies: as for :class:`ScriptedLM` (a list, or a function ``prompt -> reply``,
+            such as a :class:`FeedbackFollowingLM`).
+        repeat_last: as for :class:`ScriptedLM`.
+        chunk_chars: characters per piece (> 0).
+        chunk_delay: seconds before each piece (>= 0).
+
+    Attributes:
+        prompts: every prompt received, in order.
+    """
+
+    def __init__(
+        self,
+        replies: Sequence[str] | Callable[[Any], str],
+        *,
+        repeat_last: bool = False,
+        chunk_chars: int = 8,
+        chunk_delay: float = 0.01,
+    ) -> None:
+        if chunk_chars <= 0 or chunk_delay < 0:
+            raise ValueError("chunk_chars must be > 0 and chunk_delay >= 0")
+        self._scripted = ScriptedLM(replies, repeat_last=repeat_last)
+        self.chunk_chars = chunk_chars
+        self.chunk_delay = chunk_delay
+
+    @property
+    def prompts(self) -> list[Any]:
+        return self._scripted.prompts
+
+    @property
+    def calls(self) -> int:
+        """Number of calls received."""
+        return self._scripted.calls
+
+    async def __call__(self, prompt: Any) -> str:
+        reply = self._scripted(prompt)
+        stream = open_stream()
+        if stream is None:
+            return reply
+        try:
+            for start in range(0, len(reply), self.chunk_chars):
+                await asyncio.sleep(self.chunk_delay)
+                stream.write(reply[start : start + self.chunk_chars])
+        finally:
+            stream.close()
+        return reply
 
 
 _MISSING = re.compile(r"missing words: ([^\n]+)")
