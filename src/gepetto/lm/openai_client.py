@@ -14,7 +14,7 @@ string) and where the key came from, never the key itself.
 
 Streaming (:meth:`OpenAIClient._send_streamed`, see :mod:`gepetto.lm.client` for when a call
 streams) asks for ``stream_options={"include_usage": True}``, so the usage comes exactly in
-the stream's last chunk (OpenAI, llama-server, vLLM and OpenRouter send it); a server that
+the stream's last chunk (OpenAI documents it; llama-server sends it, tested); a server that
 does not report it has its call counted at the call's upper bound, as a reply without usage
 is, with a warning.
 
