@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from gepetto.errors import ConfigError
+from gepetto.executors import check_executor
 from gepetto.frontier import FRONTIER_TYPES
 from gepetto.lm.spending import check_cost_limit
 from gepetto.objectives import resolve_objective_weights
@@ -200,6 +201,9 @@ class EngineConfig:
     max_concurrency: int = setting(
         8, resume="how many adapter calls are in flight at once", recorded=False
     )
+    executor: object | None = setting(
+        None, resume="where the adapter's evaluations run", recorded=False
+    )
     early_reject: bool = setting(
         True, resume="changes no decision, only the metric calls a rejection costs"
     )
@@ -304,6 +308,7 @@ class EngineConfig:
             check_int("parallel_proposals", self.parallel_proposals, minimum=1),
         )
         _set(self, "max_concurrency", check_int("max_concurrency", self.max_concurrency, minimum=1))
+        check_executor(self.executor)
         check_bool("early_reject", self.early_reject)
         _set(
             self,
@@ -747,6 +752,7 @@ class GepettoOptions(TypedDict, total=False):
     max_cost_usd: float | None
     objective_weights: Mapping[str, float] | None
     max_concurrency: int
+    executor: object | None
     parallel_proposals: int
     rejected_memory: int
     reflection_history: int
