@@ -92,6 +92,7 @@ __all__ = [
     "DEFAULT_REFLECTION_HISTORY",
     "INPUTS",
     "RESUMABLE",
+    "STALE_PROPOSALS",
     "EngineConfig",
     "GEPAConfig",
     "GepettoOptions",
@@ -118,6 +119,13 @@ __all__ = [
 DEFAULT_REFLECTION_HISTORY = 3
 """Earlier failures of the parent added to each reflection (``reflection_history``); chosen
 by the local-model quality benchmark (docs/quality.md#reflection-history)."""
+
+STALE_PROPOSALS = ("auto", "drop", "rebase")
+"""``stale_proposals`` values: what a proposal in flight does once its parent is superseded
+(``parallel_proposals > 1``): end before its next paid step (``"drop"``), or carry its edit
+over to the candidate that superseded the parent when the two edits touch different lines
+(``"rebase"``, :mod:`gepetto.strategies.rebase`); ``"auto"`` chooses (see
+:func:`gepetto.engine.config.build_config`)."""
 
 CACHE_EVALUATION_STORAGES = ("auto", "memory", "disk")
 """gepa's ``cache_evaluation_storage`` values (see :class:`EngineConfig`)."""
@@ -206,6 +214,11 @@ class EngineConfig:
     )
     early_reject: bool = setting(
         True, resume="changes no decision, only the metric calls a rejection costs"
+    )
+    stale_proposals: str = setting(
+        "auto",
+        resume="what happens to proposals whose parent is superseded from now on",
+        recorded=False,
     )
     recheck_margin: float | None = setting(None)
     rejected_memory: int = setting(0)
@@ -310,6 +323,11 @@ class EngineConfig:
         _set(self, "max_concurrency", check_int("max_concurrency", self.max_concurrency, minimum=1))
         check_executor(self.executor)
         check_bool("early_reject", self.early_reject)
+        if self.stale_proposals not in STALE_PROPOSALS:
+            raise ConfigError(
+                f"stale_proposals must be one of {', '.join(map(repr, STALE_PROPOSALS))}, got "
+                f"{self.stale_proposals!r}"
+            )
         _set(
             self,
             "recheck_margin",
@@ -758,6 +776,7 @@ class GepettoOptions(TypedDict, total=False):
     reflection_history: int
     recheck_margin: float | None
     early_reject: bool
+    stale_proposals: str
     reflection_retries: int
     proposal_guards: str
     reflection_samples: int
