@@ -10,10 +10,12 @@ process. The contract:
 - **Processes** (:class:`~concurrent.futures.ProcessPoolExecutor`, or any other executor):
   the adapter and the train/validation examples are pickled once, in the calling process
   (:func:`check_shippable` refuses what cannot be, before any LM call), and loaded once per
-  worker process, into a per-process registry keyed by the run's token. A call first goes
-  out without that payload; a worker that has not loaded it yet answers so, and the call is
-  sent again with it (so a worker unpickles it once, whatever the pool's size; the price is
-  one extra round trip for each call a worker gets before it has loaded the payload).
+  worker process, into a per-process registry keyed by the run's token. Calls carry that
+  payload until every worker of the pool (``max_workers``) has answered one; later calls
+  go without it, and a worker that lacks it (one the pool started anew) answers so and
+  gets the call again with it. So a worker unpickles it once, and it crosses the pipe
+  about as many times as calls were in flight while the pool warmed up (measured against
+  sending it with every call in docs/parallelism.md).
   Examples of the train and validation sets travel as ``(split, index)`` references;
   other examples (the testset) travel by value. A worker that dies breaks a process pool
   for good: the evaluations in flight fail with :class:`ExecutorBroken`, which stops the
@@ -25,7 +27,8 @@ process. The contract:
   own cache and in-flight table do that). A worker killed mid-evaluation is handled by
   Dask's scheduler: its tasks run again on another worker (up to Dask's
   ``distributed.scheduler.allowed-failures``, 3 by default), and the run gets one result per
-  evaluation.
+  evaluation. A task that Dask cancels instead (seen when the dead worker held data the
+  task needed) is submitted again after scattering the payload anew, up to 4 times.
 
 Results come back as each call finishes (the run's evaluator splits an evaluation into
 ``max_concurrency`` calls). The budget is the calling process's: an evaluation is counted
@@ -44,6 +47,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import os
 import pickle
 import threading
 import uuid
@@ -67,6 +71,13 @@ _NEED_PAYLOAD = "gepetto: this worker has not loaded the run's adapter yet"
 _MAX_LOADED = 4  # runs whose payload a worker process keeps (oldest dropped first)
 _LOADED: dict[str, _Payload] = {}
 _LOADED_LOCK = threading.Lock()
+
+
+_DASK_RESUBMISSIONS = 4
+
+
+class _CancelledByExecutor(GepettoError):
+    """The executor cancelled a call the run had not cancelled."""
 
 
 class ExecutorBroken(GepettoError):
@@ -169,7 +180,8 @@ def _dumps(payload: _Payload, *, allow_cloudpickle: bool) -> bytes:
 
 
 def _run_in_worker(token: str, payload: Any, method: str, args: tuple[Any, ...]) -> Any:
-    """Runs in a worker: load the run's payload once per process, then call the adapter."""
+    """Runs in a worker: load the run's payload once per process, then call the adapter;
+    returns ``(process id, what the adapter returned)``, or :data:`_NEED_PAYLOAD`."""
     with _LOADED_LOCK:
         loaded = _LOADED.get(token)
         if loaded is None:
@@ -180,7 +192,7 @@ def _run_in_worker(token: str, payload: Any, method: str, args: tuple[Any, ...])
                 del _LOADED[next(iter(_LOADED))]
             _LOADED[token] = loaded
     resolved = _resolve(loaded, method, args)
-    return getattr(loaded.adapter, method)(*resolved)
+    return os.getpid(), getattr(loaded.adapter, method)(*resolved)
 
 
 def _resolve(loaded: _Payload, method: str, args: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -223,14 +235,21 @@ class RemoteEvaluations:
         if payload is None:
             payload = check_shippable(executor, adapter, datasets)
         self.payload = payload
+        self.payload_sends = 0
+        """How many calls carried the payload (processes)."""
         self.reloads = 0
-        """How many calls were sent again with the payload (a worker's first call)."""
+        """How many calls were sent again with it (a worker that lacked it)."""
+        self.resubmissions = 0
+        """How many calls Dask cancelled and were submitted again."""
         self._index: dict[int, tuple[str, int]] = {}
         self._datasets = datasets  # keeps the examples alive, so their ids stay theirs
         for split, items in datasets.items():
             for i, example in enumerate(items):
                 self._index.setdefault(id(example), (split, i))
         self._scattered: Any = None
+        self._loaded_in: set[int] = set()  # worker processes known to hold the payload
+        workers = getattr(executor, "_max_workers", None)  # a process pool's size
+        self._workers: int | None = workers if isinstance(workers, int) else None
         self._dask_executor: Any = None
         self._scatter_lock = threading.Lock()
 
@@ -246,19 +265,41 @@ class RemoteEvaluations:
             return await loop.run_in_executor(self._executor(), function)
         sent = self._by_reference(method, args)
         if self.kind == "dask":
-            scattered = await loop.run_in_executor(None, self._scatter)
-            return await self._submit(scattered, method, sent)
-        result = await self._submit(None, method, sent)
+            for _ in range(_DASK_RESUBMISSIONS):
+                scattered = await loop.run_in_executor(None, self._scatter)
+                try:
+                    return (await self._submit(scattered, method, sent))[1]
+                except _CancelledByExecutor:
+                    # Dask cancelled the task (the worker that held its input died before
+                    # the data was copied): scatter the payload again and resubmit.
+                    self.resubmissions += 1
+                    self._forget_scattered()
+            raise ExecutorBroken(
+                f"Dask cancelled an evaluation {_DASK_RESUBMISSIONS} times (its workers keep "
+                "dying); the run stops, resume it with the same run_dir"
+            )
+        # While some worker of the pool may not have loaded the payload, calls carry it;
+        # then they go without, and a worker that still lacks it (restarted) asks for it.
+        warm = self._workers is not None and len(self._loaded_in) >= self._workers
+        self.payload_sends += not warm
+        result = await self._submit(None if warm else self.payload, method, sent)
         if isinstance(result, str) and result == _NEED_PAYLOAD:
             self.reloads += 1
+            self.payload_sends += 1
             result = await self._submit(self.payload, method, sent)
-        return result
+        self._loaded_in.add(result[0])
+        return result[1]
 
     async def _submit(self, payload: Any, method: str, args: tuple[Any, ...]) -> Any:
         executor = self._executor()
+        future = executor.submit(_run_in_worker, self.token, payload, method, args)
         try:
-            future = executor.submit(_run_in_worker, self.token, payload, method, args)
             return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() and task is not None and not task.cancelling():
+                raise _CancelledByExecutor from None  # not cancelled by the run
+            raise
         except BrokenProcessPool as error:
             raise ExecutorBroken(
                 f"the process pool of executor= broke ({error}): a worker process died "
@@ -300,6 +341,10 @@ class RemoteEvaluations:
             return list(batch)
         indices = tuple(place[1] for place in places if place is not None)
         return _Examples(next(iter(splits)), indices)
+
+    def _forget_scattered(self) -> None:
+        with self._scatter_lock:
+            self._scattered = None
 
     def close(self) -> None:
         """Release the scattered payload (Dask); the executor itself stays the caller's."""

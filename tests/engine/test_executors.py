@@ -165,8 +165,14 @@ def test_examples_travel_by_reference(tmp_path: Path) -> None:
             ]
 
         first, second = asyncio.run(one_after_the_other())
-    assert first.scores == [1.0, 0.0] and second.scores == [1.0]
-    assert remote.reloads == 1  # one worker: the payload went out with the first call only
+        assert first.scores == [1.0, 0.0] and second.scores == [1.0]
+        assert (remote.payload_sends, remote.reloads) == (1, 0)  # one worker, loaded once
+    # A worker that lacks the payload (one the pool started anew) asks for it.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        remote = RemoteEvaluations(pool, adapter, {"train": train, "val": val})
+        remote._loaded_in.add(-1)  # as if the pool's one worker had loaded it
+        result = asyncio.run(remote.call("evaluate", val[:1], {"instructions": "alpha"}, False))
+        assert result.scores == [1.0] and (remote.payload_sends, remote.reloads) == (1, 1)
 
 
 class Unpicklable(KeywordAdapter):
@@ -225,7 +231,10 @@ def test_dask_worker_killed_mid_evaluation_loses_and_double_counts_nothing(
         outcome: dict[str, Any] = {}
 
         def optimize() -> None:
-            outcome["result"] = run(LoggedAdapter(str(log), 0.15), executor=client)
+            try:
+                outcome["result"] = run(LoggedAdapter(str(log), 0.15), executor=client)
+            except BaseException as error:  # reported by the assertion below
+                outcome["error"] = error
 
         runner = threading.Thread(target=optimize)
         runner.start()
@@ -240,6 +249,7 @@ def test_dask_worker_killed_mid_evaluation_loses_and_double_counts_nothing(
         runner.join(timeout=240)
         assert not runner.is_alive()
     assert killed is not None
+    assert "error" not in outcome, repr(outcome.get("error"))
     same_run(outcome["result"], reference)
     records = lines(log)
     # The killed worker never finished that example; another worker evaluated it again.

@@ -31,6 +31,12 @@ def test_overlapping_edits_and_rewrites_are_not_rebased() -> None:
     assert rebase_text(BASE, block, "Answer the question.\nFact: a=1.\nNew.\nFact: c=3.") is None
 
 
+def test_a_proposal_that_removes_lines_is_not_rebased() -> None:
+    ours = BASE + "\nFact: d=4."
+    assert rebase_text(BASE, ours, "Answer the question.\nFact: c=3.") is None
+    assert rebase_text(BASE, ours, "Answer the question.\nFact: c=3.\nFact: e=5.") is None
+
+
 def test_no_edit_on_either_side() -> None:
     assert rebase_text(BASE, BASE, BASE) == BASE
     assert rebase_text(BASE, BASE, BASE + "\nx") == BASE + "\nx"

@@ -8,7 +8,11 @@ successor's text, when the two edits touch different lines:
 - the lines the proposal changed (replaced or deleted) must not overlap the lines the
   successor changed, else the edits conflict and there is no rebased text (``None``);
 - insertions at the same place are both kept, the successor's first (two proposals that
-  each add a rule add both); a line inserted by both is kept once.
+  each add a rule add both); a line inserted by both is kept once;
+- a proposal that removes lines (without putting others in their place) is not rebased: a
+  removal decided on the old parent is the edit most likely to undo what the successor
+  gained, and the minibatch that judges the rebased child rarely shows it (measured in
+  bench/time_to_quality.py's *regressions* workload).
 
 A proposal that rewrites the whole text conflicts with any other edit, so it is never
 rebased: only the additive, local edits that a rebase cannot get wrong are.
@@ -42,11 +46,11 @@ def rebase_text(base: str, ours: str, theirs: str) -> str | None:
     ``None`` when the two edits change overlapping lines."""
     if theirs in (base, ours):
         return ours
-    if ours == base:
-        return theirs
     base_lines = base.split("\n")
     ours_edits = _edits(base_lines, ours.split("\n"))
     theirs_edits = _edits(base_lines, theirs.split("\n"))
+    if any(start != end and not lines for start, end, lines in theirs_edits):
+        return None  # the proposal removes lines
     for t_start, t_end, _ in theirs_edits:
         for o_start, o_end, _ in ours_edits:
             inserts = t_start == t_end or o_start == o_end
