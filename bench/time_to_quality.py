@@ -365,7 +365,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     parser.add_argument("--raw", help="also write every run's measurements to this JSON file")
-    parser.add_argument("--from-raw", help="skip running: summarize runs saved with --raw")
+    parser.add_argument(
+        "--from-raw", nargs="+", help="skip running: summarize runs saved with --raw"
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -405,7 +407,7 @@ def main() -> None:
             )
         return
     if args.from_raw:
-        rows = json.loads(Path(args.from_raw).read_text())["rows"]
+        rows = [row for raw in args.from_raw for row in json.loads(Path(raw).read_text())["rows"]]
     else:
         todo = specs(args.budgets, args.seeds, args.settings)
         todo.sort(key=lambda s: -s["budget"] * (4 if s["setting"] in ("gepa", "K=1") else 1))

@@ -720,6 +720,10 @@ Args:
           pickled is refused before any LM call.
         - ``parallel_proposals``: proposals in flight at once (default 1: the paper's
           sequential algorithm, deterministic for a fixed ``seed``).
+        - ``stale_proposals``: with ``parallel_proposals > 1``, what a proposal does when
+          its parent is superseded during its reflection: ``"drop"`` (end as stale),
+          ``"rebase"`` (carry its edit over to the successor when the edits touch
+          different lines) or ``"auto"`` (default: drop, logged; docs/parallelism.md).
         - ``cache_evaluation``: reuse scores of identical (texts, example, split)
           evaluations (default true; set false for a stochastic system).
         - ``cache_evaluation_storage``: gepa's ``"auto"``/``"memory"``/``"disk"``, with gepa's
