@@ -60,14 +60,18 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "K=8": {"parallel_proposals": 8},
     "K=2, 4 samples": {"parallel_proposals": 2, "reflection_samples": 4},
     "K=4, 2 samples": {"parallel_proposals": 4, "reflection_samples": 2},
-    "K=4 drop": {"parallel_proposals": 4, "stale_proposals": "drop"},
-    "K=4 rebase": {"parallel_proposals": 4, "stale_proposals": "rebase"},
-    "K=8 drop": {"parallel_proposals": 8, "stale_proposals": "drop"},
-    "K=8 rebase": {"parallel_proposals": 8, "stale_proposals": "rebase"},
+    # The rules measured one against the other: before spread_parents, K>1 was "drop".
+    "K=4 drop": {"parallel_proposals": 4, "stale_proposals": "drop", "spread_parents": False},
+    "K=4 rebase": {"parallel_proposals": 4, "stale_proposals": "rebase", "spread_parents": False},
+    "K=4 spread": {"parallel_proposals": 4, "stale_proposals": "drop", "spread_parents": True},
+    "K=8 drop": {"parallel_proposals": 8, "stale_proposals": "drop", "spread_parents": False},
+    "K=8 rebase": {"parallel_proposals": 8, "stale_proposals": "rebase", "spread_parents": False},
+    "K=8 spread": {"parallel_proposals": 8, "stale_proposals": "drop", "spread_parents": True},
     "K=4 rebase, 2 samples": {
         "parallel_proposals": 4,
         "reflection_samples": 2,
         "stale_proposals": "rebase",
+        "spread_parents": False,
     },
 }
 
@@ -361,6 +365,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (separate processes)")
+    parser.add_argument(
+        "--without-gepa", action="store_true", help="no gepa runs (with --raw, to merge)"
+    )
     parser.add_argument("--dask", action="store_true", help="wall time vs Dask workers")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
@@ -410,6 +417,8 @@ def main() -> None:
         rows = [row for raw in args.from_raw for row in json.loads(Path(raw).read_text())["rows"]]
     else:
         todo = specs(args.budgets, args.seeds, args.settings)
+        if args.without_gepa:
+            todo = [spec for spec in todo if spec["setting"] != "gepa"]
         todo.sort(key=lambda s: -s["budget"] * (4 if s["setting"] in ("gepa", "K=1") else 1))
 
         def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -426,6 +435,8 @@ def main() -> None:
             rows = list(pool.map(run, todo))
         if args.raw:
             Path(args.raw).write_text(json.dumps({"rows": rows}))
+        if args.without_gepa:
+            return
     body = table(summarize(rows))
     print(body)
     if args.write_docs:

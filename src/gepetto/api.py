@@ -720,6 +720,9 @@ Args:
           pickled is refused before any LM call.
         - ``parallel_proposals``: proposals in flight at once (default 1: the paper's
           sequential algorithm, deterministic for a fixed ``seed``).
+        - ``spread_parents``: with ``parallel_proposals > 1``, a new proposal avoids a
+          parent another proposal in flight works on when the Pareto front has a free
+          member (``None``, the default: on for K of 2-4, off above, logged).
         - ``stale_proposals``: with ``parallel_proposals > 1``, what a proposal does when
           its parent is superseded during its reflection: ``"drop"`` (end as stale),
           ``"rebase"`` (carry its edit over to the successor when the edits touch

@@ -73,3 +73,80 @@ def test_dropping_and_one_proposal_in_flight_never_rebase(caplog: pytest.LogCapt
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ConfigError, match="stale_proposals must be one of 'auto', 'drop'"):
         run("merge", 2)
+
+
+class InFlightParents:
+    """Counts proposals that started on a parent another proposal in flight works on."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[int, int] = {}
+        self.shared = 0
+        self.started = 0
+
+    def on_iteration_started(self, event: Any) -> None:
+        self.started += 1
+        self.shared += event.parent_id in self.in_flight.values()
+        self.in_flight[event.iteration] = event.parent_id
+
+    def on_iteration_finished(self, event: Any) -> None:
+        self.in_flight.pop(event.iteration, None)
+
+
+def spread_run(spread: bool | None, k: int = 4) -> tuple[gepetto.Result, InFlightParents]:
+    data = [{"needs": [word, WORDS[(i + 3) % len(WORDS)]]} for i, word in enumerate(WORDS)]
+    watch = InFlightParents()
+    result = gepetto.optimize(
+        SEED,
+        trainset=data,
+        valset=data,
+        adapter=KeywordAdapter(),
+        reflection_lm=LineAddingLM(words_per_call=1),
+        max_metric_calls=300,
+        parallel_proposals=k,
+        spread_parents=spread,
+        callbacks=[watch],
+        display_progress_bar=False,
+        seed=2,
+    )
+    return result, watch
+
+
+def test_spread_parents_is_chosen_by_k_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="gepetto"):
+        spread, _ = spread_run(None)  # K=4: spread by default, and logged why
+    assert "spread_parents=None" in caplog.text and "avoid parents" in caplog.text
+    assert spread.total_metric_calls <= 300
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="gepetto"):
+        spread_run(None, k=8)
+    assert "take the parent the selector chooses" in caplog.text
+
+
+class FrontState:
+    """The part of the run state the spreading rule reads: the front and its weights."""
+
+    def __init__(self, ids: list[int], weights: list[int]) -> None:
+        self.weights = (ids, weights)
+
+    def selection_weights(self) -> tuple[list[int], list[int]]:
+        return self.weights
+
+
+def test_a_parent_in_flight_gives_way_to_a_free_member_of_the_front() -> None:
+    import random
+    from types import SimpleNamespace
+
+    from gepetto.engine.proposal import _spread
+
+    def ctx(in_flight: dict[int, int], ids: list[int], weights: list[int]) -> Any:
+        return SimpleNamespace(
+            parents_in_flight=in_flight,
+            state=FrontState(ids, weights),
+            rng=lambda iteration, stream: random.Random(f"{iteration}/{stream}"),
+        )
+
+    assert _spread(ctx({}, [3, 5], [4, 1]), 7, 3) == 3  # nobody works on it
+    assert _spread(ctx({6: 3}, [3, 5], [4, 1]), 7, 3) == 5  # the only free member
+    assert _spread(ctx({6: 3, 8: 5}, [3, 5], [4, 1]), 7, 3) == 3  # none free: keep it
+    drawn = {_spread(ctx({6: 3}, [3, 5, 9], [4, 1, 1]), i, 3) for i in range(40)}
+    assert drawn == {5, 9}  # drawn among the free ones by their weights

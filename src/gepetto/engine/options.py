@@ -215,6 +215,9 @@ class EngineConfig:
     early_reject: bool = setting(
         True, resume="changes no decision, only the metric calls a rejection costs"
     )
+    spread_parents: bool | None = setting(
+        None, resume="how the parents of proposals started from now on are chosen", recorded=False
+    )
     stale_proposals: str = setting(
         "auto",
         resume="what happens to proposals whose parent is superseded from now on",
@@ -323,6 +326,8 @@ class EngineConfig:
         _set(self, "max_concurrency", check_int("max_concurrency", self.max_concurrency, minimum=1))
         check_executor(self.executor)
         check_bool("early_reject", self.early_reject)
+        if self.spread_parents is not None:
+            check_bool("spread_parents", self.spread_parents)
         if self.stale_proposals not in STALE_PROPOSALS:
             raise ConfigError(
                 f"stale_proposals must be one of {', '.join(map(repr, STALE_PROPOSALS))}, got "
@@ -777,6 +782,7 @@ class GepettoOptions(TypedDict, total=False):
     recheck_margin: float | None
     early_reject: bool
     stale_proposals: str
+    spread_parents: bool | None
     reflection_retries: int
     proposal_guards: str
     reflection_samples: int

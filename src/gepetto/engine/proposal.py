@@ -4,8 +4,10 @@
 :meth:`~ReflectionProposal.run` takes the :class:`~gepetto.engine.context.RunContext` and
 returns a generator that yields tasks and receives their results. Read top to bottom:
 
-1. ``run``: select a parent (candidate selector) and a minibatch (batch sampler), record
-   the iteration; count a stalled iteration (nothing new evaluated).
+1. ``run``: select a parent (candidate selector; with ``spread_parents``, one no other
+   proposal in flight works on, when the front has one: ``_spread``) and a minibatch
+   (batch sampler), record the iteration; count a stalled iteration (nothing new
+   evaluated).
 2. ``_propose``: evaluate the parent on the minibatch with traces; skip a perfect parent;
    select the components and yield a :class:`~gepetto.engine.context.ReflectTask` with what
    the reflection sees (:func:`reflection_inputs`: the parent's run, its earlier failures;
@@ -119,6 +121,8 @@ class ReflectionProposal:
             parent_id = select_parent(
                 ctx.config.candidate_selector, iteration, state, ctx.rng(iteration, "parent")
             )
+            if ctx.config.spread_parents:
+                parent_id = _spread(ctx, iteration, parent_id)
             batch_ids = tuple(
                 sample_minibatch(
                     ctx.config.batch_sampler,
@@ -134,6 +138,7 @@ class ReflectionProposal:
         ctx.bus.emit(IterationStarted(iteration, parent_id, batch_ids))
         if ctx.config.parallel_proposals > 1 and parent_id in state.selection_weights()[0]:
             ctx.chosen_on_front.add(iteration)  # see _stale
+            ctx.parents_in_flight[iteration] = parent_id  # see _spread
         try:
             yield from self._propose(ctx, state.candidates[parent_id], batch_ids)
         except BudgetExhausted as exhausted:
@@ -146,6 +151,7 @@ class ReflectionProposal:
             return
         finally:
             ctx.chosen_on_front.discard(iteration)
+            ctx.parents_in_flight.pop(iteration, None)
         spent = state.total_metric_calls - spent_before
         ctx.stalled_iterations = 0 if spent else ctx.stalled_iterations + 1
         ctx.check_streaks()
@@ -588,6 +594,23 @@ class ReflectionProposal:
             f"stale: parent {parent.id} left the Pareto front while the proposal was in flight "
             f"(front now {sorted(front)})"
         )
+
+
+def _spread(ctx: RunContext, iteration: int, parent_id: int) -> int:
+    """``spread_parents``: the parent the selector chose, unless a proposal in flight
+    already works on it and the Pareto front has members no proposal in flight works on;
+    then one of those, drawn by their selection weights (random stream
+    ``"parent/spread"``). K proposals on one parent are mostly stale copies of each other:
+    the first child admitted makes the others' parent leave the front."""
+    busy = set(ctx.parents_in_flight.values())
+    if parent_id not in busy:
+        return parent_id
+    ids, weights = ctx.state.selection_weights()
+    free = [(c, w) for c, w in zip(ids, weights, strict=True) if c not in busy]
+    if not free:
+        return parent_id
+    rng = ctx.rng(iteration, "parent/spread")
+    return rng.choices([c for c, _ in free], [w for _, w in free])[0]
 
 
 def _ancestors(candidates: Sequence[CandidateRecord], candidate_id: int) -> set[int]:
