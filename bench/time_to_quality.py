@@ -60,7 +60,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "K=8": {"parallel_proposals": 8},
     "K=2, 4 samples": {"parallel_proposals": 2, "reflection_samples": 4},
     "K=4, 2 samples": {"parallel_proposals": 4, "reflection_samples": 2},
-    # The rules measured one against the other: before spread_parents, K>1 was "drop".
+    # The rules measured one against the other ("K=4" / "K=8": the defaults, which are "drop").
     "K=4 drop": {"parallel_proposals": 4, "stale_proposals": "drop", "spread_parents": False},
     "K=4 rebase": {"parallel_proposals": 4, "stale_proposals": "rebase", "spread_parents": False},
     "K=4 spread": {"parallel_proposals": 4, "stale_proposals": "drop", "spread_parents": True},

@@ -722,7 +722,7 @@ Args:
           sequential algorithm, deterministic for a fixed ``seed``).
         - ``spread_parents``: with ``parallel_proposals > 1``, a new proposal avoids a
           parent another proposal in flight works on when the Pareto front has a free
-          member (``None``, the default: on for K of 2-4, off above, logged).
+          member (``True``; ``None``, the default, is off and says so in the log).
         - ``stale_proposals``: with ``parallel_proposals > 1``, what a proposal does when
           its parent is superseded during its reflection: ``"drop"`` (end as stale),
           ``"rebase"`` (carry its edit over to the successor when the edits touch

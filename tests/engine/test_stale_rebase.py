@@ -111,15 +111,14 @@ def spread_run(spread: bool | None, k: int = 4) -> tuple[gepetto.Result, InFligh
     return result, watch
 
 
-def test_spread_parents_is_chosen_by_k_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_spread_parents_is_off_unless_asked_and_says_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.INFO, logger="gepetto"):
-        spread, _ = spread_run(None)  # K=4: spread by default, and logged why
-    assert "spread_parents=None" in caplog.text and "avoid parents" in caplog.text
-    assert spread.total_metric_calls <= 300
-    caplog.clear()
-    with caplog.at_level(logging.INFO, logger="gepetto"):
-        spread_run(None, k=8)
-    assert "take the parent the selector chooses" in caplog.text
+        default, _ = spread_run(None)
+    assert "spread_parents=None" in caplog.text and "no reliable gain" in caplog.text
+    spread, _ = spread_run(True)
+    assert default.total_metric_calls <= 300 and spread.total_metric_calls <= 300
 
 
 class FrontState:

@@ -172,11 +172,12 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
     )
 
 
-SPREAD_UP_TO = 4
-"""``spread_parents=None`` spreads the parents of proposals in flight when
-``2 <= parallel_proposals <= SPREAD_UP_TO``: measured with K=4 by
-bench/time_to_quality.py (a higher final best, and gepa's final best sooner, on both
-workloads); with K=8 it lowered the final best on one workload, so it stays off there."""
+SPREAD_BY_DEFAULT = False
+"""What ``spread_parents=None`` does with ``parallel_proposals > 1``. Measured with K=4 and
+K=8 by bench/time_to_quality.py (docs/benchmarks.md#time-to-quality-vs-gepa-014): two
+replicates of K=4 over 6 seeds gave a final best within the run-to-run noise of the
+selector's choice (higher in three of the four workload means, lower in one) and fewer
+seeds reaching gepa's final best on one workload, so it is not the default."""
 
 
 def resolve_spread_parents(engine: EngineConfig) -> bool:
@@ -186,19 +187,13 @@ def resolve_spread_parents(engine: EngineConfig) -> bool:
         return engine.spread_parents
     if engine.parallel_proposals == 1:
         return False  # one proposal in flight: nothing to spread
-    spread = engine.parallel_proposals <= SPREAD_UP_TO
     logger.info(
-        "parallel_proposals=%d: new proposals %s (spread_parents=None: %s)",
+        "parallel_proposals=%d: new proposals take the parent the selector chooses "
+        "(spread_parents=None: spreading them over the front showed no reliable gain in "
+        "bench/time_to_quality.py; pass spread_parents=True to try it)",
         engine.parallel_proposals,
-        "avoid parents that other proposals in flight work on"
-        if spread
-        else "take the parent the selector chooses",
-        f"with K <= {SPREAD_UP_TO} this reached a higher final best, and gepa's final best "
-        "sooner, in bench/time_to_quality.py"
-        if spread
-        else f"measured as a gain only up to K={SPREAD_UP_TO} in bench/time_to_quality.py",
     )
-    return spread
+    return SPREAD_BY_DEFAULT
 
 
 REBASE_BY_DEFAULT = False
