@@ -14,7 +14,14 @@ Zipf-distributed: a few facts matter for many examples, many for one or two.
   ``reflection_latency``, reads the current text from the prompt's first fenced block and the
   facts named in the feedback, and returns the text with those facts added (wrong values
   replaced). It is deterministic given the prompt and its seed, and it sometimes recalls a
-  value wrong, so not every proposal is accepted.
+  value wrong, so not every proposal is accepted. With ``forget > 0`` it also drops each
+  fact the parent already had with that chance (a reflection that regresses: the child
+  loses what the parent had solved, which the minibatch may not show). With
+  ``sampled=True`` a prompt asked again gets another reply (like a model sampled at a
+  temperature above 0: what best-of-n needs); the first reply is the unsampled one.
+- :class:`CPUFactAdapter` is the same task with CPU work instead of waiting (a busy loop of
+  ``task_latency`` seconds per example, one example after the other): what a Dask cluster
+  speeds up and threads do not. It can be pickled (for ``executor=``).
 """
 
 from __future__ import annotations
@@ -110,6 +117,9 @@ class FactAdapter:
 
     def _answer(self, example: Example, text: str) -> tuple[float, str]:
         time.sleep(self.task_latency)  # the task LM call
+        return self._answer_now(example, text)
+
+    def _answer_now(self, example: Example, text: str) -> tuple[float, str]:
         values = stated_facts(text).get(example.topic, [])
         truth = self.facts[example.topic]
         wrong = [v for v in values if v != truth]
@@ -149,9 +159,14 @@ class FactAdapter:
 class FactReflectionLM:
     """The reflection LM: sleeps, then adds the facts the feedback names (sometimes wrongly)."""
 
-    def __init__(self, latency: float, seed: int) -> None:
+    def __init__(
+        self, latency: float, seed: int, forget: float = 0.0, sampled: bool = False
+    ) -> None:
         self.latency = latency
         self.seed = seed
+        self.forget = forget
+        self.sampled = sampled  # the n-th call with the same prompt gets the n-th reply
+        self._seen: dict[str, int] = {}
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -159,12 +174,20 @@ class FactReflectionLM:
         text = prompt if isinstance(prompt, str) else str(prompt[-1]["content"])
         with self._lock:
             self.calls += 1
+            occurrence = self._seen.get(text, 0)
+            if self.sampled:
+                self._seen[text] = occurrence + 1
         time.sleep(self.latency)
-        digest = hashlib.sha256(f"{self.seed}\n{text}".encode()).digest()
+        salt = f"{occurrence}\n" if occurrence else ""  # the first reply as without sampling
+        digest = hashlib.sha256(f"{self.seed}\n{salt}{text}".encode()).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
         current_match = FENCE.search(text)
         current = current_match.group(1).strip() if current_match else SEED_TEXT
         stated = {topic: values[0] for topic, values in stated_facts(current).items()}
+        if self.forget > 0:  # a regression: facts the parent had are lost
+            for topic in sorted(stated):
+                if rng.random() < self.forget:
+                    del stated[topic]
         learned = dict(MISSING.findall(text))
         learned.update({topic: right for topic, _, right in CONFLICT.findall(text)})
         for topic in sorted(learned):
@@ -175,3 +198,38 @@ class FactReflectionLM:
         lines = [SEED_TEXT, *(f"Fact: {t}={stated[t]}." for t in sorted(stated))]
         body = "\n".join(lines)
         return f"Here are the improved instructions:\n```\n{body}\n```"
+
+
+@dataclass
+class CPUFactAdapter(FactAdapter):
+    """:class:`FactAdapter` whose task "LM" is ``task_latency`` seconds of CPU work per
+    example, the examples of a call one after the other (picklable, for ``executor=``)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def _answer(self, example: Example, text: str) -> tuple[float, str]:
+        end = time.thread_time() + self.task_latency
+        digest = text.encode()
+        while time.thread_time() < end:  # CPU time of this thread: the task "model" runs
+            digest = hashlib.sha256(digest).digest()
+        return super()._answer_now(example, text)
+
+    def evaluate(self, batch: list[Example], candidate: dict[str, str], capture_traces=False):  # type: ignore[no-untyped-def]
+        text = candidate[self.component]
+        results = [self._answer(example, text) for example in batch]
+        return self.batch_cls(
+            outputs=[feedback for _, feedback in results],
+            scores=[score for score, _ in results],
+            trajectories=[
+                {"example": e, "feedback": f} for e, (_, f) in zip(batch, results, strict=True)
+            ]
+            if capture_traces
+            else None,
+        )

@@ -29,10 +29,13 @@ import math
 import numbers
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from gepetto.errors import AdapterContractError, ConfigError
 from gepetto.types import DataInst, EvaluationBatch, RolloutOutput, Trajectory, printable
+
+if TYPE_CHECKING:
+    from gepetto.executors import RemoteEvaluations
 
 __all__ = [
     "AdapterRunner",
@@ -163,12 +166,19 @@ class AdapterRunner:
     Args:
         adapter: an object implementing :class:`GEPAAdapter`.
         executor: the thread pool for sync methods (default: the loop's default executor).
+        remote: where ``evaluate`` and ``batch_evaluate`` run instead (``executor=`` of
+            :func:`gepetto.optimize`: :mod:`gepetto.executors`); the other methods run here.
 
     Raises:
         ConfigError: if the adapter lacks ``evaluate`` or ``make_reflective_dataset``.
     """
 
-    def __init__(self, adapter: object, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        adapter: object,
+        executor: Executor | None = None,
+        remote: RemoteEvaluations | None = None,
+    ) -> None:
         if not isinstance(adapter, GEPAAdapter):
             missing = [
                 m for m in ("evaluate", "make_reflective_dataset") if not hasattr(adapter, m)
@@ -180,6 +190,7 @@ class AdapterRunner:
             )
         self.adapter = adapter
         self.executor = executor
+        self.remote = remote
         self.proposes_texts = isinstance(adapter, ProposesNewTexts)
         self.batch_evaluates = isinstance(adapter, BatchEvaluates) and callable(
             adapter.batch_evaluate
@@ -197,9 +208,8 @@ class AdapterRunner:
         # Copies: an adapter that mutates its inputs cannot change the run's own lists.
         if capture_traces and self.batch_evaluates:
             # gepa evaluates with traces through batch_evaluate when the adapter has it.
-            adapter: Any = self.adapter
-            results = await call_maybe_async(
-                adapter.batch_evaluate, [(dict(candidate), list(batch))], executor=self.executor
+            results = await self._call(
+                "batch_evaluate", [(dict(candidate), list(batch))], executor=self.executor
             )
             if not isinstance(results, Sequence) or len(results) != 1:
                 raise AdapterContractError(
@@ -209,14 +219,15 @@ class AdapterRunner:
             return check_evaluation_batch(
                 results[0], len(batch), True, self.name, method="batch_evaluate"
             )
-        result = await call_maybe_async(
-            self.adapter.evaluate,
-            list(batch),
-            dict(candidate),
-            capture_traces,
-            executor=self.executor,
+        result = await self._call(
+            "evaluate", list(batch), dict(candidate), capture_traces, executor=self.executor
         )
         return check_evaluation_batch(result, len(batch), capture_traces, self.name)
+
+    async def _call(self, method: str, *args: Any, executor: Executor | None) -> Any:
+        if self.remote is not None:
+            return await self.remote.call(method, *args)
+        return await call_maybe_async(getattr(self.adapter, method), *args, executor=executor)
 
     async def batch_evaluate(
         self, items: Sequence[tuple[dict[str, str], list[Any]]]
@@ -227,9 +238,8 @@ class AdapterRunner:
         Raises:
             AdapterContractError: not one well-formed ``EvaluationBatch`` per item.
         """
-        adapter: Any = self.adapter
         copied = [(dict(candidate), list(batch)) for candidate, batch in items]
-        results = await call_maybe_async(adapter.batch_evaluate, copied, executor=self.executor)
+        results = await self._call("batch_evaluate", copied, executor=self.executor)
         if not isinstance(results, Sequence) or len(results) != len(items):
             raise AdapterContractError(
                 f"{self.name}.batch_evaluate returned {_preview(results)} for {len(items)} "

@@ -29,6 +29,7 @@ from gepetto.engine.options import (
     setting_fields,
 )
 from gepetto.errors import AdapterFailed, ConfigError
+from gepetto.executors import RemoteEvaluations, check_shippable
 from gepetto.lm.client import LMCallRecord, LMClient
 from gepetto.lm.protocol import as_async_lm
 from gepetto.lm.spending import CostCap
@@ -142,6 +143,9 @@ async def aoptimize(
         resolve_edit_mode(reflection.reflection_edit),
     )
     _check_adapter_source(adapter, task_lm)
+    datasets = {"train": train_examples, "val": val_examples or train_examples}
+    # executor=: an adapter the workers cannot load is refused before the run is opened.
+    payload = _shipped_payload(engine.executor, adapter, datasets)
     run_directory = prepare_run_dir(engine.run_dir)
     journal_storage = open_storage(engine.storage, run_directory)
     optimizer: Optimizer | None = None
@@ -186,7 +190,8 @@ async def aoptimize(
         with _RunResources(run_directory, workers, cost_cap, reflection_cap) as resources:
             try:
                 adapter = resources.adapter(adapter, task_lm, evaluator)
-                runner = AdapterRunner(adapter, resources.executor)
+                remote = resources.remote(engine.executor, adapter, datasets, payload)
+                runner = AdapterRunner(adapter, resources.executor, remote)
                 proposer = None
                 custom = reflection.custom_candidate_proposer
                 if isinstance(reflection.reflection_strategy, ReflectsTexts):
@@ -228,6 +233,15 @@ async def aoptimize(
 
 
 _SETTING_KEYWORDS = frozenset(setting_fields()) | {"use_merge"}
+
+
+def _shipped_payload(
+    executor: object | None, adapter: object, datasets: dict[str, Sequence[Any]]
+) -> bytes | None:
+    """With ``executor=`` and a user's adapter: what its workers will load (checked now)."""
+    if executor is None or adapter is None:
+        return None  # without an adapter, the DefaultAdapter is checked once it is made
+    return check_shippable(executor, adapter, datasets)
 
 
 def _adapter_fingerprint(adapter: object, task_lm: object) -> str:
@@ -363,6 +377,7 @@ class _RunResources:
         self.cost_cap = cost_cap
         self.reflection_cap = reflection_cap
         self._capped_clients: list[LMClient] = []
+        self._remote: RemoteEvaluations | None = None
 
     def __enter__(self) -> _RunResources:
         if self.run_dir is not None:
@@ -389,6 +404,20 @@ class _RunResources:
             for client in adapter.lm_clients():
                 self._meter("task", client)
         return adapter
+
+    def remote(
+        self,
+        executor: object | None,
+        adapter: object,
+        datasets: dict[str, Sequence[Any]],
+        payload: bytes | None,
+    ) -> RemoteEvaluations | None:
+        """Where the adapter's evaluations run with ``executor=`` (released at the end);
+        ``None`` without one."""
+        if executor is None:
+            return None
+        self._remote = RemoteEvaluations(executor, adapter, datasets, payload)
+        return self._remote
 
     def reflection_lm(self, lm: object, options: dict[str, Any]) -> object:
         """The reflection LM, made from a model string when one is given.
@@ -436,6 +465,8 @@ class _RunResources:
             self._cached_clients.append(client)
 
     async def aclose(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
         for client in self._owned:
             await client.aclose()
         # Detached last, with no await after: a stray coroutine of the run that still makes
@@ -682,8 +713,20 @@ Args:
           non-dominated candidates that improved different components of a common
           ancestor (at most ``max_merge_invocations`` attempts).
         - ``max_concurrency``: adapter calls in flight at once (default 8).
+        - ``executor``: run a sync adapter's evaluations on a
+          ``concurrent.futures.Executor`` (threads, processes) or a Dask
+          ``distributed.Client``; the adapter and examples are shipped once per worker
+          (:mod:`gepetto.executors`, docs/parallelism.md). An adapter that cannot be
+          pickled is refused before any LM call.
         - ``parallel_proposals``: proposals in flight at once (default 1: the paper's
           sequential algorithm, deterministic for a fixed ``seed``).
+        - ``spread_parents``: with ``parallel_proposals > 1``, a new proposal avoids a
+          parent another proposal in flight works on when the Pareto front has a free
+          member (``True``; ``None``, the default, is off and says so in the log).
+        - ``stale_proposals``: with ``parallel_proposals > 1``, what a proposal does when
+          its parent is superseded during its reflection: ``"drop"`` (end as stale),
+          ``"rebase"`` (carry its edit over to the successor when the edits touch
+          different lines) or ``"auto"`` (default: drop, logged; docs/parallelism.md).
         - ``cache_evaluation``: reuse scores of identical (texts, example, split)
           evaluations (default true; set false for a stochastic system).
         - ``cache_evaluation_storage``: gepa's ``"auto"``/``"memory"``/``"disk"``, with gepa's

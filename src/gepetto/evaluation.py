@@ -19,7 +19,8 @@ fail are scored 0 (with the exception in their trajectory and output). Every exa
 to the adapter is a metric call, the failed attempt included: the retries are paid for from
 the run's budget first (``retry_budget``), and the examples it cannot cover are not retried
 but scored 0 with the batch's exception (their failure says why). A contract violation
-(:class:`~gepetto.errors.AdapterContractError`) and a fatal LM error (bad credentials, open
+(:class:`~gepetto.errors.AdapterContractError`), an executor that broke
+(:class:`~gepetto.executors.ExecutorBroken`) and a fatal LM error (bad credentials, open
 circuit breaker; see :func:`gepetto.lm.errors.is_fatal`) are not retried: they stop the run.
 """
 
@@ -34,6 +35,7 @@ from typing import Any
 
 from gepetto.adapter import AdapterRunner, granting_metric_calls
 from gepetto.errors import AdapterContractError
+from gepetto.executors import ExecutorBroken
 from gepetto.lm.errors import is_fatal
 from gepetto.types import EvaluationBatch, printable
 
@@ -154,7 +156,7 @@ class Evaluator:
                     [(r.candidate, r.examples) for r in requests]
                 )
         except Exception as error:
-            if isinstance(error, AdapterContractError) or is_fatal(error):
+            if isinstance(error, AdapterContractError | ExecutorBroken) or is_fatal(error):
                 for request in requests:
                     request.settle(None, error)
                 return
@@ -211,8 +213,8 @@ class Evaluator:
                 batch = await self.runner.evaluate(chunk, candidate, capture_traces)
             # gepa's EvaluationBatch.num_metric_calls: what the adapter says the call cost.
             return ScoredBatch(batch, (False,) * len(chunk), calls=batch.num_metric_calls)
-        except AdapterContractError:
-            raise
+        except (AdapterContractError, ExecutorBroken):
+            raise  # a broken contract, or an executor that can run nothing more
         except Exception as error:
             if is_fatal(error):
                 raise  # bad credentials or an open circuit breaker: stop the run

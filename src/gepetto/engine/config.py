@@ -8,6 +8,7 @@ the seed candidate and the datasets. Nothing here calls the adapter or an LM.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -55,6 +56,8 @@ __all__ = [
 
 STOP_FILE_NAME = "gepetto.stop"
 
+logger = logging.getLogger("gepetto")
+
 
 @dataclass(frozen=True, slots=True)
 class OptimizerConfig:
@@ -78,6 +81,12 @@ class OptimizerConfig:
     reflection_history: int = DEFAULT_REFLECTION_HISTORY
     recheck_margin: float | None = None
     early_reject: bool = True
+    spread_parents: bool = False
+    """With several proposals in flight, a new one avoids a parent another is working on
+    (``spread_parents``, resolved by :func:`resolve_spread_parents`)."""
+    rebase_stale: bool = False
+    """A proposal whose parent is superseded while it reflects is rebased onto the successor
+    (``stale_proposals``, resolved by :func:`resolve_stale_proposals`)."""
     use_merge: bool = False
     max_merge_invocations: int = 5
     merge_val_overlap_floor: int = 5
@@ -149,6 +158,8 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         reflection_history=reflection.reflection_history,
         recheck_margin=None if engine.recheck_margin is None else float(engine.recheck_margin),
         early_reject=engine.early_reject,
+        rebase_stale=resolve_stale_proposals(engine),
+        spread_parents=resolve_spread_parents(engine),
         use_merge=config.merge is not None,
         max_merge_invocations=merge.max_merge_invocations,
         merge_val_overlap_floor=merge.merge_val_overlap_floor,
@@ -159,6 +170,55 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         sampling=resolve_sampling(engine.sampling_strategy),
         selection=resolve_selection(engine.selection_strategy),
     )
+
+
+SPREAD_BY_DEFAULT = False
+"""What ``spread_parents=None`` does with ``parallel_proposals > 1``. Measured with K=4 and
+K=8 by bench/time_to_quality.py (docs/benchmarks.md#time-to-quality-vs-gepa-014): two
+replicates of K=4 over 6 seeds gave a final best within the run-to-run noise of the
+selector's choice (higher in three of the four workload means, lower in one) and fewer
+seeds reaching gepa's final best on one workload, so it is not the default."""
+
+
+def resolve_spread_parents(engine: EngineConfig) -> bool:
+    """Whether new proposals avoid parents other proposals in flight work on
+    (``spread_parents``); the automatic choice is logged with its reason."""
+    if engine.spread_parents is not None:
+        return engine.spread_parents
+    if engine.parallel_proposals == 1:
+        return False  # one proposal in flight: nothing to spread
+    logger.info(
+        "parallel_proposals=%d: new proposals take the parent the selector chooses "
+        "(spread_parents=None: spreading them over the front showed no reliable gain in "
+        "bench/time_to_quality.py; pass spread_parents=True to try it)",
+        engine.parallel_proposals,
+    )
+    return SPREAD_BY_DEFAULT
+
+
+REBASE_BY_DEFAULT = False
+"""What ``stale_proposals="auto"`` does with ``parallel_proposals > 1``: rebase (``True``)
+or drop. Chosen by bench/time_to_quality.py (docs/benchmarks.md#time-to-quality)."""
+
+
+def resolve_stale_proposals(engine: EngineConfig) -> bool:
+    """Whether proposals whose parent is superseded are rebased (``stale_proposals``); the
+    choice of ``"auto"`` is logged with its reason."""
+    if engine.stale_proposals != "auto":
+        return engine.stale_proposals == "rebase"
+    if engine.parallel_proposals == 1:
+        return False  # one proposal in flight: no parent is superseded during it
+    logger.info(
+        "parallel_proposals=%d: proposals whose parent is superseded while in flight are %s "
+        "(stale_proposals='auto': %s)",
+        engine.parallel_proposals,
+        "rebased onto its successor" if REBASE_BY_DEFAULT else "dropped",
+        "rebasing reached gepa's final quality sooner without lowering the final best in "
+        "bench/time_to_quality.py"
+        if REBASE_BY_DEFAULT
+        else "rebasing did not show a gain in bench/time_to_quality.py",
+    )
+    return REBASE_BY_DEFAULT
 
 
 def check_cache_storage(engine: EngineConfig, *, journaled: bool) -> None:

@@ -150,6 +150,8 @@ class RunContext:
         """The children being judged now (a proposal of the same texts is a duplicate)."""
         self.validating: Counter[int] = Counter()
         """Per parent, how many of its children are being validated now."""
+        self.parents_in_flight: dict[int, int] = {}
+        """Per iteration in flight whose parent was on the front when chosen, that parent."""
         self.chosen_on_front: set[int] = set()
         """Iterations in flight whose parent was on the Pareto front when chosen."""
         self.seed_admitted = False

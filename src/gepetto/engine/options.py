@@ -67,6 +67,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 from gepetto.errors import ConfigError
+from gepetto.executors import check_executor
 from gepetto.frontier import FRONTIER_TYPES
 from gepetto.lm.spending import check_cost_limit
 from gepetto.objectives import resolve_objective_weights
@@ -91,6 +92,7 @@ __all__ = [
     "DEFAULT_REFLECTION_HISTORY",
     "INPUTS",
     "RESUMABLE",
+    "STALE_PROPOSALS",
     "EngineConfig",
     "GEPAConfig",
     "GepettoOptions",
@@ -117,6 +119,13 @@ __all__ = [
 DEFAULT_REFLECTION_HISTORY = 3
 """Earlier failures of the parent added to each reflection (``reflection_history``); chosen
 by the local-model quality benchmark (docs/quality.md#reflection-history)."""
+
+STALE_PROPOSALS = ("auto", "drop", "rebase")
+"""``stale_proposals`` values: what a proposal in flight does once its parent is superseded
+(``parallel_proposals > 1``): end before its next paid step (``"drop"``), or carry its edit
+over to the candidate that superseded the parent when the two edits touch different lines
+(``"rebase"``, :mod:`gepetto.strategies.rebase`); ``"auto"`` chooses (see
+:func:`gepetto.engine.config.build_config`)."""
 
 CACHE_EVALUATION_STORAGES = ("auto", "memory", "disk")
 """gepa's ``cache_evaluation_storage`` values (see :class:`EngineConfig`)."""
@@ -200,8 +209,19 @@ class EngineConfig:
     max_concurrency: int = setting(
         8, resume="how many adapter calls are in flight at once", recorded=False
     )
+    executor: object | None = setting(
+        None, resume="where the adapter's evaluations run", recorded=False
+    )
     early_reject: bool = setting(
         True, resume="changes no decision, only the metric calls a rejection costs"
+    )
+    spread_parents: bool | None = setting(
+        None, resume="how the parents of proposals started from now on are chosen", recorded=False
+    )
+    stale_proposals: str = setting(
+        "auto",
+        resume="what happens to proposals whose parent is superseded from now on",
+        recorded=False,
     )
     recheck_margin: float | None = setting(None)
     rejected_memory: int = setting(0)
@@ -304,7 +324,15 @@ class EngineConfig:
             check_int("parallel_proposals", self.parallel_proposals, minimum=1),
         )
         _set(self, "max_concurrency", check_int("max_concurrency", self.max_concurrency, minimum=1))
+        check_executor(self.executor)
         check_bool("early_reject", self.early_reject)
+        if self.spread_parents is not None:
+            check_bool("spread_parents", self.spread_parents)
+        if self.stale_proposals not in STALE_PROPOSALS:
+            raise ConfigError(
+                f"stale_proposals must be one of {', '.join(map(repr, STALE_PROPOSALS))}, got "
+                f"{self.stale_proposals!r}"
+            )
         _set(
             self,
             "recheck_margin",
@@ -747,11 +775,14 @@ class GepettoOptions(TypedDict, total=False):
     max_cost_usd: float | None
     objective_weights: Mapping[str, float] | None
     max_concurrency: int
+    executor: object | None
     parallel_proposals: int
     rejected_memory: int
     reflection_history: int
     recheck_margin: float | None
     early_reject: bool
+    stale_proposals: str
+    spread_parents: bool | None
     reflection_retries: int
     proposal_guards: str
     reflection_samples: int

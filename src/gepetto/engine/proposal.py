@@ -4,8 +4,10 @@
 :meth:`~ReflectionProposal.run` takes the :class:`~gepetto.engine.context.RunContext` and
 returns a generator that yields tasks and receives their results. Read top to bottom:
 
-1. ``run``: select a parent (candidate selector) and a minibatch (batch sampler), record
-   the iteration; count a stalled iteration (nothing new evaluated).
+1. ``run``: select a parent (candidate selector; with ``spread_parents``, one no other
+   proposal in flight works on, when the front has one: ``_spread``) and a minibatch
+   (batch sampler), record the iteration; count a stalled iteration (nothing new
+   evaluated).
 2. ``_propose``: evaluate the parent on the minibatch with traces; skip a perfect parent;
    select the components and yield a :class:`~gepetto.engine.context.ReflectTask` with what
    the reflection sees (:func:`reflection_inputs`: the parent's run, its earlier failures;
@@ -74,6 +76,7 @@ from gepetto.strategies.batch_sampling import sample_minibatch
 from gepetto.strategies.candidate_selection import select_parent
 from gepetto.strategies.component_selection import select_components
 from gepetto.strategies.gepa_objects import MinibatchFacts
+from gepetto.strategies.rebase import rebase_text
 from gepetto.totals import total
 from gepetto.types import EvaluationBatch, candidate_hash, lone_surrogate, printable
 
@@ -107,6 +110,8 @@ class ReflectionProposal:
     def __init__(self, iteration: int, started: IterationRecord | None = None) -> None:
         self.iteration = iteration
         self.started = started
+        self.rebased_from: int | None = None
+        """The superseded parent whose proposal this iteration carried over (rebasing)."""
 
     def run(self, ctx: RunContext) -> TaskGenerator:
         """Select a parent and a minibatch, propose, decide; count a stalled iteration."""
@@ -116,6 +121,8 @@ class ReflectionProposal:
             parent_id = select_parent(
                 ctx.config.candidate_selector, iteration, state, ctx.rng(iteration, "parent")
             )
+            if ctx.config.spread_parents:
+                parent_id = _spread(ctx, iteration, parent_id)
             batch_ids = tuple(
                 sample_minibatch(
                     ctx.config.batch_sampler,
@@ -131,6 +138,7 @@ class ReflectionProposal:
         ctx.bus.emit(IterationStarted(iteration, parent_id, batch_ids))
         if ctx.config.parallel_proposals > 1 and parent_id in state.selection_weights()[0]:
             ctx.chosen_on_front.add(iteration)  # see _stale
+            ctx.parents_in_flight[iteration] = parent_id  # see _spread
         try:
             yield from self._propose(ctx, state.candidates[parent_id], batch_ids)
         except BudgetExhausted as exhausted:
@@ -143,6 +151,7 @@ class ReflectionProposal:
             return
         finally:
             ctx.chosen_on_front.discard(iteration)
+            ctx.parents_in_flight.pop(iteration, None)
         spent = state.total_metric_calls - spent_before
         ctx.stalled_iterations = 0 if spent else ctx.stalled_iterations + 1
         ctx.check_streaks()
@@ -198,13 +207,28 @@ class ReflectionProposal:
                 parent_score=total(parent_eval.scores),
             )
             return
+        alternatives: Sequence[Mapping[str, str]] = reflection.alternatives
+        rebased = self._rebased(ctx, parent, alternatives or (new_texts,))
+        if rebased is not None:  # the parent was superseded during the reflection
+            self.rebased_from = parent.id
+            parent, alternatives = rebased
+            new_texts = dict(alternatives[0])
+            parent_eval = yield from evaluate(
+                ctx,
+                parent.texts,
+                parent.content_hash,
+                "train",
+                batch_ids,
+                self.iteration,
+                "parent_minibatch",
+            )
         child_eval: ScoredExamples | str | None = None
-        if len(reflection.alternatives) > 1:
+        if len(alternatives) > 1:
             new_texts, child_eval = yield from self.best_alternative(
-                ctx, parent, reflection.alternatives, batch_ids, parent_eval
+                ctx, parent, alternatives, batch_ids, parent_eval
             )
         yield from self._judge_child(
-            ctx, parent, new_texts, batch_ids, parent_eval, child_eval, len(reflection.alternatives)
+            ctx, parent, new_texts, batch_ids, parent_eval, child_eval, len(alternatives)
         )
 
     def best_alternative(
@@ -267,6 +291,8 @@ class ReflectionProposal:
         if self._decided_before_scoring(ctx, parent, child_hash, parent_sum):
             return
         best_of = f"best of {picked_from} proposals; " if picked_from > 1 else ""
+        if self.rebased_from is not None:
+            best_of = f"rebased from superseded parent {self.rebased_from}; {best_of}"
         ctx.hashes_in_flight.add(child_hash)
         try:
             if child_eval is None:
@@ -518,6 +544,41 @@ class ReflectionProposal:
             yield AwaitCondition(lambda: not validating[parent.id])
         return self._stale(ctx, parent)
 
+    def _rebased(
+        self,
+        ctx: RunContext,
+        parent: CandidateRecord,
+        alternatives: Sequence[Mapping[str, str]],
+    ) -> tuple[CandidateRecord, list[dict[str, str]]] | None:
+        """With ``stale_proposals`` rebasing: when ``parent`` went stale while the reflection
+        ran, its successor (the best-scoring candidate on the front that descends from it)
+        and the proposed edits carried over to the successor's texts
+        (:func:`~gepetto.strategies.rebase.rebase_text`); ``None`` when the parent is not
+        stale, has no successor on the front, or no edit applies cleanly (the proposal then
+        ends as stale, as without rebasing)."""
+        if not ctx.config.rebase_stale or self._stale(ctx, parent) is None:
+            return None
+        state = ctx.state
+        front = state.selection_weights()[0]
+        successors = [c for c in front if parent.id in _ancestors(state.candidates, c)]
+        if not successors:
+            return None
+        successor = state.candidates[max(successors, key=lambda c: (state.val_score(c), c))]
+        rebased: list[dict[str, str]] = []
+        for option in alternatives:
+            texts: dict[str, str] = {}
+            for name, text in option.items():
+                moved = rebase_text(parent.texts[name], successor.texts[name], text)
+                if moved is None:
+                    break
+                texts[name] = moved
+            else:
+                if {**successor.texts, **texts} != dict(successor.texts):
+                    rebased.append(texts)
+        if not rebased:
+            return None
+        return successor, rebased
+
     def _stale(self, ctx: RunContext, parent: CandidateRecord) -> str | None:
         """Why a proposal in flight should end now, or ``None``: its parent was on the Pareto
         front when it was chosen and has been dominated since, by a candidate admitted while
@@ -533,6 +594,35 @@ class ReflectionProposal:
             f"stale: parent {parent.id} left the Pareto front while the proposal was in flight "
             f"(front now {sorted(front)})"
         )
+
+
+def _spread(ctx: RunContext, iteration: int, parent_id: int) -> int:
+    """``spread_parents``: the parent the selector chose, unless a proposal in flight
+    already works on it and the Pareto front has members no proposal in flight works on;
+    then one of those, drawn by their selection weights (random stream
+    ``"parent/spread"``). K proposals on one parent are mostly stale copies of each other:
+    the first child admitted makes the others' parent leave the front."""
+    busy = set(ctx.parents_in_flight.values())
+    if parent_id not in busy:
+        return parent_id
+    ids, weights = ctx.state.selection_weights()
+    free = [(c, w) for c, w in zip(ids, weights, strict=True) if c not in busy]
+    if not free:
+        return parent_id
+    rng = ctx.rng(iteration, "parent/spread")
+    return rng.choices([c for c, _ in free], [w for _, w in free])[0]
+
+
+def _ancestors(candidates: Sequence[CandidateRecord], candidate_id: int) -> set[int]:
+    """Every candidate ``candidate_id`` was made from, directly or not."""
+    found: set[int] = set()
+    todo = list(candidates[candidate_id].parents)
+    while todo:
+        ancestor = todo.pop()
+        if ancestor not in found:
+            found.add(ancestor)
+            todo.extend(candidates[ancestor].parents)
+    return found
 
 
 class Decider(Protocol):
