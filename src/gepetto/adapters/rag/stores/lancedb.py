@@ -51,7 +51,11 @@ class LanceDBStore(EmbeddingStore):
         self.path = path
         self.table_name = table
         self._db = lancedb.connect("memory://" if path is None else str(path))
-        self._table: Any = self._db.open_table(table) if table in self._db.table_names() else None
+        self._table: Any = None
+        try:
+            self._table = self._db.open_table(table)
+        except ValueError:  # "Table ... was not found": created at the first add
+            self._table = None
 
     def __repr__(self) -> str:
         where = self.path or "memory://"
