@@ -385,21 +385,24 @@ class RAGAdapter:
     async def _needed(
         self, gold_ids: list[str], retrieved: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        """The gold passages (id, short text, whether retrieved), read from the store."""
+        """The gold passages (id, short text, whether retrieved); the store is asked only for
+        the texts of the missed ones."""
         if not gold_ids:
             return []
-        found = {r["id"] for r in retrieved}
-        try:
-            documents = {d.id: d for d in await asyncio.to_thread(self.store.get, gold_ids)}
-        except Exception:  # the texts are a help for the reflection, not needed to score
-            documents = {}
+        texts = {r["id"]: r["text"] for r in retrieved}
+        missed = [i for i in gold_ids if i not in texts]
+        if missed:
+            try:
+                found = await asyncio.to_thread(self.store.get, missed)
+                texts.update({d.id: d.text for d in found})
+            except Exception:  # the texts help the reflection; scoring does not need them
+                pass
+        retrieved_ids = {r["id"] for r in retrieved}
         return [
             {
                 "id": doc_id,
-                "text": _snippet(documents[doc_id].text)
-                if doc_id in documents
-                else "(not in the store)",
-                "retrieved": doc_id in found,
+                "text": _snippet(texts[doc_id]) if doc_id in texts else "(not in the store)",
+                "retrieved": doc_id in retrieved_ids,
             }
             for doc_id in gold_ids
         ]
