@@ -24,6 +24,7 @@ this drawing complete)::
     │   ├── CostCapReached       max_cost_usd has no room for the call (it was not sent)
     │   └── CircuitOpenError     too many failures in a row: the client stopped calling
     ├── SandboxUnavailable       gepetto.sandbox: a protection asked for cannot be had here
+    ├── EmbeddingError           gepetto.adapters.rag: an embedding endpoint failed
     └── LocalModelError          gepetto.lm: the local models and their server
         ├── UnknownModelError    not a known local model name
         ├── ModelNotInstalledError   the GGUF file is missing or corrupt

@@ -11,9 +11,12 @@ examples with a vague seed prompt and a hand-written reference prompt:
   also ``gepetto.datasets.dates.SEED_PROMPT`` and so on);
 - :func:`shop_orders`: price an order with two tools, :func:`~gepetto.datasets.shop.lookup_price`
   and :func:`~gepetto.datasets.shop.multiply` (for the agent adapter; :data:`SHOP_SEED_PROMPT`,
-  :data:`SHOP_MULTIPLY_DESCRIPTION`, :func:`~gepetto.datasets.shop.shop_metric`).
+  :data:`SHOP_MULTIPLY_DESCRIPTION`, :func:`~gepetto.datasets.shop.shop_metric`);
+- :mod:`~gepetto.datasets.atlas`: a fictional corpus for RAG (:func:`atlas_passages`,
+  :func:`atlas_questions`, :func:`atlas_splits`, with gold passage ids and answers).
 """
 
+from gepetto.datasets.atlas import atlas_passages, atlas_questions, atlas_splits
 from gepetto.datasets.dates import FORMAT_PROMPT as DATES_FORMAT_PROMPT
 from gepetto.datasets.dates import HANDWRITTEN_PROMPT as DATES_HANDWRITTEN_PROMPT
 from gepetto.datasets.dates import SEED_PROMPT as DATES_SEED_PROMPT
@@ -45,6 +48,9 @@ __all__ = [
     "SHOP_HANDWRITTEN_PROMPT",
     "SHOP_MULTIPLY_DESCRIPTION",
     "SHOP_SEED_PROMPT",
+    "atlas_passages",
+    "atlas_questions",
+    "atlas_splits",
     "date_normalization",
     "shop_metric",
     "shop_orders",

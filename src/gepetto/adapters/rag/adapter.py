@@ -48,9 +48,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gepetto.adapters.rag import metrics
+from gepetto.adapters.rag.metrics import (
+    exact_match,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    reciprocal_rank,
+    token_f1,
+)
 from gepetto.adapters.rag.store import Hit, VectorStore, check_k
-from gepetto.errors import ConfigError
+from gepetto.errors import ConfigError, GepettoError
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM, as_async_lm
@@ -127,7 +134,7 @@ class RAGWeights:
         return float(sum(weight * values[name] for name, weight in used.items()) / total)
 
 
-class _StepFailed(Exception):
+class _StepFailed(GepettoError):
     """A step of the pipeline failed for one example (scored 0)."""
 
 
@@ -411,13 +418,13 @@ class RAGAdapter:
         values: dict[str, float] = {}
         retrieved, gold = trace["retrieved_ids"], trace["gold_ids"]
         if gold:
-            values["recall"] = metrics.recall_at_k(retrieved, gold, self.k)
-            values["precision"] = metrics.precision_at_k(retrieved, gold, self.k)
-            values["mrr"] = metrics.reciprocal_rank(retrieved, gold, self.k)
-            values["ndcg"] = metrics.ndcg_at_k(retrieved, gold, self.k)
+            values["recall"] = recall_at_k(retrieved, gold, self.k)
+            values["precision"] = precision_at_k(retrieved, gold, self.k)
+            values["mrr"] = reciprocal_rank(retrieved, gold, self.k)
+            values["ndcg"] = ndcg_at_k(retrieved, gold, self.k)
         if answered and trace["gold_answers"]:
-            values["exact_match"] = metrics.exact_match(trace["answer"], trace["gold_answers"])
-            values["f1"] = metrics.token_f1(trace["answer"], trace["gold_answers"])
+            values["exact_match"] = exact_match(trace["answer"], trace["gold_answers"])
+            values["f1"] = token_f1(trace["answer"], trace["gold_answers"])
         return values
 
     async def _judge_answer(self, trace: dict[str, Any]) -> float:

@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from gepetto.errors import ConfigError
+from gepetto.errors import ConfigError, GepettoError
 
 __all__ = ["Embedder", "EmbeddingError", "HashingEmbedder", "OpenAIEmbedder", "require_numpy"]
 
@@ -46,7 +46,7 @@ STOPWORDS = frozenset(
 """Words the hashing embedder ignores (they match every passage)."""
 
 
-class EmbeddingError(ConfigError):
+class EmbeddingError(GepettoError):
     """An embedding endpoint failed or answered something that is not embeddings."""
 
 
