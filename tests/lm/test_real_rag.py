@@ -103,7 +103,7 @@ def test_real_rag_retrieves_and_answers_better_on_held_out_questions(
 ) -> None:
     store = make_store(store_name, tmp_path)
     store.add(atlas_passages())
-    adapter = RAGAdapter(task_lm, store, k=3, max_concurrency=4)
+    adapter = RAGAdapter(task_lm, store, k=3, max_concurrency=2)
     reflection = ScriptedLM(scripted_reflection)
     result = gepetto.optimize(
         adapter.seed_candidate(**SEED),
@@ -116,6 +116,7 @@ def test_real_rag_retrieves_and_answers_better_on_held_out_questions(
         max_metric_calls=4,
         display_progress_bar=False,
     )
+    print(result)
     assert dict(result.best_candidate) == OPTIMIZED
     assert result.best_score > result.seed_score
     print(f"\n{store_name} seed:")

@@ -428,7 +428,8 @@ class RAGAdapter:
         return values
 
     async def _judge_answer(self, trace: dict[str, Any]) -> float:
-        assert self._judge is not None
+        if self._judge is None:
+            return 0.0
         user = (
             f"Question: {trace['question']}\nGold answer: {trace['gold_answers'][0]}\n"
             f"Candidate answer: {trace['answer']}"

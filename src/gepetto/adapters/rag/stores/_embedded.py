@@ -83,7 +83,7 @@ class EmbeddingStore:
         if not self._numpy.any(vector):
             return []
         with self._lock:
-            if self._count() == 0:
+            if self._is_empty():
                 return []
             return self._search(vector, k)
 
@@ -114,3 +114,7 @@ class EmbeddingStore:
 
     def _count(self) -> int:
         raise NotImplementedError
+
+    def _is_empty(self) -> bool:
+        """Whether the store holds nothing (a backend with a cheaper test overrides it)."""
+        return self._count() == 0

@@ -118,6 +118,11 @@ class MilvusStore(EmbeddingStore):
         rows = self._client.get(self.collection, ids=ids, output_fields=["text", "metadata"])
         return [Document(str(r["id"]), r["text"], dict(r["metadata"] or {})) for r in rows]
 
+    def _is_empty(self) -> bool:
+        # Counting scans every point in local mode: a collection exists once a document is in
+        # it, and documents are never deleted.
+        return not self._ready
+
     def _count(self) -> int:
         if not self._ready:
             return 0

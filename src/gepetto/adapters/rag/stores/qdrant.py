@@ -115,6 +115,11 @@ class QdrantStore(EmbeddingStore):
             for r in records
         ]
 
+    def _is_empty(self) -> bool:
+        # Counting scans every point in local mode: a collection exists once a document is in
+        # it, and documents are never deleted.
+        return not self._ready
+
     def _count(self) -> int:
         if not self._ready:
             return 0
