@@ -190,6 +190,13 @@ def test_a_judge_adds_its_score(store: BM25Store) -> None:
     assert "Gold answer: cider" in judge.prompts[0][1]["content"]
 
 
+def test_the_store_can_be_called_on_the_event_loop(store: BM25Store) -> None:
+    threaded = evaluate(adapter(store), [EXPORT, FOUNDER], CANDIDATE)
+    inline = evaluate(adapter(store, store_in_thread=False), [EXPORT, FOUNDER], CANDIDATE)
+    assert inline.scores == threaded.scores
+    assert inline.trajectories == threaded.trajectories
+
+
 def test_a_failing_store_or_bad_example_scores_zero_with_feedback(store: BM25Store) -> None:
     class BrokenStore(BM25Store):
         def query(self, text: str, k: int) -> list[Any]:
