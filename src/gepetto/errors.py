@@ -31,6 +31,7 @@ this drawing complete)::
     │   └── CircuitOpenError     too many failures in a row: the client stopped calling
     ├── SandboxUnavailable       gepetto.sandbox: a protection asked for cannot be had here
     ├── ExecutorBroken           gepetto.executors: executor= can run nothing more (dead pool)
+    ├── EmbeddingError           gepetto.adapters.rag: an embedding endpoint failed
     └── LocalModelError          gepetto.lm: the local models and their server
         ├── UnknownModelError    not a known local model name
         ├── ModelNotInstalledError   the GGUF file is missing or corrupt

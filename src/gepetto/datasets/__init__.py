@@ -15,10 +15,13 @@ examples with a vague seed prompt and a hand-written reference prompt:
 - :func:`arithmetic_problems`: arithmetic word problems with a numeric answer, scored by
   :func:`numeric_answer_evaluator` (prompts in :mod:`gepetto.datasets.arithmetic`);
 - :func:`shipping_requests`: extract five fields of a shipping request as JSON, scored per
-  field by :func:`field_match_evaluator` (prompts in :mod:`gepetto.datasets.extraction`).
+  field by :func:`field_match_evaluator` (prompts in :mod:`gepetto.datasets.extraction`);
+- :mod:`~gepetto.datasets.atlas`: a fictional corpus for RAG (:func:`atlas_passages`,
+  :func:`atlas_questions`, :func:`atlas_splits`, with gold passage ids and answers).
 """
 
 from gepetto.datasets.arithmetic import arithmetic_problems, numeric_answer_evaluator
+from gepetto.datasets.atlas import atlas_passages, atlas_questions, atlas_splits
 from gepetto.datasets.dates import FORMAT_PROMPT as DATES_FORMAT_PROMPT
 from gepetto.datasets.dates import HANDWRITTEN_PROMPT as DATES_HANDWRITTEN_PROMPT
 from gepetto.datasets.dates import SEED_PROMPT as DATES_SEED_PROMPT
@@ -52,6 +55,9 @@ __all__ = [
     "SHOP_MULTIPLY_DESCRIPTION",
     "SHOP_SEED_PROMPT",
     "arithmetic_problems",
+    "atlas_passages",
+    "atlas_questions",
+    "atlas_splits",
     "date_normalization",
     "field_match_evaluator",
     "numeric_answer_evaluator",

@@ -13,8 +13,8 @@ They make engine tests deterministic and let users try gepetto without a model:
 - :class:`FlakyAdapter`: wraps an adapter and raises on chosen examples.
 
 Contract suites for your own implementations live beside them:
-:mod:`gepetto.testing.adapter_contract` (adapters) and :mod:`gepetto.testing.storage_contract`
-(journal storages).
+:mod:`gepetto.testing.adapter_contract` (adapters), :mod:`gepetto.testing.storage_contract`
+(journal storages) and :mod:`gepetto.testing.vector_store_contract` (RAG vector stores).
 
 Example:
     >>> lm = ScriptedLM(["```\\nnew text\\n```"])
