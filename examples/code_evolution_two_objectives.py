@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import gepetto
@@ -69,7 +70,7 @@ VISIBLE_CASES = [(10, 4), (7, 4), (0, 0)]
 
 HIDDEN_CASES = [
     (-7, 0), (0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (13, 6), (30, 10), (97, 25), (100, 25),
-    (541, 100), (1000, 168), (7919, 1000), (10000, 1229),
+    (541, 100), (1000, 168), (2000, 303), (7919, 1000),
 ]  # fmt: skip
 """Scored, never shown: the reflection model reads only how many passed."""
 
@@ -248,16 +249,20 @@ def _speed(measured: dict[str, Any] | None) -> tuple[float, str]:
     )
 
 
-def evolve(seed: str | None, reflection_lm: Any, budget: int, **engine: Any) -> AnythingResult:
-    """One run: ``seed`` (``None``: the reflection model writes the first version)."""
+def evolve(
+    seed: str | None, reflection_lm: Any, budget: int, stop_callbacks: Sequence[Any] = ()
+) -> AnythingResult:
+    """One run of at most ``budget`` evaluations from ``seed`` (``None``: the reflection model
+    writes the first version from :data:`OBJECTIVE` and :data:`BACKGROUND`)."""
     return gepetto.optimize_anything(
         seed,
         evaluator=evaluate,
         objective=OBJECTIVE,
         background=BACKGROUND,
         config=GEPAConfig(
-            engine=EngineConfig(max_metric_calls=budget, **engine),
+            engine=EngineConfig(max_metric_calls=budget),
             reflection=ReflectionConfig(reflection_lm=reflection_lm),
+            stop_callbacks=list(stop_callbacks),
         ),
     )
 
