@@ -82,6 +82,8 @@ def test_real_reflection_evolves_count_primes(reflection: LMClient, seeded: bool
     )
     for i, candidate in enumerate(result.candidates):
         print(f"--- #{i} {example.objectives(result, i)}\n{candidate['current_candidate']}")
+    for decision in result.decisions:  # rejected proposals too, with their minibatch score
+        print(decision["outcome"], decision["child_score"], decision["reason"])
     assert len(model.prompts) >= (1 if seeded else 2)
     assert result.total_metric_calls <= BUDGET
     assert set(first) == set(best) == {"correctness", "speed"}
