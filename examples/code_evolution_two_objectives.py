@@ -283,7 +283,9 @@ def summary(result: AnythingResult) -> list[str]:
             f"speed {found.get('speed', 0.0):.2f}, score {score:.2f}"
         )
 
-    lines = [line("seed", 0), line("best", result.best_idx), "Pareto front:"]
+    scores = result.val_aggregate_scores
+    lines = [f"seed {scores[0]:.2f} -> best {scores[result.best_idx]:.2f} (the plain score)"]
+    lines += [line("seed", 0), line("best", result.best_idx), "Pareto front:"]
     lines += [line("", i) for i in result.pareto_front]
     return lines
 

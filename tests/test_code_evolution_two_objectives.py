@@ -78,7 +78,8 @@ def test_seedless_the_scripted_model_writes_the_first_version() -> None:
         timeout=120,
         check=True,
     )
-    lines = done.stdout.splitlines()
+    lines = done.stdout.splitlines()[1:]
+    assert done.stdout.startswith("seed 0.3")
     assert lines[0].startswith("seed     #0: correctness 0.57, speed 0.")
     assert lines[1].startswith("best     #3: correctness 1.00, speed 0.")
     assert float(lines[1].split("speed ")[1].split(",")[0]) > 0.5
