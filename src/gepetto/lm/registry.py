@@ -45,7 +45,7 @@ from typing import Any
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 
-__all__ = ["ALIASES", "PROVIDERS", "resolve_lm"]
+__all__ = ["ALIASES", "PROVIDERS", "parse_model_string", "resolve_lm"]
 
 OPENAI_COMPATIBLE = (
     "openai",
@@ -110,6 +110,16 @@ def resolve_lm(spec: str, **options: Any) -> LMClient:
     if provider == "local":
         return _local_client(model, options)
     return OpenAIClient(model, provider_name=provider, **options)
+
+
+def parse_model_string(spec: object) -> tuple[str, str]:
+    """``(provider, model)`` of a model string, the provider in gepetto's spelling
+    (``together_ai/x`` gives ``("together", "x")``); nothing is started or sent.
+
+    Raises:
+        ConfigError: a malformed model string or an unknown provider.
+    """
+    return _parse_spec(spec)
 
 
 def _parse_spec(spec: object) -> tuple[str, str]:
