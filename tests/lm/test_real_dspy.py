@@ -95,7 +95,7 @@ def task_lm() -> Iterator[Any]:
 def optimized(task_lm: Any) -> Any:
     optimizer = GEPA(
         metric,
-        max_metric_calls=12,
+        max_metric_calls=12,  # seed on val (3), minibatch (3), child (3), child on val (3)
         reflection_lm=ScriptedLM(scripted_reflection),
         component_selector="all",
         use_merge=False,
@@ -103,7 +103,7 @@ def optimized(task_lm: Any) -> Any:
         gepa_kwargs={"testset": TEST, "display_progress_bar": False},
     )
     with dspy.context(lm=task_lm):
-        return optimizer.compile(Support(), trainset=TRAIN, valset=VAL)
+        return optimizer.compile(Support(), trainset=TRAIN, valset=VAL[:3])
 
 
 def test_scripted_reflection_raises_the_held_out_score(optimized: Any) -> None:
@@ -133,7 +133,7 @@ def test_real_reflection_runs_and_does_not_make_things_worse(task_lm: Any) -> No
     reflection = dspy_lm("local/qwen2.5-coder-1.5b", temperature=0.7, max_tokens=200, cache=False)
     optimizer = GEPA(
         metric,
-        max_metric_calls=9,
+        max_metric_calls=9,  # seed on val (3), minibatch (3), child (3)
         reflection_lm=reflection,
         use_merge=False,
         num_threads=4,
