@@ -11,3 +11,9 @@ for _name, _value in {
     "ANONYMIZED_TELEMETRY": "False",
 }.items():
     os.environ.setdefault(_name, _value)
+
+# A pytest plugin for gepa's own tests (loaded with -p by tests/gepa_upstream/run.py in its
+# own process), not a module to collect: importing it installs the gepa alias in this
+# process, which cannot coexist with DSPy's import of the real gepa (tests of
+# gepetto.adapters.dspy).
+collect_ignore = ["tests/gepa_upstream/alias_plugin.py"]
