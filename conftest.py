@@ -9,6 +9,8 @@ for _name, _value in {
     "WANDB_MODE": "offline",
     "HF_HUB_OFFLINE": "1",
     "ANONYMIZED_TELEMETRY": "False",
+    "DO_NOT_TRACK": "1",
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
 }.items():
     os.environ.setdefault(_name, _value)
 
