@@ -30,7 +30,8 @@ from gepetto.lm.client import LMClient
 from gepetto.lm.registry import resolve_lm
 from gepetto.testing import ScriptedLM
 
-pytestmark = [pytest.mark.llm, pytest.mark.slow]
+# About 2 minutes each on an idle machine; the timeout leaves room for a busy one.
+pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def rule_of(example: dict[str, Any]) -> str:
@@ -64,7 +65,7 @@ def label_metric(example: dict[str, Any], output: str, trace: Any) -> tuple[floa
 
 @pytest.fixture(scope="module")
 def task_lm() -> Iterator[LMClient]:
-    client = resolve_lm("local/qwen2.5-coder-0.5b", temperature=0, max_tokens=12)
+    client = resolve_lm("local/qwen2.5-coder-0.5b", temperature=0, max_tokens=8)
     yield client
     asyncio.run(client.aclose())
 
@@ -92,7 +93,7 @@ def test_real_chain_improves_on_held_out_tickets(task_lm: LMClient) -> None:
         adapter=adapter,
         reflection_lm=ScriptedLM(reflection),
         module_selector="all",
-        max_metric_calls=9,
+        max_metric_calls=12,  # the seed's validation (3), one proposal (3 + 3), its validation
         max_concurrency=4,
         display_progress_bar=False,
     )
@@ -122,7 +123,7 @@ def test_real_reflection_on_the_chain_does_not_make_things_worse(task_lm: LMClie
             VAL,
             adapter=adapter,
             reflection_lm=reflection,
-            max_metric_calls=9,
+            max_metric_calls=12,
             max_concurrency=4,
             display_progress_bar=False,
         )
