@@ -24,6 +24,8 @@ this drawing complete)::
     │   ├── CostCapReached       max_cost_usd has no room for the call (it was not sent)
     │   └── CircuitOpenError     too many failures in a row: the client stopped calling
     ├── SandboxUnavailable       gepetto.sandbox: a protection asked for cannot be had here
+    ├── ToolUnavailable          gepetto.adapters.tools: a tool's service is gone (scored 0)
+    ├── MCPToolError             gepetto.adapters.mcp: the MCP server answered a call with an error
     └── LocalModelError          gepetto.lm: the local models and their server
         ├── UnknownModelError    not a known local model name
         ├── ModelNotInstalledError   the GGUF file is missing or corrupt

@@ -32,7 +32,7 @@ from gepetto.lm.registry import resolve_lm
 from gepetto.testing import ScriptedLM
 
 # About 2 minutes each on an idle machine; the timeout leaves room for a busy one.
-pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.llm, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SERVER = str(Path(__file__).parents[1] / "adapters" / "mcp_shop_server.py")
 SRC = str(Path(gepetto.__file__).resolve().parents[1])

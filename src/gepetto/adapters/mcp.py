@@ -46,7 +46,7 @@ from typing import IO, Any, TypeVar
 
 from gepetto.adapters.agent import PROTOCOL, AgentAdapter, Metric
 from gepetto.adapters.tools import Tool, ToolUnavailable
-from gepetto.errors import ConfigError
+from gepetto.errors import ConfigError, GepettoError
 from gepetto.lm.client import LMClient
 from gepetto.types import EvaluationBatch
 
@@ -63,7 +63,7 @@ _ERROR_CHARS = 600
 T = TypeVar("T")
 
 
-class MCPToolError(Exception):
+class MCPToolError(GepettoError):
     """The server answered a tool call with an error (``isError``): the model reads it."""
 
 

@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gepetto.errors import ConfigError
+from gepetto.errors import ConfigError, GepettoError
 
 __all__ = ["Tool", "ToolCall", "ToolUnavailable", "parse_tool_calls", "run_tool"]
 
@@ -54,7 +54,7 @@ _FENCED = re.compile(r"```(?:json|tool_call|tool)?\s*\n?(.*?)```", re.DOTALL)
 _QWEN_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
 
 
-class ToolUnavailable(Exception):
+class ToolUnavailable(GepettoError):
     """Raised by a tool when the service behind it is gone (an MCP server that crashed),
     not because of the model's arguments: the example stops and scores 0 with this message
     as its feedback, instead of the model reading an error result and going on."""
