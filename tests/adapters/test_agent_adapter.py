@@ -10,7 +10,7 @@ import pytest
 
 import gepetto
 from gepetto.adapters.agent import SYSTEM_PROMPT, AgentAdapter
-from gepetto.adapters.tools import Tool, ToolCall, parse_tool_calls, run_tool
+from gepetto.adapters.tools import Tool, ToolCall, ToolUnavailable, parse_tool_calls, run_tool
 from gepetto.errors import ConfigError
 from gepetto.lm.client import Completion, LMClient, LMRequest, Usage
 from gepetto.lm.errors import LMAuthError
@@ -141,6 +141,26 @@ def test_tool_errors_are_results_and_turns_are_capped() -> None:
     assert trajectory["messages"][3]["content"].startswith(
         'lookup_price({"item": "kiwi"}) failed: KeyError'
     )
+
+
+def test_an_unavailable_tool_stops_the_example_with_a_zero_score() -> None:
+    def lookup_price(item: str) -> float:
+        """The unit price of an item."""
+        raise ToolUnavailable("the price service is down")
+
+    replies = ScriptedLM(['```json\n{"tool": "lookup_price", "arguments": {"item": "pear"}}\n```'])
+    adapter = AgentAdapter(replies, [lookup_price, multiply], shop_metric)
+    result = evaluate(adapter, shop_examples([(1, "pear")]), {SYSTEM_PROMPT: GOOD_PROMPT})
+    trajectory = result.trajectories[0]
+    assert result.scores == [0.0] and trajectory["stopped"] == "error"
+    assert trajectory["feedback"] == (
+        "The tool lookup_price is unavailable: the price service is down"
+    )
+    assert trajectory["tool_calls"] == [
+        {"turn": 1, "tool": "lookup_price", "arguments": {"item": "pear"},
+         "error": "the price service is down"}
+    ]  # fmt: skip
+    assert len(replies.prompts) == 1  # the model is not asked again
 
 
 def test_failures_score_zero_with_feedback_and_fatal_errors_stop() -> None:

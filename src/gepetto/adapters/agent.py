@@ -33,8 +33,9 @@ An example is a mapping with an ``"input"`` (the user's message) or a string. Th
 A trajectory is plain JSON: the messages, every tool call with its arguments and result (or
 error), the final answer, why the loop stopped, the score and the feedback, so a run's
 evaluations can be stored and resumed. A tool that raises gives the model an error result;
-a failing model call or metric scores 0 with the error as feedback, except fatal LM errors
-(bad credentials, open circuit breaker), which stop the run.
+a tool that raises :class:`~gepetto.adapters.tools.ToolUnavailable` (the service behind it is
+gone), a failing model call or metric scores 0 with the error as feedback, except fatal LM
+errors (bad credentials, open circuit breaker), which stop the run.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from gepetto.adapters.default import EvaluationResult
-from gepetto.adapters.tools import Tool, ToolCall, parse_tool_calls, run_tool
+from gepetto.adapters.tools import Tool, ToolCall, ToolUnavailable, parse_tool_calls, run_tool
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import is_fatal
@@ -265,6 +266,10 @@ class AgentAdapter:
                 return  # out of turns: the call of the last reply is not run
             result = await self._call(call, turn)
             trajectory["tool_calls"].append(result)
+            if result.pop("unavailable", False):
+                trajectory["stopped"] = "error"
+                trajectory["error"] = f"The tool {call.name} is unavailable: {result['error']}"
+                return
             note = _ONE_CALL if len(calls) > 1 else ""
             messages.append(
                 {"role": "user", "content": _results_message(result, trajectory["input"], note)}
@@ -280,7 +285,12 @@ class AgentAdapter:
         if tool is None:
             record["error"] = f"unknown tool {call.name!r}; the tools are {', '.join(self.tools)}"
             return record
-        result, error = await run_tool(tool, call.arguments)
+        try:
+            result, error = await run_tool(tool, call.arguments)
+        except ToolUnavailable as unavailable:
+            record["error"] = str(unavailable)
+            record["unavailable"] = True
+            return record
         if error is not None:
             record["error"] = error
         else:

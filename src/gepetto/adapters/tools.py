@@ -37,9 +37,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gepetto.errors import ConfigError
+from gepetto.errors import ConfigError, GepettoError
 
-__all__ = ["Tool", "ToolCall", "parse_tool_calls", "run_tool"]
+__all__ = ["Tool", "ToolCall", "ToolUnavailable", "parse_tool_calls", "run_tool"]
 
 _JSON_TYPES: dict[Any, str] = {
     str: "string",
@@ -52,6 +52,12 @@ _JSON_TYPES: dict[Any, str] = {
 }
 _FENCED = re.compile(r"```(?:json|tool_call|tool)?\s*\n?(.*?)```", re.DOTALL)
 _QWEN_CALL = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.DOTALL)
+
+
+class ToolUnavailable(GepettoError):
+    """Raised by a tool when the service behind it is gone (an MCP server that crashed),
+    not because of the model's arguments: the example stops and scores 0 with this message
+    as its feedback, instead of the model reading an error result and going on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +265,9 @@ async def run_tool(tool: Tool, arguments: Mapping[str, Any]) -> tuple[str, str |
         ``(result, None)`` with the result as text (JSON for non-strings), or
         ``("", error)`` when the arguments do not fit the signature or the tool raised:
         an error is a result the model sees, never an exception for the caller.
+
+    Raises:
+        ToolUnavailable: the tool raised it (the service behind the tool is gone).
     """
     properties = tool.parameters.get("properties", {})
     arguments = {k: _coerce(v, properties.get(k, {})) for k, v in arguments.items()}
@@ -274,6 +283,8 @@ async def run_tool(tool: Tool, arguments: Mapping[str, Any]) -> tuple[str, str |
             result = await asyncio.to_thread(tool.function, **arguments)
             if inspect.isawaitable(result):
                 result = await result
+    except ToolUnavailable:
+        raise
     except Exception as error:
         return "", f"{type(error).__name__}: {error}"
     return _as_text(result), None
