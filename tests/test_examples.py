@@ -3,7 +3,10 @@
 The examples that need no model run in full. Those on the local models run as a user would
 start them, with a small budget where they take one (``--budget``, ``--size``), so the test
 shows they work end to end, not how much they gain (docs/benchmarks.md has those numbers).
-The framework examples (DSPy, LangChain, MCP, RAG) are run by their adapters' tests.
+The framework examples (DSPy, LangChain, MCP, RAG, the two-objective code evolution) are
+not run here: their adapters' end-to-end tests run the same pipelines on the local models
+(tests/lm/test_real_*.py), and the code-evolution example's scripted mode is run by
+tests/test_code_evolution_two_objectives.py.
 """
 
 from __future__ import annotations
