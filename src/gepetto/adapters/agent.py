@@ -41,13 +41,12 @@ errors (bad credentials, open circuit breaker), which stop the run.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
-import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from gepetto.adapters.default import EvaluationResult
+from gepetto.adapters.running import PerLoopSemaphore, metric_verdict
 from gepetto.adapters.tools import Tool, ToolCall, ToolUnavailable, parse_tool_calls, run_tool
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
@@ -156,7 +155,7 @@ class AgentAdapter:
         self.max_turns = max_turns
         self.protocol = protocol
         self.max_concurrency = max_concurrency
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._slots = PerLoopSemaphore(self.max_concurrency)
 
     # ----- configuration ---------------------------------------------------------------------
 
@@ -201,7 +200,7 @@ class AgentAdapter:
     ) -> EvaluationBatch[dict[str, Any], dict[str, Any]]:
         """Run the agent on every example (concurrently) and score its final answers."""
         system = self.system_message(candidate)
-        slots = self._semaphore()
+        slots = self._slots.get()
         runs = await asyncio.gather(*(self._run_one(system, example, slots) for example in batch))
         return EvaluationBatch(
             outputs=[
@@ -211,12 +210,6 @@ class AgentAdapter:
             scores=[t["score"] for t in runs],
             trajectories=runs if capture_traces else None,
         )
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self.max_concurrency))
-        return self._slots[1]
 
     async def _run_one(self, system: str, example: Any, slots: asyncio.Semaphore) -> dict[str, Any]:
         user = str(example["input"]) if isinstance(example, Mapping) else str(example)
@@ -241,7 +234,9 @@ class AgentAdapter:
         if trajectory["stopped"] == "error":
             verdict = EvaluationResult(0.0, trajectory["error"])
         else:
-            verdict = await self._score(example, trajectory)
+            verdict = await metric_verdict(
+                self.metric, example, trajectory["final_answer"], trajectory
+            )
         trajectory["score"] = verdict.score
         trajectory["feedback"] = verdict.feedback
         return trajectory
@@ -296,24 +291,6 @@ class AgentAdapter:
         else:
             record["result"] = _cut(result)
         return record
-
-    async def _score(self, example: Any, trajectory: dict[str, Any]) -> EvaluationResult:
-        try:
-            verdict: Any = self.metric(example, trajectory["final_answer"], trajectory)
-            if inspect.isawaitable(verdict):
-                verdict = await verdict
-            if isinstance(verdict, EvaluationResult):
-                score, feedback = verdict.score, verdict.feedback
-            elif isinstance(verdict, tuple):
-                score, feedback = verdict
-            else:
-                score, feedback = verdict, ""
-            score = float(score)
-        except Exception as error:
-            return EvaluationResult(0.0, f"The metric failed: {type(error).__name__}: {error}")
-        if not math.isfinite(score):
-            return EvaluationResult(0.0, f"The metric returned a non-finite score {score}")
-        return EvaluationResult(score, str(feedback))
 
     # ----- reflection ------------------------------------------------------------------------
 

@@ -50,7 +50,6 @@ rendered prompt and the model output that answered it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -59,6 +58,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gepetto.adapters.default import EvaluationResult
+from gepetto.adapters.running import PerLoopSemaphore, metric_verdict
 from gepetto.errors import ConfigError
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import is_fatal
@@ -418,7 +418,7 @@ class LangChainAdapter:
                 f"are {list(self.templates)}"
             )
         self.components = chosen
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._slots = PerLoopSemaphore(self.max_concurrency)
 
     # ----- configuration ---------------------------------------------------------------------
 
@@ -545,7 +545,7 @@ class LangChainAdapter:
             runs = [self._rejected(example, problems) for example in batch]
         else:
             chain = self._build(candidate)
-            slots = self._semaphore()
+            slots = self._slots.get()
             runs = list(
                 await asyncio.gather(*(self._run_one(chain, example, slots) for example in batch))
             )
@@ -554,12 +554,6 @@ class LangChainAdapter:
             scores=[trace["score"] for trace in runs],
             trajectories=runs if capture_traces else None,
         )
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self.max_concurrency))
-        return self._slots[1]
 
     def _rejected(self, example: Any, problems: list[str]) -> dict[str, Any]:
         feedback = "Not run: " + "; ".join(problems) + "."
@@ -598,7 +592,7 @@ class LangChainAdapter:
             trace["error"] = failed
             verdict = EvaluationResult(0.0, failed)
         else:
-            verdict = await _score(self.metric, example, output, trace)
+            verdict = await metric_verdict(self.metric, example, output, trace)
         trace["score"] = verdict.score
         trace["feedback"] = verdict.feedback
         return trace
@@ -621,25 +615,6 @@ class LangChainAdapter:
                 continue
             dataset[name] = [_record(trace, spec) for trace in traces]
         return dataset
-
-
-async def _score(metric: Metric, example: Any, output: Any, trace: Any) -> EvaluationResult:
-    try:
-        verdict: Any = metric(example, output, trace)
-        if inspect.isawaitable(verdict):
-            verdict = await verdict
-        if isinstance(verdict, EvaluationResult):
-            score, feedback = verdict.score, verdict.feedback
-        elif isinstance(verdict, tuple):
-            score, feedback = verdict
-        else:
-            score, feedback = verdict, ""
-        score = float(score)
-    except Exception as error:
-        return EvaluationResult(0.0, f"The metric failed: {type(error).__name__}: {error}")
-    if not math.isfinite(score):
-        return EvaluationResult(0.0, f"The metric returned a non-finite score {score}")
-    return EvaluationResult(score, str(feedback))
 
 
 def _cut(text: str) -> str:

@@ -57,6 +57,7 @@ from gepetto.adapters.rag.metrics import (
     token_f1,
 )
 from gepetto.adapters.rag.store import Hit, VectorStore, check_k
+from gepetto.adapters.running import PerLoopSemaphore
 from gepetto.errors import ConfigError, GepettoError
 from gepetto.lm.client import LMClient
 from gepetto.lm.errors import is_fatal
@@ -223,7 +224,7 @@ class RAGAdapter:
         self.fixed_prompts = fixed
         self.max_concurrency = max_concurrency
         self.store_in_thread = store_in_thread
-        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
+        self._slots = PerLoopSemaphore(self.max_concurrency)
 
     # ----- configuration ---------------------------------------------------------------------
 
@@ -270,7 +271,7 @@ class RAGAdapter:
         """Run the pipeline on every example (concurrently) and score it."""
         unknown = sorted(set(candidate) - set(COMPONENTS))
         prompts = {step: self._prompt(candidate, step) for step in COMPONENTS}
-        slots = self._semaphore()
+        slots = self._slots.get()
         runs = await asyncio.gather(
             *(self._run_one(prompts, example, unknown, slots) for example in batch)
         )
@@ -286,12 +287,6 @@ class RAGAdapter:
             scores=[r["score"] for r in runs],
             trajectories=runs if capture_traces else None,
         )
-
-    def _semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self.max_concurrency))
-        return self._slots[1]
 
     async def _run_one(
         self,
