@@ -53,25 +53,9 @@ def summary(view: runview.RunView, key: str) -> dict[str, Any]:
     updated = data["updated_at"]
     data["key"] = key
     data["elapsed_s"] = None if updated is None else max(0.0, updated - data["created_at"])
-    data["last_decisions"] = [
-        runview_decision(entry.seq, entry.record) for entry in view.decisions[-_LAST_DECISIONS:]
-    ][::-1]
+    recent = view.decisions[-_LAST_DECISIONS:]
+    data["last_decisions"] = [runview.decision_json(e.seq, e.record) for e in reversed(recent)]
     return data
-
-
-def runview_decision(seq: int, record: Any) -> dict[str, Any]:
-    """A decision as :func:`gepetto.runview.lineage` lists it."""
-    return {
-        "seq": seq,
-        "iteration": record.iteration,
-        "parent_id": record.parent_id,
-        "child_id": record.child_id,
-        "outcome": record.outcome,
-        "reason": record.reason,
-        "parent_score": record.parent_score,
-        "child_score": record.child_score,
-        "task": record.task,
-    }
 
 
 def progress(view: runview.RunView) -> dict[str, Any]:

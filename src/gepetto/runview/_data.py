@@ -330,7 +330,8 @@ def score_matrix(view: RunView) -> ScoreMatrix:
     )
 
 
-def _decision_json(seq: int, record: DecisionRecord) -> dict[str, Any]:
+def decision_json(seq: int, record: DecisionRecord) -> dict[str, Any]:
+    """One accept/reject decision as plain JSON data (non-finite scores become ``None``)."""
     return {
         "seq": seq,
         "iteration": record.iteration,
@@ -406,7 +407,7 @@ def lineage(view: RunView, *, after: int = 0) -> Lineage:
                 "seq": seq,
             }
         )
-    decisions = [_decision_json(e.seq, e.record) for e in view.decisions if e.seq > after]
+    decisions = [decision_json(e.seq, e.record) for e in view.decisions if e.seq > after]
     return Lineage(
         run_id=view.run_id,
         nodes=tuple(listed),
@@ -512,7 +513,7 @@ def candidate_detail(view: RunView, candidate_id: int) -> CandidateDetail:
     role = "best" if candidate_id == state.best_id else ("front" if candidate_id in front else "")
     decision = next(
         (
-            _decision_json(e.seq, e.record)
+            decision_json(e.seq, e.record)
             for e in view.decisions
             if e.record.child_id == candidate_id and e.record.outcome == "accepted"
         ),
