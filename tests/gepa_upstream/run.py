@@ -1,7 +1,8 @@
 """Run gepa 0.1.4's own tests against gepetto and compare with the recorded outcomes.
 
 gepa's test files come from its source distribution on PyPI (``scripts/fetch-gepa-tests``,
-sha256-pinned; gepetto never depends on gepa, and the real gepa that DSPy brings into the test venv is shadowed by the alias). They run in a separate pytest process with
+sha256-pinned; gepetto never depends on gepa, and the real gepa that DSPy brings into the
+test venv is shadowed by the alias). They run in a separate pytest process with
 :mod:`gepetto.gepa_alias` installed (``alias_plugin``), so ``import gepa`` is gepetto, in a
 scratch copy beside :mod:`.gepa_conftest`. No provider key is passed on and every request
 not addressed to 127.0.0.1 goes to a closed local port.
