@@ -43,8 +43,8 @@ async def _run(
         await task_lm.aclose()
         await reflection_lm.aclose()
     print("optimized instructions:\n" + result.best_candidate["instructions"] + "\n")
-    print(f"held-out {score_name}: seed {result.seed_test_score:.2f}", end=" ")
-    print(f"-> best {result.best_test_score:.2f}")
+    print(f"validation {score_name}: seed {result.seed_score:.2f} -> best {result.best_score:.2f}")
+    print(f"held-out {score_name}: seed {result.seed_test_score} -> best {result.best_test_score}")
     print(f"hand-written reference: {sum(reference.scores) / len(test):.2f}")
 
 

@@ -12,4 +12,5 @@ result = gepetto.optimize(
     reflection_lm="local/qwen2.5-coder-1.5b", max_metric_calls=40,
 )  # fmt: skip
 print(result.best_candidate["instructions"])
-print(f"held-out accuracy: seed {result.seed_test_score:.2f} -> best {result.best_test_score:.2f}")
+print(f"validation accuracy: seed {result.seed_score:.2f} -> best {result.best_score:.2f}")
+print(f"held-out accuracy: seed {result.seed_test_score} -> best {result.best_test_score}")

@@ -64,7 +64,9 @@ def test_scripted_quick_start(tmp_path: Path) -> None:
 )
 def test_example_on_the_local_models(name: str, args: tuple[str, ...], tmp_path: Path) -> None:
     output = run_example(name, *args, cwd=tmp_path)
-    seed_and_best(output)
+    seed, best = seed_and_best(output)  # validation: the best is never below the seed
+    assert best >= seed
+    assert "held-out" in output
     assert "hand-written reference" in output or name == "quickstart.py"
 
 
