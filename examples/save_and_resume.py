@@ -1,14 +1,13 @@
 """Save, interrupt and resume a run on the local models.
 
 With ``run_dir=`` every step is journaled (SQLite) before the run relies on it. The first
-call below is interrupted once the run has 3 candidates (as Ctrl-C, a crash or a lost
-machine would interrupt it); the second call, with the same arguments and without the
-stop condition, continues the same run: what the journal holds is replayed without a single
-model or metric call, and the search goes on to the budget.
+call below stops at half the budget (as Ctrl-C, a crash or a lost machine would interrupt
+it); the second call, with the same arguments and the whole budget (a resume may change the
+budget), continues the same run: what the journal holds is replayed without a single model
+or metric call, and the search goes on to the budget.
 
     python examples/save_and_resume.py [--budget 60] [--run-dir runs/resume-demo]
 
-Run it twice: the second time the run is already finished and is only read back.
 """
 
 from __future__ import annotations
@@ -43,7 +42,7 @@ def main() -> None:
     parser.add_argument("--run-dir", default="runs/resume-demo", help="where the run is kept")
     args = parser.parse_args()
 
-    first = optimize(args.run_dir, args.budget, stop_callbacks=gepetto.MaxCandidates(3))
+    first = optimize(args.run_dir, args.budget // 2)
     print(f"interrupted: {first.num_candidates} candidates, {first.total_metric_calls} calls")
     print(f"  ({first.stop_reason})")
     second = optimize(args.run_dir, args.budget)

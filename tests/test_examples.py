@@ -53,6 +53,7 @@ def test_scripted_quick_start(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.llm
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize(
     ("name", "args"),
     [
@@ -72,6 +73,7 @@ def test_example_on_the_local_models(name: str, args: tuple[str, ...], tmp_path:
 
 @pytest.mark.slow
 @pytest.mark.llm
+@pytest.mark.timeout(1200)
 def test_custom_adapter_example(tmp_path: Path) -> None:
     output = run_example("custom_adapter.py", "--budget", "16", cwd=tmp_path)
     assert "adapter contract: ok" in output
@@ -81,12 +83,11 @@ def test_custom_adapter_example(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.llm
+@pytest.mark.timeout(1200)
 def test_save_and_resume_example(tmp_path: Path) -> None:
     output = run_example("save_and_resume.py", "--budget", "30", "--run-dir", "run", cwd=tmp_path)
     assert "were kept, not recomputed: True" in output
     first = re.search(r"interrupted: \d+ candidates, (\d+) calls", output)
     second = re.search(r"resumed: +\d+ candidates, (\d+) calls", output)
     assert first and second, output
-    assert int(first[1]) < int(second[1]) <= 30
-    again = run_example("save_and_resume.py", "--budget", "30", "--run-dir", "run", cwd=tmp_path)
-    assert "resumed:     " in again and f", {second[1]} calls" in again
+    assert int(first[1]) <= 15 < int(second[1]) <= 30

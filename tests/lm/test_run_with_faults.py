@@ -104,9 +104,11 @@ def test_open_circuit_breaker_stops_the_run_cleanly(server: FaultServer) -> None
     result = optimize(client, events)  # returns, does not raise
     assert "stopped by an LM error" in (result.stop_reason or "")
     assert "CircuitOpenError" in result.stop_reason or "in a row" in result.stop_reason
-    # The seed's examples failed (scored 0, failures recorded); no proposal went further.
-    assert result.num_candidates == 1
-    assert result.best_score == 0.0
+    # No proposal went further than the seed. The seed's examples are evaluated concurrently:
+    # the run stops either once its validation is recorded (every example scored 0) or, when
+    # the failures in a row arrive first, before it (no candidate, best_score None).
+    assert result.num_candidates <= 1
+    assert result.best_score in (0.0, None)
     failed = [e for e in events if isinstance(e, LMCallFinished) and e.error]
     assert len(failed) >= 3
 
