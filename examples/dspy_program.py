@@ -127,12 +127,16 @@ def main() -> None:
         optimized = optimizer.compile(Support(), trainset=train, valset=val)
         result = optimized.gepetto_result
         print(result)
-        print(f"\nseed on {len(test)} held-out messages:      {result.seed_test_score:.2f}")
-        print(f"optimized on {len(test)} held-out messages: {result.best_test_score:.2f}")
         for name, predictor in optimized.named_predictors():
             print(f"\n{name}: {predictor.signature.instructions}")
         optimized.save("dspy_support.json")
-        print(f"\nsaved dspy_support.json; {time.monotonic() - started:.0f} s")
+        print("\nsaved dspy_support.json")
+        print(f"validation: seed {result.seed_score:.2f} -> best {result.best_score:.2f}")
+        print(
+            f"held-out test ({len(test)} messages): "
+            f"seed {result.seed_test_score:.2f} -> best {result.best_test_score:.2f}"
+        )
+        print(f"wall time: {(time.monotonic() - started) / 60:.1f} min")
     finally:
         stop_local_servers()
 

@@ -9,7 +9,8 @@ prompts, the model's replies and the metric's feedback. Both models run offline 
 llama.cpp servers on 127.0.0.1 (install them first: ``scripts/setup-local-llm``); needs
 ``pip install 'gepetto[langchain,local]'``.
 
-    python examples/langchain_chain.py [--budget 40] [--scripted-reflection]
+    python examples/langchain_chain.py [--budget 40] [--train 8 --val 8 --test 12]
+                                      [--scripted-reflection]
 
 ``--scripted-reflection`` replaces the 1.5B with a fixed proposal (the hand-written routing
 prompt), to see the bookkeeping work in a small budget.
@@ -66,10 +67,10 @@ def scripted_reflection(prompt: Any) -> str:
     return f"```\n{HANDWRITTEN_PROMPT}\n```"
 
 
-async def run(budget: int, scripted: bool) -> None:
+async def run(budget: int, sizes: tuple[int, int, int], scripted: bool) -> None:
     from gepetto.lm.registry import resolve_lm
 
-    train, val, test = tickets(8, seed=1), tickets(8, seed=2), tickets(12, seed=3)
+    train, val, test = (tickets(n, seed=s) for n, s in zip(sizes, (1, 2, 3), strict=True))
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=12)
     reflection_lm: Any = (
         scripted_reflection
@@ -112,9 +113,13 @@ async def run(budget: int, scripted: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--budget", type=int, default=40, help="max metric calls")
+    parser.add_argument("--train", type=int, default=8, help="training tickets")
+    parser.add_argument("--val", type=int, default=8, help="validation tickets")
+    parser.add_argument("--test", type=int, default=12, help="held-out tickets")
     parser.add_argument("--scripted-reflection", action="store_true")
     args = parser.parse_args()
-    asyncio.run(run(args.budget, args.scripted_reflection))
+    sizes = (args.train, args.val, args.test)
+    asyncio.run(run(args.budget, sizes, args.scripted_reflection))
 
 
 if __name__ == "__main__":

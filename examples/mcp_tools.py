@@ -10,7 +10,8 @@ trajectories: each tool call, its arguments and the server's result. Both models
 in llama.cpp servers on 127.0.0.1 (install them first: ``scripts/setup-local-llm``); needs
 ``pip install 'gepetto[mcp,local]'``.
 
-    python examples/mcp_tools.py [--budget 40] [--scripted-reflection]
+    python examples/mcp_tools.py [--budget 40] [--train 6 --val 6 --test 10]
+                                 [--scripted-reflection]
 
 ``--scripted-reflection`` replaces the 1.5B with a fixed proposal (a better ``multiply``
 description): the small reflection model does not find a fix reliably in a small budget.
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -53,28 +53,21 @@ def serve() -> None:
     server.run()
 
 
-def scripted_reflection(prompt: Any) -> str:
-    """A stand-in reflection: a better multiply description, other texts kept."""
-    from gepetto.datasets.shop import SHOP_MULTIPLY_DESCRIPTION, SHOP_SEED_PROMPT
-
-    text = json.dumps(prompt)
-    if "The product of two numbers." in text:
-        return f"```\n{SHOP_MULTIPLY_DESCRIPTION}\n```"
-    if "The unit price of an item" in text:
-        return "```\nThe unit price of an item, in dollars.\n```"
-    return f"```\n{SHOP_SEED_PROMPT}\n```"
-
-
-async def run(budget: int, scripted: bool) -> None:
+async def run(budget: int, sizes: tuple[int, int, int], scripted: bool) -> None:
     import gepetto
     from gepetto.adapters.mcp import MCPAdapter
-    from gepetto.datasets.shop import SHOP_SEED_PROMPT, shop_metric, shop_orders
+    from gepetto.datasets.shop import (
+        SHOP_SEED_PROMPT,
+        shop_metric,
+        shop_orders,
+        shop_scripted_reflection,
+    )
     from gepetto.lm.registry import resolve_lm
 
-    train, val, test = shop_orders(6, seed=1), shop_orders(6, seed=2), shop_orders(10, seed=3)
+    train, val, test = (shop_orders(n, seed=s) for n, s in zip(sizes, (1, 2, 3), strict=True))
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=96)
     reflection_lm: Any = (
-        scripted_reflection
+        shop_scripted_reflection
         if scripted
         else resolve_lm(
             REFLECTION_MODEL, temperature=0.7, max_tokens=300, extra_body={"repeat_penalty": 1.1}
@@ -120,13 +113,17 @@ async def run(budget: int, scripted: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--budget", type=int, default=40, help="max metric calls")
+    parser.add_argument("--train", type=int, default=6, help="training orders")
+    parser.add_argument("--val", type=int, default=6, help="validation orders")
+    parser.add_argument("--test", type=int, default=10, help="held-out orders")
     parser.add_argument("--scripted-reflection", action="store_true")
     parser.add_argument("--serve", action="store_true", help="run the MCP server (stdio)")
     args = parser.parse_args()
     if args.serve:
         serve()
     else:
-        asyncio.run(run(args.budget, args.scripted_reflection))
+        sizes = (args.train, args.val, args.test)
+        asyncio.run(run(args.budget, sizes, args.scripted_reflection))
 
 
 if __name__ == "__main__":

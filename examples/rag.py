@@ -8,7 +8,8 @@ answer and the gold answer. It prints the seed's and the optimized pipeline's re
 answer scores on held-out questions. Everything runs offline in llama.cpp servers on 127.0.0.1
 (install them first: ``scripts/setup-local-llm``).
 
-    python examples/rag.py [--store qdrant|bm25|chroma|lancedb] [--budget 40] [--test 20]
+    python examples/rag.py [--store qdrant|bm25|chroma|lancedb] [--budget 40]
+                           [--train 20] [--val 10] [--test 20]
                            [--scripted-reflection]
 
 ``--scripted-reflection`` replaces the 1.5B with fixed proposals (a query-rewrite prompt that
@@ -71,8 +72,9 @@ async def scores(adapter: RAGAdapter, questions: list[Any], candidate: dict[str,
     return f"score {sum(batch.scores) / len(questions):.3f} | {retrieval} | {answers}"
 
 
-async def run(store_name: str, budget: int, test_size: int, scripted: bool) -> None:
-    train, val, test = atlas_splits(train=20, val=10, test=test_size)
+async def run(store_name: str, budget: int, sizes: tuple[int, int, int], scripted: bool) -> None:
+    train_size, val_size, test_size = sizes
+    train, val, test = atlas_splits(train=train_size, val=val_size, test=test_size)
     store = STORES[store_name]()
     store.add(atlas_passages())
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=32)
@@ -93,6 +95,7 @@ async def run(store_name: str, budget: int, test_size: int, scripted: bool) -> N
             seed,
             train,
             val,
+            testset=test,
             adapter=adapter,
             reflection_lm=reflection_lm,
             max_metric_calls=budget,
@@ -110,6 +113,8 @@ async def run(store_name: str, budget: int, test_size: int, scripted: bool) -> N
         await task_lm.aclose()
         if not scripted:
             await reflection_lm.aclose()
+    print(f"validation: seed {result.seed_score:.2f} -> best {result.best_score:.2f}")
+    print(f"held-out test: seed {result.seed_test_score:.2f} -> best {result.best_test_score:.2f}")
     print(f"wall time: {(time.monotonic() - started) / 60:.1f} min")
 
 
@@ -117,10 +122,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--store", choices=sorted(STORES), default="qdrant")
     parser.add_argument("--budget", type=int, default=40, help="max metric calls")
+    parser.add_argument("--train", type=int, default=20, help="training questions")
+    parser.add_argument("--val", type=int, default=10, help="validation questions")
     parser.add_argument("--test", type=int, default=20, help="held-out questions")
     parser.add_argument("--scripted-reflection", action="store_true")
     args = parser.parse_args()
-    asyncio.run(run(args.store, args.budget, args.test, args.scripted_reflection))
+    sizes = (args.train, args.val, args.test)
+    asyncio.run(run(args.store, args.budget, sizes, args.scripted_reflection))
 
 
 if __name__ == "__main__":

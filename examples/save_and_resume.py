@@ -6,7 +6,7 @@ it); the second call, with the same arguments and the whole budget (a resume may
 budget), continues the same run: what the journal holds is replayed without a single model
 or metric call, and the search goes on to the budget.
 
-    python examples/save_and_resume.py [--budget 60] [--run-dir runs/resume-demo]
+    python examples/save_and_resume.py [--budget 60] [--size 10] [--run-dir runs/resume-demo]
 
 """
 
@@ -20,8 +20,8 @@ from gepetto.adapters import exact_match_evaluator
 from gepetto.datasets import SEED_PROMPT, ticket_routing_splits
 
 
-def optimize(run_dir: str, budget: int, **extra: Any) -> gepetto.Result:
-    train, val = ticket_routing_splits(10, seeds=(1, 2))
+def optimize(run_dir: str, budget: int, size: int, **extra: Any) -> gepetto.Result:
+    train, val = ticket_routing_splits(size, seeds=(1, 2))
     return gepetto.optimize(
         seed_candidate={"instructions": SEED_PROMPT},
         trainset=train,
@@ -39,13 +39,14 @@ def optimize(run_dir: str, budget: int, **extra: Any) -> gepetto.Result:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=60, help="metric calls (default 60)")
+    parser.add_argument("--size", type=int, default=10, help="examples per split (default 10)")
     parser.add_argument("--run-dir", default="runs/resume-demo", help="where the run is kept")
     args = parser.parse_args()
 
-    first = optimize(args.run_dir, args.budget // 2)
+    first = optimize(args.run_dir, args.budget // 2, args.size)
     print(f"interrupted: {first.num_candidates} candidates, {first.total_metric_calls} calls")
     print(f"  ({first.stop_reason})")
-    second = optimize(args.run_dir, args.budget)
+    second = optimize(args.run_dir, args.budget, args.size)
     print(f"resumed:     {second.num_candidates} candidates, {second.total_metric_calls} calls")
     print(f"  ({second.stop_reason})")
     kept = second.candidates[: first.num_candidates] == first.candidates

@@ -1,12 +1,13 @@
 """The examples in examples/ run and print what they achieved against their seed.
 
 The examples that need no model run in full. Those on the local models run as a user would
-start them, with a small budget where they take one (``--budget``, ``--size``), so the test
-shows they work end to end, not how much they gain (docs/benchmarks.md has those numbers).
-The framework examples (DSPy, LangChain, MCP, RAG, the two-objective code evolution) are
-not run here: their adapters' end-to-end tests run the same pipelines on the local models
-(tests/lm/test_real_*.py), and the code-evolution example's scripted mode is run by
-tests/test_code_evolution_two_objectives.py.
+start them, at a small size and budget (``--budget``, ``--size``, ``--train/--val/--test``).
+Where an example offers ``--scripted-reflection`` (the 1.5B reflection replaced by a fixed
+better proposal), the test uses it and asserts the held-out score rises from the seed: the
+real 0.5B task model answers every example, and the improvement is deterministic at
+temperature 0. The examples that always use the real 1.5B reflection (the quick start, the
+custom adapter, save and resume) are asserted never to end below their seed on validation;
+how much the reflection gains is measured in docs/benchmarks.md, not here.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from gepetto.datasets.shop import SHOP_MULTIPLY_DESCRIPTION
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-_SCORES = re.compile(r"seed (\d\.\d\d) -> best (\d\.\d\d)")
+_SCORES = re.compile(r"validation[^:\n]*: seed (\d\.\d\d) -> best (\d\.\d\d)")
+_HELD_OUT = re.compile(r"held-out[^:\n]*: seed (\d\.\d+) -> best (\d\.\d+)")
 
 
 def run_example(name: str, *args: str, cwd: Path, timeout: float = 900) -> str:
@@ -38,8 +42,9 @@ def run_example(name: str, *args: str, cwd: Path, timeout: float = 900) -> str:
     return completed.stdout
 
 
-def seed_and_best(output: str) -> tuple[float, float]:
-    match = _SCORES.search(output)
+def seed_and_best(output: str, pattern: re.Pattern[str] = _SCORES) -> tuple[float, float]:
+    """The seed's and the best candidate's scores from the example's printed line."""
+    match = pattern.search(output)
     assert match, output
     seed, best = float(match[1]), float(match[2])
     assert 0.0 <= seed <= 1.0 and 0.0 <= best <= 1.0
@@ -51,24 +56,58 @@ def test_scripted_quick_start(tmp_path: Path) -> None:
     assert best > seed
 
 
+SMALL = ("--train", "3", "--val", "4", "--test", "6")
+SCRIPTED_EXAMPLES = {
+    "structured_extraction": ("--budget", "14", "--size", "4"),
+    # on three validation orders the better description can tie the seed, and a tie keeps it
+    "agent_tools": ("--budget", "16", "--train", "4", "--val", "4", "--test", "8"),
+    "mcp_tools": ("--budget", "16", "--train", "4", "--val", "4", "--test", "8"),
+    "langchain_chain": ("--budget", "14", *SMALL),
+    "dspy_program": ("--budget", "14", *SMALL),
+    "rag": ("--budget", "18", "--store", "qdrant", "--train", "3", "--val", "6", "--test", "10"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name", sorted(SCRIPTED_EXAMPLES))
+def test_example_with_scripted_reflection_improves_on_held_out(name: str, tmp_path: Path) -> None:
+    args = (*SCRIPTED_EXAMPLES[name], "--scripted-reflection")
+    output = run_example(f"{name}.py", *args, cwd=tmp_path)
+    seed, best = seed_and_best(output, _HELD_OUT)
+    assert best > seed, output[-3000:]
+    val_seed, val_best = seed_and_best(output)
+    assert val_best >= val_seed
+    if name in ("agent_tools", "mcp_tools"):  # the scripted description is what won
+        assert f"tool:multiply: {SHOP_MULTIPLY_DESCRIPTION}" in output
+    if name == "mcp_tools":
+        assert "server restarts: 0" in output  # one server process for the whole run
+
+
+@pytest.mark.slow
+@pytest.mark.llm
+@pytest.mark.timeout(900)
+def test_math_word_problems_example_runs_end_to_end(tmp_path: Path) -> None:
+    """Arithmetic on the 0.5B is too noisy at a test's size to assert a gain: with 8 problems
+    per split, the hand-written prompt scored 0.75 on held-out against the seed's 0.62 once,
+    and tied the seed on validation (the search keeps the seed on a tie)."""
+    args = ("--budget", "14", "--size", "4", "--scripted-reflection")
+    output = run_example("math_word_problems.py", *args, cwd=tmp_path)
+    seed, best = seed_and_best(output)
+    assert best >= seed
+    seed_and_best(output, _HELD_OUT)
+    assert "hand-written reference" in output
+
+
 @pytest.mark.slow
 @pytest.mark.llm
 @pytest.mark.timeout(1200)
-@pytest.mark.parametrize(
-    ("name", "args"),
-    [
-        ("quickstart.py", ()),
-        ("math_word_problems.py", ("--budget", "20", "--size", "4")),
-        ("structured_extraction.py", ("--budget", "20", "--size", "4")),
-    ],
-    ids=lambda value: value if isinstance(value, str) else "",
-)
-def test_example_on_the_local_models(name: str, args: tuple[str, ...], tmp_path: Path) -> None:
-    output = run_example(name, *args, cwd=tmp_path)
+def test_quick_start_on_the_local_models(tmp_path: Path) -> None:
+    output = run_example("quickstart.py", cwd=tmp_path)
     seed, best = seed_and_best(output)  # validation: the best is never below the seed
     assert best >= seed
     assert "held-out" in output
-    assert "hand-written reference" in output or name == "quickstart.py"
 
 
 @pytest.mark.slow
@@ -85,9 +124,11 @@ def test_custom_adapter_example(tmp_path: Path) -> None:
 @pytest.mark.llm
 @pytest.mark.timeout(1200)
 def test_save_and_resume_example(tmp_path: Path) -> None:
-    output = run_example("save_and_resume.py", "--budget", "30", "--run-dir", "run", cwd=tmp_path)
+    output = run_example(
+        "save_and_resume.py", "--budget", "16", "--size", "4", "--run-dir", "run", cwd=tmp_path
+    )
     assert "were kept, not recomputed: True" in output
     first = re.search(r"interrupted: \d+ candidates, (\d+) calls", output)
     second = re.search(r"resumed: +\d+ candidates, (\d+) calls", output)
     assert first and second, output
-    assert int(first[1]) <= 15 < int(second[1]) <= 30
+    assert int(first[1]) <= 8 < int(second[1]) <= 16

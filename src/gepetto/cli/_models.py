@@ -29,7 +29,10 @@ _CLIENTS = {
 def _server() -> str:
     binary = find_server_binary()
     if binary is None:
-        return "not found (run scripts/setup-local-llm, or set GEPETTO_LLAMA_SERVER)"
+        return (
+            "not found (run python -m gepetto.lm.install install --server, "
+            "or set GEPETTO_LLAMA_SERVER)"
+        )
     return f"{binary}" + ("" if binary.exists() else " (missing: GEPETTO_LLAMA_SERVER is wrong)")
 
 

@@ -34,10 +34,11 @@ __all__ = [
 ]
 
 SEED_PROMPT = "Solve the problem."
-HANDWRITTEN_PROMPT = """Solve the word problem.
-Work step by step: write one short line per step with the calculation (for example
-"3 boxes x 12 pens = 36 pens"), keeping track of what is added and what is taken away.
-Then end with a last line of the form "Answer: <number>", with only the number (no units)."""
+# Chosen by measurement on the 0.5B task model (200 output tokens, 24 problems of seeds 2
+# and 3): this prompt 0.71, the seed 0.54; a longer step-by-step recipe ("one short line per
+# step ... keeping track of what is added and taken away") scored 0.54 and, at 160 tokens,
+# 0.12: the small model answered at once or ran out of tokens before its answer.
+HANDWRITTEN_PROMPT = "Solve the problem. Show your calculation, then end with: Answer: <number>"
 
 _NAMES = ["Maya", "Omar", "Lena", "Ravi", "Ines", "Tom", "Aiko", "Sam", "Nora", "Felix"]
 _ITEMS = ["apples", "pens", "stickers", "marbles", "cookies", "cards", "shells", "stamps"]

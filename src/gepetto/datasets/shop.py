@@ -11,6 +11,7 @@ are generated with a fixed seed::
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "multiply",
     "shop_metric",
     "shop_orders",
+    "shop_scripted_reflection",
 ]
 
 PRICES = {
@@ -121,3 +123,18 @@ def shop_metric(
         f"Incorrect: expected {total} ({example['quantity']} x {PRICES[example['item']]}, the "
         f"unit price of '{example['item']}'), but the answer was {answer[:120]!r}: {why}."
     )
+
+
+def shop_scripted_reflection(prompt: Any) -> str:
+    """A stand-in reflection model for the shop task (tests and examples).
+
+    Given a reflection prompt, it proposes :data:`SHOP_MULTIPLY_DESCRIPTION` for the
+    ``multiply`` tool, a unit-price description for ``lookup_price``, and keeps the seed
+    system prompt: the fix the local 1.5B model does not find reliably in a small budget.
+    """
+    text = json.dumps(prompt)
+    if "The product of two numbers." in text:
+        return f"```\n{SHOP_MULTIPLY_DESCRIPTION}\n```"
+    if "The unit price of an item" in text:
+        return "```\nThe unit price of an item, in dollars.\n```"
+    return f"```\n{SHOP_SEED_PROMPT}\n```"

@@ -19,7 +19,7 @@ Contracts:
   keyed by size and mtime, so checking a 1 GB file is free after the first time.
 
 Only the standard library (and :mod:`gepetto.errors`) is used. The command line is
-:mod:`gepetto.lm._install`.
+:mod:`gepetto.lm.install`.
 """
 
 from __future__ import annotations

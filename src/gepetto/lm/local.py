@@ -119,14 +119,16 @@ def explain_exit(code: int, binary: Path | str) -> str:
             f"have. This CPU has {', '.join(has) or 'none of them'}; it lacks "
             f"{', '.join(lacks) or 'none of them'} (a binary built for one vendor's CPU, "
             "e.g. with AVX-VNNI, dies on the other's). Build a portable server for this "
-            "machine with scripts/setup-local-llm (or `make setup-llm`), or set "
-            "GEPETTO_LLAMA_SERVER to a llama-server compiled without -march=native."
+            "machine with python -m gepetto.lm.install install --server (`make setup-llm` in a "
+            "clone), or set GEPETTO_LLAMA_SERVER to a llama-server compiled without "
+            "-march=native."
         )
     if code == -signal.SIGSEGV:
         return (
             f"llama-server ({binary}) crashed with SIGSEGV. A build made with -march=native "
             "on a CPU that advertises AMX faults this way; build a portable server with "
-            "scripts/setup-local-llm, or set GEPETTO_LLAMA_SERVER to another llama-server."
+            "python -m gepetto.lm.install install --server, or set GEPETTO_LLAMA_SERVER to "
+            "another llama-server."
         )
     if code < 0:
         try:
@@ -330,8 +332,9 @@ class LocalServer:
             raise ModelNotInstalledError(
                 f"local model {self._spec.name!r} is not installed: {path} is missing or "
                 f"does not match its sha256. Install it with: "
-                f"scripts/setup-local-llm --only {self._spec.alias} "
-                f"(models dir: $GEPETTO_MODELS_DIR or ~/.cache/gepetto/models)"
+                f"python -m gepetto.lm.install install --server --only {self._spec.alias} "
+                f"(in a clone of gepetto: make setup-llm; models dir: $GEPETTO_MODELS_DIR "
+                f"or ~/.cache/gepetto/models)"
             )
         return path
 
@@ -339,7 +342,8 @@ class LocalServer:
         binary = self._binary or find_server_binary()
         if binary is None:
             raise ServerNotFoundError(
-                "llama-server not found: run scripts/setup-local-llm (builds a portable "
+                "llama-server not found: run python -m gepetto.lm.install install --server "
+                "(or make setup-llm in a clone; it builds a portable "
                 "llama-server once and caches it in ~/.cache/gepetto/llama-server), or set "
                 "GEPETTO_LLAMA_SERVER to a llama-server executable"
             )

@@ -22,8 +22,9 @@ The providers and litellm's names for them, so gepa users' model strings work un
 (``hosted_vllm/``)                          ``HOSTED_VLLM_API_BASE``; vLLM has no default)
 ``local/MODEL``                             a llama.cpp server that gepetto starts on
                                             127.0.0.1 with a pinned, sha256-checked GGUF
-                                            model (``scripts/setup-local-llm``); stopped
-                                            when the client is closed or at exit
+                                            model (``python -m gepetto.lm.install``); stopped
+                                            when the client is closed or at exit;
+                                            ``max_tokens`` 512 unless given
 ==========================================  ==================================================
 
 Everything after the first ``/`` is the model name (``fireworks/accounts/fireworks/models/x``).
@@ -147,6 +148,14 @@ def _parse_spec(spec: object) -> tuple[str, str]:
     return provider, model
 
 
+LOCAL_DEFAULT_MAX_TOKENS = 512
+"""Output cap of a ``local/`` model client made without ``max_tokens``.
+
+The small local models sometimes repeat themselves until their context slot is full (about
+1,500 tokens, two minutes for the 1.5B model on 2 CPU cores); no prompt, proposal or
+answer the local models write well needs more than this. Pass ``max_tokens`` to change it."""
+
+
 def _local_client(model: str, options: dict[str, Any]) -> LMClient:
     from gepetto.lm.local import LocalServer
     from gepetto.lm.openai_client import OpenAIClient
@@ -155,6 +164,8 @@ def _local_client(model: str, options: dict[str, Any]) -> LMClient:
     server = LocalServer(model, **server_options)
     server.start()
     options.setdefault("api_key", "local")
+    if options.get("max_tokens") is None:
+        options["max_tokens"] = LOCAL_DEFAULT_MAX_TOKENS
     client = OpenAIClient(model, base_url=server.base_url, provider_name="local", **options)
     client.attach_resource(server.stop)
     return client

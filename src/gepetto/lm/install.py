@@ -2,8 +2,8 @@
 
 ::
 
-    python -m gepetto.lm._install install [--only NAME ...] [--server] [--force] [--rebuild-server]
-    python -m gepetto.lm._install status
+    python -m gepetto.lm.install install [--only NAME ...] [--server] [--force] [--rebuild-server]
+    python -m gepetto.lm.install status
 
 ``install`` assembles the pinned GGUF models (:mod:`gepetto.lm._models`); with
 ``--server`` it also makes sure a llama-server is there (``$GEPETTO_LLAMA_SERVER`` if
@@ -71,13 +71,13 @@ def _status() -> int:
     binary = find_server_binary()
     complete &= binary is not None
     _log(f"cpu: {_server_build.cpu_model_name()}; build profile: {profile.name}")
-    _log(f"server: {binary or 'NOT FOUND (scripts/setup-local-llm builds one)'}")
+    _log(f"server: {binary or 'NOT FOUND (install --server builds one)'}")
     return 0 if complete else 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m gepetto.lm._install", description="Manage gepetto's local LLM files."
+        prog="python -m gepetto.lm.install", description="Manage gepetto's local LLM files."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     install = commands.add_parser("install", help="download, verify and assemble models")
