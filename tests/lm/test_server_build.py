@@ -82,7 +82,7 @@ def test_sigill_is_explained_with_the_missing_features(monkeypatch: pytest.Monke
     assert "avx_vnni" in lacks
     assert "amx_tile" in lacks
     assert "avx512_vnni" not in lacks
-    assert "scripts/setup-local-llm" in message
+    assert "python -m gepetto.lm.install install --server" in message
     assert "GEPETTO_LLAMA_SERVER" in message
 
 
