@@ -11,6 +11,7 @@ machines alike, whichever CI has) and that it serves a real completion here.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -216,3 +218,37 @@ def test_the_real_build_serves_a_completion_on_this_cpu(monkeypatch: pytest.Monk
     assert local.find_server_binary() == _real_build()
     with LocalServer("0.5b", parallel=1, context=1024) as server:  # start() probes one token
         assert server.is_running()
+
+
+def _sdist(path: Path, entries: dict[str, bytes | str]) -> Path:
+    """A .tar.gz whose values are file contents (bytes) or symlink targets (str)."""
+    with tarfile.open(path, "w:gz") as archive:
+        for name, value in entries.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(value, str):
+                info.type, info.linkname = tarfile.SYMTYPE, value
+                archive.addfile(info)
+            else:
+                info.size = len(value)
+                archive.addfile(info, io.BytesIO(value))
+    return path
+
+
+@pytest.mark.parametrize("has_data_filter", [True, False], ids=["py3.11.4+", "py3.11.2"])
+def test_the_source_is_extracted_with_or_without_tarfiles_data_filter(
+    has_data_filter: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not has_data_filter:  # Debian 12's Python 3.11.2 has no tarfile.data_filter
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    good = _sdist(tmp_path / "good.tar.gz", {"pkg-1/llama.cpp/CMakeLists.txt": b"project(x)"})
+    source = _server_build._extract_source(good, tmp_path / "out")
+    assert (source / "CMakeLists.txt").read_bytes() == b"project(x)"
+
+    for name, entries in {
+        "escape": {"pkg-1/llama.cpp/../../../evil": b"x"},
+        "link": {"pkg-1/llama.cpp/CMakeLists.txt": "/etc/passwd"},
+    }.items():
+        bad = _sdist(tmp_path / f"{name}.tar.gz", entries)
+        with pytest.raises((tarfile.TarError, _server_build.DownloadError)):
+            _server_build._extract_source(bad, tmp_path / f"out-{name}")
+        assert not (tmp_path / "evil").exists()

