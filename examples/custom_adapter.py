@@ -9,7 +9,10 @@ The system: one instruction tells the 0.5B task model how to triage a product re
 3. ``check_adapter_contract`` checks it before any optimization is paid for;
 4. ``gepetto.optimize`` improves the instruction with the 1.5B reflection model.
 
-    python examples/custom_adapter.py [--budget 40]
+    python examples/custom_adapter.py [--budget 40] [--scripted-reflection]
+
+``--scripted-reflection`` replaces the 1.5B model with a stand-in that proposes
+:data:`TRIAGE_PROMPT`, a hand-written instruction (to see the loop work in seconds).
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ REVIEWS = [
     ("Delivery was quick, the colour is lovely.", "none"),
 ]
 SEED = "Classify the review."
+TRIAGE_PROMPT = (
+    "Is the customer owed a refund, a replacement, or nothing? Broken or never arrived: refund. "
+    "Wrong size, colour or model: replace. Happy or minor complaint: none. Reply with one "
+    "word: refund, replace or none."
+)
 
 
 class TriageAdapter:
@@ -94,11 +102,15 @@ class TriageAdapter:
         return dict.fromkeys(components_to_update, records)
 
 
-async def run(budget: int) -> None:
+async def run(budget: int, scripted_reflection: bool) -> None:
     examples = [{"review": review, "label": label} for review, label in REVIEWS]
     train, val = examples[::2], examples[1::2]
     task_lm = resolve_lm("local/qwen2.5-coder-0.5b", temperature=0, max_tokens=12)
-    reflection_lm = resolve_lm("local/qwen2.5-coder-1.5b", temperature=0.7, max_tokens=400)
+    reflection_lm: Any = (
+        (lambda prompt: f"```\n{TRIAGE_PROMPT}\n```")
+        if scripted_reflection
+        else resolve_lm("local/qwen2.5-coder-1.5b", temperature=0.7, max_tokens=400)
+    )
     try:
         result = await gepetto.aoptimize(
             seed_candidate={"instruction": SEED},
@@ -111,7 +123,8 @@ async def run(budget: int) -> None:
         )
     finally:
         await task_lm.aclose()
-        await reflection_lm.aclose()
+        if not scripted_reflection:
+            await reflection_lm.aclose()
     print("optimized instruction:\n" + result.best_candidate["instruction"] + "\n")
     print(f"validation accuracy: seed {result.seed_score:.2f} -> best {result.best_score:.2f}")
 
@@ -119,6 +132,7 @@ async def run(budget: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=int, default=40, help="metric calls (default 40)")
+    parser.add_argument("--scripted-reflection", action="store_true", help="no 1.5B model")
     args = parser.parse_args()
 
     # Step 3: the contract, checked with a stand-in model before any real call is paid for.
@@ -135,7 +149,7 @@ def main() -> None:
         failure_text="boom",
     )
     print("adapter contract: ok")
-    asyncio.run(run(args.budget))
+    asyncio.run(run(args.budget, args.scripted_reflection))
 
 
 if __name__ == "__main__":

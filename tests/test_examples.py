@@ -4,10 +4,10 @@ The examples that need no model run in full. Those on the local models run as a 
 start them, at a small size and budget (``--budget``, ``--size``, ``--train/--val/--test``).
 Where an example offers ``--scripted-reflection`` (the 1.5B reflection replaced by a fixed
 better proposal), the test uses it and asserts the held-out score rises from the seed: the
-real 0.5B task model answers every example, and the improvement is deterministic at
-temperature 0. The examples that always use the real 1.5B reflection (the quick start, the
-custom adapter, save and resume) are asserted never to end below their seed on validation;
-how much the reflection gains is measured in docs/benchmarks.md, not here.
+real 0.5B task model answers every example at temperature 0 (nearly repeatable: llama.cpp's
+answers can differ when requests share a batch, so the sizes leave a margin). The quick
+start always uses the real 1.5B reflection: it is asserted never to end below its seed on
+validation; how much the reflection gains is measured in docs/benchmarks.md, not here. The math example is only run (see its test).
 """
 
 from __future__ import annotations
@@ -114,10 +114,11 @@ def test_quick_start_on_the_local_models(tmp_path: Path) -> None:
 @pytest.mark.llm
 @pytest.mark.timeout(1200)
 def test_custom_adapter_example(tmp_path: Path) -> None:
-    output = run_example("custom_adapter.py", "--budget", "16", cwd=tmp_path)
+    args = ("--budget", "18", "--scripted-reflection")  # seed val 6, minibatch 3 + 3, val 6
+    output = run_example("custom_adapter.py", *args, cwd=tmp_path)
     assert "adapter contract: ok" in output
-    seed, best = seed_and_best(output)
-    assert best >= seed  # both on the validation set: the best is never below the seed
+    seed, best = seed_and_best(output)  # validation: the example has no held-out set
+    assert best > seed
 
 
 @pytest.mark.slow
@@ -125,10 +126,14 @@ def test_custom_adapter_example(tmp_path: Path) -> None:
 @pytest.mark.timeout(1200)
 def test_save_and_resume_example(tmp_path: Path) -> None:
     output = run_example(
-        "save_and_resume.py", "--budget", "16", "--size", "4", "--run-dir", "run", cwd=tmp_path
+        "save_and_resume.py",
+        *("--budget", "16", "--size", "4", "--run-dir", "run", "--scripted-reflection"),
+        cwd=tmp_path,
     )
     assert "were kept, not recomputed: True" in output
     first = re.search(r"interrupted: \d+ candidates, (\d+) calls", output)
     second = re.search(r"resumed: +\d+ candidates, (\d+) calls", output)
     assert first and second, output
     assert int(first[1]) <= 8 < int(second[1]) <= 16
+    seed, best = seed_and_best(output)
+    assert best > seed
