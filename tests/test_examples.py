@@ -7,7 +7,8 @@ better proposal), the test uses it and asserts the held-out score rises from the
 real 0.5B task model answers every example at temperature 0 (nearly repeatable: llama.cpp's
 answers can differ when requests share a batch, so the sizes leave a margin). The quick
 start always uses the real 1.5B reflection: it is asserted never to end below its seed on
-validation; how much the reflection gains is measured in docs/benchmarks.md, not here. The math example is only run (see its test).
+validation; how much the reflection gains is measured in docs/benchmarks.md, not here. The
+math example is only run (see its test).
 """
 
 from __future__ import annotations
