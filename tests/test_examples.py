@@ -60,9 +60,10 @@ def test_scripted_quick_start(tmp_path: Path) -> None:
 SMALL = ("--train", "3", "--val", "4", "--test", "6")
 SCRIPTED_EXAMPLES = {
     "structured_extraction": ("--budget", "14", "--size", "4"),
-    # on three validation orders the better description can tie the seed, and a tie keeps it
-    "agent_tools": ("--budget", "16", "--train", "4", "--val", "4", "--test", "8"),
-    "mcp_tools": ("--budget", "16", "--train", "4", "--val", "4", "--test", "8"),
+    # On 3 or 4 validation orders the better description can tie the seed (the agent's
+    # answers vary a little from run to run), and a tie keeps the seed: MCP tied at 1/4 once.
+    "agent_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "8"),
+    "mcp_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "8"),
     "langchain_chain": ("--budget", "14", *SMALL),
     "dspy_program": ("--budget", "14", *SMALL),
     "rag": ("--budget", "18", "--store", "qdrant", "--train", "3", "--val", "6", "--test", "10"),
