@@ -30,8 +30,12 @@ setup-llm: setup
 gepa-tests: setup
 	PY=$(PY) scripts/fetch-gepa-tests >/dev/null
 
+# The tests without the local LLM run on two processes (pytest-xdist, about 3 min instead of
+# 5); those with it run one at a time (the model servers already use both cores). Both parts
+# run even when the first fails.
 test: setup setup-llm gepa-tests lint
-	scripts/with-test-services $(PY) -m pytest
+	scripts/with-test-services sh -c '$(PY) -m pytest -m "not llm" -n 2; no_llm=$$?; \
+		$(PY) -m pytest -m llm; exit $$(( no_llm || $$? ))'
 
 # The quick loop: no slow tests.
 test-fast: setup

@@ -29,9 +29,11 @@ _SCORES = re.compile(r"validation[^:\n]*: seed (\d\.\d\d) -> best (\d\.\d\d)")
 _HELD_OUT = re.compile(r"held-out[^:\n]*: seed (\d\.\d+) -> best (\d\.\d+)")
 
 
-def run_example(name: str, *args: str, cwd: Path, timeout: float = 900) -> str:
+def run_example(
+    name: str, *args: str, cwd: Path, timeout: float = 900, directory: Path = EXAMPLES
+) -> str:
     completed = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
+        [sys.executable, str(directory / name), *args],
         cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         capture_output=True,
@@ -60,10 +62,12 @@ def test_scripted_quick_start(tmp_path: Path) -> None:
 SMALL = ("--train", "3", "--val", "4", "--test", "6")
 SCRIPTED_EXAMPLES = {
     "structured_extraction": ("--budget", "14", "--size", "4"),
-    # On 3 or 4 validation orders the better description can tie the seed (the agent's
-    # answers vary a little from run to run), and a tie keeps the seed: MCP tied at 1/4 once.
-    "agent_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "8"),
-    "mcp_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "8"),
+    # The agent's answers vary from run to run (llama.cpp's batching), and a tie keeps the
+    # seed. On 4 validation orders MCP tied at 1/4 once; on 8 held-out orders the seed once
+    # scored 7/8 in CI, where it scored 3/8 and 4/8 here. On the 12 held-out orders the
+    # seed scored 6/12 and 4/12 here, the scripted description 11/12 twice.
+    "agent_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "12"),
+    "mcp_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "12"),
     "langchain_chain": ("--budget", "14", *SMALL),
     "dspy_program": ("--budget", "14", *SMALL),
     "rag": ("--budget", "18", "--store", "qdrant", "--train", "3", "--val", "6", "--test", "10"),
@@ -106,7 +110,14 @@ def test_math_word_problems_example_runs_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.llm
 @pytest.mark.timeout(1200)
 def test_quick_start_on_the_local_models(tmp_path: Path) -> None:
-    output = run_example("quickstart.py", cwd=tmp_path)
+    """The quick start's code as written, at budget 24 instead of 40: two reflections of the
+    1.5B instead of four (each about 50 s on 2 cores), to keep CI under its time limit."""
+    source = (EXAMPLES / "quickstart.py").read_text()
+    assert source.count("max_metric_calls=40") == 1
+    (tmp_path / "quickstart.py").write_text(
+        source.replace("max_metric_calls=40", "max_metric_calls=24")
+    )
+    output = run_example("quickstart.py", cwd=tmp_path, directory=tmp_path)
     seed, best = seed_and_best(output)  # validation: the best is never below the seed
     assert best >= seed
     assert "held-out" in output

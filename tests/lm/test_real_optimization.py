@@ -94,7 +94,7 @@ def test_real_reflection_model_does_not_make_things_worse(task_lm: LMClient) -> 
             VAL[:8],
             adapter=DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=4),
             reflection_lm=reflection,
-            max_metric_calls=40,
+            max_metric_calls=20,  # the seed's 8, then at most two reflections (~40 s each)
             max_concurrency=4,
             display_progress_bar=False,
         )
