@@ -18,12 +18,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import numpy
 import pytest
 
+from gepetto.adapters.rag import RAGAdapter
 from gepetto.adapters.rag.store import Document
 from gepetto.adapters.rag.stores import WeaviateStore
 from gepetto.adapters.rag.stores.weaviate import WeaviateError, weaviate_object_id
 from gepetto.datasets.atlas import atlas_passages
 from gepetto.errors import ConfigError
 from gepetto.testing.vector_store_contract import check_vector_store_contract
+from tests.adapters.rag.test_rag_adapter import CANDIDATE, EXPORT, FOUNDER, evaluate, scripted
 from tests.adapters.rag.weaviate_api_server import WeaviateAPIServer
 
 KEY = "wv-secret-key-7f3a9c"
@@ -222,6 +224,8 @@ def test_bad_parameters_are_refused_before_any_request(server: WeaviateAPIServer
         ({"url": server.url, "collection": "Has-Dash"}, "upper-case"),
         ({"url": server.url, "timeout_s": 0}, "timeout_s"),
         ({"url": server.url, "api_key": ""}, "api_key"),
+        ({"url": server.url, "api_key": KEY + "\n"}, "control characters"),
+        ({"url": "http://user:pw@127.0.0.1:1"}, "credentials"),
         ({"url": server.url, "embedder": "not an embedder"}, "embed"),
     ):
         with pytest.raises(ConfigError, match=match):
@@ -247,3 +251,20 @@ def test_queries_from_several_threads_over_http(server: WeaviateAPIServer) -> No
         thread.join(timeout=60)
     assert failures == []
     assert store.count() == 40
+
+
+def test_the_rag_adapter_retrieves_through_weaviate_and_survives_its_failure(
+    server: WeaviateAPIServer,
+) -> None:
+    store = WeaviateStore(server.url)
+    store.add(atlas_passages())
+    rag = RAGAdapter(scripted, store, k=3)
+    result = evaluate(rag, [EXPORT, FOUNDER], CANDIDATE)
+    assert "town-00" in result.trajectories[0]["retrieved_ids"]
+    assert result.trajectories[0]["answer"] == "cider"
+    assert result.scores[0] > 0.5
+    server.graphql_enabled = False  # the server stops answering searches mid-run
+    failed = evaluate(rag, [EXPORT], CANDIDATE)
+    assert failed.scores == [0.0]
+    assert "WeaviateError" in failed.trajectories[0]["feedback"]
+    assert "HTTP 410" in failed.trajectories[0]["feedback"]

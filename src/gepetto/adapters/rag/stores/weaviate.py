@@ -45,9 +45,11 @@ Needs numpy only (``pip install 'gepetto[weaviate]'``); no Weaviate client libra
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from typing import Any
@@ -128,8 +130,21 @@ class WeaviateStore(EmbeddingStore):
             or not timeout_s > 0
         ):
             raise ConfigError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
-        if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
-            raise ConfigError("api_key must be a non-empty string (or None for no key)")
+        if urllib.parse.urlsplit(url).username is not None:
+            raise ConfigError(
+                "WeaviateStore url must not carry credentials (user:password@); pass the "
+                "API key as api_key="
+            )
+        if api_key is not None and (
+            not isinstance(api_key, str)
+            or not api_key
+            or any(c.isspace() or not c.isprintable() for c in api_key)
+        ):
+            # The key itself is never quoted: it may be a real secret with a typo.
+            raise ConfigError(
+                "api_key must be a non-empty string without spaces or control characters "
+                "(or None for no key)"
+            )
         super().__init__(embedder)
         root = url.rstrip("/")
         self.url = root[: -len("/v1")] if root.endswith("/v1") else root
@@ -183,7 +198,7 @@ class WeaviateStore(EmbeddingStore):
             raise WeaviateError(
                 f"Weaviate at {self.url} answered {method} {path} with HTTP {status}: {detail}"
             ) from None
-        except (urllib.error.URLError, OSError) as error:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
             reason = getattr(error, "reason", error)
             raise WeaviateError(
                 f"cannot reach Weaviate at {self.url} ({method} {path}: "
@@ -330,15 +345,21 @@ class WeaviateStore(EmbeddingStore):
         )
         data = self._graphql(query, "Get (nearVector search)")
         rows = (data.get("Get") or {}).get(self.collection) or []
-        hits = [
-            Hit(
-                str(row["docId"]),
-                1.0 - float(row["_additional"]["distance"]),
-                str(row.get("text") or ""),
-                self._metadata(row.get("metadataJson")),
-            )
-            for row in rows
-        ]
+        try:
+            hits = [
+                Hit(
+                    str(row["docId"]),
+                    1.0 - float(row["_additional"]["distance"]),
+                    str(row.get("text") or ""),
+                    self._metadata(row.get("metadataJson")),
+                )
+                for row in rows
+            ]
+        except (KeyError, TypeError, ValueError) as error:
+            raise WeaviateError(
+                f"Weaviate at {self.url} answered the GraphQL Get of {self.collection!r} with "
+                f"a row without docId or _additional.distance ({type(error).__name__}: {error})"
+            ) from None
         hits.sort(key=lambda h: h.score, reverse=True)
         return hits[:k]
 
@@ -376,7 +397,13 @@ class WeaviateStore(EmbeddingStore):
         groups = (data.get("Aggregate") or {}).get(self.collection) or []
         if not groups:
             return 0
-        return int(groups[0]["meta"]["count"])
+        try:
+            return int(groups[0]["meta"]["count"])
+        except (KeyError, TypeError, ValueError):
+            raise WeaviateError(
+                f"Weaviate at {self.url} answered the GraphQL Aggregate of "
+                f"{self.collection!r} without meta.count"
+            ) from None
 
     def _metadata(self, raw: Any) -> dict[str, Any]:
         if not raw:
