@@ -32,6 +32,7 @@ this drawing complete)::
     ├── SandboxUnavailable       gepetto.sandbox: a protection asked for cannot be had here
     ├── ExecutorBroken           gepetto.executors: executor= can run nothing more (dead pool)
     ├── EmbeddingError           gepetto.adapters.rag: an embedding endpoint failed
+    ├── WeaviateError            gepetto.adapters.rag: a Weaviate server failed or refused
     ├── ToolUnavailable          gepetto.adapters.tools: a tool's service is gone (scored 0)
     ├── MCPToolError             gepetto.adapters.mcp: the MCP server answered a call with an error
     └── LocalModelError          gepetto.lm: the local models and their server

@@ -7,10 +7,13 @@ missing:
 - :class:`ChromaStore` (``gepetto[chroma]``): Chroma embedded, telemetry off;
 - :class:`LanceDBStore` (``gepetto[lancedb]``): LanceDB embedded;
 - :class:`MilvusStore` (``gepetto[milvus]``): Milvus Lite in a local ``.db`` file;
-- :class:`BM25Store` (``gepetto[bm25]``): BM25 keyword search, no embeddings.
+- :class:`BM25Store` (``gepetto[bm25]``): BM25 keyword search, no embeddings;
+- :class:`WeaviateStore` (``gepetto[weaviate]``, numpy only): a collection on a Weaviate
+  server, spoken to over its documented HTTP API (REST and GraphQL) without a client library;
+  tested against that documented API only (a stand-in server), not a real Weaviate.
 
-``gepetto[rag]`` installs them all. Weaviate is not supported: its embedded mode downloads
-the Weaviate server binary at run time.
+``gepetto[rag]`` installs them all. Weaviate's embedded mode is not used: it downloads the
+Weaviate server binary at run time.
 """
 
 from __future__ import annotations
@@ -23,8 +26,16 @@ if TYPE_CHECKING:
     from gepetto.adapters.rag.stores.lancedb import LanceDBStore
     from gepetto.adapters.rag.stores.milvus import MilvusStore
     from gepetto.adapters.rag.stores.qdrant import QdrantStore
+    from gepetto.adapters.rag.stores.weaviate import WeaviateStore
 
-__all__ = ["BM25Store", "ChromaStore", "LanceDBStore", "MilvusStore", "QdrantStore"]
+__all__ = [
+    "BM25Store",
+    "ChromaStore",
+    "LanceDBStore",
+    "MilvusStore",
+    "QdrantStore",
+    "WeaviateStore",
+]
 
 _MODULES = {
     "BM25Store": "bm25",
@@ -32,6 +43,7 @@ _MODULES = {
     "LanceDBStore": "lancedb",
     "MilvusStore": "milvus",
     "QdrantStore": "qdrant",
+    "WeaviateStore": "weaviate",
 }
 
 
