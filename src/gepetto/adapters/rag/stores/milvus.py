@@ -7,6 +7,9 @@ Milvus collection in a local file, no server to run.
 
 The collection has a ``VARCHAR`` primary key ``id``, ``text``, ``metadata`` (JSON) and a
 float vector with an exact (``FLAT``) cosine index; a hit's score is the cosine similarity.
+The first query after an ``add`` flushes the collection (seals what was written): Milvus Lite
+searches unsealed rows about 18 times slower (440 ms against 24 ms a query at 10,000
+passages of 512 dimensions, measured on 2 cores).
 Milvus Lite runs on Linux and macOS only. Needs ``pip install 'gepetto[milvus]'``.
 """
 
@@ -59,6 +62,7 @@ class MilvusStore(EmbeddingStore):
         self.collection = collection
         self._client = pymilvus.MilvusClient(self.path)
         self._ready = bool(self._client.has_collection(collection))
+        self._unflushed = self._ready  # an existing file may hold rows written, not sealed
 
     def __repr__(self) -> str:
         return (
@@ -97,8 +101,15 @@ class MilvusStore(EmbeddingStore):
             for d, row in zip(documents, matrix, strict=True)
         ]
         self._client.upsert(self.collection, rows)
+        self._unflushed = True
+
+    def _flush(self) -> None:
+        if self._unflushed:
+            self._client.flush(self.collection)
+            self._unflushed = False
 
     def _search(self, vector: Any, k: int) -> list[Hit]:
+        self._flush()
         result = self._client.search(
             self.collection, data=[vector.tolist()], limit=k, output_fields=["text", "metadata"]
         )
