@@ -219,7 +219,7 @@ def test_dask_worker_killed_mid_evaluation_loses_and_double_counts_nothing(
     # 127.0.0.1 only: distributed's own address detection opens a socket to a public address.
     with (
         distributed.LocalCluster(
-            n_workers=2,
+            n_workers=4,  # four worker processes, one killed mid-run
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
@@ -259,3 +259,5 @@ def test_dask_worker_killed_mid_evaluation_loses_and_double_counts_nothing(
     # The run paid once for each evaluation it used, whatever ran twice on the workers.
     done = Counter((line[1], line[2]) for line in records if line[0] == "done")
     assert len(done) == outcome["result"].total_metric_calls
+    workers = {line[3] for line in records if line[0] == "done"}
+    assert len(workers) >= 3, workers  # the survivors of the four shared the evaluations
