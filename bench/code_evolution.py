@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import statistics
 import sys
@@ -28,17 +27,9 @@ from _harness import provenance, replace_section
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
-EXAMPLE = ROOT / "examples" / "code_evolution_two_objectives.py"
+sys.path.insert(0, str(ROOT / "examples"))
 MODEL = "local/qwen2.5-coder-1.5b"
 START, END = "<!-- code-evolution:start -->", "<!-- code-evolution:end -->"
-
-
-def load_example() -> Any:
-    spec = importlib.util.spec_from_file_location("code_evolution_two_objectives", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
-    return example
 
 
 def one_run(example: Any, client: Any, seeded: bool, budget: int) -> dict[str, Any]:
@@ -79,9 +70,10 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=10, help="metric calls per run")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
+    import code_evolution_two_objectives as example
+
     from gepetto.lm.registry import resolve_lm
 
-    example = load_example()
     load = os.getloadavg()[0]
     client = resolve_lm(MODEL, temperature=0.7, extra_body={"repeat_penalty": 1.1})
     rows = []
