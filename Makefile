@@ -35,7 +35,7 @@ gepa-tests: setup
 # run even when the first fails.
 test: setup setup-llm gepa-tests lint
 	scripts/with-test-services sh -c '$(PY) -m pytest -m "not llm" -n 2; no_llm=$$?; \
-		$(PY) -m pytest -m llm; exit $$(( no_llm || $$? ))'
+		$(PY) -m pytest -m llm --durations=25; exit $$(( no_llm || $$? ))'
 
 # The quick loop: no slow tests.
 test-fast: setup
