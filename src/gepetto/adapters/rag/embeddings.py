@@ -143,6 +143,13 @@ def _check_texts(texts: object) -> list[str]:
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def http_opener(use_proxy: bool) -> urllib.request.OpenerDirector:
+    """The urllib opener of a client of this package's HTTP servers: direct by default (an
+    ``http_proxy`` in the environment is ignored), through the environment's proxy settings
+    when ``use_proxy``."""
+    return urllib.request.build_opener() if use_proxy else _NO_PROXY
+
+
 class OpenAIEmbedder:
     """An OpenAI-compatible ``POST {base_url}/embeddings`` client (no SDK needed).
 
@@ -185,7 +192,7 @@ class OpenAIEmbedder:
         self.batch_size = batch_size
         self.timeout = timeout
         self.normalize = normalize
-        self._opener = urllib.request.build_opener() if use_proxy else _NO_PROXY
+        self._opener = http_opener(use_proxy)
         self._lock = threading.Lock()
         self.requests = 0
         self.prompt_tokens = 0

@@ -54,7 +54,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from gepetto.adapters.rag.embeddings import Embedder
+from gepetto.adapters.rag.embeddings import Embedder, http_opener
 from gepetto.adapters.rag.store import Document, Hit
 from gepetto.adapters.rag.stores._embedded import EmbeddingStore
 from gepetto.errors import ConfigError, GepettoError
@@ -68,9 +68,6 @@ _BATCH_OBJECTS = 200
 """Objects per ``POST /v1/batch/objects`` request."""
 _DETAIL = 300
 """Characters of a server's answer quoted in an error."""
-
-# urllib must never route a local server through an http_proxy from the environment.
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class WeaviateError(GepettoError):
@@ -151,7 +148,7 @@ class WeaviateStore(EmbeddingStore):
         self.collection = collection
         self.timeout_s = float(timeout_s)
         self._api_key = api_key
-        self._opener = urllib.request.build_opener() if use_proxy else _NO_PROXY
+        self._opener = http_opener(use_proxy)
         with self._lock:
             self._ready = self._collection_exists()
 
