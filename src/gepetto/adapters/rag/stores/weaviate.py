@@ -251,16 +251,14 @@ class WeaviateStore(EmbeddingStore):
         return True
 
     def _check_schema(self, schema: Any) -> None:
-        vectorizer = schema.get("vectorizer", "none") if isinstance(schema, dict) else None
-        index = (schema.get("vectorIndexConfig") or {}) if isinstance(schema, dict) else {}
+        if not isinstance(schema, dict):  # not a class definition: fits nothing
+            schema = {"vectorizer": None}
+        vectorizer = schema.get("vectorizer", "none")
+        index = schema.get("vectorIndexConfig") or {}
         distance = index.get("distance", "cosine") if isinstance(index, dict) else None
-        names = {
-            p.get("name")
-            for p in (schema.get("properties") or [] if isinstance(schema, dict) else [])
-            if isinstance(p, dict)
-        }
+        names = {p.get("name") for p in schema.get("properties") or [] if isinstance(p, dict)}
         missing = [p for p in _PROPERTIES if p not in names]
-        named = bool(schema.get("vectorConfig")) if isinstance(schema, dict) else False
+        named = bool(schema.get("vectorConfig"))
         if vectorizer != "none" or distance != "cosine" or missing or named:
             raise ConfigError(
                 f"the Weaviate collection {self.collection!r} at {self.url} exists but does not "
