@@ -38,24 +38,19 @@ def score(result: SandboxResult, expected: str) -> float:
 
 def sandbox_processes() -> list[int]:
     """Processes on this machine running as one of the user ids this test process gave its
-    sandboxes (``UID_BASE + (pid * 4096 + run) % UID_SPAN``): other test processes (pytest-xdist
-    workers) run sandboxes of their own at the same time, under ids of their own pid."""
-    found = []
+    sandboxes: other test processes (pytest-xdist workers) run sandboxes of their own at the
+    same time, under ids of their own pid."""
+    found, me = [], os.getpid()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             for line in (entry / "status").read_text().splitlines():
-                if line.startswith("Uid:") and is_my_sandbox_uid(int(line.split()[1])):
+                if line.startswith("Uid:") and sandbox_run.is_sandbox_uid_of(
+                    int(line.split()[1]), me
+                ):
                     found.append(int(entry.name))
     return found
-
-
-def is_my_sandbox_uid(uid: int) -> bool:
-    if not sandbox_run.UID_BASE <= uid < sandbox_run.UID_BASE + sandbox_run.UID_SPAN:
-        return False
-    run = (uid - sandbox_run.UID_BASE - os.getpid() * 4096) % sandbox_run.UID_SPAN
-    return run < 4096  # this process has run fewer than 4096 sandboxes
 
 
 def new_children() -> list[int]:

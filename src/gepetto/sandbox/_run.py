@@ -212,12 +212,25 @@ class _Limits:
             raise ConfigError(f"cpu_s must be positive, got {self.cpu_s!r}")
 
 
+_UIDS_PER_PROCESS = 4096
+"""Consecutive user ids of one calling process's runs (then its ids wrap onto the next pid's)."""
+
+
 def _sandbox_uid() -> int | None:
     """A user id of the sandbox's own, when running as root: its process count (the fork
     limit) and its files are its alone. ``None`` otherwise (the caller's user is kept)."""
     if os.geteuid() != 0:
         return None
-    return UID_BASE + (os.getpid() * 4096 + next(_RUNS)) % UID_SPAN
+    return UID_BASE + (os.getpid() * _UIDS_PER_PROCESS + next(_RUNS)) % UID_SPAN
+
+
+def is_sandbox_uid_of(uid: int, pid: int) -> bool:
+    """Whether ``uid`` is one that the process ``pid`` gives its sandboxes (exact for its
+    first :data:`_UIDS_PER_PROCESS` runs): lets a caller find the processes left by its own
+    sandboxes while other processes run sandboxes too."""
+    if not UID_BASE <= uid < UID_BASE + UID_SPAN:
+        return False
+    return (uid - UID_BASE - pid * _UIDS_PER_PROCESS) % UID_SPAN < _UIDS_PER_PROCESS
 
 
 def _hidden_folders(workdir: str) -> dict[str, list[str]]:
