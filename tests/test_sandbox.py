@@ -414,15 +414,31 @@ def test_optimize_anything_reflects_on_what_the_sandbox_reported() -> None:
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
 
+@pytest.fixture
+def readable_src() -> Iterator[Path]:
+    """A copy of the gepetto package that any user can read: the checkout may sit in a
+    folder only root can enter (``mktemp -d`` makes mode 700)."""
+    folder = Path(tempfile.mkdtemp(prefix="gepetto-src-"))
+    try:
+        folder.chmod(0o755)
+        package = Path(__file__).parent.parent / "src" / "gepetto"
+        shutil.copytree(package, folder / "gepetto", ignore=shutil.ignore_patterns("__pycache__"))
+        for path in folder.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start a non-root caller")
 @pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="no world-readable system Python 3")
 def test_a_non_root_caller_gets_the_namespaces_through_a_user_namespace(
-    listener: socket.socket,
+    listener: socket.socket, readable_src: Path
 ) -> None:
     port = listener.getsockname()[1]
     script = (
         "import sys\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent.parent / 'src')!r})\n"
+        f"sys.path.insert(0, {str(readable_src)!r})\n"
         "from gepetto.sandbox import run_python\n"
         "flood = 'import os, time\\nfor _ in range(100):\\n    if os.fork() == 0:\\n"
         "        time.sleep(30)\\n        os._exit(0)\\n'\n"
