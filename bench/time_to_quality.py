@@ -26,7 +26,7 @@ gepa is not a gepetto dependency: run this with the benchmark venv::
     python3 -m venv .venv-bench
     .venv-bench/bin/pip install gepa==0.1.4 'dask[distributed]==2026.8.0' -e .
     .venv-bench/bin/python bench/time_to_quality.py [--budgets 600 1000] [--seeds 3] \\
-        [--jobs 2] [--write-docs]
+        [--jobs 2] [--write-docs]   # --write-docs: the latest table only
     .venv-bench/bin/python bench/time_to_quality.py --dask [--write-docs]
 """
 
@@ -49,24 +49,86 @@ from _harness import git_commit, replace_section, run_isolated
 from _workload import SEED_TEXT, CPUFactAdapter, FactAdapter, FactReflectionLM, make_task
 
 ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- time-to-quality:start -->", "<!-- time-to-quality:end -->"
+TABLE_START, TABLE_END = (
+    "<!-- time-to-quality-table:start -->",
+    "<!-- time-to-quality-table:end -->",
+)
 DASK_START, DASK_END = "<!-- dask-workers:start -->", "<!-- dask-workers:end -->"
 TASK_LATENCY, REFLECTION_LATENCY = 0.05, 0.5
 MAX_CONCURRENCY = 16
 WORKLOADS = {"facts": 0.0, "regressions": 0.15}  # chance a reflection forgets a known fact
 SETTINGS: dict[str, dict[str, Any]] = {
     "K=1": {"parallel_proposals": 1},
+    # parallel_strategy="auto": K=4 -> one proposal, best of 4 samples, minibatch 6;
+    # K=8 -> two proposals, each the best of 4 samples, minibatch 6.
     "K=4": {"parallel_proposals": 4},
     "K=8": {"parallel_proposals": 8},
+    # K independent proposals in flight (the behaviour before parallel_strategy existed).
+    "K=4 proposals": {"parallel_proposals": 4, "parallel_strategy": "proposals"},
+    "K=8 proposals": {"parallel_proposals": 8, "parallel_strategy": "proposals"},
+    # Best-of-n and minibatch sizes spelled out (the exploration in docs/benchmarks.md).
     "K=2, 4 samples": {"parallel_proposals": 2, "reflection_samples": 4},
     "K=4, 2 samples": {"parallel_proposals": 4, "reflection_samples": 2},
-    # The rules measured one against the other ("K=4" / "K=8": the defaults, which are "drop").
-    "K=4 drop": {"parallel_proposals": 4, "stale_proposals": "drop", "spread_parents": False},
-    "K=4 rebase": {"parallel_proposals": 4, "stale_proposals": "rebase", "spread_parents": False},
-    "K=4 spread": {"parallel_proposals": 4, "stale_proposals": "drop", "spread_parents": True},
-    "K=8 drop": {"parallel_proposals": 8, "stale_proposals": "drop", "spread_parents": False},
-    "K=8 rebase": {"parallel_proposals": 8, "stale_proposals": "rebase", "spread_parents": False},
-    "K=8 spread": {"parallel_proposals": 8, "stale_proposals": "drop", "spread_parents": True},
+    "K=1, 4 samples": {"parallel_proposals": 1, "reflection_samples": 4},
+    "K=1, 8 samples, minibatch 6": {
+        "parallel_proposals": 1,
+        "reflection_samples": 8,
+        "reflection_minibatch_size": 6,
+    },
+    "K=1, 4 samples, minibatch 9": {
+        "parallel_proposals": 1,
+        "reflection_samples": 4,
+        "reflection_minibatch_size": 9,
+    },
+    "K=1, minibatch 6": {"parallel_proposals": 1, "reflection_minibatch_size": 6},
+    "K=4 proposals, minibatch 6": {
+        "parallel_proposals": 4,
+        "parallel_strategy": "proposals",
+        "reflection_minibatch_size": 6,
+    },
+    "K=4 proposals, minibatch 6, incremental": {
+        "parallel_proposals": 4,
+        "parallel_strategy": "proposals",
+        "reflection_minibatch_size": 6,
+        "val_evaluation_policy": "incremental_mean",
+    },
+    # The rules for stale proposals measured one against the other (K independent proposals).
+    "K=4 drop": {
+        "parallel_proposals": 4,
+        "parallel_strategy": "proposals",
+        "stale_proposals": "drop",
+        "spread_parents": False,
+    },
+    "K=4 rebase": {
+        "parallel_proposals": 4,
+        "parallel_strategy": "proposals",
+        "stale_proposals": "rebase",
+        "spread_parents": False,
+    },
+    "K=4 spread": {
+        "parallel_proposals": 4,
+        "parallel_strategy": "proposals",
+        "stale_proposals": "drop",
+        "spread_parents": True,
+    },
+    "K=8 drop": {
+        "parallel_proposals": 8,
+        "parallel_strategy": "proposals",
+        "stale_proposals": "drop",
+        "spread_parents": False,
+    },
+    "K=8 rebase": {
+        "parallel_proposals": 8,
+        "parallel_strategy": "proposals",
+        "stale_proposals": "rebase",
+        "spread_parents": False,
+    },
+    "K=8 spread": {
+        "parallel_proposals": 8,
+        "parallel_strategy": "proposals",
+        "stale_proposals": "drop",
+        "spread_parents": True,
+    },
     "K=4 rebase, 2 samples": {
         "parallel_proposals": 4,
         "reflection_samples": 2,
@@ -147,11 +209,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             adapter=adapter,
             reflection_lm=lm,
             max_metric_calls=spec["budget"],
-            max_concurrency=MAX_CONCURRENCY,
             callbacks=[Observer()],
             display_progress_bar=False,
             seed=spec["seed"],
-            **SETTINGS[spec["setting"]],
+            **{"max_concurrency": MAX_CONCURRENCY, **SETTINGS[spec["setting"]]},
         )
     wall = time.perf_counter() - start
     scores = list(result.val_aggregate_scores)
@@ -319,6 +380,14 @@ def table(summary: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+DASK_NOTE = (
+    "\n`parallel_proposals=4` runs as one proposal of 4 samples here "
+    '(`parallel_strategy="auto"`), one proposal in flight, so the search is '
+    "deterministic: every row evaluates the same candidates (same metric calls, best and "
+    "candidates), and the rows differ only in where the evaluations run.\n"
+)
+
+
 def dask_table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| Dask workers | wall s | x 1 worker | cluster start s | metric calls | best val "
@@ -341,22 +410,6 @@ def provenance(command: str, load: float) -> str:
         f"Python {sys.version.split()[0]}; {os.cpu_count()} cores; 1-min load average "
         f"before the run: {load:.2f}\n\n"
     )
-
-
-INTRO = (
-    "Wall time to reach gepa's quality (`bench/time_to_quality.py`): the wall-clock "
-    "benchmark's waiting workload (task 50 ms per example, the examples of a batch in "
-    "parallel; reflection 500 ms) as *facts*, and *regressions*, where each reflection "
-    "also drops each fact the parent had with chance 0.15. gepa 0.1.4 (`gepa.optimize`, "
-    "`cache_evaluation=True`) and gepetto's settings (`max_concurrency=16`, all else at "
-    "the defaults) get the same adapter, reflection callable, data, budget and seed "
-    "(0..n-1 for the optimizer and the reflection LM); each run is a fresh process. "
-    "*to gepa's best* = the wall time at which a run first matched gepa's final best with "
-    "the same seed (mean over the seeds that did: *reached*); *speed-up* = gepa's mean "
-    "wall / that time; *lower bound* = the critical path of the first candidate at or "
-    "above that score (`L_task + d * (L_reflection + 3 L_task)`, *d* its reflection steps "
-    "from the seed, mean over the seeds that reached it).\n\n"
-)
 
 
 def main() -> None:
@@ -408,6 +461,7 @@ def main() -> None:
                 f"{os.cpu_count()} cores, so workers beyond that share them.\n\n"
                 + provenance(command, load)
                 + body
+                + DASK_NOTE
                 + DASK_END,
                 DASK_START,
                 DASK_END,
@@ -444,13 +498,12 @@ def main() -> None:
         options += f" --seeds {args.seeds}" if args.seeds != 3 else ""
         options += f" --jobs {args.jobs}" if args.jobs != 1 else ""
         command = f".venv-bench/bin/python bench/time_to_quality.py{options} --write-docs"
+        # Only the latest table: the section's text around it (what the rows say, the
+        # earlier measurements) is written by hand.
         replace_section(
-            f"{START}\n## Time to quality vs gepa 0.1.4\n\n{INTRO}"
-            + provenance(command, load)
-            + body
-            + END,
-            START,
-            END,
+            f"{TABLE_START}\n" + provenance(command, load) + body + TABLE_END,
+            TABLE_START,
+            TABLE_END,
         )
 
 

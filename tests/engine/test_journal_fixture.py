@@ -51,10 +51,10 @@ def test_a_format_1_run_resumed_with_a_setting_it_predates_is_refused(tmp_path: 
             max_metric_calls=120,
             run_dir=tmp_path,
             display_progress_bar=False,
-            reflection_samples=2,
+            reflection_history=2,
             use_merge=True,
         )
     message = str(caught.value)
-    assert "reflection_samples: not in the journal (so the default 1), 2 now" in message
+    assert "reflection_history: not in the journal (so the default 3), 2 now" in message
     assert "use_merge: not in the journal (so the default False), True now" in message
     assert adapter.evaluate_calls == 0

@@ -195,7 +195,6 @@ def run_with_options(run_dir: Path, adapter: KeywordAdapter, **options: Any) -> 
 @pytest.mark.parametrize(
     ("option", "value", "shown"),
     [
-        ("reflection_samples", 2, "reflection_samples: 1 in the journal, 2 now"),
         ("reflection_edit", "append", "reflection_edit: 'rewrite' in the journal, 'append' now"),
         ("reflection_retries", 0, "reflection_retries: 1 in the journal, 0 now"),
         ("proposal_guards", "reject", "proposal_guards: 'flag' in the journal, 'reject' now"),

@@ -346,11 +346,11 @@ def test_a_resume_that_changes_many_things_names_every_one(tmp_path: Path) -> No
         seed_candidate={"instructions": "Other."},
         valset=VAL[:3],
         frontier_type="objective",
-        reflection_samples=3,
+        reflection_retries=3,
     )
     assert "a different seed_candidate, valset" in message
     assert "frontier_type: 'instance' in the journal, 'objective' now" in message
-    assert "reflection_samples: 1 in the journal, 3 now" in message
+    assert "reflection_retries: 1 in the journal, 3 now" in message
     assert "fork=True" in message
 
 

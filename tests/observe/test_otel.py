@@ -362,6 +362,7 @@ def test_parallel_proposals_keep_their_parents(telemetry: Telemetry) -> None:
         [telemetry.observer(), recorder],
         adapter=AsyncKeywordAdapter(delay=0.005),
         parallel_proposals=3,
+        parallel_strategy="proposals",
         max_metric_calls=80,
     )
     names = [e.name for e in recorder.seen]

@@ -8,6 +8,7 @@ the seed candidate and the datasets. Nothing here calls the adapter or an LM.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import warnings
@@ -52,6 +53,7 @@ __all__ = [
     "check_cache_storage",
     "check_datasets",
     "load_examples",
+    "resolve_parallel_strategy",
 ]
 
 STOP_FILE_NAME = "gepetto.stop"
@@ -194,6 +196,102 @@ def resolve_spread_parents(engine: EngineConfig) -> bool:
         engine.parallel_proposals,
     )
     return SPREAD_BY_DEFAULT
+
+
+SAMPLES_PER_PROPOSAL = 4
+"""Reflections per proposal under ``parallel_strategy="samples"`` (the most, when
+``parallel_proposals`` allows it)."""
+
+SAMPLED_MINIBATCH_SIZE = 6
+"""The minibatch of a best-of-n proposal under ``parallel_strategy="samples"``, when no
+minibatch size or sampler is given: twice gepa's 3, so the reflections see more failures
+and the best of them is chosen on more evidence. Measured with the size at 3, 6 and 9 by
+bench/time_to_quality.py (docs/benchmarks.md#time-to-quality-vs-gepa-014)."""
+
+
+def resolve_parallel_strategy(config: GEPAConfig, *, reflects: bool) -> GEPAConfig:
+    """The settings with ``parallel_proposals`` spent as ``parallel_strategy`` says; the
+    automatic choice is logged with its reason.
+
+    With ``parallel_strategy="samples"`` (what ``"auto"`` chooses when the reflection LM
+    proposes, ``reflection_samples`` is 1 and no ``sampling_strategy`` is set),
+    ``parallel_proposals=K`` becomes ``ceil(K / 4)`` proposals in flight, each asking for
+    ``K // ceil(K / 4)`` reflections at once (best-of-n, scored side by side on the
+    minibatch), on a minibatch of :data:`SAMPLED_MINIBATCH_SIZE` unless a size or sampler
+    was given: about K reflections in flight, as before, but spent on one better step
+    rather than on K proposals that go stale when one of them wins. Measured on the
+    time-to-quality benchmark (4 workload x budget cells, 6 seeds), one proposal of 4
+    samples reached gepa's final best sooner than 4 independent proposals in all 4 and
+    ended at least as high in all 4. It asks for about twice as many reflections as K=1
+    does over the same budget (K independent proposals also ask for more).
+
+    Args:
+        config: the run's settings.
+        reflects: whether the reflection LM writes the proposals (no custom proposer,
+            reflection strategy, or adapter that proposes its own texts): samples need it.
+
+    Raises:
+        ConfigError: ``parallel_strategy="samples"`` with ``reflection_samples`` set, a
+            ``sampling_strategy``, or no reflection LM to sample.
+    """
+    engine, reflection = config.engine, config.reflection
+    strategy, k = engine.parallel_strategy, engine.parallel_proposals
+    why_not = _why_no_samples(config, reflects=reflects)
+    if strategy == "samples" and why_not is not None:
+        raise ConfigError(
+            f"parallel_strategy='samples' cannot be used here: {why_not}; use "
+            "parallel_strategy='proposals' (or 'auto')"
+        )
+    if k == 1 or strategy == "proposals":
+        return config
+    if why_not is not None:  # "auto"
+        logger.info(
+            "parallel_proposals=%d: %d independent proposals in flight "
+            "(parallel_strategy='auto': %s)",
+            k,
+            k,
+            why_not,
+        )
+        return config
+    proposals = math.ceil(k / SAMPLES_PER_PROPOSAL)
+    samples = k // proposals
+    minibatch = reflection.reflection_minibatch_size
+    widened = minibatch is None and reflection.batch_sampler == "epoch_shuffled"
+    if widened:
+        minibatch = SAMPLED_MINIBATCH_SIZE
+    logger.info(
+        "parallel_proposals=%d: %d proposal%s in flight, each the best of %d reflections "
+        "scored side by side on a minibatch of %s (parallel_strategy=%r: on "
+        "bench/time_to_quality.py this reached gepa's final best sooner than %d "
+        "independent proposals and ended at least as high; parallel_strategy='proposals' "
+        "keeps %d independent proposals)",
+        k,
+        proposals,
+        "" if proposals == 1 else "s",
+        samples,
+        minibatch if minibatch is not None else "the sampler's size",
+        strategy,
+        k,
+        k,
+    )
+    return dataclasses.replace(
+        config,
+        engine=dataclasses.replace(engine, parallel_proposals=proposals),
+        reflection=dataclasses.replace(
+            reflection, reflection_samples=samples, reflection_minibatch_size=minibatch
+        ),
+    )
+
+
+def _why_no_samples(config: GEPAConfig, *, reflects: bool) -> str | None:
+    """Why ``parallel_strategy="samples"`` does not apply to these settings, or ``None``."""
+    if not reflects:
+        return "the reflection LM does not write the proposals, so there is nothing to sample"
+    if config.reflection.reflection_samples != 1:
+        return "reflection_samples is set (the strategy chooses it)"
+    if config.engine.sampling_strategy is not None:
+        return "a sampling_strategy is set"
+    return None
 
 
 REBASE_BY_DEFAULT = False

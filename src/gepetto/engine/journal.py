@@ -226,6 +226,11 @@ class Journal:
         parts = [f"a different {', '.join(differing)}"] if differing else []
         if changes:
             parts.append(f"different settings ({'; '.join(changes)})")
+        if any(line.startswith("reflection_minibatch_size: 6 in the journal") for line in changes):
+            parts[-1] += (
+                " (parallel_proposals > 1 with parallel_strategy 'samples' widened the "
+                "minibatch to 6 when the run started: pass reflection_minibatch_size=6)"
+            )
         raise ConfigError(
             f"run {self.run_id!r} in this storage was started with {' and '.join(parts)}; "
             "resume it with the same inputs and settings (a resume may change the budget, "

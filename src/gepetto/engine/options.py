@@ -91,6 +91,7 @@ __all__ = [
     "DEFAULTS",
     "DEFAULT_REFLECTION_HISTORY",
     "INPUTS",
+    "PARALLEL_STRATEGIES",
     "RESUMABLE",
     "STALE_PROPOSALS",
     "EngineConfig",
@@ -126,6 +127,13 @@ STALE_PROPOSALS = ("auto", "drop", "rebase")
 over to the candidate that superseded the parent when the two edits touch different lines
 (``"rebase"``, :mod:`gepetto.strategies.rebase`); ``"auto"`` chooses (see
 :func:`gepetto.engine.config.build_config`)."""
+
+PARALLEL_STRATEGIES = ("auto", "proposals", "samples")
+"""``parallel_strategy`` values: how ``parallel_proposals=K`` is spent. ``"proposals"``: K
+independent proposals in flight; ``"samples"``: fewer proposals, each the best of several
+reflections scored on a wider minibatch
+(:func:`~gepetto.engine.config.resolve_parallel_strategy`); ``"auto"``: ``"samples"``
+where the reflection LM proposes and ``reflection_samples`` is left at 1."""
 
 CACHE_EVALUATION_STORAGES = ("auto", "memory", "disk")
 """gepa's ``cache_evaluation_storage`` values (see :class:`EngineConfig`)."""
@@ -206,6 +214,11 @@ class EngineConfig:
     )
     seed: int = setting(0)
     parallel_proposals: int = setting(1, resume="how many proposals are in flight at once")
+    parallel_strategy: str = setting(
+        "auto",
+        resume="how the concurrency of parallel_proposals is spent from now on",
+        recorded=False,
+    )
     max_concurrency: int = setting(
         8, resume="how many adapter calls are in flight at once", recorded=False
     )
@@ -328,6 +341,11 @@ class EngineConfig:
         check_bool("early_reject", self.early_reject)
         if self.spread_parents is not None:
             check_bool("spread_parents", self.spread_parents)
+        if self.parallel_strategy not in PARALLEL_STRATEGIES:
+            raise ConfigError(
+                "parallel_strategy must be one of "
+                f"{', '.join(map(repr, PARALLEL_STRATEGIES))}, got {self.parallel_strategy!r}"
+            )
         if self.stale_proposals not in STALE_PROPOSALS:
             raise ConfigError(
                 f"stale_proposals must be one of {', '.join(map(repr, STALE_PROPOSALS))}, got "
@@ -382,7 +400,9 @@ class ReflectionConfig:
     reflection_history: int = setting(DEFAULT_REFLECTION_HISTORY)
     reflection_retries: int = setting(1)
     proposal_guards: str = setting("flag")
-    reflection_samples: int = setting(1)
+    reflection_samples: int = setting(
+        1, resume="how many replies each proposal asks the reflection LM for (best-of-n)"
+    )
     reflection_edit: str = setting("rewrite")
     drop_wrong_examples: bool = setting(False)
     reflection_strategy: object | None = setting(
@@ -777,6 +797,7 @@ class GepettoOptions(TypedDict, total=False):
     max_concurrency: int
     executor: object | None
     parallel_proposals: int
+    parallel_strategy: str
     rejected_memory: int
     reflection_history: int
     recheck_margin: float | None

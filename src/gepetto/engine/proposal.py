@@ -44,6 +44,7 @@ from typing import Any, Protocol
 
 from gepetto.engine.context import (
     AwaitCondition,
+    Gather,
     KnownResult,
     ReflectTask,
     RunContext,
@@ -239,7 +240,8 @@ class ReflectionProposal:
         batch_ids: tuple[int, ...],
         parent_eval: ScoredExamples,
     ) -> Generator[Task | Wait, Any, tuple[dict[str, str], ScoredExamples | str | None]]:
-        """Best-of-n: score each proposal on the parent's minibatch, keep the best.
+        """Best-of-n: score each proposal on the parent's minibatch (all at once), keep the
+        best.
 
         Proposals that duplicate a candidate or a proposal in flight are not scored (the
         judge rejects them); ties go to the earlier proposal. With early rejection a proposal
@@ -249,22 +251,35 @@ class ReflectionProposal:
         was scored at all and why it cannot be accepted, or ``None`` when none was (all
         duplicates).
         """
-        best: tuple[float, dict[str, str], ScoredExamples] | None = None
-        ruled_out: tuple[dict[str, str], str] | None = None
+        options: list[dict[str, str]] = []
+        scoring = []
+        seen: set[str] = set()
         for option in alternatives:
             child = {**parent.texts, **option}
             child_hash = candidate_hash(child)
-            if ctx.state.id_of(child_hash) is not None or child_hash in ctx.hashes_in_flight:
+            if (
+                child_hash in seen
+                or ctx.state.id_of(child_hash) is not None
+                or child_hash in ctx.hashes_in_flight
+            ):
                 continue
-            evaluation = yield from self.bounded_evaluation(
-                ctx, child, child_hash, batch_ids, parent_eval
-            )
+            seen.add(child_hash)
+            options.append(dict(option))
+            scoring.append(self.bounded_evaluation(ctx, child, child_hash, batch_ids, parent_eval))
+        evaluations: list[ScoredExamples | str] = []
+        if scoring:  # scored side by side: best-of-n costs one minibatch's latency, not n
+            together = Gather(scoring)
+            yield together
+            evaluations = together.outcome()
+        best: tuple[float, dict[str, str], ScoredExamples] | None = None
+        ruled_out: tuple[dict[str, str], str] | None = None
+        for option, evaluation in zip(options, evaluations, strict=True):
             if isinstance(evaluation, str):
-                ruled_out = ruled_out or (dict(option), evaluation)
+                ruled_out = ruled_out or (option, evaluation)
                 continue
             value = minibatch_value(ctx.config.objective_weights, evaluation)
             if best is None or value > best[0]:
-                best = (value, dict(option), evaluation)
+                best = (value, option, evaluation)
         if best is not None:
             return best[1], best[2]
         if ruled_out is not None:
