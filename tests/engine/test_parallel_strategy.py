@@ -64,6 +64,10 @@ def test_auto_keeps_independent_proposals_where_samples_do_not_apply(
     assert "reflection_samples is set" in caplog.text
     assert resolved(reflects=False, parallel_proposals=4) == (4, 1, None)
     assert "nothing to sample" in caplog.text
+    greedy = {"reflection_lm_kwargs": {"temperature": 0}}
+    assert resolved(parallel_proposals=4, **greedy) == (4, 1, None)
+    assert "temperature 0" in caplog.text
+    assert resolved(parallel_proposals=4, reflection_lm_kwargs={"temperature": 0.7}) == (1, 4, 6)
 
 
 def test_the_automatic_choice_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:

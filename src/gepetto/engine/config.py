@@ -287,6 +287,8 @@ def _why_no_samples(config: GEPAConfig, *, reflects: bool) -> str | None:
     """Why ``parallel_strategy="samples"`` does not apply to these settings, or ``None``."""
     if not reflects:
         return "the reflection LM does not write the proposals, so there is nothing to sample"
+    if (config.reflection.reflection_lm_kwargs or {}).get("temperature") == 0:
+        return "the reflection LM runs at temperature 0, so its replies to one prompt agree"
     if config.reflection.reflection_samples != 1:
         return "reflection_samples is set (the strategy chooses it)"
     if config.engine.sampling_strategy is not None:
