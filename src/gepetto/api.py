@@ -741,8 +741,9 @@ Args:
           ``ceil(K/4)`` proposals in flight, each the best of ``K // ceil(K/4)``
           reflections scored side by side on a minibatch of 6 unless a size or sampler is
           given), ``"proposals"`` (K independent proposals in flight) or ``"auto"``
-          (default: ``"samples"`` when the reflection LM writes the proposals and
-          ``reflection_samples`` is 1, else ``"proposals"``; the choice is logged).
+          (default: ``"samples"`` when the reflection LM writes the proposals, not at
+          temperature 0, and ``reflection_samples`` is 1, else ``"proposals"``; the
+          choice is logged).
           Measured in docs/parallelism.md: reaches gepa's final best sooner and ends at
           least as high as K independent proposals; it asks for about twice the
           reflections K=1 asks for over the same budget.

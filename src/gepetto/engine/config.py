@@ -214,7 +214,8 @@ def resolve_parallel_strategy(config: GEPAConfig, *, reflects: bool) -> GEPAConf
     automatic choice is logged with its reason.
 
     With ``parallel_strategy="samples"`` (what ``"auto"`` chooses when the reflection LM
-    proposes, ``reflection_samples`` is 1 and no ``sampling_strategy`` is set),
+    proposes, ``reflection_samples`` is 1, no ``sampling_strategy`` is set and
+    ``reflection_lm_kwargs`` does not ask for temperature 0),
     ``parallel_proposals=K`` becomes ``ceil(K / 4)`` proposals in flight, each asking for
     ``K // ceil(K / 4)`` reflections at once (best-of-n, scored side by side on the
     minibatch), on a minibatch of :data:`SAMPLED_MINIBATCH_SIZE` unless a size or sampler
