@@ -7,12 +7,17 @@ gepetto starts on 127.0.0.1 (install them first: ``scripts/setup-local-llm``, wh
 rules are only revealed by the feedback of wrong answers.
 
     python examples/ticket_routing.py [--budget 300] [--seed 0] [--run-dir runs/demo]
+
+The run is kept in ``--run-dir`` (``runs/demo`` by default): stopped with Ctrl-C, or by a
+model server that stops answering, it resumes where it was when started again, paying
+nothing twice. Delete the folder (or pass another) to start over.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -30,7 +35,7 @@ async def accuracy(adapter: DefaultAdapter, prompt: str, examples: list[dict[str
     return sum(batch.scores) / len(batch.scores)
 
 
-async def run(budget: int, seed: int, run_dir: str | None) -> None:
+async def run(budget: int, seed: int, run_dir: str) -> None:
     train, val, test = ticket_routing_splits(30, seeds=(1, 2, 3))  # no message in two sets
     print(f"starting local models ({TASK_MODEL} answers, {REFLECTION_MODEL} reflects)...")
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=24)
@@ -38,6 +43,7 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
         REFLECTION_MODEL, temperature=0.7, max_tokens=400, extra_body={"repeat_penalty": 1.1}
     )
     adapter = DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=4)
+    print(f"the run is kept in {run_dir}: start this again to resume it, delete it to start over")
     started = time.monotonic()
     try:
         result = await gepetto.aoptimize(
@@ -56,6 +62,11 @@ async def run(budget: int, seed: int, run_dir: str | None) -> None:
         elapsed = time.monotonic() - started
         best = result.best_candidate["instructions"]
         hand_test = await accuracy(adapter, HANDWRITTEN_PROMPT, test)
+    except gepetto.GepettoError as error:  # e.g. a model server that stopped answering
+        sys.exit(
+            f"\nstopped: {error}\nEverything done so far is kept in {run_dir}; "
+            "fix the cause and start this again to resume."
+        )
     finally:
         await task_lm.aclose()
         await reflection_lm.aclose()
@@ -75,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--budget", type=int, default=300, help="max metric calls")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--run-dir", default=None)
+    parser.add_argument("--run-dir", default="runs/demo", help="where the run is kept")
     args = parser.parse_args()
     asyncio.run(run(args.budget, args.seed, args.run_dir))
 
