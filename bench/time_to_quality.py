@@ -209,10 +209,11 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             adapter=adapter,
             reflection_lm=lm,
             max_metric_calls=spec["budget"],
+            max_concurrency=MAX_CONCURRENCY,
             callbacks=[Observer()],
             display_progress_bar=False,
             seed=spec["seed"],
-            **{"max_concurrency": MAX_CONCURRENCY, **SETTINGS[spec["setting"]]},
+            **SETTINGS[spec["setting"]],
         )
     wall = time.perf_counter() - start
     scores = list(result.val_aggregate_scores)

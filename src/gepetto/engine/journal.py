@@ -55,6 +55,7 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gepetto.engine.config import SAMPLED_MINIBATCH_SIZE
 from gepetto.engine.options import changed_settings
 from gepetto.errors import ConfigError, GepettoError
 from gepetto.records import Record, ReflectionStreamed, record_from_dict, record_to_dict
@@ -226,10 +227,12 @@ class Journal:
         parts = [f"a different {', '.join(differing)}"] if differing else []
         if changes:
             parts.append(f"different settings ({'; '.join(changes)})")
-        if any(line.startswith("reflection_minibatch_size: 6 in the journal") for line in changes):
+        widened = header.config.get("reflection_minibatch_size") == SAMPLED_MINIBATCH_SIZE
+        if changes and widened and settings.get("reflection_minibatch_size") is None:
             parts[-1] += (
                 " (parallel_proposals > 1 with parallel_strategy 'samples' widened the "
-                "minibatch to 6 when the run started: pass reflection_minibatch_size=6)"
+                f"minibatch to {SAMPLED_MINIBATCH_SIZE} when the run started: pass "
+                f"reflection_minibatch_size={SAMPLED_MINIBATCH_SIZE})"
             )
         raise ConfigError(
             f"run {self.run_id!r} in this storage was started with {' and '.join(parts)}; "

@@ -133,7 +133,8 @@ PARALLEL_STRATEGIES = ("auto", "proposals", "samples")
 independent proposals in flight; ``"samples"``: fewer proposals, each the best of several
 reflections scored on a wider minibatch
 (:func:`~gepetto.engine.config.resolve_parallel_strategy`); ``"auto"``: ``"samples"``
-where the reflection LM proposes and ``reflection_samples`` is left at 1."""
+where the reflection LM proposes (not at temperature 0) and ``reflection_samples`` is left
+at 1."""
 
 CACHE_EVALUATION_STORAGES = ("auto", "memory", "disk")
 """gepa's ``cache_evaluation_storage`` values (see :class:`EngineConfig`)."""
