@@ -59,10 +59,13 @@ MAX_CONCURRENCY = 16
 WORKLOADS = {"facts": 0.0, "regressions": 0.15}  # chance a reflection forgets a known fact
 SETTINGS: dict[str, dict[str, Any]] = {
     "K=1": {"parallel_proposals": 1},
-    # parallel_strategy="auto": K=4 -> one proposal, best of 4 samples, minibatch 6;
-    # K=8 -> two proposals, each the best of 4 samples, minibatch 6.
+    # parallel_strategy="auto": K=4 -> one proposal, best of 4 samples, minibatch 9;
+    # K=8 -> two proposals, each the best of 4 samples, minibatch 9.
     "K=4": {"parallel_proposals": 4},
     "K=8": {"parallel_proposals": 8},
+    # max_concurrency holds a validation (30) and a minibatch (9) at once: an accepted child
+    # is also scored on the next minibatch during its validation (prefetch_minibatch=None).
+    "K=4, max_concurrency 48": {"parallel_proposals": 4, "max_concurrency": 48},
     # K independent proposals in flight (the behaviour before parallel_strategy existed).
     "K=4 proposals": {"parallel_proposals": 4, "parallel_strategy": "proposals"},
     "K=8 proposals": {"parallel_proposals": 8, "parallel_strategy": "proposals"},
@@ -70,6 +73,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "K=2, 4 samples": {"parallel_proposals": 2, "reflection_samples": 4},
     "K=4, 2 samples": {"parallel_proposals": 4, "reflection_samples": 2},
     "K=1, 4 samples": {"parallel_proposals": 1, "reflection_samples": 4},
+    "K=4, minibatch 6": {"parallel_proposals": 4, "reflection_minibatch_size": 6},
     "K=1, 8 samples, minibatch 6": {
         "parallel_proposals": 1,
         "reflection_samples": 8,
@@ -209,11 +213,10 @@ def run_one(spec: dict[str, Any]) -> dict[str, Any]:
             adapter=adapter,
             reflection_lm=lm,
             max_metric_calls=spec["budget"],
-            max_concurrency=MAX_CONCURRENCY,
             callbacks=[Observer()],
             display_progress_bar=False,
             seed=spec["seed"],
-            **SETTINGS[spec["setting"]],
+            **{"max_concurrency": MAX_CONCURRENCY, **SETTINGS[spec["setting"]]},
         )
     wall = time.perf_counter() - start
     scores = list(result.val_aggregate_scores)
@@ -295,10 +298,12 @@ def run_dask(spec: dict[str, Any]) -> dict[str, Any]:
 # ----- the matrix --------------------------------------------------------------------------
 
 
-def specs(budgets: list[int], seeds: int, settings: list[str]) -> list[dict[str, Any]]:
+def specs(
+    budgets: list[int], seeds: int, settings: list[str], workloads: list[str]
+) -> list[dict[str, Any]]:
     return [
         {"workload": workload, "budget": budget, "seed": seed, "setting": setting}
-        for workload in WORKLOADS
+        for workload in workloads
         for budget in budgets
         for seed in range(seeds)
         for setting in ["gepa", *settings]
@@ -417,6 +422,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budgets", type=int, nargs="+", default=[600])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (separate processes)")
     parser.add_argument(
@@ -471,7 +477,7 @@ def main() -> None:
     if args.from_raw:
         rows = [row for raw in args.from_raw for row in json.loads(Path(raw).read_text())["rows"]]
     else:
-        todo = specs(args.budgets, args.seeds, args.settings)
+        todo = specs(args.budgets, args.seeds, args.settings, args.workloads)
         if args.without_gepa:
             todo = [spec for spec in todo if spec["setting"] != "gepa"]
         todo.sort(key=lambda s: -s["budget"] * (4 if s["setting"] in ("gepa", "K=1") else 1))

@@ -739,7 +739,7 @@ Args:
           they are spent is ``parallel_strategy``.
         - ``parallel_strategy``: ``"samples"`` (``parallel_proposals=K`` becomes
           ``ceil(K/4)`` proposals in flight, each the best of ``K // ceil(K/4)``
-          reflections scored side by side on a minibatch of 6 unless a size or sampler is
+          reflections scored side by side on a minibatch of 9 unless a size or sampler is
           given), ``"proposals"`` (K independent proposals in flight) or ``"auto"``
           (default: ``"samples"`` when the reflection LM writes the proposals, not at
           temperature 0, and ``reflection_samples`` is 1, else ``"proposals"``; the
@@ -747,6 +747,15 @@ Args:
           Measured in docs/parallelism.md: reaches gepa's final best sooner and ends at
           least as high as K independent proposals; it asks for 1.9-3.3 times the
           reflections K=1 asks for over the same budget.
+        - ``prefetch_minibatch``: while a child accepted on the minibatch is validated, also
+          score it on the minibatch the next iteration will draw, so that when it becomes
+          that iteration's parent (as a child that beat its parent usually does) the
+          reflection starts at once. It changes no decision; the calls are spent for nothing
+          when another parent is chosen. ``None`` (default): on for a best-of-n proposal
+          with one in flight (``parallel_proposals`` 2-4 under ``"samples"``) when
+          ``max_concurrency`` holds a validation and a minibatch at once (logged either
+          way). It needs one proposal in flight, no merges, one worker, the evaluation
+          cache and a named ``batch_sampler``; ``True`` elsewhere is refused.
         - ``spread_parents``: with ``parallel_proposals > 1``, a new proposal avoids a
           parent another proposal in flight works on when the Pareto front has a free
           member (``True``; ``None``, the default, is off and says so in the log).

@@ -38,6 +38,7 @@ EvaluationPurpose: TypeAlias = Literal[
     "child_minibatch",
     "recheck_parent",
     "recheck_child",
+    "next_parent_minibatch",
     "merge_subsample",
     "validation",
     "test",

@@ -41,8 +41,9 @@ pytestmark = pytest.mark.slow
 
 BUDGET = 300
 VAL_SIZE = 12
+MINIBATCH = 3
 MAX_TASK = VAL_SIZE
-"""Metric calls of the largest evaluation task (a full validation; minibatches are 3)."""
+"""Metric calls of the largest evaluation task (a full validation)."""
 KILLS = 20
 RNG_SEED = int(os.environ.get("GEPETTO_CRASH_SEED", "20241128"))
 """Seed of the kill schedule (set the variable to explore other schedules)."""
@@ -197,7 +198,7 @@ result = gepetto.optimize(
     {"instructions": "Answer."}, trainset, valset, reflection_lm=lm,
     adapter=OpaqueAdapter() if WORKLOAD == "opaque" else SlowAdapter(),
     max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[Inline(observe)],
-    display_progress_bar=False,
+    display_progress_bar=False, prefetch_minibatch=ENV.get("PREFETCH") == "1",
 )
 data = result.to_dict()
 data.pop("run_dir")  # where the run is kept: each attempt compared has its own folder
@@ -232,6 +233,8 @@ class Run:
 
     root: Path
     script: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """Set for every attempt (the variant of the workload)."""
     attempts: list[Attempt] = field(default_factory=list)
 
     @property
@@ -246,7 +249,7 @@ class Run:
         number = len(self.attempts) + 1
         note = self.root / f"note-{number}.json"
         note.unlink(missing_ok=True)
-        child_env = {**os.environ, "ATTEMPT": str(number), "BUDGET": str(BUDGET)}
+        child_env = {**os.environ, **self.env, "ATTEMPT": str(number), "BUDGET": str(BUDGET)}
         child_env.update({key: str(value) for key, value in env.items()})
         with (self.root / f"stderr-{number}.txt").open("w") as stderr:
             return subprocess.Popen(
@@ -397,10 +400,26 @@ def script(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def most_in_flight(variant: dict[str, str]) -> int:
+    """The most metric calls in flight at once, which a kill can lose: one task; with
+    prefetch, a validation and the next minibatch side by side."""
+    return MAX_TASK + (MINIBATCH if variant.get("PREFETCH") == "1" else 0)
+
+
+@pytest.fixture(scope="module", params=["sequential", "prefetch"])
+def variant(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The workload as is, and with each accepted child scored ahead on the next minibatch
+    during its validation (``prefetch_minibatch``: evaluations journaled in another
+    iteration than the one that may use them)."""
+    return {"PREFETCH": "1"} if request.param == "prefetch" else {}
+
+
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory, script: Path) -> dict[str, Any]:
+def reference(
+    tmp_path_factory: pytest.TempPathFactory, script: Path, variant: dict[str, str]
+) -> dict[str, Any]:
     """The uninterrupted run of the workload, in a fresh run_dir."""
-    run = Run(tmp_path_factory.mktemp("reference"), script)
+    run = Run(tmp_path_factory.mktemp("reference"), script, variant)
     attempt = run.run()
     assert attempt.returncode == 0 and attempt.result is not None, attempt.stderr
     result = attempt.result
@@ -408,14 +427,28 @@ def reference(tmp_path_factory: pytest.TempPathFactory, script: Path) -> dict[st
     assert run.executed()[0] == result["total_metric_calls"]
     assert len(result["candidates"]) > 5
     assert_no_duplicates(run.journal())
+    if variant:  # the prefetch ran, and a next parent took its evaluation from the cache
+        evaluations = [r for r in run.journal() if r["kind"] == "evaluation"]
+        ahead = {
+            (r["candidate_hash"], tuple(r["example_ids"]))
+            for r in evaluations
+            if r["purpose"] == "next_parent_minibatch"
+        }
+        reused = [
+            r
+            for r in evaluations
+            if r["purpose"] == "parent_minibatch"
+            and (r["candidate_hash"], tuple(r["example_ids"])) in ahead
+        ]
+        assert reused and all(r["metric_calls"] == 0 for r in reused)
     return result
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
-    tmp_path: Path, script: Path, reference: dict[str, Any]
+    tmp_path: Path, script: Path, reference: dict[str, Any], variant: dict[str, str]
 ) -> None:
     rng = random.Random(RNG_SEED)
-    run = Run(tmp_path, script)
+    run = Run(tmp_path, script, variant)
     modes = ["outside"] * 10 + ["event"] * 6 + ["commit"] * 4
     rng.shuffle(modes)
     # Where the kills land, in metric calls used: spread over the run (it uses ~BUDGET).
@@ -455,7 +488,9 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
             assert inserted > 0 and len(after) == inside - inserted, f"{where}: {attempt.note}"
         executed, _ = run.executed(number)
         gained = journal_calls(after) - journal_calls(before)
-        assert gained <= executed <= gained + MAX_TASK, f"{where}: {executed=} {gained=}"
+        assert gained <= executed <= gained + most_in_flight(variant), (
+            f"{where}: {executed=} {gained=}"
+        )
         wasted.append(executed - gained)
         progress.append(journal_calls(after))
     assert progress[0] < BUDGET * 0.2 and progress[-1] > BUDGET * 0.7, progress
@@ -472,7 +507,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
     assert executed_last == journal_calls(records) - progress[-1], "a clean run wasted calls"
     executed_all, reflections_all = run.executed()
     assert executed_all == final.result["total_metric_calls"] + sum(wasted)
-    assert executed_all <= BUDGET + KILLS * MAX_TASK
+    assert executed_all <= BUDGET + KILLS * most_in_flight(variant)
     reflections_journaled = sum(r["kind"] == "reflection" for r in records)
     # Some kills landed with an evaluation, or a reflection, in flight or not yet journaled.
     assert sum(w > 0 for w in wasted) >= 3, wasted
@@ -491,11 +526,11 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(
 
 @pytest.mark.parametrize("signals", [1, 2])
 def test_sigint_stops_and_the_run_resumes(
-    tmp_path: Path, script: Path, reference: dict[str, Any], signals: int
+    tmp_path: Path, script: Path, reference: dict[str, Any], variant: dict[str, str], signals: int
 ) -> None:
     """One SIGINT: the work in flight finishes, the result says interrupted, exit code 0.
     Two: the work in flight is dropped at once. Either way the run resumes exactly."""
-    run = Run(tmp_path, script)
+    run = Run(tmp_path, script, variant)
     process = run.start()
     assert process.stdout is not None
     for line in process.stdout:
@@ -518,7 +553,7 @@ def test_sigint_stops_and_the_run_resumes(
     assert interrupted.result["total_metric_calls"] == journal_calls(run.journal())
     assert_no_duplicates(run.journal())
     lost = run.executed()[0] - interrupted.result["total_metric_calls"]
-    assert lost == 0 if signals == 1 else 0 <= lost <= MAX_TASK
+    assert lost == 0 if signals == 1 else 0 <= lost <= most_in_flight(variant)
 
     resumed = run.run()
     assert resumed.returncode == 0 and resumed.result is not None, resumed.stderr

@@ -1,6 +1,6 @@
 """parallel_strategy: how parallel_proposals=K is spent. "samples" (what "auto" picks when
 the reflection LM writes the proposals) runs ceil(K/4) proposals, each the best of K//ceil(K/4)
-reflections asked for at once and scored side by side on a minibatch of 6; "proposals"
+reflections asked for at once and scored side by side on a minibatch of 9; "proposals"
 keeps K independent proposals in flight."""
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ def resolved(reflects: bool = True, **options: Any) -> tuple[int, int, int | Non
 
 @pytest.mark.parametrize(
     ("k", "expected"),
-    [(1, (1, 1, None)), (2, (1, 2, 6)), (3, (1, 3, 6)), (4, (1, 4, 6)), (5, (2, 2, 6)),
-     (6, (2, 3, 6)), (8, (2, 4, 6)), (16, (4, 4, 6))],
+    [(1, (1, 1, None)), (2, (1, 2, 9)), (3, (1, 3, 9)), (4, (1, 4, 9)), (5, (2, 2, 9)),
+     (6, (2, 3, 9)), (8, (2, 4, 9)), (16, (4, 4, 9))],
 )  # fmt: skip
 def test_auto_spends_k_on_best_of_n_proposals(k: int, expected: tuple[int, int, int]) -> None:
     assert resolved(parallel_proposals=k) == expected
@@ -67,14 +67,14 @@ def test_auto_keeps_independent_proposals_where_samples_do_not_apply(
     greedy = {"reflection_lm_kwargs": {"temperature": 0}}
     assert resolved(parallel_proposals=4, **greedy) == (4, 1, None)
     assert "temperature 0" in caplog.text
-    assert resolved(parallel_proposals=4, reflection_lm_kwargs={"temperature": 0.7}) == (1, 4, 6)
+    assert resolved(parallel_proposals=4, reflection_lm_kwargs={"temperature": 0.7}) == (1, 4, 9)
 
 
 def test_the_automatic_choice_is_logged_with_its_reason(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="gepetto")
     resolved(parallel_proposals=8)
     assert "2 proposals in flight, each the best of 4 reflections" in caplog.text
-    assert "minibatch of 6" in caplog.text
+    assert "minibatch of 9" in caplog.text
     assert "parallel_strategy='proposals' keeps 8 independent proposals" in caplog.text
 
 
@@ -147,9 +147,9 @@ def test_a_run_with_four_in_flight_judges_the_best_of_four_samples(tmp_path: Pat
     assert any(d["reason"].startswith("best of 2 proposals") for d in result.decisions)
     assert result.best_score > result.seed_score
     minibatches = {len(d["minibatch"]) for d in result.decisions if d.get("minibatch")}
-    assert minibatches <= {6}
+    assert minibatches <= {9}
     # Resumed with K=1 (no widening), the run is refused with what to pass instead...
-    with pytest.raises(ConfigError, match="pass reflection_minibatch_size=6"):
+    with pytest.raises(ConfigError, match="pass reflection_minibatch_size=9"):
         gepetto.optimize(
             SEED, TRAIN, VAL, adapter=adapter, reflection_lm=lm, max_metric_calls=200,
             run_dir=tmp_path, display_progress_bar=False,
@@ -157,7 +157,7 @@ def test_a_run_with_four_in_flight_judges_the_best_of_four_samples(tmp_path: Pat
     # ...and resumes with it, another sample count and another parallel_proposals.
     resumed = gepetto.optimize(
         SEED, TRAIN, VAL, adapter=adapter, reflection_lm=lm, max_metric_calls=200,
-        run_dir=tmp_path, display_progress_bar=False, reflection_minibatch_size=6,
+        run_dir=tmp_path, display_progress_bar=False, reflection_minibatch_size=9,
         parallel_strategy="proposals", parallel_proposals=2,
     )  # fmt: skip
     assert resumed.total_metric_calls > result.total_metric_calls

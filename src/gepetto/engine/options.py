@@ -232,6 +232,11 @@ class EngineConfig:
     spread_parents: bool | None = setting(
         None, resume="how the parents of proposals started from now on are chosen", recorded=False
     )
+    prefetch_minibatch: bool | None = setting(
+        None,
+        resume="whether accepted children are scored ahead on the next minibatch from now on",
+        recorded=False,
+    )
     stale_proposals: str = setting(
         "auto",
         resume="what happens to proposals whose parent is superseded from now on",
@@ -340,8 +345,9 @@ class EngineConfig:
         _set(self, "max_concurrency", check_int("max_concurrency", self.max_concurrency, minimum=1))
         check_executor(self.executor)
         check_bool("early_reject", self.early_reject)
-        if self.spread_parents is not None:
-            check_bool("spread_parents", self.spread_parents)
+        for optional in ("spread_parents", "prefetch_minibatch"):  # None: automatic
+            if getattr(self, optional) is not None:
+                check_bool(optional, getattr(self, optional))
         if self.parallel_strategy not in PARALLEL_STRATEGIES:
             raise ConfigError(
                 "parallel_strategy must be one of "
@@ -805,6 +811,7 @@ class GepettoOptions(TypedDict, total=False):
     early_reject: bool
     stale_proposals: str
     spread_parents: bool | None
+    prefetch_minibatch: bool | None
     reflection_retries: int
     proposal_guards: str
     reflection_samples: int

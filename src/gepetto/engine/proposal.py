@@ -73,7 +73,7 @@ from gepetto.events import (
 )
 from gepetto.proposers.reflective import ProposalOutcome
 from gepetto.records import CandidateRecord, IterationRecord, Outcome, ReflectionRecord
-from gepetto.strategies.batch_sampling import sample_minibatch
+from gepetto.strategies.batch_sampling import peek_minibatch, sample_minibatch
 from gepetto.strategies.candidate_selection import select_parent
 from gepetto.strategies.component_selection import select_components
 from gepetto.strategies.gepa_objects import MinibatchFacts
@@ -358,10 +358,47 @@ class ReflectionProposal:
         decision: Decider,
         reason: str,
     ) -> TaskGenerator:
-        """Validate a child accepted on the minibatch; admit it to the pool if the
-        evaluation policy lets it."""
-        yield from self.validate_child(ctx, parent, child, child_hash)
+        """Validate a child accepted on the minibatch (with ``prefetch_minibatch``, while it
+        is also scored on the next minibatch: :meth:`_score_ahead`); admit it to the pool
+        if the evaluation policy lets it."""
+        validation = self.validate_child(ctx, parent, child, child_hash)
+        if ctx.config.prefetch_minibatch:
+            together = Gather([validation, self._score_ahead(ctx, child, child_hash)])
+            yield together
+            together.outcome()
+        else:
+            yield from validation
         self.admit_validated(ctx, parent, child, child_hash, updated, decision, reason)
+
+    def _score_ahead(
+        self, ctx: RunContext, child: Mapping[str, str], child_hash: str
+    ) -> TaskGenerator:
+        """Score the child, with traces, on the minibatch the next iteration will draw: if
+        the child becomes that iteration's parent (a child that beat its parent usually
+        does), its minibatch evaluation comes from the cache and the reflection starts at
+        once. Skipped, never stopping the run, when the sampler cannot be looked ahead or
+        the budget cannot pay for it."""
+        following = self.iteration + 1
+        batch = peek_minibatch(
+            ctx.config.batch_sampler,
+            following,
+            len(ctx.trainset),
+            ctx.rng(following, "minibatch"),
+        )
+        if batch is None:
+            return
+        try:
+            yield from evaluate(
+                ctx,
+                child,
+                child_hash,
+                "train",
+                tuple(batch),
+                self.iteration,
+                "next_parent_minibatch",
+            )
+        except BudgetExhausted:
+            return
 
     def validate_child(
         self, ctx: RunContext, parent: CandidateRecord, child: dict[str, str], child_hash: str

@@ -108,7 +108,11 @@ def evaluate(
     # it becomes a parent on the same examples); validation never needs them.
     traces = split == "train"
     journaled = ctx.replay.evaluation(
-        iteration, purpose, content_hash, example_ids, needs_traces=purpose == "parent_minibatch"
+        iteration,
+        purpose,
+        content_hash,
+        example_ids,
+        needs_traces=purpose in ("parent_minibatch", "next_parent_minibatch"),
     )
     if journaled is not None:
         return scores_from_record(journaled)

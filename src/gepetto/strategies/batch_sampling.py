@@ -11,6 +11,7 @@ A sampler is any object with ``next_batch(train_size, rng) -> list of example id
 
 from __future__ import annotations
 
+import copy
 import random
 from collections import deque
 from typing import Protocol, runtime_checkable
@@ -23,6 +24,7 @@ __all__ = [
     "EpochShuffledSampler",
     "RandomSampler",
     "SamplesForIteration",
+    "peek_minibatch",
     "resolve_batch_sampler",
     "sample_minibatch",
 ]
@@ -55,6 +57,23 @@ def sample_minibatch(
     if isinstance(sampler, SamplesForIteration):
         return sampler.next_batch_at(iteration, train_size, rng)
     return sampler.next_batch(train_size, rng)
+
+
+def peek_minibatch(
+    sampler: BatchSampler, iteration: int, train_size: int, rng: random.Random
+) -> list[int] | None:
+    """The minibatch :func:`sample_minibatch` will give for ``iteration`` if nothing is drawn
+    before it, without moving ``sampler``; ``None`` for a sampler gepetto did not build,
+    whose state it cannot copy knowing it is safe to.
+
+    >>> sampler = EpochShuffledSampler(2)
+    >>> ahead = peek_minibatch(sampler, 0, 5, random.Random(1))
+    >>> ahead == sample_minibatch(sampler, 0, 5, random.Random(1))
+    True
+    """
+    if type(sampler) not in (EpochShuffledSampler, RandomSampler):
+        return None
+    return sample_minibatch(copy.deepcopy(sampler), iteration, train_size, rng)
 
 
 class EpochShuffledSampler:
