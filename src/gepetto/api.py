@@ -745,7 +745,7 @@ Args:
           temperature 0, and ``reflection_samples`` is 1, else ``"proposals"``; the
           choice is logged).
           Measured in docs/parallelism.md: reaches gepa's final best sooner and ends at
-          least as high as K independent proposals; it asks for 1.9-3.3 times the
+          least as high as K independent proposals; it asks for 1.6-3.1 times the
           reflections K=1 asks for over the same budget.
         - ``prefetch_minibatch``: while a child accepted on the minibatch is validated, also
           score it on the minibatch the next iteration will draw, so that when it becomes

@@ -288,8 +288,8 @@ SAMPLED_MINIBATCH_SIZE = 9
 minibatch size or sampler is given: three times gepa's 3, so the reflections see more
 failures and the best of them is chosen on more evidence. Measured with the size at 3, 6
 and 9 by bench/time_to_quality.py (docs/benchmarks.md#time-to-quality-vs-gepa-014): over 6
-seeds, 9 reached gepa's final best 5.1-8.4x sooner than gepa's wall time in all four
-cells, 6 only 4.4-9.0x, with final bests within 0.01 of K=1's either way."""
+seeds, 9 reached gepa's final best 5.1-8.5x sooner than gepa's wall time in all four
+cells, 6 4.4-9.0x (under 5x in one), with final bests within 0.01 of K=1's either way."""
 
 
 def resolve_parallel_strategy(config: GEPAConfig, *, reflects: bool) -> GEPAConfig:
@@ -306,7 +306,7 @@ def resolve_parallel_strategy(config: GEPAConfig, *, reflects: bool) -> GEPAConf
     rather than on K proposals that go stale when one of them wins. Measured on the
     time-to-quality benchmark (4 workload x budget cells, 6 seeds), one proposal of 4
     samples reached gepa's final best sooner than 4 independent proposals in all 4 and
-    ended at least as high in all 4. It asks for 1.9-3.3 times as many reflections as K=1
+    ended at least as high in all 4. It asks for 1.6-3.1 times as many reflections as K=1
     does over the same budget (K independent proposals also ask for more: 1.4-1.9 times).
 
     Args:
