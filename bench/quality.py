@@ -12,9 +12,14 @@ on a held-out test split, metric calls, wall time; budgets 300 and 1000.
 ``--real``: real local models (``scripts/setup-local-llm``). Qwen2.5-Coder-0.5B answers
 (temperature 0), Qwen2.5-Coder-1.5B reflects (temperature 0.7, max_tokens 400,
 repeat_penalty 1.1), as in ``examples/ticket_routing.py``; tasks ``tickets`` (ticket
-routing) and ``dates`` (date normalization), train/val/test of 30 examples from generator
-seeds 1/2/3, exact-match scoring, ``max_concurrency=4``. The best candidate of every run is
-scored on the test (and again on the validation) set here, the same way for every optimizer.
+routing) and ``dates`` (date normalization), exact-match scoring, and the task suite's
+further shapes: ``arithmetic`` (word problems, the number after ``Answer:``), ``extraction``
+(five JSON fields, scored one by one) and ``tagging`` (several labels per review, scored as
+a set), and ``atlas-rag`` (two components, a query rewriter and an answerer, over the
+fictional Atlas corpus with BM25: ``gepetto[bm25]``); train/val/test of 30 examples (from
+generator seeds 1/2/3; disjoint inputs but for ``dates``), ``max_concurrency=4``. The best
+candidate of every run is scored on the test (and again on the validation) set here, the
+same way for every optimizer.
 Rows: the seed prompt, the hand-written prompt, gepa 0.1.4 (``gepa.optimize`` with a sync
 adapter around gepetto's ``DefaultAdapter`` and gepa's own reflection prompt) and the
 gepetto variants of :data:`GEPETTO_VARIANTS`. A budget-300 run takes about 10-20 minutes
@@ -137,17 +142,66 @@ format kept out of the optimized text (``DefaultAdapter(system_prompt_template=.
 gepetto and gepa alike. Not the Quality issue's setup: there the seed prompt has no format."""
 
 
+Texts = str | dict[str, str]
+"""A task's prompt: one text (the ``instructions`` component), or a text per component."""
+
+
 @dataclass(frozen=True)
 class RealTask:
     splits: Callable[[], list[list[dict[str, Any]]]]  # train, val, test
-    seed_prompt: str
-    handwritten_prompt: str
+    seed_prompt: Texts
+    handwritten_prompt: Texts
     max_tokens: int
     system_prompt_template: str | None = None  # DefaultAdapter's fixed part around the text
+    evaluator: Callable[[], Any] | None = None  # (example, reply) -> (score, feedback)
+    """None: exact match."""
+    adapter: Callable[[Any], Any] | None = None  # task LM -> adapter; None: DefaultAdapter
+
+
+def candidate_of(texts: Texts) -> dict[str, str]:
+    """A task's prompt as a candidate: one text is the ``instructions`` component."""
+    return {"instructions": texts} if isinstance(texts, str) else dict(texts)
+
+
+def texts_of(candidate: dict[str, str]) -> Texts:
+    """What a results row keeps of a candidate: the text, or every component's text."""
+    return candidate["instructions"] if list(candidate) == ["instructions"] else dict(candidate)
+
+
+def atlas_rag_adapter(task_lm: Any) -> Any:
+    """The two-component task's system: rewrite the question as a search query, retrieve 3
+    Atlas passages (BM25, in memory), answer from them (``RAGAdapter``'s score: retrieval and
+    answer metrics together)."""
+    from gepetto.adapters.rag import RAGAdapter
+    from gepetto.adapters.rag.stores import BM25Store
+    from gepetto.datasets import atlas_passages
+
+    store = BM25Store()
+    store.add(atlas_passages())
+    return RAGAdapter(task_lm, store, k=3, max_concurrency=CONCURRENCY)
+
+
+def disjoint_splits(
+    generate: Callable[[int, int], list[dict[str, Any]]], size: int, seeds: Iterable[int]
+) -> list[list[dict[str, Any]]]:
+    """One split of ``size`` examples per generator seed, none whose input is in an earlier
+    split (drawn from ``generate(2 * size, seed)``)."""
+    splits: list[list[dict[str, Any]]] = []
+    used: set[str] = set()
+    for seed in seeds:
+        fresh = [e for e in generate(2 * size, seed) if e["input"] not in used]
+        unique = list({e["input"]: e for e in fresh}.values())[:size]
+        if len(unique) < size:
+            raise ValueError(f"seed {seed} gives only {len(unique)} new inputs, {size} wanted")
+        used.update(e["input"] for e in unique)
+        splits.append(unique)
+    return splits
 
 
 def real_tasks() -> dict[str, RealTask]:
     from gepetto import datasets
+    from gepetto.adapters.rag import ANSWER, QUERY_REWRITE
+    from gepetto.datasets import arithmetic, atlas, extraction, tagging
 
     def ticket_splits() -> list[list[dict[str, Any]]]:
         return datasets.ticket_routing_splits(SPLIT_SIZE, SPLIT_SEEDS)
@@ -172,6 +226,38 @@ def real_tasks() -> dict[str, RealTask]:
             datasets.DATES_HANDWRITTEN_PROMPT,
             24,
         ),
+        # The task suite's further shapes (issue #27): a numeric answer worked out step by
+        # step, JSON fields scored one by one, several labels scored as a set.
+        "arithmetic": RealTask(
+            lambda: disjoint_splits(datasets.arithmetic_problems, SPLIT_SIZE, SPLIT_SEEDS),
+            arithmetic.SEED_PROMPT,
+            arithmetic.HANDWRITTEN_PROMPT,
+            200,
+            evaluator=datasets.numeric_answer_evaluator,
+        ),
+        "extraction": RealTask(
+            lambda: disjoint_splits(datasets.shipping_requests, SPLIT_SIZE, SPLIT_SEEDS),
+            extraction.SEED_PROMPT,
+            extraction.HANDWRITTEN_PROMPT,
+            120,
+            evaluator=datasets.field_match_evaluator,
+        ),
+        "tagging": RealTask(
+            lambda: datasets.review_tag_splits(SPLIT_SIZE, SPLIT_SEEDS),
+            tagging.SEED_PROMPT,
+            tagging.HANDWRITTEN_PROMPT,
+            24,
+            evaluator=datasets.tag_set_evaluator,
+        ),
+        # Two components (a query rewriter and an answerer), so the component selector
+        # matters: RAG over the fictional Atlas corpus.
+        "atlas-rag": RealTask(
+            lambda: list(datasets.atlas_splits(SPLIT_SIZE, SPLIT_SIZE, SPLIT_SIZE)),
+            {QUERY_REWRITE: atlas.ATLAS_SEED_QUERY_PROMPT, ANSWER: atlas.ATLAS_SEED_ANSWER_PROMPT},
+            {QUERY_REWRITE: atlas.ATLAS_QUERY_PROMPT, ANSWER: atlas.ATLAS_ANSWER_PROMPT},
+            32,
+            adapter=atlas_rag_adapter,
+        ),
     }
 
 
@@ -185,9 +271,11 @@ def task_adapter(task: RealTask) -> tuple[Any, Any]:
     from gepetto.lm.registry import resolve_lm
 
     task_lm = resolve_lm(TASK_MODEL, temperature=0, max_tokens=task.max_tokens)
+    if task.adapter is not None:
+        return task_lm, task.adapter(task_lm)
     adapter = DefaultAdapter(
         task_lm,
-        exact_match_evaluator(),
+        task.evaluator() if task.evaluator is not None else exact_match_evaluator(),
         system_prompt_template=task.system_prompt_template,
         max_concurrency=CONCURRENCY,
     )
@@ -329,8 +417,8 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
         clients.append(task_lm)
         task_lm.add_listener(lambda record: _count(calls, "task"))
 
-        def accuracy(prompt: str, examples: list[dict[str, Any]]) -> float:
-            batch = loop.run(adapter.evaluate(examples, {"instructions": prompt}))
+        def accuracy(prompt: Texts, examples: list[dict[str, Any]]) -> float:
+            batch = loop.run(adapter.evaluate(examples, candidate_of(prompt)))
             return statistics.mean(batch.scores)
 
         if spec["name"] in REFERENCES:
@@ -347,7 +435,7 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
         reflect = _traced(reflection_lm, spec)
         startup = time.perf_counter() - start
         start = time.perf_counter()
-        seed_candidate = {"instructions": task.seed_prompt}
+        seed_candidate = candidate_of(task.seed_prompt)
         if spec["name"] == GEPA:
             found = _gepa_real(spec, seed_candidate, train, val, adapter, reflect, loop)
         else:
@@ -423,7 +511,7 @@ def _gepa_real(
         seed=spec["seed"],
     )
     return {
-        "best_prompt": result.candidates[result.best_idx]["instructions"],
+        "best_prompt": texts_of(dict(result.candidates[result.best_idx])),
         "val_reported": result.val_aggregate_scores[result.best_idx],
         "reported_calls": result.total_metric_calls,
         "candidates": len(result.candidates),
@@ -480,7 +568,7 @@ async def _gepetto_real(
     return {
         "outcomes": dict(sorted(outcomes.items(), key=lambda item: -item[1])),
         "early_reject_saved": saved[0],
-        "best_prompt": result.best_candidate["instructions"],
+        "best_prompt": texts_of(dict(result.best_candidate)),
         "val_reported": result.best_score,
         "reported_calls": result.total_metric_calls,
         "candidates": result.num_candidates,
@@ -627,6 +715,10 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "dates": "Date normalization",
         "tickets-overlapping": "Ticket routing, first data set (overlapping splits)",
         "tickets-fixed-format": "Ticket routing with a fixed answer-format line",
+        "arithmetic": "Arithmetic word problems",
+        "extraction": "Structured extraction (JSON fields)",
+        "tagging": "Review tagging (several labels)",
+        "atlas-rag": "RAG over the Atlas corpus (two components)",
     }
     real = "".join(f"\n#### {titles.get(t, t)}\n\n{real_table(summary, t)}" for t in tasks)
     section = (
@@ -702,14 +794,14 @@ async def unseen_test(task_name: str, rows: list[dict[str, Any]]) -> str:
     optimizer."""
     task = real_tasks()[task_name]
     train, _, test = task.splits()
-    train_inputs = {e["input"] for e in train}
-    unseen = [e for e in test if e["input"] not in train_inputs]
+    train_inputs = {e.get("input", e.get("question")) for e in train}
+    unseen = [e for e in test if e.get("input", e.get("question")) not in train_inputs]
     runs = [r for r in latest(rows) if r["mode"] == "real" and r["task"] == task_name]
     task_lm, adapter = task_adapter(task)
     scores: dict[str, list[tuple[float, float]]] = {}
     try:
         for row in sorted(runs, key=lambda r: (r["name"], r["seed"] or 0)):
-            batch = await adapter.evaluate(unseen, {"instructions": row["best_prompt"]})
+            batch = await adapter.evaluate(unseen, candidate_of(row["best_prompt"]))
             scores.setdefault(label(row), []).append((row["test"], statistics.mean(batch.scores)))
     finally:
         await task_lm.aclose()

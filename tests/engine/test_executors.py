@@ -228,6 +228,7 @@ def test_dask_worker_killed_mid_evaluation_loses_and_double_counts_nothing(
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
+        client.wait_for_workers(4, timeout=120)
         outcome: dict[str, Any] = {}
 
         def optimize() -> None:
@@ -259,5 +260,8 @@ def test_dask_worker_killed_mid_evaluation_loses_and_double_counts_nothing(
     # The run paid once for each evaluation it used, whatever ran twice on the workers.
     done = Counter((line[1], line[2]) for line in records if line[0] == "done")
     assert len(done) == outcome["result"].total_metric_calls
-    workers = {line[3] for line in records if line[0] == "done"}
-    assert len(workers) >= 3, workers  # the survivors of the four shared the evaluations
+    # The evaluations went on on the surviving workers (which of the three Dask picks for
+    # the two calls in flight is its choice: under load it may keep using the same ones).
+    after_kill = records[records.index(killed) :]
+    survivors = {line[3] for line in after_kill if line[0] == "done"}
+    assert survivors and killed[3] not in survivors, survivors

@@ -16,6 +16,9 @@ examples with a vague seed prompt and a hand-written reference prompt:
   :func:`numeric_answer_evaluator` (prompts in :mod:`gepetto.datasets.arithmetic`);
 - :func:`shipping_requests`: extract five fields of a shipping request as JSON, scored per
   field by :func:`field_match_evaluator` (prompts in :mod:`gepetto.datasets.extraction`);
+- :func:`review_tags` (and :func:`review_tag_splits`, disjoint train/val/test): tag a shop
+  review with every topic it raises (several labels), scored by :func:`tag_set_evaluator`
+  (prompts in :mod:`gepetto.datasets.tagging`);
 - :mod:`~gepetto.datasets.atlas`: a fictional corpus for RAG (:func:`atlas_passages`,
   :func:`atlas_questions`, :func:`atlas_splits`, with gold passage ids and answers).
 """
@@ -34,6 +37,7 @@ from gepetto.datasets.shop import (
     shop_metric,
     shop_orders,
 )
+from gepetto.datasets.tagging import review_tag_splits, review_tags, tag_set_evaluator
 from gepetto.datasets.tickets import (
     HANDWRITTEN_PROMPT,
     LABELS,
@@ -61,9 +65,12 @@ __all__ = [
     "date_normalization",
     "field_match_evaluator",
     "numeric_answer_evaluator",
+    "review_tag_splits",
+    "review_tags",
     "shipping_requests",
     "shop_metric",
     "shop_orders",
+    "tag_set_evaluator",
     "ticket_routing",
     "ticket_routing_splits",
 ]
