@@ -181,27 +181,11 @@ def atlas_rag_adapter(task_lm: Any) -> Any:
     return RAGAdapter(task_lm, store, k=3, max_concurrency=CONCURRENCY)
 
 
-def disjoint_splits(
-    generate: Callable[[int, int], list[dict[str, Any]]], size: int, seeds: Iterable[int]
-) -> list[list[dict[str, Any]]]:
-    """One split of ``size`` examples per generator seed, none whose input is in an earlier
-    split (drawn from ``generate(2 * size, seed)``)."""
-    splits: list[list[dict[str, Any]]] = []
-    used: set[str] = set()
-    for seed in seeds:
-        fresh = [e for e in generate(2 * size, seed) if e["input"] not in used]
-        unique = list({e["input"]: e for e in fresh}.values())[:size]
-        if len(unique) < size:
-            raise ValueError(f"seed {seed} gives only {len(unique)} new inputs, {size} wanted")
-        used.update(e["input"] for e in unique)
-        splits.append(unique)
-    return splits
-
-
 def real_tasks() -> dict[str, RealTask]:
     from gepetto import datasets
     from gepetto.adapters.rag import ANSWER, QUERY_REWRITE
     from gepetto.datasets import arithmetic, atlas, extraction, tagging
+    from gepetto.datasets.splits import disjoint_splits, drawing_from
 
     def ticket_splits() -> list[list[dict[str, Any]]]:
         return datasets.ticket_routing_splits(SPLIT_SIZE, SPLIT_SEEDS)
@@ -229,14 +213,18 @@ def real_tasks() -> dict[str, RealTask]:
         # The task suite's further shapes (issue #27): a numeric answer worked out step by
         # step, JSON fields scored one by one, several labels scored as a set.
         "arithmetic": RealTask(
-            lambda: disjoint_splits(datasets.arithmetic_problems, SPLIT_SIZE, SPLIT_SEEDS),
+            lambda: disjoint_splits(
+                drawing_from(datasets.arithmetic_problems), SPLIT_SIZE, SPLIT_SEEDS
+            ),
             arithmetic.SEED_PROMPT,
             arithmetic.HANDWRITTEN_PROMPT,
             200,
             evaluator=datasets.numeric_answer_evaluator,
         ),
         "extraction": RealTask(
-            lambda: disjoint_splits(datasets.shipping_requests, SPLIT_SIZE, SPLIT_SEEDS),
+            lambda: disjoint_splits(
+                drawing_from(datasets.shipping_requests), SPLIT_SIZE, SPLIT_SEEDS
+            ),
             extraction.SEED_PROMPT,
             extraction.HANDWRITTEN_PROMPT,
             120,

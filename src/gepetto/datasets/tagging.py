@@ -33,6 +33,8 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from gepetto.datasets.splits import disjoint_splits
+
 __all__ = [
     "HANDWRITTEN_PROMPT",
     "SEED_PROMPT",
@@ -55,7 +57,8 @@ price, quality, delivery, support, packaging, sizing.
 - sizing: fit and size.
 Answer with only the tags, comma-separated, for example: price, sizing"""
 
-# (tag, phrase, why): the phrase raises the tag; ``why`` is the feedback's explanation.
+# Phrases that raise each tag plainly; _TRICKY's raise it by a house convention, each with
+# the feedback's explanation.
 _PLAIN: dict[str, list[str]] = {
     "price": ["it was far too expensive", "great value for the money", "the price was fair"],
     "quality": [
@@ -156,13 +159,7 @@ def review_tag_splits(
 ) -> list[list[dict[str, Any]]]:
     """One split of ``size`` reviews per generator seed (train, val, test by default), no
     input in two splits."""
-    splits: list[list[dict[str, Any]]] = []
-    used: set[str] = set()
-    for seed in seeds:
-        split = review_tags(size, seed, exclude=used)
-        used.update(review["input"] for review in split)
-        splits.append(split)
-    return splits
+    return disjoint_splits(lambda n, seed, used: review_tags(n, seed, exclude=used), size, seeds)
 
 
 _TAG_WORD = re.compile(r"[a-z]+")

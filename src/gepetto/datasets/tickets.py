@@ -21,6 +21,8 @@ import random
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from gepetto.datasets.splits import disjoint_splits
+
 __all__ = [
     "HANDWRITTEN_PROMPT",
     "LABELS",
@@ -228,10 +230,6 @@ def ticket_routing_splits(
 ) -> list[list[dict[str, Any]]]:
     """One split of ``size`` examples per generator seed (train, val, test by default), no
     input in two splits: each split excludes the inputs of the splits before it."""
-    splits: list[list[dict[str, Any]]] = []
-    used: set[str] = set()
-    for seed in seeds:
-        split = ticket_routing(size, seed, tricky_fraction, exclude=used)
-        used.update(example["input"] for example in split)
-        splits.append(split)
-    return splits
+    return disjoint_splits(
+        lambda n, seed, used: ticket_routing(n, seed, tricky_fraction, exclude=used), size, seeds
+    )

@@ -143,11 +143,12 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
     resolved_dir = check_run_dir(engine.run_dir)
     if resolved_dir is not None:
         stop_conditions.append(StopFile(resolved_dir / STOP_FILE_NAME))
+    batch_sampler = resolve_batch_sampler(
+        reflection.batch_sampler, reflection.reflection_minibatch_size
+    )
     return OptimizerConfig(
         candidate_selector=resolve_candidate_selector(engine.candidate_selection_strategy),
-        batch_sampler=resolve_batch_sampler(
-            reflection.batch_sampler, reflection.reflection_minibatch_size
-        ),
+        batch_sampler=batch_sampler,
         component_selector=resolve_component_selector(reflection.module_selector),
         acceptance=resolve_acceptance(engine.acceptance_criterion),
         evaluation_policy=resolve_evaluation_policy(engine.val_evaluation_policy),
@@ -167,7 +168,9 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         early_reject=engine.early_reject,
         rebase_stale=resolve_stale_proposals(engine),
         spread_parents=resolve_spread_parents(engine),
-        prefetch_minibatch=resolve_prefetch_minibatch(config, valset_size=valset_size),
+        prefetch_minibatch=resolve_prefetch_minibatch(
+            config, valset_size=valset_size, minibatch_size=batch_sampler.minibatch_size
+        ),
         use_merge=config.merge is not None,
         max_merge_invocations=merge.max_merge_invocations,
         merge_val_overlap_floor=merge.merge_val_overlap_floor,
@@ -180,7 +183,9 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
     )
 
 
-def resolve_prefetch_minibatch(config: GEPAConfig, *, valset_size: int) -> bool:
+def resolve_prefetch_minibatch(
+    config: GEPAConfig, *, valset_size: int, minibatch_size: int
+) -> bool:
     """Whether a child accepted on the minibatch is also scored on the next iteration's
     minibatch while it is validated (``prefetch_minibatch``); the automatic choice is logged
     with its reason.
@@ -213,8 +218,7 @@ def resolve_prefetch_minibatch(config: GEPAConfig, *, valset_size: int) -> bool:
     if why_not is not None:
         logger.info("the next minibatch is not scored ahead (prefetch_minibatch): %s", why_not)
         return False
-    minibatch = reflection.reflection_minibatch_size or 3
-    needed = valset_size + minibatch
+    needed = valset_size + minibatch_size
     if engine.max_concurrency < needed:
         logger.info(
             "the next minibatch is not scored ahead (prefetch_minibatch): max_concurrency=%d "
@@ -223,7 +227,7 @@ def resolve_prefetch_minibatch(config: GEPAConfig, *, valset_size: int) -> bool:
             "validation, if the task model can take that many calls at once",
             engine.max_concurrency,
             valset_size,
-            minibatch,
+            minibatch_size,
             needed,
         )
         return False
