@@ -148,3 +148,89 @@ def measured(rows: list[dict[str, Any]], mode: str) -> str:
         + f"; 1-min load average at the end of a run: {min(r['load'] for r in runs):.2f} to "
         f"{max(r['load'] for r in runs):.2f}.\n"
     )
+
+
+SUITE_TASKS = (
+    "tickets",
+    "dates",
+    "arithmetic",
+    "extraction",
+    "tagging",
+    "atlas-rag",
+    "durations-code",
+)
+"""The task suite of issue #27, in the order of the suite table."""
+SUITE_SINCE = "2026-12-06"
+"""gepetto rows of the suite table are runs from this date on (the defaults of now); gepa
+0.1.4 and the reference prompts do not change, so all their runs count."""
+
+
+def _spread(values: list[float]) -> str:
+    mean = statistics.mean(values)
+    if len(values) < 2:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {statistics.stdev(values):.2f}"
+
+
+def suite_table(rows: list[dict[str, Any]], gepetto: str = "default") -> str:
+    """One line per suite task: the hand-written reference, gepa 0.1.4 and gepetto's
+    ``gepetto`` variant (mean ± standard deviation of test over seeds, metric calls,
+    reflection calls, wall minutes), and the suite's mean over the tasks both have."""
+    runs = [r for r in latest(rows) if r["mode"] == "real" and r["task"] in SUITE_TASKS]
+
+    def of(task: str, name: str) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in runs
+            if r["task"] == task
+            and r["name"] == name
+            and (name in (GEPA, *REFERENCES) or r["date"] >= SUITE_SINCE)
+        ]
+
+    lines = [
+        "| task | hand-written | gepa 0.1.4 test | gepetto test | gepetto − gepa "
+        "| metric calls (gepa / gepetto) | reflections | wall min |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    means: list[tuple[float, float]] = []
+    for task in SUITE_TASKS:
+        reference, theirs, ours = of(task, "hand-written"), of(task, GEPA), of(task, gepetto)
+        if not (theirs or ours):
+            continue
+
+        def cell(group: list[dict[str, Any]], field: str, scale: float = 1.0) -> str:
+            values = [r[field] / scale for r in group if r.get(field) is not None]
+            return f"{statistics.mean(values):.0f}" if values else "-"
+
+        def test(group: list[dict[str, Any]]) -> str:
+            if not group:
+                return "-"
+            return f"{_spread([r['test'] for r in group])} ({len(group)})"
+
+        difference = "-"
+        if theirs and ours:
+            gap = statistics.mean(r["test"] for r in ours) - statistics.mean(
+                r["test"] for r in theirs
+            )
+            difference = f"{gap:+.2f}"
+            means.append(
+                (
+                    statistics.mean(r["test"] for r in theirs),
+                    statistics.mean(r["test"] for r in ours),
+                )
+            )
+        hand = f"{reference[-1]['test']:.2f}" if reference else "-"
+        lines.append(
+            f"| {task} | {hand} | {test(theirs)} | {test(ours)} | {difference} "
+            f"| {cell(theirs, 'metric_calls')} / {cell(ours, 'metric_calls')} "
+            f"| {cell(theirs, 'reflection_calls')} / {cell(ours, 'reflection_calls')} "
+            f"| {cell(theirs, 'wall_s', 60)} / {cell(ours, 'wall_s', 60)} |"
+        )
+    if means:
+        gepa_mean = statistics.mean(m[0] for m in means)
+        ours_mean = statistics.mean(m[1] for m in means)
+        lines.append(
+            f"| **suite mean** ({len(means)} tasks) | | **{gepa_mean:.3f}** | **{ours_mean:.3f}** "
+            f"| **{ours_mean - gepa_mean:+.3f}** | | | |"
+        )
+    return "\n".join(lines) + "\n"

@@ -66,6 +66,7 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _code_task
 import _harness
 from _harness import git_commit, provenance, replace_section
 from _quality_report import (
@@ -73,12 +74,14 @@ from _quality_report import (
     NO_HISTORY,
     PREVIOUS,
     REFERENCES,
+    SUITE_SINCE,
     label,
     latest,
     load_rows,
     measured,
     real_table,
     row_key,
+    suite_table,
     summarize,
     synthetic_table,
 )
@@ -108,6 +111,8 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "no-early-reject": {"early_reject": False},
     "recheck-1": {"recheck_margin": 1},
     "reflection-temperature-0.3": {REFLECTION_LM_KEY: {"temperature": 0.3}},
+    "focused": {"batch_sampler": "focused"},
+    "random-sampler": {"batch_sampler": "random"},
     "drop-wrong-incremental": {
         "drop_wrong_examples": True,
         "val_evaluation_policy": "incremental",
@@ -391,9 +396,88 @@ class GepaAdapter:
         return self.inner.make_reflective_dataset(candidate, eval_batch, components_to_update)
 
 
+CODE_TASK = "durations-code"
+"""The suite's ``optimize_anything`` task (``bench/_code_task.py``): its own budget
+(``_code_task.BUDGET`` metric calls, each a candidate run on all training cases)."""
+
+
+def code_splits() -> list[list[dict[str, Any]]]:
+    from gepetto.datasets.durations import duration_case_splits
+
+    return duration_case_splits(SPLIT_SIZE, SPLIT_SEEDS)
+
+
+def real_task_names() -> list[str]:
+    return [*real_tasks(), CODE_TASK]
+
+
+def run_code(spec: dict[str, Any]) -> dict[str, Any]:
+    """One run of the code task: score the seed or hand-written code, or search with gepa or
+    a gepetto variant; the best code is scored on the test and validation cases after."""
+    from gepetto.datasets import durations
+    from gepetto.lm.registry import resolve_lm
+
+    train, val, test = code_splits()
+    if spec["name"] in REFERENCES:
+        code = durations.SEED_CODE if spec["name"] == "seed-prompt" else durations.HANDWRITTEN_CODE
+        scores = {
+            "test": _code_task.score_code(code, test)[0],
+            "val": _code_task.score_code(code, val)[0],
+        }
+        return {"startup_s": 0.0, **scores, "best_prompt": code}
+    calls = {"task": 0, "reflection": 0}
+    loop = LoopThread()
+    start = time.perf_counter()
+    reflection_lm = resolve_lm(
+        REFLECTION_MODEL,
+        **{
+            **REFLECTION_OPTIONS,
+            "max_tokens": _code_task.REFLECTION_MAX_TOKENS,
+            **spec["kwargs"].get(REFLECTION_LM_KEY, {}),
+        },
+    )
+    try:
+        reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
+        reflect = _traced(reflection_lm, spec)
+        evaluate = _code_task.evaluator_on(train, lambda: _count(calls, "task"))
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        if spec["name"] == GEPA:
+            found = _code_task.gepa_search(
+                durations.SEED_CODE,
+                evaluate,
+                lambda prompt: loop.run(reflect(prompt)),
+                spec["seed"],
+            )
+        else:
+            options = {k: v for k, v in spec["kwargs"].items() if k != REFLECTION_LM_KEY}
+            found = loop.run(
+                _code_task.gepetto_search(
+                    durations.SEED_CODE, evaluate, reflect, spec["seed"], options
+                )
+            )
+        wall = time.perf_counter() - start
+    finally:
+        loop.run(reflection_lm.aclose())
+        loop.close()
+    best = found.pop("best_code")
+    return {
+        "startup_s": startup,
+        "wall_s": wall,
+        "metric_calls": calls["task"],  # candidate runs on the training cases
+        "reflection_calls": calls["reflection"],
+        "test": _code_task.score_code(best, test)[0],
+        "val": _code_task.score_code(best, val)[0],
+        **found,
+        "best_prompt": best,
+    }
+
+
 def run_real(spec: dict[str, Any]) -> dict[str, Any]:
     from gepetto.lm.registry import resolve_lm
 
+    if spec["task"] == CODE_TASK:
+        return run_code(spec)
     task = real_tasks()[spec["task"]]
     train, val, test = task.splits()
     loop = LoopThread()
@@ -582,7 +666,7 @@ def plan(
     only: dict[str, list[str]],
 ) -> list[dict[str, Any]]:
     """Every run of the matrix, in an order that makes a partial run useful (seed 0 first)."""
-    tasks = ["facts"] if mode == "synthetic" else list(real_tasks())
+    tasks = ["facts"] if mode == "synthetic" else real_task_names()
     if mode == "synthetic":  # its reflection is a stand-in, not an LM with options
         variants = {k: v for k, v in variants.items() if REFLECTION_LM_KEY not in v}
     names = [GEPA, *variants]
@@ -593,6 +677,8 @@ def plan(
     specs: list[dict[str, Any]] = []
 
     def add(task: str, name: str, seed: int | None, budget: int | None) -> None:
+        if task == CODE_TASK and budget is not None:
+            budget = _code_task.BUDGET
         if wanted is None or name in wanted:
             kwargs = variants.get(name, {})
             spec = {"mode": mode, "task": task, "name": name, "kwargs": kwargs}
@@ -695,8 +781,8 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         for name, kwargs in GEPETTO_VARIANTS.items()
     )
     measured_tasks = {s["task"] for s in summary if s["mode"] == "real"}
-    tasks = [t for t in real_tasks() if t in measured_tasks] + sorted(
-        measured_tasks - {*real_tasks()}
+    tasks = [t for t in real_task_names() if t in measured_tasks] + sorted(
+        measured_tasks - {*real_task_names()}
     )
     titles = {
         "tickets": "Ticket routing",
@@ -707,6 +793,7 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "extraction": "Structured extraction (JSON fields)",
         "tagging": "Review tagging (several labels)",
         "atlas-rag": "RAG over the Atlas corpus (two components)",
+        CODE_TASK: "A function improved against tests (`optimize_anything`, single-task)",
     }
     real = "".join(f"\n#### {titles.get(t, t)}\n\n{real_table(summary, t)}" for t in tasks)
     section = (
@@ -738,7 +825,16 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "Commands (from the repository root; gepa stays out of gepetto's own venv):\n\n"
         f"{COMMANDS}\n"
         + provenance(".venv-bench/bin/python bench/quality.py --write-docs", os.getloadavg()[0])
-        + "### Synthetic fact workload\n\n"
+        + "### The task suite: gepetto's defaults against gepa 0.1.4\n\n"
+        "Seven tasks of different shapes on the real local models (described under *Real "
+        "local models* below), budget 300 metric calls (the code task "
+        f"{_code_task.BUDGET}: each call runs a candidate function on all 30 training cases); "
+        "test score mean ± standard deviation over optimizer seeds (the number of seeds in "
+        "brackets); *hand-written* is the task's reference prompt (for the code task, a "
+        "careful implementation); metric calls, reflection calls and wall minutes are means "
+        f"per run. gepetto rows are runs from {SUITE_SINCE} on (today's defaults).\n\n"
+        + suite_table(rows)
+        + "\n### Synthetic fact workload\n\n"
         "The workload of the wall-clock benchmark (`bench/_workload.py`: 40 hidden facts, "
         "Zipf-distributed over 60 train and 30 validation examples, plus 60 held-out test "
         "examples drawn the same way) without any waiting: task and reflection latency 0. The "
@@ -892,7 +988,7 @@ def main() -> None:
         parser.error("choose --synthetic, --real and/or --write-docs")
     variants = parse_variants(args.variant)
     only = parse_only(args.only)
-    known = {"variants": {GEPA, *REFERENCES, *variants}, "tasks": {"facts", *real_tasks()}}
+    known = {"variants": {GEPA, *REFERENCES, *variants}, "tasks": {"facts", *real_task_names()}}
     for key, names in known.items():
         if unknown := set(only.get(key, ())) - names:
             parser.error(f"--only {key}: unknown {sorted(unknown)}; known: {sorted(names)}")

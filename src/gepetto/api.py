@@ -647,7 +647,10 @@ Args:
         - ``frontier_type``: ``"instance"`` (default), ``"objective"``, ``"hybrid"``,
           ``"cartesian"``.
         - ``batch_sampler`` / ``reflection_minibatch_size``: ``"epoch_shuffled"``
-          (default, size 3) or ``"random"``.
+          (default, size 3), ``"random"`` or ``"focused"`` (drawn toward the examples the
+          parent likely fails, from every training score seen, and grown up to twice the
+          size until it likely holds a failure:
+          :class:`~gepetto.strategies.batch_sampling.FocusedSampler`).
         - ``module_selector``: ``"round_robin"`` (default) or ``"all"``.
         - ``acceptance_criterion``: ``"strict_improvement"`` (default) or
           ``"improvement_or_equal"``.

@@ -36,12 +36,14 @@ from typing import Any
 import pytest
 
 from gepetto.storage import SQLiteStorage
+from gepetto.strategies.batch_sampling import FocusedSampler, TrainKnowledge
 
 pytestmark = pytest.mark.slow
 
 BUDGET = 300
 VAL_SIZE = 12
 MINIBATCH = 3
+TRAIN_SIZE = 24  # N of the child's main workload
 MAX_TASK = VAL_SIZE
 """Metric calls of the largest evaluation task (a full validation)."""
 KILLS = 20
@@ -199,6 +201,7 @@ result = gepetto.optimize(
     adapter=OpaqueAdapter() if WORKLOAD == "opaque" else SlowAdapter(),
     max_metric_calls=budget, max_concurrency=4, run_dir=RUN_DIR, callbacks=[Inline(observe)],
     display_progress_bar=False, prefetch_minibatch=ENV.get("PREFETCH") == "1",
+    batch_sampler=ENV.get("SAMPLER", "epoch_shuffled"),
 )
 data = result.to_dict()
 data.pop("run_dir")  # where the run is kept: each attempt compared has its own folder
@@ -406,12 +409,17 @@ def most_in_flight(variant: dict[str, str]) -> int:
     return MAX_TASK + (MINIBATCH if variant.get("PREFETCH") == "1" else 0)
 
 
-@pytest.fixture(scope="module", params=["sequential", "prefetch"])
+VARIANTS = {"sequential": {}, "prefetch": {"PREFETCH": "1"}, "focused": {"SAMPLER": "focused"}}
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def variant(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The workload as is, and with each accepted child scored ahead on the next minibatch
+    """The workload as is; with each accepted child scored ahead on the next minibatch
     during its validation (``prefetch_minibatch``: evaluations journaled in another
-    iteration than the one that may use them)."""
-    return {"PREFETCH": "1"} if request.param == "prefetch" else {}
+    iteration than the one that may use them); and with minibatches drawn from what the run
+    knows (``batch_sampler="focused"``: a resumed run must know what the interrupted one
+    knew, from the journal, to draw the same)."""
+    return VARIANTS[request.param]
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +435,17 @@ def reference(
     assert run.executed()[0] == result["total_metric_calls"]
     assert len(result["candidates"]) > 5
     assert_no_duplicates(run.journal())
-    if variant:  # the prefetch ran, and a next parent took its evaluation from the cache
+    if variant.get("SAMPLER"):  # the batches came from the knowledge, not the rng alone
+        started = [r for r in run.journal() if r["kind"] == "iteration"]
+        blind = [  # what each iteration's random stream gives knowing nothing
+            FocusedSampler(3).next_batch_given(
+                TrainKnowledge({}, {}), TRAIN_SIZE, random.Random(f"0/{r['iteration']}/minibatch")
+            )
+            for r in started
+        ]
+        differ = sum(b != r["minibatch"] for b, r in zip(blind, started, strict=True))
+        assert differ >= len(started) // 4, (differ, len(started))
+    if variant.get("PREFETCH"):  # it ran, and a next parent took its evaluation from the cache
         evaluations = [r for r in run.journal() if r["kind"] == "evaluation"]
         ahead = {
             (r["candidate_hash"], tuple(r["example_ids"]))

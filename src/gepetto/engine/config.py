@@ -144,7 +144,9 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
     if resolved_dir is not None:
         stop_conditions.append(StopFile(resolved_dir / STOP_FILE_NAME))
     batch_sampler = resolve_batch_sampler(
-        reflection.batch_sampler, reflection.reflection_minibatch_size
+        reflection.batch_sampler,
+        reflection.reflection_minibatch_size,
+        perfect_score=reflection.perfect_score,
     )
     return OptimizerConfig(
         candidate_selector=resolve_candidate_selector(engine.candidate_selection_strategy),
@@ -256,6 +258,8 @@ def _why_no_prefetch(config: GEPAConfig) -> str | None:
         return "cache_evaluation=False, so the next parent would not reuse the evaluation"
     if not isinstance(config.reflection.batch_sampler, str):
         return "a batch sampler object cannot be asked for its next minibatch without moving it"
+    if config.reflection.batch_sampler == "focused":
+        return "the focused sampler draws from what the run knows when the iteration starts"
     return None
 
 

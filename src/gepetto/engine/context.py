@@ -58,6 +58,7 @@ from gepetto.engine.config import OptimizerConfig
 from gepetto.engine.gepa_access import bind_gepa_objects
 from gepetto.engine.journal import Journal
 from gepetto.engine.replay import JournalReplay
+from gepetto.engine.train_scores import TrainScores
 from gepetto.errors import ConfigError
 from gepetto.evaluation import EvaluationFailure, ScoredBatch
 from gepetto.events import EventBus
@@ -72,6 +73,7 @@ from gepetto.state import RunState
 from gepetto.stopping import ReflectionErrorLimit, RunStatus, StallLimit, StopCondition
 from gepetto.storage.base import JournalStorage, SharedRunStorage
 from gepetto.strategies.acceptance import RulesOutEarly
+from gepetto.strategies.batch_sampling import SamplesFromKnowledge, TrainKnowledge
 from gepetto.strategies.evaluation_policy import AdmissionPolicy
 from gepetto.types import EvaluationBatch, Split
 
@@ -140,8 +142,12 @@ class RunContext:
         self.replay = JournalReplay()
         """What a resumed run takes from its journal instead of doing again."""
         self.adapter_health = AdapterHealth({"train": len(trainset), "val": len(valset)})
+        #: Train results with traces, by candidate hash and example id.
         self.train_cache: dict[str, dict[int, KnownResult]] = {}
-        """Train results with traces, by candidate hash and example id."""
+        #: Every train score, for a sampler that draws from them (``None``: none does).
+        self.train_scores = (
+            TrainScores() if isinstance(config.batch_sampler, SamplesFromKnowledge) else None
+        )
         self.retry_reservations: dict[int, list[Reservation] | None] = {}
         """Per outstanding evaluation task, the calls reserved for retries (``None``: outside
         the budget, the test set)."""
@@ -189,6 +195,25 @@ class RunContext:
         """Append a record to the state and to the journal's buffer."""
         self.state.append(record)
         self.journal.add(record)
+        self.learn_train_scores(record)
+
+    def learn_train_scores(self, record: Record) -> None:
+        """Keep the scores of a training evaluation for a sampler that draws from them."""
+        if (
+            self.train_scores is not None
+            and isinstance(record, EvaluationRecord)
+            and record.split == "train"
+        ):
+            self.train_scores.add(
+                record.candidate_hash, record.example_ids, record.scores, record.failed_examples
+            )
+
+    def train_knowledge(self, parent_hash: str) -> TrainKnowledge | None:
+        """What a sampler that draws from the run's knowledge may read for this parent
+        (``None`` when the sampler does not)."""
+        if self.train_scores is None:
+            return None
+        return self.train_scores.knowledge(parent_hash)
 
     def task_id(self) -> int:
         """A new task id (ids increase in the order tasks are created)."""

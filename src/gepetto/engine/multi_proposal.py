@@ -73,10 +73,11 @@ def sample_tasks(ctx: RunContext, iteration: int) -> ProposalTasks:
         stream = "parent" if n == 0 else f"parent/{n}"
         selector = config.candidate_selector
         parent_id = select_parent(selector, iteration, ctx.state, ctx.rng(iteration, stream))
+        knowledge = ctx.train_knowledge(ctx.state.candidates[parent_id].content_hash)
         for _ in range(per_parent):
             rng = ctx.rng(iteration, minibatch_stream(len(tasks)))
             sampler, size = config.batch_sampler, len(ctx.trainset)
-            batch = tuple(sample_minibatch(sampler, iteration, size, rng))
+            batch = tuple(sample_minibatch(sampler, iteration, size, rng, knowledge))
             tasks.append((parent_id, batch))
     return tuple(tasks)
 

@@ -130,6 +130,7 @@ class ReflectionProposal:
                     iteration,
                     len(ctx.trainset),
                     ctx.rng(iteration, "minibatch"),
+                    ctx.train_knowledge(state.candidates[parent_id].content_hash),
                 )
             )
             ctx.record(IterationRecord(iteration, parent_id, batch_ids, ctx.worker))

@@ -31,7 +31,7 @@ from gepetto.records import (
 )
 from gepetto.state import RunState
 from gepetto.storage.base import StorageError
-from gepetto.strategies.batch_sampling import sample_minibatch
+from gepetto.strategies.batch_sampling import SamplesFromKnowledge, sample_minibatch
 
 if TYPE_CHECKING:
     from gepetto.engine.context import RunContext
@@ -180,6 +180,8 @@ def restore(ctx: RunContext, records: list[Record]) -> None:
             "to start a new run beside it"
         ) from error
     ctx.resumed_records = len(records)
+    for record in records:  # what the interrupted run knew of the training examples
+        ctx.learn_train_scores(record)
     restore_gepa_objects(ctx, records)
     ctx.seed_admitted = bool(ctx.state.candidates)
     ctx.workers.next_iteration = replay.next_iteration
@@ -201,8 +203,11 @@ def restore(ctx: RunContext, records: list[Record]) -> None:
 
 
 def _check_minibatches(ctx: RunContext, started: list[IterationRecord]) -> None:
-    """Put the minibatch sampler where it was, checking it gives the journaled batches."""
+    """Put the minibatch sampler where it was, checking it gives the journaled batches (a
+    sampler that draws from the run's knowledge keeps no state: nothing to put back)."""
     sampler = ctx.config.batch_sampler
+    if isinstance(sampler, SamplesFromKnowledge):
+        return
     for iteration in started:
         if iteration.operation != "reflection":
             continue  # merges sample no minibatch
