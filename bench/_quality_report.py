@@ -234,3 +234,36 @@ def suite_table(rows: list[dict[str, Any]], gepetto: str = "default") -> str:
             f"| **{ours_mean - gepa_mean:+.3f}** | | | |"
         )
     return "\n".join(lines) + "\n"
+
+
+def paired_differences(
+    rows: list[dict[str, Any]], mode: str, names: list[str], baseline: str = "default"
+) -> str:
+    """For each of ``names`` and each budget: its test score minus ``baseline``'s on the
+    same task and seed (the seeds both ran), mean ± standard error and wins/losses; a
+    markdown table."""
+    runs = {
+        (r["task"], r["name"], r["seed"], r["budget"]): r
+        for r in latest(rows)
+        if r["mode"] == mode and r["seed"] is not None
+    }
+    lines = [
+        f"| optimizer | budget | seeds | test − {baseline} (mean ± s.e.) | better / worse |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    for name in names:
+        for budget in sorted({key[3] for key in runs if key[1] == name}):
+            gaps = [
+                run["test"] - runs[(task, baseline, seed, budget)]["test"]
+                for (task, other, seed, b), run in runs.items()
+                if other == name and b == budget and (task, baseline, seed, budget) in runs
+            ]
+            if len(gaps) < 2:
+                continue
+            error = statistics.stdev(gaps) / len(gaps) ** 0.5
+            lines.append(
+                f"| {label({'name': name})} | {budget:,} | {len(gaps)} "
+                f"| {statistics.mean(gaps):+.3f} ± {error:.3f} "
+                f"| {sum(g > 0 for g in gaps)} / {sum(g < 0 for g in gaps)} |"
+            )
+    return "\n".join(lines) + "\n"

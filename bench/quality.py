@@ -79,6 +79,7 @@ from _quality_report import (
     latest,
     load_rows,
     measured,
+    paired_differences,
     real_table,
     row_key,
     suite_table,
@@ -844,6 +845,12 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         + measured(rows, "synthetic")
         + "\n"
         + synthetic_table(summary)
+        + "\nMinibatch samplers (issue #27's adaptive minibatches), paired with the defaults "
+        "(`epoch_shuffled`) seed by seed: *focused* draws toward the examples the parent "
+        "likely fails and grows the batch until it likely holds a failure; *random-sampler* "
+        "draws uniformly, as *focused* does when nothing is known, so it separates the "
+        "focusing from the loss of epoch coverage.\n\n"
+        + paired_differences(rows, "synthetic", ["focused", "random-sampler"])
         + "\n### Real local models\n\n"
         "Qwen2.5-Coder-0.5B answers (temperature 0, max_tokens 24 unless said), "
         "Qwen2.5-Coder-1.5B reflects (temperature 0.7, max_tokens 400, repeat_penalty 1.1), "

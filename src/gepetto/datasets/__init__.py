@@ -20,7 +20,10 @@ examples with a vague seed prompt and a hand-written reference prompt:
   review with every topic it raises (several labels), scored by :func:`tag_set_evaluator`
   (prompts in :mod:`gepetto.datasets.tagging`);
 - :mod:`~gepetto.datasets.atlas`: a fictional corpus for RAG (:func:`atlas_passages`,
-  :func:`atlas_questions`, :func:`atlas_splits`, with gold passage ids and answers).
+  :func:`atlas_questions`, :func:`atlas_splits`, with gold passage ids and answers);
+- :mod:`~gepetto.datasets.durations`: test cases for a function, not a prompt:
+  ``parse_duration(text)`` improved with ``optimize_anything`` (seed and hand-written code,
+  disjoint splits of cases).
 """
 
 from gepetto.datasets.arithmetic import arithmetic_problems, numeric_answer_evaluator
