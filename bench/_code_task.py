@@ -55,16 +55,9 @@ def score_code(code: str, cases: list[dict[str, Any]]) -> tuple[float, dict[str,
     from gepetto.sandbox import run_python
 
     program = code + _HARNESS.format(cases=json.dumps(cases), function=FUNCTION)
-    result = run_python(program, timeout_s=5.0, memory_mb=256)
-    side_info = result.as_side_info(max_chars=1500)
-    if not result.ok:
+    rows, side_info = run_python(program, timeout_s=5.0, memory_mb=256).json_report(1500)
+    if rows is None:
         return 0.0, side_info
-    try:
-        rows = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        side_info["feedback"] = "the test harness printed no results"
-        return 0.0, side_info
-    side_info.pop("stdout", None)  # the JSON line; the feedback says it better
     failed = [row for row in rows if not row[3]]
     lines = [
         f"{FUNCTION}({text!r}) gave {got}, expected {expected!r}"

@@ -57,15 +57,9 @@ def evaluate(candidate: str) -> tuple[float, dict[str, Any]]:
     result = run_python(
         candidate + HARNESS.format(cases=json.dumps(CASES)), timeout_s=2.0, memory_mb=256
     )
-    side_info = result.as_side_info(max_chars=1500)
-    if not result.ok:
+    rows, side_info = result.json_report(max_chars=1500)  # the harness's JSON line, parsed
+    if rows is None:
         return 0.0, side_info
-    try:
-        rows = json.loads(result.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        side_info["feedback"] = "the test harness printed no results"
-        return 0.0, side_info
-    side_info.pop("stdout", None)  # the JSON line itself; the failures below say it better
     failures = [f"median({v}) returned {got}, expected {exp}" for v, exp, got, ok in rows if not ok]
     side_info["feedback"] = "\n".join(failures) or "all cases pass"
     return sum(ok for *_, ok in rows) / len(rows), side_info

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import marshal
 import os
 import selectors
@@ -82,6 +83,33 @@ class SandboxResult:
         return info
 
     side_info = as_side_info
+
+    def json_report(self, max_chars: int = 4000) -> tuple[Any | None, dict[str, Any]]:
+        """What a test harness appended to the candidate reported: the last line of
+        standard output read as JSON, and the side information (:meth:`as_side_info`).
+
+        The value is ``None`` when the run did not end well or its last line is not JSON
+        (the side information then says why, in ``feedback`` for the latter). Otherwise
+        the side information leaves standard output out: the caller's feedback, made from
+        the value, says it better.
+
+        Example:
+            >>> report, info = SandboxResult(0, "log\\n[1, 2]\\n", "", 0.1).json_report()
+            >>> report, "stdout" in info
+            ([1, 2], False)
+            >>> SandboxResult(0, "no report\\n", "", 0.1).json_report()[1]["feedback"]
+            'the test harness printed no results'
+        """
+        side_info = self.as_side_info(max_chars)
+        if not self.ok:
+            return None, side_info
+        try:
+            report = json.loads(self.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            side_info["feedback"] = "the test harness printed no results"
+            return None, side_info
+        side_info.pop("stdout", None)
+        return report, side_info
 
     def reason(self) -> str:
         """What happened, in words."""
