@@ -112,6 +112,18 @@ def test_single_task_str_seed_improves_code_within_an_exact_budget() -> None:
     assert "Goal: f(x) must return the absolute value of x." in prompt
 
 
+def test_a_reply_repeating_the_code_is_asked_again_in_words_for_code() -> None:
+    """The retry note of optimize_anything speaks of the current version and sets no word
+    limit (a prompt's note asks for instructions under N words: wrong for code)."""
+    evaluate = Counting(lambda code: run_function(code, ABS_CASES))
+    lm = ScriptedLM([fenced(BAD_ABS), fenced(GOOD_ABS)], repeat_last=True)
+    result = optimize_anything(BAD_ABS, evaluator=evaluate, config=config(lm, budget=4))
+    assert result.best_candidate == GOOD_ABS
+    retry = lm.prompts[1].split("IMPORTANT:")[1]
+    assert "repeated the current version unchanged" in retry
+    assert "words" not in retry and "instructions" not in retry
+
+
 def test_single_task_defaults_follow_gepa() -> None:
     evaluate = Counting(lambda text: float(len(text)) / 10)
     lm = ScriptedLM([fenced("longer text")], repeat_last=True)

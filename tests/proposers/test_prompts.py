@@ -114,3 +114,22 @@ def test_every_problem_has_a_corrective_note(problem: str) -> None:
     note = correction_for(problem, 150)
     assert "IMPORTANT" in note and "under 150 words" in note and "```" in note
     assert ("could not be used" in note) == (problem == "something new")
+
+
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "empty reply",
+        "no fenced block in reply",
+        "unclosed fenced block in reply (truncated?)",
+        "the reply repeats the current text unchanged",
+        "the addition only repeats the current text",
+    ],
+)
+def test_without_a_word_limit_the_note_fits_any_artifact(problem: str) -> None:
+    """optimize_anything's template sets no length: its retry notes ask for no word limit and
+    speak of the current version, not of instructions for an assistant (the artifact may be
+    code)."""
+    note = correction_for(problem, None)
+    assert "IMPORTANT" in note and "complete new version" in note and "```" in note
+    assert "words" not in note and "instructions" not in note and "assistant" not in note

@@ -32,6 +32,7 @@ __all__ = [
     "EDIT_MODES",
     "PLACEHOLDERS",
     "PROBLEM_ONLY_WRONG_EXAMPLES",
+    "WORD_LIMIT",
     "ExtractedText",
     "InstructionProposalSignature",
     "apply_edit",
@@ -48,7 +49,8 @@ __all__ = [
 PLACEHOLDERS = ("<curr_param>", "<side_info>")
 EDIT_MODES = ("rewrite", "append")
 """How a reflection reply makes the new text: it *is* the new text, or it is appended."""
-OPTIONAL_PLACEHOLDERS = ("<max_words>",)
+WORD_LIMIT = "<max_words>"
+OPTIONAL_PLACEHOLDERS = (WORD_LIMIT,)
 """Filled when present: ``<max_words>`` is a length limit that grows with the current text."""
 
 DEFAULT_REFLECTION_TEMPLATE = """\
@@ -323,18 +325,42 @@ _CORRECTIONS = {
 }
 
 
-def correction_for(problem: str, max_word_count: int, edit: str = "rewrite") -> str:
+# The same notes for any artifact (optimize_anything: code, configurations, ...), whose
+# template sets no word limit: no instructions, no assistant, no length.
+_ARTIFACT_CORRECTIONS = {
+    **_CORRECTIONS,
+    _PROBLEM_UNCLOSED: "Your previous reply was cut off before the closing ``` line: write it "
+    "more briefly.",
+    _PROBLEM_NO_FENCE: "Your previous reply did not put the new version between ``` lines.",
+    PROBLEM_NOTHING_ADDED: "Your previous reply only repeated lines the current version "
+    "already has.",
+    PROBLEM_UNCHANGED: "Your previous reply repeated the current version unchanged: change it "
+    "so that it fixes the problems reported above.",
+}
+
+
+def correction_for(problem: str, max_word_count: int | None, edit: str = "rewrite") -> str:
     """A corrective note appended to the reflection prompt when a reply had no usable text.
 
     ``edit="append"`` asks for the lines to add (at most 80 words) instead of the complete
-    new instructions.
+    new instructions. ``max_word_count=None`` (a template without ``<max_words>``, such as
+    ``optimize_anything``'s) words the note for any artifact, with no length limit.
+
+    Example:
+        >>> note = correction_for(PROBLEM_UNCHANGED, None)
+        >>> "the current version unchanged" in note, "words" in note
+        (True, False)
+        >>> "under 150 words" in correction_for(PROBLEM_UNCHANGED, 150)
+        True
     """
-    what = _CORRECTIONS.get(problem, f"Your previous reply could not be used ({problem}).")
-    wanted = (
-        "only the new lines to add (under 80 words)"
-        if edit == "append"
-        else f"only the complete new instructions (under {max_word_count} words)"
-    )
+    notes = _ARTIFACT_CORRECTIONS if max_word_count is None else _CORRECTIONS
+    what = notes.get(problem, f"Your previous reply could not be used ({problem}).")
+    if edit == "append":
+        wanted = "only the new lines to add (under 80 words)"
+    elif max_word_count is None:
+        wanted = "only the complete new version"
+    else:
+        wanted = f"only the complete new instructions (under {max_word_count} words)"
     return (
         f"\n\nIMPORTANT: {what} Reply with {wanted} between two lines of three backticks "
         "(```), and nothing after the closing ```."

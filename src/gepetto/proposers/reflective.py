@@ -30,6 +30,7 @@ from gepetto.proposers.prompts import (
     DEFAULT_REFLECTION_TEMPLATE,
     EDIT_MODES,
     PROBLEM_ONLY_WRONG_EXAMPLES,
+    WORD_LIMIT,
     apply_edit,
     correction_for,
     extract_new_text,
@@ -234,7 +235,12 @@ class ReflectiveProposer:
         current = candidate[name]
         if failed is not None and len(failed) != len(records):
             failed = None
-        prompt = render_reflection_prompt(self._templates[name], current, records)
+        template = self._templates[name]
+        prompt = render_reflection_prompt(template, current, records)
+        # Retry notes speak of instructions and their length where the template does (it
+        # has <max_words>, or it asks for lines to add); else of any artifact (code, ...).
+        limited = WORD_LIMIT in template or self._edit == "append"
+        word_limit = max_words(current) if limited else None
         images = reflection_images(records)  # sent after the text, when there are any
         if rejected:
             prompt += render_rejected(rejected)
@@ -244,9 +250,7 @@ class ReflectiveProposer:
         reply: str | None = None
         for attempt in range(self._retries + 1):
             asked = (
-                prompt
-                if attempt == 0
-                else prompt + correction_for(problem, max_words(current), self._edit)
+                prompt if attempt == 0 else prompt + correction_for(problem, word_limit, self._edit)
             )
             logger.debug("reflection prompt for %s (attempt %d):\n%s", name, attempt + 1, asked)
             calls += 1
