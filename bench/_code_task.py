@@ -25,6 +25,18 @@ OBJECTIVE = (
     "ValueError where they expect ValueError). Reply with the complete Python source: any "
     f"imports, helpers and the function {FUNCTION}."
 )
+SPEC = """parse_duration(text) reads durations as people write them:
+- a bare number is seconds ("45");
+- a number with a unit, in any spelling and any case, with or without a space: d, day, days;
+  h, hr, hrs, hour, hours; m, min, mins, minute, minutes; s, sec, secs, second, seconds
+  ("5m", "5 Min", "2 hrs");
+- several parts joined by spaces, commas or "and" ("1h30m", "2 hours, 5 minutes and 3 seconds");
+- decimals ("1.5h" is 5400);
+- clock notation: m:ss and h:mm:ss ("1:30" is 90, "1:02:03" is 3723);
+- anything else raises ValueError ("soon", "5 parsecs").
+It returns an int."""
+"""The ``background`` of the ``durations-spec`` task: the rules the tests check, as a user
+would describe what they want (the ``durations-code`` task gives none: the tests alone)."""
 BUDGET = 40
 """Metric calls of a search: one is one candidate run on the training cases."""
 REFLECTION_MAX_TOKENS = 800  # a whole function, not a prompt
@@ -85,7 +97,11 @@ def evaluator_on(
 
 
 def gepa_search(
-    seed_code: str, evaluate: Callable[[str], Any], reflect: Callable[[str], str], seed: int
+    seed_code: str,
+    evaluate: Callable[[str], Any],
+    reflect: Callable[[str], str],
+    seed: int,
+    background: str | None,
 ) -> dict[str, Any]:
     """gepa 0.1.4's single-task ``optimize_anything`` (its defaults otherwise)."""
     from gepa.optimize_anything import (
@@ -99,6 +115,7 @@ def gepa_search(
         seed_code,
         evaluator=evaluate,
         objective=OBJECTIVE,
+        background=background,
         config=GEPAConfig(
             engine=EngineConfig(max_metric_calls=BUDGET, seed=seed),
             reflection=ReflectionConfig(reflection_lm=reflect),
@@ -118,6 +135,7 @@ async def gepetto_search(
     evaluate: Callable[[str], Any],
     reflect: Any,
     seed: int,
+    background: str | None,
     options: dict[str, Any],
 ) -> dict[str, Any]:
     """gepetto's single-task ``aoptimize_anything``; ``options`` are the variant's flat
@@ -129,7 +147,12 @@ async def gepetto_search(
         max_metric_calls=BUDGET, seed=seed, reflection_lm=reflect, **options
     )
     result = await gepetto.aoptimize_anything(
-        seed_code, evaluator=evaluate, objective=OBJECTIVE, config=config, handle_signals=False
+        seed_code,
+        evaluator=evaluate,
+        objective=OBJECTIVE,
+        background=background,
+        config=config,
+        handle_signals=False,
     )
     return {
         "best_code": result.best_candidate,

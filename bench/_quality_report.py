@@ -157,7 +157,7 @@ SUITE_TASKS = (
     "extraction",
     "tagging",
     "atlas-rag",
-    "durations-code",
+    "durations-spec",
 )
 """The task suite of issue #27, in the order of the suite table."""
 SUITE_SINCE = "2026-12-06"
