@@ -209,16 +209,10 @@ def suite_table(rows: list[dict[str, Any]], gepetto: str = "default") -> str:
 
         difference = "-"
         if theirs and ours:
-            gap = statistics.mean(r["test"] for r in ours) - statistics.mean(
-                r["test"] for r in theirs
-            )
-            difference = f"{gap:+.2f}"
-            means.append(
-                (
-                    statistics.mean(r["test"] for r in theirs),
-                    statistics.mean(r["test"] for r in ours),
-                )
-            )
+            theirs_mean = statistics.mean(r["test"] for r in theirs)
+            ours_mean = statistics.mean(r["test"] for r in ours)
+            difference = f"{ours_mean - theirs_mean:+.2f}"
+            means.append((theirs_mean, ours_mean))
         hand = f"{reference[-1]['test']:.2f}" if reference else "-"
         lines.append(
             f"| {task} | {hand} | {test(theirs)} | {test(ours)} | {difference} "

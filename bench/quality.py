@@ -413,11 +413,24 @@ def real_task_names() -> list[str]:
     return [*real_tasks(), *CODE_TASKS]
 
 
+def reflection_client(spec: dict[str, Any], **task_options: Any) -> Any:
+    """The 1.5B reflection client of a real run: ``REFLECTION_OPTIONS``, then the task's
+    (``task_options``), then the variant's ``reflection_lm_options``; the caller closes it."""
+    from gepetto.lm.registry import resolve_lm
+
+    variant_options = spec["kwargs"].get(REFLECTION_LM_KEY, {})
+    return resolve_lm(REFLECTION_MODEL, **{**REFLECTION_OPTIONS, **task_options, **variant_options})
+
+
+def optimizer_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """A gepetto variant's options of the optimizer (its reflection-LM options left out)."""
+    return {k: v for k, v in spec["kwargs"].items() if k != REFLECTION_LM_KEY}
+
+
 def run_code(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of the code task: score the seed or hand-written code, or search with gepa or
     a gepetto variant; the best code is scored on the test and validation cases after."""
     from gepetto.datasets import durations
-    from gepetto.lm.registry import resolve_lm
 
     train, val, test = code_splits()
     if spec["name"] in REFERENCES:
@@ -430,14 +443,7 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
     calls = {"task": 0, "reflection": 0}
     loop = LoopThread()
     start = time.perf_counter()
-    reflection_lm = resolve_lm(
-        REFLECTION_MODEL,
-        **{
-            **REFLECTION_OPTIONS,
-            "max_tokens": _code_task.REFLECTION_MAX_TOKENS,
-            **spec["kwargs"].get(REFLECTION_LM_KEY, {}),
-        },
-    )
+    reflection_lm = reflection_client(spec, max_tokens=_code_task.REFLECTION_MAX_TOKENS)
     try:
         reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
         reflect = _traced(reflection_lm, spec)
@@ -454,10 +460,14 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
                 background,
             )
         else:
-            options = {k: v for k, v in spec["kwargs"].items() if k != REFLECTION_LM_KEY}
             found = loop.run(
                 _code_task.gepetto_search(
-                    durations.SEED_CODE, evaluate, reflect, spec["seed"], background, options
+                    durations.SEED_CODE,
+                    evaluate,
+                    reflect,
+                    spec["seed"],
+                    background,
+                    optimizer_options(spec),
                 )
             )
         wall = time.perf_counter() - start
@@ -478,7 +488,6 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_real(spec: dict[str, Any]) -> dict[str, Any]:
-    from gepetto.lm.registry import resolve_lm
 
     if spec["task"] in CODE_TASKS:
         return run_code(spec)
@@ -502,10 +511,7 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
             startup = time.perf_counter() - start
             scores = {"test": accuracy(prompt, test), "val": accuracy(prompt, val)}
             return {"startup_s": startup, **scores, "best_prompt": prompt}
-        reflection_lm = resolve_lm(
-            REFLECTION_MODEL,
-            **{**REFLECTION_OPTIONS, **spec["kwargs"].get(REFLECTION_LM_KEY, {})},
-        )
+        reflection_lm = reflection_client(spec)
         clients.append(reflection_lm)
         reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
         reflect = _traced(reflection_lm, spec)
@@ -639,7 +645,7 @@ async def _gepetto_real(
         display_progress_bar=False,
         seed=spec["seed"],
         callbacks=[OutcomeCounter()],
-        **{k: v for k, v in spec["kwargs"].items() if k != REFLECTION_LM_KEY},
+        **optimizer_options(spec),
     )
     return {
         "outcomes": dict(sorted(outcomes.items(), key=lambda item: -item[1])),
