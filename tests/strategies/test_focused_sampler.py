@@ -72,8 +72,11 @@ def test_the_parents_failures_are_drawn_far_more_than_what_every_candidate_passe
         drawn.update(FocusedSampler(3).next_batch_given(known, 30, random.Random(seed)))
     failures = sum(drawn[i] for i in range(5))
     assert failures > 0.8 * 300  # nearly every batch holds one of the parent's failures
-    assert failures > 5 * sum(drawn[i] for i in range(5, 30)) / 5  # per example, > 5x
-    assert all(drawn[i] > 0 for i in range(5, 30)) or sum(drawn[i] for i in range(5, 30)) > 0
+    per_failure = failures / 5
+    per_other = sum(drawn[i] for i in range(5, 30)) / 25
+    assert per_failure > 5 * per_other
+    # The floor: what every candidate passed is still drawn now and then (regressions).
+    assert sum(drawn[i] for i in range(10, 30)) > 0
 
 
 def test_it_is_a_function_of_the_knowledge_and_the_rng() -> None:
