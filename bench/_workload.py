@@ -18,7 +18,9 @@ Zipf-distributed: a few facts matter for many examples, many for one or two.
   fact the parent already had with that chance (a reflection that regresses: the child
   loses what the parent had solved, which the minibatch may not show). With
   ``sampled=True`` a prompt asked again gets another reply (like a model sampled at a
-  temperature above 0: what best-of-n needs); the first reply is the unsampled one.
+  temperature above 0: what best-of-n needs); the first reply is the unsampled one. A
+  reflective merge's prompt (``merge_strategy="reflective"``) gets the facts of both
+  versions, each dropped with chance ``MERGE_LOSS``.
 - :class:`CPUFactAdapter` is the same task with CPU work instead of waiting (a busy loop of
   ``task_latency`` seconds per example, one example after the other): what a Dask cluster
   speeds up and threads do not. It can be pickled (for ``executor=``).
@@ -41,6 +43,7 @@ VALUES = [
     "juniper", "kelp", "lumen", "maple", "nectar", "onyx", "pewter", "quartz", "russet",
 ]  # fmt: skip
 WRONG_RECALL = 0.3  # chance that the reflection LM writes a wrong value for a fact
+MERGE_LOSS = 0.1  # chance that a reflective merge drops a fact one of its versions stated
 MISSING = re.compile(r"MISSING FACT: (topic\d+)=([a-z]+)")
 CONFLICT = re.compile(r"WRONG FACT: (topic\d+)=([a-z]+) should be \1=([a-z]+)")
 FACT = re.compile(r"\b(topic\d+)=([a-z]+)\b")
@@ -181,6 +184,8 @@ class FactReflectionLM:
         salt = f"{occurrence}\n" if occurrence else ""  # the first reply as without sampling
         digest = hashlib.sha256(f"{self.seed}\n{salt}{text}".encode()).digest()
         rng = random.Random(int.from_bytes(digest[:8], "big"))
+        if "Version B:" in text:
+            return self._merged(text, rng)
         current_match = FENCE.search(text)
         current = current_match.group(1).strip() if current_match else SEED_TEXT
         stated = {topic: values[0] for topic, values in stated_facts(current).items()}
@@ -195,9 +200,24 @@ class FactReflectionLM:
             if rng.random() < WRONG_RECALL:
                 value = rng.choice([v for v in VALUES if v != value])
             stated[topic] = value
-        lines = [SEED_TEXT, *(f"Fact: {t}={stated[t]}." for t in sorted(stated))]
-        body = "\n".join(lines)
-        return f"Here are the improved instructions:\n```\n{body}\n```"
+        return _reply(stated)
+
+    @staticmethod
+    def _merged(text: str, rng: random.Random) -> str:
+        """A reflective merge's reply: version A's facts and those only B states, where the
+        two disagree A's value; like a small model, it drops each fact with chance
+        ``MERGE_LOSS`` (a merge is no free union)."""
+        first, second = (stated_facts(block) for block in FENCE.findall(text)[:2])
+        stated = {topic: values[0] for topic, values in second.items()}
+        stated.update({topic: values[0] for topic, values in first.items()})
+        kept = {t: v for t, v in sorted(stated.items()) if rng.random() >= MERGE_LOSS}
+        return _reply(kept)
+
+
+def _reply(stated: dict[str, str]) -> str:
+    lines = [SEED_TEXT, *(f"Fact: {t}={stated[t]}." for t in sorted(stated))]
+    body = "\n".join(lines)
+    return f"Here are the improved instructions:\n```\n{body}\n```"
 
 
 @dataclass

@@ -98,6 +98,7 @@ GEPETTO_VARIANTS: dict[str, dict[str, Any]] = {
     "history-0": {"reflection_history": 0},
     "history-6": {"reflection_history": 6},
     "merge": {"use_merge": True},
+    "reflective-merge": {"use_merge": True, "merge_strategy": "reflective"},
     "incremental-val": {"val_evaluation_policy": "incremental"},
     "rejected-memory-3": {"rejected_memory": 3},
     "best-of-3": {"reflection_samples": 3},

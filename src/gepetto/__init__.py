@@ -17,7 +17,7 @@ from gepetto import utils as utils  # gepa.utils: the stoppers at gepa's path
 from gepetto._version import __version__
 from gepetto.adapter import GEPAAdapter, ProposesNewTexts
 from gepetto.api import aoptimize, optimize
-from gepetto.engine.context import EvaluateTask, ReflectTask
+from gepetto.engine.context import EvaluateTask, MergeTask, ReflectTask
 from gepetto.engine.optimizer import Optimizer
 from gepetto.engine.options import (
     EngineConfig,
@@ -101,6 +101,7 @@ __all__ = [
     "MaxMetricCallsStopper",
     "MaxTrackedCandidatesStopper",
     "MergeConfig",
+    "MergeTask",
     "NoImprovement",
     "NoImprovementStopper",
     "Optimizer",

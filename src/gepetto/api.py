@@ -125,12 +125,7 @@ async def aoptimize(
     # Every parameter but the inputs is a setting of the option groups, by the same name.
     flat = {name: value for name, value in locals().items() if name in _SETTING_KEYWORDS}
     settings = GEPAConfig.from_options(config, **flat, **options)
-    _check_proposal_source(
-        adapter,
-        settings.reflection.reflection_lm,
-        settings.reflection.custom_candidate_proposer,
-        settings.reflection.reflection_strategy,
-    )
+    _check_proposers(settings, adapter)
     settings = resolve_parallel_strategy(settings, reflects=_reflects(settings, adapter))
     engine, reflection = settings.engine, settings.reflection
     # A gepa DataLoader is read once, here (its ids kept for the run's fingerprint).
@@ -278,6 +273,28 @@ def _reflects(settings: GEPAConfig, adapter: object) -> bool:
         and not isinstance(reflection.reflection_strategy, ReflectsTexts)
         and not isinstance(adapter, ProposesNewTexts)
     )
+
+
+def _check_proposers(settings: GEPAConfig, adapter: object) -> None:
+    """Something writes the proposals, and the reflective merge has the reflection LM."""
+    reflection = settings.reflection
+    _check_proposal_source(
+        adapter,
+        reflection.reflection_lm,
+        reflection.custom_candidate_proposer,
+        reflection.reflection_strategy,
+    )
+    merge = settings.merge
+    if (
+        merge is not None
+        and merge.merge_strategy == "reflective"
+        and not _reflects(settings, adapter)
+    ):
+        raise ConfigError(
+            "merge_strategy='reflective' has the reflection LM write the merged texts, but "
+            "the proposals come from a custom proposer, a reflection_strategy or the "
+            "adapter's propose_new_texts; use merge_strategy='components' (gepa's merge)"
+        )
 
 
 def _check_proposal_source(
@@ -730,7 +747,12 @@ Args:
         - ``use_merge`` / ``max_merge_invocations`` / ``merge_val_overlap_floor``: GEPA's
           merge proposer: after a reflection child is accepted, try to merge two
           non-dominated candidates that improved different components of a common
-          ancestor (at most ``max_merge_invocations`` attempts).
+          ancestor (as in gepa, after each accepted reflection child, until
+          ``max_merge_invocations`` merges were accepted; one that finds no pair or is
+          rejected is tried again after the next accepted child). ``merge_strategy=
+          "reflective"`` merges instead the two that each win most where the other loses,
+          and has the reflection model write a component both changed from their two
+          texts (one reflection call per such component; see docs/concepts.md).
         - ``max_concurrency``: adapter calls in flight at once (default 8).
         - ``executor``: run a sync adapter's evaluations on a
           ``concurrent.futures.Executor`` (threads, processes) or a Dask

@@ -18,7 +18,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gepetto.strategies.merge import MergePlan, ancestors, find_merge, merge_subsample
+from gepetto.strategies.merge import (
+    MergePlan,
+    ancestors,
+    find_complementary_merge,
+    find_merge,
+    merge_conflicts,
+    merge_subsample,
+)
 from gepetto.types import candidate_hash
 
 SCORES = [0.0, 0.25, 0.5, 0.75, 1.0]
@@ -475,3 +482,94 @@ def test_merge_subsample_examples() -> None:
     assert len(picks) > 1
     with pytest.raises(ValueError, match="per_group"):
         merge_subsample(scores_i, scores_j, -1, random.Random(0))
+
+
+# ----- the reflective merge's pair ---------------------------------------------------------
+
+
+def complementary_ranks(
+    g: Genealogy,
+    val: list[dict[int, float]],
+    eligible: set[int],
+    tried: set[tuple[int, int, int]],
+    existing: set[str],
+    min_overlap: int,
+) -> dict[tuple[int, int], tuple[int, int]]:
+    """Every qualifying pair and its rank, straight from the rules (the oracle)."""
+    ranks = {}
+    for i, j in itertools.combinations(sorted(eligible), 2):
+        anc_i, anc_j = brute_ancestors(g.parents, i), brute_ancestors(g.parents, j)
+        if i in anc_j or j in anc_i or not anc_i & anc_j:
+            continue
+        a = max(anc_i & anc_j)
+        shared = val[i].keys() & val[j].keys()
+        wins = (
+            sum(val[i][e] > val[j][e] for e in shared),
+            sum(val[j][e] > val[i][e] for e in shared),
+        )
+        if (i, j, a) in tried or len(shared) < min_overlap or min(wins) == 0:
+            continue
+        ti, tj, ta = g.candidates[i], g.candidates[j], g.candidates[a]
+        if not merge_conflicts(ti, tj, ta):  # gepa's merge: it must make something new
+            texts = {c: g.candidates[expected_source(g, i, j, a, c)][c] for c in ta}
+            if texts in (ti, tj) or candidate_hash(texts) in existing:
+                continue
+        ranks[(i, j)] = (min(wins), sum(wins))
+    return ranks
+
+
+@settings(max_examples=300, deadline=None)
+@given(g=genealogies(), data=st.data())
+def test_the_most_complementary_qualifying_pair_is_chosen(
+    g: Genealogy, data: st.DataObject
+) -> None:
+    n = len(g.candidates)
+    examples = range(6)
+    val = [
+        {
+            e: data.draw(st.sampled_from([0.0, 0.5, 1.0]))
+            for e in examples
+            if data.draw(st.booleans())
+        }
+        for _ in range(n)
+    ]
+    eligible = set(data.draw(st.lists(st.integers(0, n - 1), max_size=n)))
+    tried = {(i, j, a) for i, j, a in data.draw(st.lists(st.tuples(*[st.integers(0, n)] * 3)))}
+    existing = {candidate_hash(c) for c in g.candidates}
+    min_overlap = data.draw(st.integers(1, 3))
+    rng = random.Random(data.draw(st.integers(0, 9)))
+    plan = find_complementary_merge(
+        g.candidates, g.parents, g.scores, val, sorted(eligible), tried, existing, rng, min_overlap
+    )
+    ranks = complementary_ranks(g, val, eligible, tried, existing, min_overlap)
+    if plan is None:
+        assert ranks == {}
+        return
+    i, j = plan.parents
+    assert ranks[(i, j)] == max(ranks.values())
+    shared = val[i].keys() & val[j].keys()
+    assert plan.wins == (
+        sum(val[i][e] > val[j][e] for e in shared),
+        sum(val[j][e] > val[i][e] for e in shared),
+    )
+    assert plan.ancestor == max(brute_ancestors(g.parents, i) & brute_ancestors(g.parents, j))
+    assert plan.conflicts == merge_conflicts(
+        g.candidates[i], g.candidates[j], g.candidates[plan.ancestor]
+    )
+    for c in plan.texts:  # outside the conflicts, gepa's rule gives each component
+        if c not in plan.conflicts:
+            assert plan.texts[c] == g.candidates[expected_source(g, i, j, plan.ancestor, c)][c]
+
+
+def test_a_candidate_better_everywhere_is_not_merged_with_the_one_it_beats() -> None:
+    plan = find_complementary_merge(
+        [{"p": "seed"}, {"p": "good"}, {"p": "worse"}],
+        [[], [0], [0]],
+        [0.0, 1.0, 0.5],
+        [{1: 0.0, 2: 0.0}, {1: 1.0, 2: 1.0}, {1: 1.0, 2: 0.0}],
+        [1, 2],
+        (),
+        (),
+        random.Random(0),
+    )
+    assert plan is None

@@ -97,6 +97,7 @@ class OptimizerConfig:
     use_merge: bool = False
     max_merge_invocations: int = 5
     merge_val_overlap_floor: int = 5
+    merge_strategy: str = "components"
     seed: int = 0
     run_dir: Path | None = None
     description: Mapping[str, Any] = field(default_factory=dict)
@@ -176,6 +177,7 @@ def build_config(config: GEPAConfig, *, valset_size: int) -> OptimizerConfig:
         use_merge=config.merge is not None,
         max_merge_invocations=merge.max_merge_invocations,
         merge_val_overlap_floor=merge.merge_val_overlap_floor,
+        merge_strategy=merge.merge_strategy,
         seed=engine.seed,
         run_dir=resolved_dir,
         description=describe(config),

@@ -27,6 +27,8 @@ yours) does the work:
   example, in order) or a :class:`~gepetto.evaluation.ScoredBatch`.
 - :class:`ReflectTask` -> tell a :class:`~gepetto.proposers.ProposalOutcome` or a plain
   ``dict`` component -> new text.
+- :class:`MergeTask` (only with ``merge_strategy="reflective"``) -> the same, the merged
+  texts of its ``components``.
 
 A :class:`Wait` is what a flow yields to be parked instead of a task (it is never handed to
 a driver): the optimizer resumes it (sending ``None``) once its ``ready`` holds, checking
@@ -84,6 +86,8 @@ __all__ = [
     "Gather",
     "InFlightEvaluations",
     "KnownResult",
+    "MergeSchedule",
+    "MergeTask",
     "PendingExample",
     "ReflectTask",
     "RunContext",
@@ -94,6 +98,49 @@ __all__ = [
     "WorkerCoordination",
     "current_task",
 ]
+
+
+@dataclass
+class MergeSchedule:
+    """When GEPA tries a merge, as gepa 0.1.4 schedules it.
+
+    Each accepted reflection child makes one merge due (while fewer than ``limit`` merges
+    were accepted) and lets the next iteration try one (:attr:`ready`). Trying clears
+    :attr:`ready`; only an accepted merge uses up a due merge and counts toward ``limit``
+    (gepa's ``max_merge_invocations``), so a merge that found no pair or was rejected is
+    tried again after the next accepted child.
+    """
+
+    limit: int
+    due: int = 0
+    ready: bool = False
+    accepted: int = 0
+
+    def child_accepted(self) -> None:
+        """A reflection child joined the pool."""
+        self.ready = True
+        if self.accepted < self.limit:
+            self.due += 1
+
+    def is_due(self) -> bool:
+        """Whether the next iteration should be a merge."""
+        return self.ready and self.due > 0 and self.accepted < self.limit
+
+    def tried(self) -> None:
+        """A merge iteration started."""
+        self.ready = False
+
+    def merge_accepted(self) -> None:
+        """A merge joined the pool."""
+        self.due = max(0, self.due - 1)
+        self.accepted += 1
+
+    def replay(self, events: Sequence[str]) -> None:
+        """Apply journaled events in order: ``"child"``, ``"tried"`` or ``"merged"`` (see
+        :class:`~gepetto.engine.replay.JournalReplay`)."""
+        steps = {"child": self.child_accepted, "tried": self.tried, "merged": self.merge_accepted}
+        for event in events:
+            steps[event]()
 
 
 class RunContext:
@@ -165,8 +212,7 @@ class RunContext:
         self.stalled_iterations = 0
         self.reflection_errors = 0
         self.last_reflection_error: str | None = None
-        self.merges_due = 0
-        self.merge_attempts = 0
+        self.merge_schedule = MergeSchedule(config.max_merge_invocations)
         self.tried_merges: set[tuple[int, int, int]] = set()
         self.tried_merge_hashes: set[str] = set()
         self.resumed_records = 0
@@ -416,7 +462,27 @@ class ReflectTask:
     rejected: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
 
 
-Task: TypeAlias = EvaluateTask | ReflectTask
+@dataclass(frozen=True, slots=True, eq=False)
+class MergeTask:
+    """Write one text from two, for each of ``components``: the reflective merge.
+
+    ``first`` and ``second`` are the two parents' texts (ids ``parents``); ``wins`` counts
+    the validation examples on which each scores higher than the other. The reflection
+    model sees both texts of a component (no examples: validation data never reaches a
+    prompt) and writes one that keeps what makes each succeed.
+    """
+
+    id: int
+    iteration: int
+    parent_id: int
+    parents: tuple[int, int]
+    first: dict[str, str]
+    second: dict[str, str]
+    components: tuple[str, ...]
+    wins: tuple[int, int]
+
+
+Task: TypeAlias = EvaluateTask | ReflectTask | MergeTask
 
 current_task: ContextVar[Task | None] = ContextVar("gepetto_current_task", default=None)
 """The task whose work is running in this context (set by the driver), so LM calls made for

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gepetto.adapter import AdapterRunner, ReflectiveDataset, call_maybe_async, check_proposed_texts
-from gepetto.engine.context import EvaluateTask, ReflectTask, Task, current_task
+from gepetto.engine.context import EvaluateTask, MergeTask, ReflectTask, Task, current_task
 from gepetto.engine.optimizer import Optimizer
 from gepetto.errors import AdapterContractError, GepettoError
 from gepetto.evaluation import Evaluator, ScoredBatch
@@ -195,7 +195,18 @@ class Driver:
             return await self.evaluator.evaluate(
                 task.candidate, task.examples, task.capture_traces, retry_budget
             )
+        if isinstance(task, MergeTask):
+            return await self._merge(task)
         return await self._reflect(task)
+
+    async def _merge(self, task: MergeTask) -> ProposalOutcome:
+        if self.proposer is None:  # refused by optimize(); kept for external drivers
+            raise AdapterContractError(
+                "merge_strategy='reflective' needs the reflection LM's proposer (a "
+                "reflection_lm, and no custom_candidate_proposer or propose_new_texts)"
+            )
+        with listening(self.optimizer.stream_listener(task)):
+            return await self.proposer.merge(task.first, task.second, task.components, task.wins)
 
     async def _reflect(self, task: ReflectTask) -> ProposalOutcome:
         components = list(task.components)

@@ -8,23 +8,33 @@ optimizer keeps to itself. Every outcome becomes a record. The flows:
 
 - :class:`SeedValidation`: validate the seed candidate and admit it (the run's first flow);
 - :class:`~gepetto.engine.proposal.ReflectionProposal`: one GEPA iteration (its own module);
-- :class:`MergeProposal`: GEPA's merge, due after a reflection child is accepted;
+- :class:`MergeProposal`: GEPA's merge (or the reflective merge), due after a reflection
+  child is accepted;
 - :class:`TestScoring`: once the search is over, score candidates on the held-out test set.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Generator, Sequence
+from typing import Any, Protocol
 
-from gepetto.engine.context import RunContext, TaskGenerator
+from gepetto.engine.context import MergeTask, RunContext, Task, TaskGenerator, Wait
+from gepetto.engine.proposal import record_reflection
 from gepetto.engine.steps import admission, admit, decide, evaluate, validate
 from gepetto.errors import BudgetExhausted
-from gepetto.events import IterationStarted
+from gepetto.events import IterationStarted, ReflectionStarted
 from gepetto.records import CandidateRecord, EvaluationRecord, IterationRecord, Outcome
 from gepetto.state import RunState
-from gepetto.strategies.merge import MergePlan, find_merge, merge_subsample, merge_texts
+from gepetto.strategies.merge import (
+    MergePlan,
+    find_complementary_merge,
+    find_merge,
+    merge_conflicts,
+    merge_subsample,
+    merge_texts,
+    validation_wins,
+)
 from gepetto.totals import total
 from gepetto.types import candidate_hash
 
@@ -99,6 +109,12 @@ class MergeProposal:
     if it matches the better parent there, then validated fully. Tried triplets and merged
     texts are remembered (and journaled with the iteration) so no merge is built twice.
 
+    With ``merge_strategy="reflective"`` the pair is the most complementary one
+    (:func:`~gepetto.strategies.merge.find_complementary_merge`), and the components both
+    parents changed are written by the reflection model from the two texts (a
+    :class:`~gepetto.engine.context.MergeTask`, journaled like a reflection, so a resumed
+    run takes the journaled texts); the merge is judged the same way.
+
     Args:
         iteration: the iteration's number.
         started: the journaled start of a merge a resumed run redoes.
@@ -127,8 +143,20 @@ class MergeProposal:
         first, second = (state.candidates[i] for i in parents)
         ctx.tried_merges.add((parents[0], parents[1], ancestor))
         texts = merged_texts(state, (parents[0], parents[1]), ancestor)
+        if ctx.config.merge_strategy == "reflective":
+            conflicts = merge_conflicts(first.texts, second.texts, state.candidates[ancestor].texts)
+            if conflicts:
+                written = yield from self._write(ctx, first, second, conflicts)
+                if written is None:
+                    return
+                texts.update(written)
         content_hash = candidate_hash(texts)
         ctx.tried_merge_hashes.add(content_hash)
+        duplicate = state.id_of(content_hash)
+        if duplicate is not None and state.candidates[duplicate].iteration != iteration:
+            reason = f"the merge of {first.id} and {second.id} is candidate {duplicate} again"
+            decide(ctx, iteration, first.id, "rejected", reason, child_hash=content_hash)
+            return
         try:
             yield from self._judge(ctx, first, second, texts, content_hash)
         except BudgetExhausted as exhausted:
@@ -136,15 +164,61 @@ class MergeProposal:
 
     def _plan(self, ctx: RunContext) -> MergePlan | None:
         state = ctx.state
-        return find_merge(
-            [c.texts for c in state.candidates],
-            [c.parents for c in state.candidates],
-            [state.val_score(c.id) for c in state.candidates],
-            state.selection_weights()[0],
-            ctx.tried_merges,
-            {c.content_hash for c in state.candidates} | ctx.tried_merge_hashes,
-            ctx.rng(self.iteration, "merge"),
-        )
+        texts = [c.texts for c in state.candidates]
+        genealogy = [c.parents for c in state.candidates]
+        scores = [state.val_score(c.id) for c in state.candidates]
+        eligible = state.selection_weights()[0]
+        existing = {c.content_hash for c in state.candidates} | ctx.tried_merge_hashes
+        rng = ctx.rng(self.iteration, "merge")
+        if ctx.config.merge_strategy == "reflective":
+            val_scores = [state.val_scores(c.id) for c in state.candidates]
+            return find_complementary_merge(
+                texts,
+                genealogy,
+                scores,
+                val_scores,
+                eligible,
+                ctx.tried_merges,
+                existing,
+                rng,
+                min_overlap=ctx.config.merge_val_overlap_floor,
+            )
+        return find_merge(texts, genealogy, scores, eligible, ctx.tried_merges, existing, rng)
+
+    def _write(
+        self,
+        ctx: RunContext,
+        first: CandidateRecord,
+        second: CandidateRecord,
+        conflicts: tuple[str, ...],
+    ) -> Generator[Task | Wait, Any, dict[str, str] | None]:
+        """The reflection model's texts for the conflicting components (the journaled ones
+        on resume), or ``None`` after deciding the iteration when it wrote none usable."""
+        iteration = self.iteration
+        reflection = ctx.replay.reflections.pop((iteration, None), None)
+        if reflection is None:
+            state = ctx.state
+            wins = validation_wins(state.val_scores(first.id), state.val_scores(second.id))
+            task_id = ctx.task_id()
+            ctx.bus.emit(ReflectionStarted(task_id, iteration, first.id, conflicts))
+            outcome = yield MergeTask(
+                id=task_id,
+                iteration=iteration,
+                parent_id=first.id,
+                parents=(first.id, second.id),
+                first=dict(first.texts),
+                second=dict(second.texts),
+                components=conflicts,
+                wins=wins or (0, 0),
+            )
+            reflection = record_reflection(ctx, iteration, first, conflicts, outcome, task_id)
+            ctx.check_streaks()
+        if set(reflection.proposed) != set(conflicts):
+            failures = "; ".join(f"{c}: {why}" for c, why in reflection.failures.items())
+            reason = f"no usable merged text ({failures or 'no text'})"
+            decide(ctx, iteration, first.id, "failed", reason)
+            return None
+        return dict(reflection.proposed)
 
     def _judge(
         self,
@@ -203,6 +277,7 @@ class MergeProposal:
         self._decide(
             ctx, first, "accepted", reason, best_parent, merged_sum, content_hash, child_id
         )
+        ctx.merge_schedule.merge_accepted()
 
     def _decide(
         self,

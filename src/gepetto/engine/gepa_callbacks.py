@@ -165,7 +165,6 @@ class GEPACallbackBridge:
         started = self._iteration_record(event.iteration)
         if started is not None and started.operation == "merge":
             info.merge_parents = started.merge_parents
-            info.merge_texts = self._merged(started)
         self._iterations[event.iteration] = info
         self._notify("on_state_saved", {"iteration": number - 1, "run_dir": self._run_dir})
         self._notify(
@@ -202,6 +201,7 @@ class GEPACallbackBridge:
             self._evaluation(event, info)
         elif info is not None and event.purpose == "merge_subsample":
             info.merge_score = math.fsum(event.scores)
+            info.merge_texts = self._merged(event.iteration)
             self._notify(
                 "on_merge_attempted",
                 {
@@ -229,6 +229,9 @@ class GEPACallbackBridge:
         """gepa's reflection events, sent once gepetto's reflection step returned (it builds
         the reflective dataset and calls the model in one task): the dataset built, the
         proposal's start and, when texts came back, its end with the prompts and replies."""
+        info = self._iterations.get(event.iteration)
+        if info is not None and info.merge_parents:
+            return  # a reflective merge's texts: gepa's merges have no reflection events
         number, components = event.iteration + 1, list(event.components)
         dataset = {name: list(records) for name, records in event.reflective_dataset.items()}
         if dataset or event.proposed:
@@ -480,12 +483,19 @@ class GEPACallbackBridge:
                 return record
         return None
 
-    def _merged(self, started: IterationRecord) -> dict[str, str]:
-        """The merged texts, made as the merge flow makes them."""
-        parents, ancestor = started.merge_parents, started.merge_ancestor
-        if len(parents) != 2 or ancestor is None:
+    def _merged(self, iteration: int) -> dict[str, str]:
+        """The merged texts, made as the merge flow makes them: gepa's rule, then the texts
+        a reflective merge had the reflection model write."""
+        started = self._iteration_record(iteration)
+        if started is None or len(started.merge_parents) != 2 or started.merge_ancestor is None:
             return {}
-        return merged_texts(self._state, (parents[0], parents[1]), ancestor)
+        parents = (started.merge_parents[0], started.merge_parents[1])
+        texts = merged_texts(self._state, parents, started.merge_ancestor)
+        for reflection in reversed(self._state.reflections):
+            if reflection.iteration == iteration:
+                texts.update(reflection.proposed)
+                break
+        return texts
 
     def _parent_was_perfect(self, info: _Iteration) -> bool:
         scores = info.parent_scores

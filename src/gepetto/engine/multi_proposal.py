@@ -348,7 +348,7 @@ class MultiProposal:
                 # Admitted by this very iteration before a crash: only its decision is missing.
                 reason = "admitted before the run was resumed"
                 self._decide_scored(ctx, proposal, "accepted", reason, duplicate)
-                ctx.merges_due += 1
+                ctx.merge_schedule.child_accepted()
             else:
                 pending.append(proposal)
         if not pending:

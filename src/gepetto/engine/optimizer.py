@@ -55,6 +55,7 @@ from gepetto.engine.config import (
 )
 from gepetto.engine.context import (
     Gather,
+    MergeTask,
     ReflectTask,
     RunContext,
     Task,
@@ -329,7 +330,8 @@ class Optimizer:
             result: for an :class:`EvaluateTask`, an :class:`EvaluationBatch` (or
                 :class:`ScoredBatch`, whose ``calls`` counts every example handed to the
                 adapter, retries included) aligned with ``task.examples``; for a
-                :class:`ReflectTask`, a :class:`ProposalOutcome` or a dict of new texts.
+                :class:`ReflectTask` or :class:`MergeTask`, a :class:`ProposalOutcome` or a
+                dict of new texts.
 
         Raises:
             KeyError: if no task with this id is outstanding.
@@ -423,7 +425,7 @@ class Optimizer:
         """
         return reserve_retries(self._ctx, task_id, calls)
 
-    def stream_listener(self, task: ReflectTask) -> StreamListener:
+    def stream_listener(self, task: ReflectTask | MergeTask) -> StreamListener:
         """Where the streamed text of reflection task ``task``'s LM calls goes: events and
         the run's store (see :mod:`gepetto.engine.streams`). Call it on the run's loop."""
         return self._streams.listener(task)
@@ -576,7 +578,8 @@ class Optimizer:
 
     def _next_proposal(self) -> Flow:
         """A resumed run first redoes what was in flight; GEPA tries a merge after a
-        reflection child is accepted; otherwise a new reflective proposal."""
+        reflection child is accepted (:class:`~gepetto.engine.context.MergeSchedule`);
+        otherwise a new reflective proposal."""
         ctx = self._ctx
         if ctx.replay.unfinished:
             started = ctx.replay.unfinished.pop(0)
@@ -588,19 +591,16 @@ class Optimizer:
         self.sync()
         number = self._workers.new_iteration_number()
         if self._merge_is_due():
-            ctx.merges_due -= 1
-            ctx.merge_attempts += 1
+            ctx.merge_schedule.tried()
             return MergeProposal(number)
         if self.config.sampling is not None:  # several proposals per iteration
             return MultiProposal(number)
         return ReflectionProposal(number)
 
     def _merge_is_due(self) -> bool:
-        config, ctx = self.config, self._ctx
         return (
-            config.use_merge
-            and ctx.merges_due > 0
-            and ctx.merge_attempts < config.max_merge_invocations
+            self.config.use_merge
+            and self._ctx.merge_schedule.is_due()
             and len(self.state.candidates) >= 3
         )
 

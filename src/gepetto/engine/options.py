@@ -82,6 +82,7 @@ from gepetto.strategies.batch_sampling import BatchSampler, resolve_batch_sample
 from gepetto.strategies.candidate_selection import CandidateSelector, resolve_candidate_selector
 from gepetto.strategies.component_selection import ComponentSelector, resolve_component_selector
 from gepetto.strategies.evaluation_policy import EvaluationPolicy, resolve_evaluation_policy
+from gepetto.strategies.merge import MERGE_STRATEGIES
 from gepetto.strategies.proposal_sampling import describe_sampling, resolve_sampling
 from gepetto.strategies.proposal_selection import describe_selection, resolve_selection
 from gepetto.types import LoggerProtocol
@@ -476,10 +477,18 @@ class ReflectionConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MergeConfig:
-    """GEPA's merge proposer: on when :attr:`GEPAConfig.merge` is given."""
+    """GEPA's merge proposer: on when :attr:`GEPAConfig.merge` is given.
+
+    ``merge_strategy`` is ``"components"`` (gepa's: two candidates that changed different
+    components of an ancestor, each component from the parent that changed it) or
+    ``"reflective"`` (the two non-dominated candidates that each win most where the other
+    loses; a component both changed is rewritten by the reflection model from both texts).
+    See :mod:`gepetto.strategies.merge`.
+    """
 
     max_merge_invocations: int = setting(5)
     merge_val_overlap_floor: int = setting(5)
+    merge_strategy: str = setting("components")
 
     def __post_init__(self) -> None:
         _set = object.__setattr__
@@ -493,6 +502,11 @@ class MergeConfig:
             "merge_val_overlap_floor",
             check_int("merge_val_overlap_floor", self.merge_val_overlap_floor, minimum=1),
         )
+        if self.merge_strategy not in MERGE_STRATEGIES:
+            raise ConfigError(
+                f"merge_strategy must be one of {', '.join(map(repr, MERGE_STRATEGIES))}, "
+                f"got {self.merge_strategy!r}"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -807,6 +821,7 @@ class GepettoOptions(TypedDict, total=False):
     parallel_strategy: str
     rejected_memory: int
     reflection_history: int
+    merge_strategy: str
     recheck_margin: float | None
     early_reject: bool
     stale_proposals: str

@@ -452,7 +452,7 @@ class ReflectionProposal:
             )
             return
         decision("accepted", reason, child_id)
-        ctx.merges_due += 1  # GEPA tries a merge after each accepted reflection child
+        ctx.merge_schedule.child_accepted()
 
     def _decided_before_scoring(
         self, ctx: RunContext, parent: CandidateRecord, child_hash: str, parent_sum: float

@@ -71,9 +71,9 @@ class JournalReplay:
     (a redo counts them as its own, so it is not taken for a stalled iteration)."""
     failing_reflections_tail: int = 0
     """Reflections at the end of the journal whose LM calls all failed."""
-    accepted_reflections: int = 0
-    """Reflection children accepted so far (each makes a merge due)."""
-    merge_attempts: int = 0
+    merge_events: list[str] = field(default_factory=list)
+    """What the merge schedule saw, in order: ``"child"`` (a reflection child accepted),
+    ``"tried"`` (a merge iteration started), ``"merged"`` (a merge accepted)."""
     tried_merges: set[tuple[int, int, int]] = field(default_factory=set)
 
     def evaluation(
@@ -102,7 +102,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
     started: dict[int, IterationRecord] = {}
     decided: set[int] = set()
     spent: dict[int, int] = {}
-    stalled_tail = failing_tail = accepted_reflections = 0
+    stalled_tail = failing_tail = 0
+    merge_events: list[str] = []
     tried_merges: set[tuple[int, int, int]] = set()
     reflections: dict[tuple[int, int | None], ReflectionRecord] = {}
     task_decisions: dict[tuple[int, int], DecisionRecord] = {}
@@ -111,6 +112,8 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
         state.append(record)
         if isinstance(record, IterationRecord):
             started[record.iteration] = record
+            if record.operation == "merge":
+                merge_events.append("tried")
             if record.operation == "merge" and len(record.merge_parents) == 2:
                 i, j = record.merge_parents
                 tried_merges.add(
@@ -123,7 +126,11 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
                 or origin is None
                 or (origin.operation == "reflection" and not origin.tasks)
             ):
-                accepted_reflections += 1  # each accepted proposal, not its iteration's end
+                merge_events.append("child")  # each accepted proposal, not its iteration's end
+            elif (
+                record.outcome == "accepted" and origin is not None and origin.operation == "merge"
+            ):
+                merge_events.append("merged")
             if record.task is not None:
                 task_decisions[(record.iteration, record.task)] = record
                 continue
@@ -148,8 +155,7 @@ def replay_journal(records: Iterable[Record], state: RunState) -> JournalReplay:
         stalled_tail=stalled_tail,
         spent_unfinished={i: spent[i] for i in open_iterations if i in spent},
         failing_reflections_tail=failing_tail,
-        accepted_reflections=accepted_reflections,
-        merge_attempts=sum(1 for r in started.values() if r.operation == "merge"),
+        merge_events=merge_events,
         tried_merges=tried_merges,
     )
 
@@ -188,8 +194,7 @@ def restore(ctx: RunContext, records: list[Record]) -> None:
     # Streaks that stop a run continue across a resume (a stalled run stays stalled).
     ctx.stalled_iterations = replay.stalled_tail
     ctx.reflection_errors = replay.failing_reflections_tail
-    ctx.merge_attempts = replay.merge_attempts
-    ctx.merges_due = max(0, replay.accepted_reflections - replay.merge_attempts)
+    ctx.merge_schedule.replay(replay.merge_events)
     ctx.tried_merges = set(replay.tried_merges)
     if ctx.worker is not None:  # redo and replay only this worker's own iterations
         replay.unfinished = [r for r in replay.unfinished if r.worker == ctx.worker]

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gepetto.engine.context import ReflectTask
+from gepetto.engine.context import MergeTask, ReflectTask
 from gepetto.engine.journal import Journal
 from gepetto.events import EventBus, ReflectionDelta
 from gepetto.lm.streaming import StreamListener, TextStream
@@ -55,7 +55,7 @@ class ReflectionStreams:
         self.records_written = 0
         """Progress records written so far (for tests and benchmarks)."""
 
-    def listener(self, task: ReflectTask) -> StreamListener:
+    def listener(self, task: ReflectTask | MergeTask) -> StreamListener:
         """The listener for the LM calls of reflection task ``task``, called on the thread
         that runs the task (the driver's event loop). Without a running loop (an ask/tell
         caller streaming by hand), text that waits for the throttle is written with the
@@ -85,7 +85,10 @@ class ReflectionStreams:
 
 class _TaskListener:
     def __init__(
-        self, owner: ReflectionStreams, task: ReflectTask, loop: asyncio.AbstractEventLoop | None
+        self,
+        owner: ReflectionStreams,
+        task: ReflectTask | MergeTask,
+        loop: asyncio.AbstractEventLoop | None,
     ) -> None:
         self.owner = owner
         self.task = task
@@ -130,7 +133,7 @@ class _ReflectionStream:
     def __init__(
         self,
         owner: ReflectionStreams,
-        task: ReflectTask,
+        task: ReflectTask | MergeTask,
         components: tuple[str, ...],
         loop: asyncio.AbstractEventLoop | None,
     ) -> None:

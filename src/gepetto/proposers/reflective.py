@@ -25,6 +25,7 @@ from gepetto.lm.errors import is_fatal
 from gepetto.lm.protocol import AsyncLM
 from gepetto.lm.streaming import stream_labels
 from gepetto.proposers.guards import GuardMode, check_proposal, drop_wrong_examples
+from gepetto.proposers.merging import merge_component
 from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
@@ -218,6 +219,30 @@ class ReflectiveProposer:
             reflective_dataset=reflective_dataset,
             prompts={r.name: r.prompt for r in shown if r.prompt is not None},
             replies={r.name: r.reply for r in shown if r.reply is not None},
+        )
+
+    async def merge(
+        self,
+        first: Mapping[str, str],
+        second: Mapping[str, str],
+        components: Sequence[str],
+        wins: tuple[int, int],
+    ) -> ProposalOutcome:
+        """Write each of ``components`` from its two texts (``first``'s is version A), with
+        the same model and retries as the reflections (see :mod:`gepetto.proposers.merging`);
+        components in parallel, at least one LM call each."""
+        merged = await asyncio.gather(
+            *(
+                merge_component(self._lm, name, first[name], second[name], wins, self._retries)
+                for name in components
+            )
+        )
+        return ProposalOutcome(
+            texts={m.name: m.text for m in merged if m.text is not None},
+            failures={m.name: m.problem or "no usable text" for m in merged if m.text is None},
+            lm_calls=sum(m.calls for m in merged),
+            prompts={m.name: m.prompt for m in merged if m.prompt is not None},
+            replies={m.name: m.reply for m in merged if m.reply is not None},
         )
 
     async def _propose_one(

@@ -24,6 +24,12 @@ merged candidate differs from both ``i`` and ``j`` and from every candidate alre
 pool. The last rule implies GEPA's "desirable predictors" rule: at least one component was
 changed by exactly one of the parents (otherwise the merge would copy the better parent).
 
+With ``strategy="reflective"`` the pair is chosen for what each parent does better
+(:func:`find_complementary_merge`: the two non-dominated candidates that each win on the most
+validation examples the other loses), and a component both parents changed is not taken
+from the better parent but written by the reflection model from both texts
+(:attr:`MergePlan.conflicts`); the other components follow the rule above.
+
 Everything here is pure: no engine state, and the only randomness is the ``random.Random``
 passed in, so a result is a deterministic function of the arguments and the ``rng`` state.
 
@@ -50,7 +56,21 @@ from dataclasses import dataclass
 
 from gepetto.types import candidate_hash
 
-__all__ = ["MergePlan", "ancestors", "find_merge", "merge_subsample", "merge_texts"]
+__all__ = [
+    "MERGE_STRATEGIES",
+    "MergePlan",
+    "ancestors",
+    "find_complementary_merge",
+    "find_merge",
+    "merge_conflicts",
+    "merge_subsample",
+    "merge_texts",
+    "validation_wins",
+]
+
+MERGE_STRATEGIES = ("components", "reflective")
+"""``"components"``: gepa's merge; ``"reflective"``: complementary parents, conflicting
+components written by the reflection model."""
 
 
 @dataclass(frozen=True)
@@ -62,12 +82,19 @@ class MergePlan:
         ancestor: the common ancestor ``a`` the parents are compared against.
         texts: the merged candidate, component -> text (in the ancestor's component order).
         sources: component -> id of the candidate its text comes from (``i``, ``j`` or ``a``).
+        conflicts: the components both parents changed, to different texts, that a
+            reflective merge has the reflection model write (in ``texts`` they hold the
+            better parent's text meanwhile); empty for gepa's merge.
+        wins: validation examples on which ``i``, and ``j``, scores higher than the other
+            (filled by :func:`find_complementary_merge` only).
     """
 
     parents: tuple[int, int]
     ancestor: int
     texts: dict[str, str]
     sources: dict[str, int]
+    conflicts: tuple[str, ...] = ()
+    wins: tuple[int, int] = (0, 0)
 
     @property
     def triplet(self) -> tuple[int, int, int]:
@@ -230,6 +257,132 @@ def find_merge(
         if plan is not None:
             return plan
     return None
+
+
+def merge_conflicts(
+    text_i: Mapping[str, str], text_j: Mapping[str, str], text_a: Mapping[str, str]
+) -> tuple[str, ...]:
+    """The components both parents changed from the ancestor's text, to different texts
+    (in the ancestor's order): what a reflective merge asks the reflection model to write.
+
+    Example:
+        >>> merge_conflicts({"a": "A1", "b": "B1"}, {"a": "A2", "b": "B0"}, {"a": "A0", "b": "B0"})
+        ('a',)
+    """
+    return tuple(
+        name
+        for name, base in text_a.items()
+        if text_i[name] != base and text_j[name] != base and text_i[name] != text_j[name]
+    )
+
+
+def find_complementary_merge(
+    candidates: Sequence[Mapping[str, str]],
+    parents: Sequence[Sequence[int]],
+    scores: Sequence[float],
+    val_scores: Sequence[Mapping[int, float]],
+    eligible: Sequence[int],
+    tried: Collection[tuple[int, int, int]],
+    existing: Collection[str],
+    rng: random.Random,
+    min_overlap: int = 1,
+) -> MergePlan | None:
+    """The reflective merge's pair: two eligible candidates that each do better where the
+    other does worse, or ``None``.
+
+    A pair qualifies when ``i < j`` are both in ``eligible``, neither is an ancestor of the
+    other, they have the same components and share at least ``min_overlap`` validation
+    examples, each scores strictly higher than the other on at least one of them, and the
+    triplet with their newest common ancestor ``a`` is not in ``tried``. When the pair has
+    no conflicting component (see :func:`merge_conflicts`) its merge is gepa's, and it also
+    must differ from both parents and from every hash in ``existing``.
+
+    Among the qualifying pairs the one whose weaker side wins most (``min(wins_i,
+    wins_j)``) is chosen, then the most wins in all; ties are broken by ``rng``. The plan's
+    texts follow :func:`merge_texts` (the better parent by mean validation score gives the
+    conflicting components until the reflection model rewrites them).
+
+    Args:
+        candidates: texts by candidate id.
+        parents: ``parents[k]`` lists the parents of candidate ``k`` (empty for the seed).
+        scores: mean validation score by candidate id (which parent is the better).
+        val_scores: per candidate, validation example id -> score.
+        eligible: ids allowed as parents (normally the non-dominated ones).
+        tried: ``(i, j, a)`` triplets already tried; never returned again.
+        existing: hashes of every candidate already in the pool (or already tried).
+        rng: the only source of randomness.
+        min_overlap: validation examples the two must share.
+
+    Raises:
+        ValueError: if ``candidates``, ``parents``, ``scores`` and ``val_scores`` differ in
+            length.
+
+    Example:
+        >>> plan = find_complementary_merge(
+        ...     candidates=[{"p": "seed"}, {"p": "knows x"}, {"p": "knows y"}],
+        ...     parents=[[], [0], [0]],
+        ...     scores=[0.0, 0.5, 0.5],
+        ...     val_scores=[{1: 0.0, 2: 0.0}, {1: 1.0, 2: 0.0}, {1: 0.0, 2: 1.0}],
+        ...     eligible=[1, 2],
+        ...     tried=(),
+        ...     existing=(),
+        ...     rng=random.Random(0),
+        ... )
+        >>> plan.parents, plan.ancestor, plan.conflicts, plan.wins
+        ((1, 2), 0, ('p',), (1, 1))
+    """
+    if not len(candidates) == len(parents) == len(scores) == len(val_scores):
+        raise ValueError(
+            "candidates, parents, scores and val_scores must have one entry per candidate, "
+            f"got {len(candidates)}, {len(parents)}, {len(scores)} and {len(val_scores)}"
+        )
+    pool = sorted(set(eligible))
+    rng.shuffle(pool)  # ties between equally complementary pairs: a random one
+    lineage = {k: ancestors(parents, k) for k in pool}
+    best: tuple[tuple[int, int], MergePlan] | None = None
+    for position, first in enumerate(pool):
+        for second in pool[position + 1 :]:
+            i, j = min(first, second), max(first, second)
+            if i in lineage[j] or j in lineage[i]:
+                continue
+            text_i, text_j = candidates[i], candidates[j]
+            common = lineage[i] & lineage[j]
+            if not common or text_i.keys() != text_j.keys():
+                continue
+            a = max(common)
+            if (i, j, a) in tried or candidates[a].keys() != text_i.keys():
+                continue
+            wins = validation_wins(val_scores[i], val_scores[j], min_overlap)
+            if wins is None or min(wins) == 0:
+                continue
+            rank = (min(wins), sum(wins))
+            if best is not None and rank <= best[0]:
+                continue
+            winner = j if scores[j] > scores[i] else i
+            texts, sources = merge_texts(text_i, text_j, candidates[a], (i, j, a), winner)
+            conflicts = merge_conflicts(text_i, text_j, candidates[a])
+            if not conflicts and (texts in (text_i, text_j) or candidate_hash(texts) in existing):
+                continue
+            best = (rank, MergePlan((i, j), a, texts, sources, conflicts, wins))
+    return best[1] if best is not None else None
+
+
+def validation_wins(
+    scores_i: Mapping[int, float], scores_j: Mapping[int, float], min_overlap: int = 1
+) -> tuple[int, int] | None:
+    """How many shared examples each side scores strictly higher on, or ``None`` when they
+    share fewer than ``min_overlap``.
+
+    Example:
+        >>> validation_wins({1: 1.0, 2: 0.0, 3: 0.5}, {1: 0.0, 2: 1.0, 3: 0.5})
+        (1, 1)
+    """
+    shared = scores_i.keys() & scores_j.keys()
+    if len(shared) < min_overlap:
+        return None
+    wins_i = sum(1 for e in shared if scores_i[e] > scores_j[e])
+    wins_j = sum(1 for e in shared if scores_j[e] > scores_i[e])
+    return wins_i, wins_j
 
 
 def _pair_at(index: int, n: int) -> tuple[int, int]:

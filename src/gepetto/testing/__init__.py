@@ -137,6 +137,7 @@ class StreamingScriptedLM:
 
 _MISSING = re.compile(r"missing words: ([^\n]+)")
 _FIRST_FENCE = re.compile(r"```\n?(.*?)```", re.DOTALL)
+_FENCES = re.compile(r"```\n(.*?)\n```", re.DOTALL)
 
 
 class FeedbackFollowingLM:
@@ -145,15 +146,25 @@ class FeedbackFollowingLM:
     It takes the current text from the first fenced block of the prompt, adds every word the
     feedback lists as missing (a few per call, in order of appearance), and returns the new
     text in a fenced block. With ``words_per_call=1`` a run needs several accepted steps.
+
+    A reflective merge's prompt (two fenced blocks, "Version A" and "Version B") is answered
+    with version A's words followed by those of version B that A lacks (``merges`` counts
+    these calls).
     """
 
     def __init__(self, words_per_call: int = 1) -> None:
         self.words_per_call = words_per_call
         self.calls = 0
+        self.merges = 0
 
     def __call__(self, prompt: Any) -> str:
         self.calls += 1
         text = prompt if isinstance(prompt, str) else str(prompt[-1]["content"])
+        if "Version B:" in text:
+            self.merges += 1
+            first, second = (block.split() for block in _FENCES.findall(text)[:2])
+            merged = first + [word for word in second if word not in first]
+            return f"```\n{' '.join(merged)}\n```"
         current_match = _FIRST_FENCE.search(text)
         current = current_match.group(1).strip() if current_match else ""
         wanted: list[str] = []
