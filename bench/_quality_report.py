@@ -160,9 +160,10 @@ SUITE_TASKS = (
     "durations-spec",
 )
 """The task suite of issue #27, in the order of the suite table."""
-SUITE_SINCE = "2026-12-06"
-"""gepetto rows of the suite table are runs from this date on (the defaults of now); gepa
-0.1.4 and the reference prompts do not change, so all their runs count."""
+SUITE_SINCE = "2026-12-06 11:05"
+"""gepetto rows of the suite table are runs from this time on (UTC; the defaults of now: a
+reply repeating a candidate already tried is asked for again); gepa 0.1.4 and the reference
+prompts do not change, so all their runs count."""
 
 
 def _spread(values: list[float]) -> str:

@@ -846,7 +846,7 @@ def write_docs(rows: list[dict[str, Any]], path: Path) -> None:
         "test score mean ± standard deviation over optimizer seeds (the number of seeds in "
         "brackets); *hand-written* is the task's reference prompt (for the code task, a "
         "careful implementation); metric calls, reflection calls and wall minutes are means "
-        f"per run. gepetto rows are runs from {SUITE_SINCE} on (today's defaults).\n\n"
+        f"per run. gepetto rows are runs from {SUITE_SINCE} UTC on (today's defaults).\n\n"
         + suite_table(rows)
         + "\n### Synthetic fact workload\n\n"
         "The workload of the wall-clock benchmark (`bench/_workload.py`: 40 hidden facts, "

@@ -116,6 +116,9 @@ class RunState:
         self.records: list[Record] = []
         self.candidates: list[CandidateRecord] = []
         self.decisions: list[DecisionRecord] = []
+        self.tried_hashes: set[str] = set()
+        """Content hashes of every candidate tried: each pool member and each child a
+        decision names (accepted or not)."""
         self.reflections: list[ReflectionRecord] = []
         self._id_by_hash: dict[str, CandidateId] = {}
         self._val_by_hash: dict[str, dict[ExampleId, float]] = {}
@@ -164,6 +167,8 @@ class RunState:
             self.valset_size += len(record.loader_ids)
         else:
             self.decisions.append(record)
+            if record.child_hash is not None:
+                self.tried_hashes.add(record.child_hash)
             if record.task is None:  # a proposal's decision within an iteration ends none
                 self.iterations_finished += 1
 
@@ -205,6 +210,7 @@ class RunState:
         self.candidates.append(record)
         self._views_version += 1
         self._id_by_hash[record.content_hash] = record.id
+        self.tried_hashes.add(record.content_hash)
         self._aggregates.append(_Aggregate())
         for example_id in self._val_by_hash.get(record.content_hash, {}):
             self._offer(record.id, example_id)

@@ -81,7 +81,8 @@ def test_an_adapter_failing_on_some_examples_only_runs_to_the_budget() -> None:
 
     lm = ScriptedLM(lambda prompt: f"```\nAnswer. w1 w2 x{len(prompt)}\n```")
     result = optimize(OneBadExample(), lm, max_metric_calls=60)
-    assert "budget" in (result.stop_reason or "")
+    reason = result.stop_reason or ""
+    assert "budget exhausted" in reason or "max_metric_calls reached (60/60)" in reason
 
 
 def test_one_candidate_whose_texts_crash_the_adapter_does_not_stop_the_run() -> None:
@@ -132,5 +133,6 @@ def test_raise_on_exception_leaves_per_example_failures_scored_zero() -> None:
 
     lm = ScriptedLM(lambda prompt: f"```\nAnswer. w1 w2 x{len(prompt)}\n```")
     result = optimize(OneBadExample(), lm, max_metric_calls=60, raise_on_exception=True)
-    assert "budget" in (result.stop_reason or "")
+    reason = result.stop_reason or ""
+    assert "budget exhausted" in reason or "max_metric_calls reached (60/60)" in reason
     assert result.val_subscores[0][0] == 0.0

@@ -283,7 +283,11 @@ def _run_sequentially(trainset: list[Any], valset: list[Any], budget: int) -> ge
             data = adapter.make_reflective_dataset(
                 task.candidate, task.eval_batch, list(task.components)
             )
-            outcome = asyncio.run(proposer.propose(task.candidate, data, list(task.components)))
+            outcome = asyncio.run(
+                proposer.propose(
+                    task.candidate, data, list(task.components), task.rejected, tried=task.tried
+                )
+            )
         optimizer.tell(task.id, outcome)
     assert optimizer.is_finished
     return optimizer.result()

@@ -21,6 +21,7 @@ from gepetto.proposers.guards import pasted_records
 from gepetto.records import ReflectionRecord, record_from_dict
 from gepetto.storage.sqlite import SQLiteStorage
 from gepetto.testing import KeywordAdapter, ScriptedLM, keyword_dataset
+from gepetto.types import candidate_hash
 
 RECORDS = [
     {
@@ -50,6 +51,23 @@ def test_an_unusable_reply_is_asked_again_with_a_corrective_note() -> None:
     assert "IMPORTANT" not in lm.prompts[0]
     assert lm.prompts[1].startswith(lm.prompts[0])
     assert "did not put the new instructions between ``` lines" in lm.prompts[1]
+
+
+def test_a_reply_that_makes_a_candidate_already_tried_is_asked_again() -> None:
+    tried_text = "Answer: refund."
+    tried = frozenset({candidate_hash({"instructions": tried_text})})
+    lm = ScriptedLM([f"```\n{tried_text}\n```", "```\nAnswer: shipping.\n```"])
+    proposer = ReflectiveProposer(as_async_lm(lm), resolve_templates(None, ["instructions"]))
+    outcome = asyncio.run(
+        proposer.propose(
+            {"instructions": PARENT}, {"instructions": RECORDS}, ["instructions"], tried=tried
+        )
+    )
+    assert outcome.texts == {"instructions": "Answer: shipping."} and outcome.lm_calls == 2
+    assert "repeated instructions that were already tried" in lm.prompts[1]
+    # Without the run's tried candidates the same reply is a usable text.
+    again = ScriptedLM([f"```\n{tried_text}\n```"])
+    assert propose(again).texts == {"instructions": tried_text}
 
 
 def test_a_truncated_reply_is_told_to_be_shorter() -> None:

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -449,7 +449,9 @@ class ReflectTask:
     example id), taken from the evaluation cache at no metric call (none when the cache is
     off or the minibatch run has no trajectories).
     ``rejected`` lists, per component, recent proposals that were rejected (text, why), when
-    the run keeps a memory of them (``rejected_memory``).
+    the run keeps a memory of them (``rejected_memory``). ``tried`` holds the content hashes
+    of every candidate the run has tried (read-only): a proposal that would make one of them
+    again is asked for again, as an unchanged text is.
     """
 
     id: int
@@ -460,6 +462,7 @@ class ReflectTask:
     examples: list[Any]
     eval_batch: EvaluationBatch[Any, Any]
     rejected: Mapping[str, Sequence[tuple[str, str]]] = field(default_factory=dict)
+    tried: Collection[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

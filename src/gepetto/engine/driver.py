@@ -233,7 +233,7 @@ class Driver:
         failed = [score < perfect for score in task.eval_batch.scores]
         with listening(self.optimizer.stream_listener(task)):
             return await self.proposer.propose(
-                task.candidate, dataset, components, task.rejected, failed
+                task.candidate, dataset, components, task.rejected, failed, task.tried
             )
 
     async def _custom_proposal(

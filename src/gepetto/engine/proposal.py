@@ -857,6 +857,7 @@ def reflect(
             examples=examples,
             eval_batch=eval_batch,
             rejected=rejected_memory(ctx, components),
+            tried=frozenset(ctx.state.tried_hashes),
         )
         reflection = record_reflection(
             ctx, iteration, parent, components, outcome, task_id, task=position

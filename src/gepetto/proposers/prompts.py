@@ -227,6 +227,7 @@ _PROBLEM_EMPTY_FENCE = "empty fenced block in reply"
 PROBLEM_NOTHING_ADDED = "the addition only repeats the current text"
 PROBLEM_UNCHANGED = "the reply repeats the current text unchanged"
 PROBLEM_ONLY_WRONG_EXAMPLES = "the reply only adds examples with the answers marked wrong"
+PROBLEM_ALREADY_TRIED = "the reply is a version already tried"
 
 _NOUN = r"(?:instructions?|prompt|system prompt|text|version)"
 _LABEL = re.compile(
@@ -322,6 +323,8 @@ _CORRECTIONS = {
     "them so that the assistant answers the examples above correctly.",
     PROBLEM_ONLY_WRONG_EXAMPLES: "Your previous reply gave examples the answers the assistant "
     "got wrong: give each example the answer the feedback expects.",
+    PROBLEM_ALREADY_TRIED: "Your previous reply repeated instructions that were already tried: "
+    "write different ones, so that the assistant answers the examples above correctly.",
 }
 
 
@@ -336,6 +339,8 @@ _ARTIFACT_CORRECTIONS = {
     "already has.",
     PROBLEM_UNCHANGED: "Your previous reply repeated the current version unchanged: change it "
     "so that it fixes the problems reported above.",
+    PROBLEM_ALREADY_TRIED: "Your previous reply repeated a version that was already tried: "
+    "write a different one that fixes the problems reported above.",
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from gepetto.proposers.prompts import (
     APPEND_REFLECTION_TEMPLATE,
     DEFAULT_REFLECTION_TEMPLATE,
     EDIT_MODES,
+    PROBLEM_ALREADY_TRIED,
     PROBLEM_ONLY_WRONG_EXAMPLES,
     WORD_LIMIT,
     apply_edit,
@@ -42,6 +43,7 @@ from gepetto.proposers.prompts import (
     unusable_edit_problem,
     validate_template,
 )
+from gepetto.types import candidate_hash, lone_surrogate
 
 __all__ = ["ProposalOutcome", "ReflectiveProposer", "resolve_edit_mode", "resolve_templates"]
 
@@ -169,6 +171,7 @@ class ReflectiveProposer:
         components: Sequence[str],
         rejected: Mapping[str, Sequence[tuple[str, str]]] | None = None,
         failed: Sequence[bool] | None = None,
+        tried: Collection[str] = frozenset(),
     ) -> ProposalOutcome:
         """Rewrite ``components`` of ``candidate``; at least one LM call per component.
 
@@ -176,7 +179,9 @@ class ReflectiveProposer:
         they are shown after the prompt so the model does not propose them again. ``failed``
         says, per example of the reflective dataset (in the order of each component's
         records), whether it scored below perfect; a component whose record count differs
-        is not repaired.
+        is not repaired. ``tried`` holds the content hashes of candidates already tried: a
+        text that makes ``candidate`` one of them (this component changed, the others as
+        they are) is not usable, and is asked for again like an unchanged one.
         """
         memory = rejected or {}
         per_component = await asyncio.gather(
@@ -184,7 +189,7 @@ class ReflectiveProposer:
                 asyncio.gather(
                     *(
                         self._propose_one(
-                            candidate, reflective_dataset, name, memory.get(name, ()), failed
+                            candidate, reflective_dataset, name, memory.get(name, ()), failed, tried
                         )
                         for _ in range(self._samples)
                     )
@@ -252,6 +257,7 @@ class ReflectiveProposer:
         name: str,
         rejected: Sequence[tuple[str, str]] = (),
         failed: Sequence[bool] | None = None,
+        tried: Collection[str] = frozenset(),
     ) -> _ComponentProposal:
         records = reflective_dataset.get(name)
         if not records:
@@ -293,6 +299,8 @@ class ReflectiveProposer:
                 problem = extracted.problem or "no text in reply"
             else:
                 text, problem, repair = self._new_text(current, extracted.text, records, failed)
+                if text is not None and _already_tried(candidate, name, text, tried):
+                    text, problem = None, PROBLEM_ALREADY_TRIED
                 if text is not None:
                     checked = self._checked(name, current, text, records, calls, repair)
                     return dataclasses.replace(checked, prompt=sent, reply=reply)
@@ -350,6 +358,16 @@ class _ComponentProposal:
     flag: str | None = None
     prompt: Any = None  # the last prompt sent, and the reply to it
     reply: str | None = None
+
+
+def _already_tried(
+    candidate: Mapping[str, str], name: str, text: str, tried: Collection[str]
+) -> bool:
+    """Whether ``candidate`` with ``text`` as component ``name`` is a candidate already
+    tried (a text that is not valid Unicode has no hash: the engine refuses it later)."""
+    if not tried or lone_surrogate(text) is not None:
+        return False
+    return candidate_hash({**candidate, name: text}) in tried
 
 
 def _repair_note(dropped: Sequence[str]) -> str:
