@@ -20,10 +20,10 @@ from collections.abc import Generator, Sequence
 from typing import Any, Protocol
 
 from gepetto.engine.context import MergeTask, RunContext, Task, TaskGenerator, Wait
-from gepetto.engine.proposal import record_reflection
+from gepetto.engine.proposal import journaled_reflection
 from gepetto.engine.steps import admission, admit, decide, evaluate, validate
 from gepetto.errors import BudgetExhausted
-from gepetto.events import IterationStarted, ReflectionStarted
+from gepetto.events import IterationStarted
 from gepetto.records import CandidateRecord, EvaluationRecord, IterationRecord, Outcome
 from gepetto.state import RunState
 from gepetto.strategies.merge import (
@@ -194,14 +194,11 @@ class MergeProposal:
     ) -> Generator[Task | Wait, Any, dict[str, str] | None]:
         """The reflection model's texts for the conflicting components (the journaled ones
         on resume), or ``None`` after deciding the iteration when it wrote none usable."""
-        iteration = self.iteration
-        reflection = ctx.replay.reflections.pop((iteration, None), None)
-        if reflection is None:
-            state = ctx.state
+        iteration, state = self.iteration, ctx.state
+
+        def ask(task_id: int) -> MergeTask:
             wins = validation_wins(state.val_scores(first.id), state.val_scores(second.id))
-            task_id = ctx.task_id()
-            ctx.bus.emit(ReflectionStarted(task_id, iteration, first.id, conflicts))
-            outcome = yield MergeTask(
+            return MergeTask(
                 id=task_id,
                 iteration=iteration,
                 parent_id=first.id,
@@ -211,8 +208,8 @@ class MergeProposal:
                 components=conflicts,
                 wins=wins or (0, 0),
             )
-            reflection = record_reflection(ctx, iteration, first, conflicts, outcome, task_id)
-            ctx.check_streaks()
+
+        reflection = yield from journaled_reflection(ctx, iteration, first, conflicts, ask)
         if set(reflection.proposed) != set(conflicts):
             failures = "; ".join(f"{c}: {why}" for c, why in reflection.failures.items())
             reason = f"no usable merged text ({failures or 'no text'})"

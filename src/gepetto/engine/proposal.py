@@ -46,6 +46,7 @@ from gepetto.engine.context import (
     AwaitCondition,
     Gather,
     KnownResult,
+    MergeTask,
     ReflectTask,
     RunContext,
     Task,
@@ -843,12 +844,10 @@ def reflect(
             parent_eval.scores,
         )
     )
-    reflection = ctx.replay.reflections.pop((iteration, position), None)
-    if reflection is None:
+
+    def ask(task_id: int) -> ReflectTask:
         examples, eval_batch = reflection_inputs(ctx, parent, batch_ids, parent_eval, usable)
-        task_id = ctx.task_id()
-        ctx.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
-        outcome = yield ReflectTask(
+        return ReflectTask(
             id=task_id,
             iteration=iteration,
             parent_id=parent.id,
@@ -859,6 +858,26 @@ def reflect(
             rejected=rejected_memory(ctx, components),
             tried=frozenset(ctx.state.tried_hashes),
         )
+
+    return (yield from journaled_reflection(ctx, iteration, parent, components, ask, position))
+
+
+def journaled_reflection(
+    ctx: RunContext,
+    iteration: int,
+    parent: CandidateRecord,
+    components: tuple[str, ...],
+    ask: Callable[[int], ReflectTask | MergeTask],
+    position: int | None = None,
+) -> Generator[Task | Wait, Any, ReflectionRecord]:
+    """The reflection of ``iteration`` (at ``position``): on resume the journaled one;
+    otherwise the outcome of the task ``ask(task_id)`` makes (a reflection or a reflective
+    merge), recorded."""
+    reflection = ctx.replay.reflections.pop((iteration, position), None)
+    if reflection is None:
+        task_id = ctx.task_id()
+        ctx.bus.emit(ReflectionStarted(task_id, iteration, parent.id, components))
+        outcome = yield ask(task_id)
         reflection = record_reflection(
             ctx, iteration, parent, components, outcome, task_id, task=position
         )
