@@ -428,6 +428,36 @@ def optimizer_options(spec: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in spec["kwargs"].items() if k != REFLECTION_LM_KEY}
 
 
+class RealRun:
+    """What a real run opens: an event-loop thread and the model clients (closed on exit),
+    with their calls counted per role in :attr:`calls`."""
+
+    def __init__(self) -> None:
+        self.loop = LoopThread()
+        self.calls = {"task": 0, "reflection": 0}
+        self._clients: list[Any] = []
+
+    def counted(self, client: Any, role: str) -> Any:
+        """Count ``client``'s calls as ``role`` and close it with the run."""
+        self._clients.append(client)
+        client.add_listener(lambda record: _count(self.calls, role))
+        return client
+
+    def reflection(self, spec: dict[str, Any], **task_options: Any) -> Any:
+        """The run's reflection model (see :func:`reflection_client`), counted and traced."""
+        return _traced(self.counted(reflection_client(spec, **task_options), "reflection"), spec)
+
+    def __enter__(self) -> RealRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            for client in self._clients:
+                self.loop.run(client.aclose())
+        finally:
+            self.loop.close()
+
+
 def run_code(spec: dict[str, Any]) -> dict[str, Any]:
     """One run of the code task: score the seed or hand-written code, or search with gepa or
     a gepetto variant; the best code is scored on the test and validation cases after."""
@@ -441,14 +471,10 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
             "val": _code_task.score_code(code, val)[0],
         }
         return {"startup_s": 0.0, **scores, "best_prompt": code}
-    calls = {"task": 0, "reflection": 0}
-    loop = LoopThread()
-    start = time.perf_counter()
-    reflection_lm = reflection_client(spec, max_tokens=_code_task.REFLECTION_MAX_TOKENS)
-    try:
-        reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
-        reflect = _traced(reflection_lm, spec)
-        evaluate = _code_task.evaluator_on(train, lambda: _count(calls, "task"))
+    with RealRun() as run:
+        start = time.perf_counter()
+        reflect = run.reflection(spec, max_tokens=_code_task.REFLECTION_MAX_TOKENS)
+        evaluate = _code_task.evaluator_on(train, lambda: _count(run.calls, "task"))
         startup = time.perf_counter() - start
         start = time.perf_counter()
         background = CODE_TASKS[spec["task"]]
@@ -456,12 +482,12 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
             found = _code_task.gepa_search(
                 durations.SEED_CODE,
                 evaluate,
-                lambda prompt: loop.run(reflect(prompt)),
+                lambda prompt: run.loop.run(reflect(prompt)),
                 spec["seed"],
                 background,
             )
         else:
-            found = loop.run(
+            found = run.loop.run(
                 _code_task.gepetto_search(
                     durations.SEED_CODE,
                     evaluate,
@@ -472,15 +498,12 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
                 )
             )
         wall = time.perf_counter() - start
-    finally:
-        loop.run(reflection_lm.aclose())
-        loop.close()
     best = found.pop("best_code")
     return {
         "startup_s": startup,
         "wall_s": wall,
-        "metric_calls": calls["task"],  # candidate runs on the training cases
-        "reflection_calls": calls["reflection"],
+        "metric_calls": run.calls["task"],  # candidate runs on the training cases
+        "reflection_calls": run.calls["reflection"],
         "test": _code_task.score_code(best, test)[0],
         "val": _code_task.score_code(best, val)[0],
         **found,
@@ -489,22 +512,19 @@ def run_code(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_real(spec: dict[str, Any]) -> dict[str, Any]:
-
+    """One real-model run: score a reference prompt, or search with gepa or a gepetto
+    variant; the best candidate is scored on the test and validation sets after."""
     if spec["task"] in CODE_TASKS:
         return run_code(spec)
     task = real_tasks()[spec["task"]]
     train, val, test = task.splits()
-    loop = LoopThread()
-    calls = {"task": 0, "reflection": 0}
-    clients = []
-    start = time.perf_counter()
-    try:
+    with RealRun() as run:
+        start = time.perf_counter()
         task_lm, adapter = task_adapter(task)
-        clients.append(task_lm)
-        task_lm.add_listener(lambda record: _count(calls, "task"))
+        run.counted(task_lm, "task")
 
         def accuracy(prompt: Texts, examples: list[dict[str, Any]]) -> float:
-            batch = loop.run(adapter.evaluate(examples, candidate_of(prompt)))
+            batch = run.loop.run(adapter.evaluate(examples, candidate_of(prompt)))
             return statistics.mean(batch.scores)
 
         if spec["name"] in REFERENCES:
@@ -512,34 +532,27 @@ def run_real(spec: dict[str, Any]) -> dict[str, Any]:
             startup = time.perf_counter() - start
             scores = {"test": accuracy(prompt, test), "val": accuracy(prompt, val)}
             return {"startup_s": startup, **scores, "best_prompt": prompt}
-        reflection_lm = reflection_client(spec)
-        clients.append(reflection_lm)
-        reflection_lm.add_listener(lambda record: _count(calls, "reflection"))
-        reflect = _traced(reflection_lm, spec)
+        reflect = run.reflection(spec)
         startup = time.perf_counter() - start
         start = time.perf_counter()
         seed_candidate = candidate_of(task.seed_prompt)
         if spec["name"] == GEPA:
-            found = _gepa_real(spec, seed_candidate, train, val, adapter, reflect, loop)
+            found = _gepa_real(spec, seed_candidate, train, val, adapter, reflect, run.loop)
         else:
-            found = loop.run(_gepetto_real(spec, seed_candidate, train, val, adapter, reflect))
+            found = run.loop.run(_gepetto_real(spec, seed_candidate, train, val, adapter, reflect))
         wall = time.perf_counter() - start
-        metric_calls, reflection_calls = calls["task"], calls["reflection"]
+        searched = dict(run.calls)  # before the test scoring's task-LM calls
         best = found.pop("best_prompt")
         return {
             "startup_s": startup,
             "wall_s": wall,
-            "metric_calls": metric_calls,  # task-LM calls during the search (no cache: 1/example)
-            "reflection_calls": reflection_calls,
+            "metric_calls": searched["task"],  # task-LM calls in the search (no cache: 1/example)
+            "reflection_calls": searched["reflection"],
             "test": accuracy(best, test),
             "val": accuracy(best, val),
             **found,
             "best_prompt": best,
         }
-    finally:
-        for client in clients:
-            loop.run(client.aclose())
-        loop.close()
 
 
 def _count(calls: dict[str, int], role: str) -> None:
