@@ -24,6 +24,7 @@ from gepetto.datasets.shop import (
 )
 from gepetto.lm.client import LMClient
 from gepetto.lm.registry import resolve_lm
+from tests.lm.short_runs import after_one_iteration
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -57,8 +58,9 @@ def test_real_reflection_on_the_agent_does_not_make_things_worse(task_lm: LMClie
             adapter=adapter,
             reflection_lm=reflection,
             reflection_minibatch_size=2,
-            max_metric_calls=8,  # the seed's validation (2), one proposal (2 + 2), its validation
+            max_metric_calls=8,  # the seed's validation (2), a proposal (2 + 2), its validation (2)
             max_concurrency=4,
+            stop_callbacks=[after_one_iteration],
             display_progress_bar=False,
         )
     finally:

@@ -2,7 +2,7 @@
 searched against its tests, from a seed and seedless.
 
 The model is small, so the test asserts the run works end to end within its budget, not
-that the function improves.
+that the function improves; it stops after the first iteration (tests/lm/short_runs.py).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 from gepetto import EngineConfig, GEPAConfig, ReflectionConfig, Timeout
 from gepetto.lm.registry import resolve_lm
 from gepetto.optimize_anything import log, optimize_anything
+from tests.lm.short_runs import after_one_iteration
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -64,7 +65,7 @@ def test_real_reflection_searches_a_python_function(seed: str | None) -> None:
             config=GEPAConfig(
                 engine=EngineConfig(max_metric_calls=4),
                 reflection=ReflectionConfig(reflection_lm=reflection),
-                stop_callbacks=[Timeout(150)],
+                stop_callbacks=[Timeout(150), after_one_iteration],
             ),
         )
     finally:
