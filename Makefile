@@ -30,11 +30,12 @@ setup-llm: setup
 gepa-tests: setup
 	PY=$(PY) scripts/fetch-gepa-tests >/dev/null
 
-# The tests without the local LLM run on two processes (pytest-xdist, about 3 min instead of
-# 5); those with it run one at a time (the model servers already use both cores). Both parts
-# run even when the first fails.
+# The tests without the local LLM run on two processes (pytest-xdist, about 6 minutes here);
+# those with it run one at a time (the model servers already use both cores; about 25
+# minutes). Both parts run even when the first fails, and each prints its slowest tests
+# (where CI's time goes).
 test: setup setup-llm gepa-tests lint
-	scripts/with-test-services sh -c '$(PY) -m pytest -m "not llm" -n 2; no_llm=$$?; \
+	scripts/with-test-services sh -c '$(PY) -m pytest -m "not llm" -n 2 --durations=15; no_llm=$$?; \
 		$(PY) -m pytest -m llm --durations=25; exit $$(( no_llm || $$? ))'
 
 # The quick loop: no slow tests.
