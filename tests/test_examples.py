@@ -132,8 +132,9 @@ def test_math_word_problems_example_runs_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.timeout(1200)
 def test_quick_start_on_the_local_models(tmp_path: Path) -> None:
     """The quick start's code as written, at budget 18 instead of 40: the seed's validation
-    (12 calls) and one real reflection of the 1.5B (about 50 s on 2 cores) whose child is
-    scored on the minibatch, then the held-out scoring; to keep CI under its time limit.
+    (12 calls) and one real reflection of the 1.5B (50-60 s a reply on 2 cores, twice when
+    the first reply is unusable or unchanged) whose child is scored on the minibatch, then
+    the held-out scoring; 1.5-3.5 minutes, to keep CI under its time limit.
     The budget leaves no room to validate a child, so the seed stays the best: this shows
     the example runs end to end on the real models and prints its scores, not a gain."""
     source = (EXAMPLES / "quickstart.py").read_text()
