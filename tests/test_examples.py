@@ -5,10 +5,11 @@ start them, at a small size and budget (``--budget``, ``--size``, ``--train/--va
 Where an example offers ``--scripted-reflection`` (the 1.5B reflection replaced by a fixed
 better proposal), the test uses it and asserts the held-out score rises from the seed: the
 real 0.5B task model answers every example at temperature 0 (nearly repeatable: llama.cpp's
-answers can differ when requests share a batch, so the sizes leave a margin). The quick
-start always uses the real 1.5B reflection: it is asserted never to end below its seed on
-validation; how much the reflection gains is measured in docs/benchmarks.md, not here. The
-math example is only run (see its test).
+answers can differ when requests share a batch, so the sizes leave a margin); the MCP, RAG
+and DSPy examples are only run, their gain being asserted by other real-model tests (see
+``RUN_ONLY_EXAMPLES``). The quick start always uses the real 1.5B reflection: it is
+asserted never to end below its seed on validation; how much the reflection gains is
+measured in docs/benchmarks.md, not here. The math example is only run (see its test).
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ def test_scripted_quick_start(tmp_path: Path) -> None:
     assert best > seed
 
 
-SMALL = ("--train", "3", "--val", "4", "--test", "6")
 SCRIPTED_EXAMPLES = {
     "structured_extraction": ("--budget", "14", "--size", "4"),
     # The agent's answers vary from run to run (llama.cpp's batching), and a tie keeps the
@@ -67,9 +67,7 @@ SCRIPTED_EXAMPLES = {
     # seed once scored 7/8 in CI, where it scored 3/8 and 4/8 here. On the 12 held-out
     # orders the seed scored 6/12 and 4/12 here, the scripted description 11/12 twice.
     "agent_tools": ("--budget", "18", "--train", "4", "--val", "6", "--test", "12"),
-    "langchain_chain": ("--budget", "14", *SMALL),
-    "dspy_program": ("--budget", "14", *SMALL),
-    "rag": ("--budget", "18", "--store", "qdrant", "--train", "3", "--val", "6", "--test", "10"),
+    "langchain_chain": ("--budget", "14", "--train", "3", "--val", "4", "--test", "6"),
 }
 
 
@@ -88,28 +86,37 @@ def test_example_with_scripted_reflection_improves_on_held_out(name: str, tmp_pa
         assert f"tool:multiply: {SHOP_MULTIPLY_DESCRIPTION}" in output
 
 
+# Examples whose gain is asserted elsewhere on the real 0.5B, run here end to end at a small
+# size (the rise needs a size that took minutes of CI each): the MCP example's better
+# `multiply` description by the agent_tools example (the same agent loop; only the way to
+# the tools differs) and through a real MCP server by tests/adapters/test_mcp_adapter.py;
+# the RAG example's prompts by tests/lm/test_real_rag.py (every store); the DSPy example's
+# instructions by tests/lm/test_real_dspy.py. At the sizes that show it, the three took
+# 309 s, 113 s and 73 s of CI, and the RAG example's rise was thin (0.38 -> 0.41 on 10).
+RUN_ONLY_EXAMPLES = {
+    "mcp_tools": ("--budget", "8", "--train", "2", "--val", "2", "--test", "2"),
+    "rag": ("--budget", "8", "--store", "qdrant", "--train", "1", "--val", "2", "--test", "3"),
+    "dspy_program": ("--budget", "8", "--train", "2", "--val", "2", "--test", "3"),
+}
+
+
 @pytest.mark.slow
 @pytest.mark.llm
 @pytest.mark.timeout(900)
-def test_mcp_tools_example_runs_end_to_end_on_one_server(tmp_path: Path) -> None:
-    """The MCP example at a small size: its own server over stdio, started once, seeds the
-    tool descriptions, and the real 0.5B agent calls it. The gain of the better ``multiply``
-    description on held-out orders is asserted on the same orders by the agent_tools
-    example (the agent loop is the same; only the way to the tools differs) and, through an
-    MCP server, by tests/adapters/test_mcp_adapter.py; running it here too at a size that
-    shows it (12 held-out orders) took 5 minutes of CI."""
-    args = ("--budget", "8", "--train", "2", "--val", "2", "--test", "2", "--scripted-reflection")
-    output = run_example("mcp_tools.py", *args, cwd=tmp_path)
+@pytest.mark.parametrize("name", sorted(RUN_ONLY_EXAMPLES))
+def test_example_runs_end_to_end_at_a_small_size(name: str, tmp_path: Path) -> None:
+    args = (*RUN_ONLY_EXAMPLES[name], "--scripted-reflection")
+    output = run_example(f"{name}.py", *args, cwd=tmp_path)
     seed, best = seed_and_best(output)
-    assert best >= seed
+    assert best >= seed  # validation: a tie keeps the seed
     seed_and_best(output, _HELD_OUT)
-    # The tool texts were seeded from the server's list_tools (the example's own tools).
-    assert "tool:lookup_price: The unit price of an item, in dollars." in output
-    assert re.search(
-        rf"tool:multiply: (The product of two numbers\.|{re.escape(SHOP_MULTIPLY_DESCRIPTION)})\n",
-        output,
-    )
-    assert "server restarts: 0" in output  # one server process for the whole run
+    if name == "mcp_tools":
+        # The tool texts were seeded from the server's list_tools (the example's own tools),
+        # and one server process served the whole run.
+        assert "tool:lookup_price: The unit price of an item, in dollars." in output
+        texts = ("The product of two numbers.", SHOP_MULTIPLY_DESCRIPTION)
+        assert any(f"tool:multiply: {text}\n" in output for text in texts)
+        assert "server restarts: 0" in output
 
 
 @pytest.mark.slow

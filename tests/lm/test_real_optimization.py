@@ -19,6 +19,7 @@ from gepetto.datasets import HANDWRITTEN_PROMPT, LABELS_PROMPT, SEED_PROMPT, tic
 from gepetto.lm.client import LMClient
 from gepetto.lm.registry import resolve_lm
 from gepetto.testing import ScriptedLM
+from tests.lm.short_runs import after_one_iteration
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 
@@ -94,8 +95,9 @@ def test_real_reflection_model_does_not_make_things_worse(task_lm: LMClient) -> 
             VAL[:8],
             adapter=DefaultAdapter(task_lm, exact_match_evaluator(), max_concurrency=4),
             reflection_lm=reflection,
-            max_metric_calls=20,  # the seed's 8, then at most two reflections (~40 s each)
+            max_metric_calls=20,  # the seed's 8, one proposal (3 + 3); no room to validate it
             max_concurrency=4,
+            stop_callbacks=[after_one_iteration],
             display_progress_bar=False,
         )
     finally:
