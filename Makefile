@@ -30,8 +30,8 @@ setup-llm: setup
 gepa-tests: setup
 	PY=$(PY) scripts/fetch-gepa-tests >/dev/null
 
-# The tests without the local LLM run on two processes (pytest-xdist, about 6 minutes here);
-# those with it run one at a time (the model servers already use both cores; about 25
+# The tests without the local LLM run on two processes (pytest-xdist, 4.5-6.5 minutes here);
+# those with it run one at a time (the model servers already use both cores; about 22
 # minutes). Both parts run even when the first fails, and each prints its slowest tests
 # (where CI's time goes).
 test: setup setup-llm gepa-tests lint

@@ -77,7 +77,7 @@ SCRIPTED_EXAMPLES = {
 # the tools differs) and through a real MCP server by tests/adapters/test_mcp_adapter.py;
 # the RAG example's prompts by tests/lm/test_real_rag.py (every store); the DSPy example's
 # instructions by tests/lm/test_real_dspy.py. At the sizes that show it, the three took
-# 309 s, 113 s and 73 s of CI, and the RAG example's rise was thin (0.38 -> 0.41 on 10).
+# 309 s, 113 s and 73 s of a CI run here, and the RAG example's rise was thin (0.38 -> 0.41 on 10).
 RUN_ONLY_EXAMPLES = {
     "mcp_tools": ("--budget", "8", "--train", "2", "--val", "2", "--test", "2"),
     "rag": ("--budget", "8", "--store", "qdrant", "--train", "1", "--val", "2", "--test", "3"),
